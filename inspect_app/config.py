@@ -1,0 +1,248 @@
+"""Settings and frozen run configurations.
+
+Settings are layered: defaults → a YAML file → CLI flags → environment (``INSPECT_*``), the environment winning
+for secrets and URLs such as ``INSPECT_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from inspect_app.errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+
+
+class Settings(BaseSettings):
+    """Process-wide settings, read from ``INSPECT_*`` environment variables.
+
+    Attributes:
+        home: folder where the database, models and run folders live by default.
+        database_url: SQLAlchemy URL; defaults to a SQLite file under ``home``.
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        station: station name written with every inspection when a pipeline does not name one.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="INSPECT_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path("var"))
+    database_url: str | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    station: str = "station-1"
+    line: str = "line-1"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in force: the explicit one, else a SQLite file under ``home``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'inspect.db').as_posix()}"
+
+    @property
+    def models_dir(self) -> Path:
+        """Folder that holds trained model folders by default."""
+        return self.home / "models"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Folder that holds training-run folders by default."""
+        return self.home / "runs"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, then apply non-``None`` overrides (CLI flags).
+
+    The environment still wins for ``database_url`` because URLs may carry secrets that must not live in files.
+    """
+    env_url = os.environ.get("INSPECT_DATABASE_URL")
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    if env_url:
+        settings = settings.model_copy(update={"database_url": env_url})
+    return settings
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A fine-tuning recipe, saved with every run.
+
+    Attributes:
+        backbone: backbone name for ``create_backbone``.
+        input_size: square input side in pixels.
+        epochs: passes over the training split.
+        batch_size: images per optimisation step.
+        lr: peak learning rate of the head; the backbone uses ``lr * backbone_lr_scale``.
+        weight_decay: L2 penalty applied as decoupled weight decay (not on norms and biases).
+        optimizer: one of ``OPTIMIZERS``.
+        val_fraction: share of each class held out for validation.
+        seed: seed for the split, initialisation and augmentation.
+        pretrained: start from pretrained ImageNet weights.
+        num_workers: DataLoader worker processes.
+        device: ``auto``, ``cpu`` or ``cuda``.
+    """
+
+    backbone: str = "efficientnet_lite0"
+    input_size: int = 224
+    epochs: int = 3
+    batch_size: int = 16
+    lr: float = 1e-3
+    backbone_lr_scale: float = 0.3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    val_fraction: float = 0.2
+    seed: int = 0
+    pretrained: bool = True
+    num_workers: int = 0
+    device: str = "auto"
+    max_train_images: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device {self.device!r} is not one of {', '.join(DEVICES)}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction {self.val_fraction!r} must lie strictly between 0 and 1")
+        for name in ("input_size", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} {value!r} must be a positive integer")
+        if self.lr <= 0:
+            raise ConfigError(f"lr {self.lr!r} must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON/YAML."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a dict, rejecting unknown keys by name."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown training option(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**values)
+
+    def with_overrides(self, **overrides: Any) -> TrainConfig:
+        """Copy with the non-``None`` overrides applied (CLI flags over a recipe file)."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping, naming the file in every error."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+SOURCE_KINDS = ("folder",)
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """A declared pipeline (``pipelines/*.yaml``): where images come from, which model decides, where results go.
+
+    Relative paths in the file are resolved against the current working directory, so the shipped examples run from
+    the repository root.
+
+    Attributes:
+        name: pipeline name (for logs).
+        source_kind: one of ``SOURCE_KINDS``.
+        source: folder path (for ``folder``).
+        model: checkpoint folder.
+        station: station name recorded with every inspection.
+        line: production line recorded with every inspection.
+        database_url: overrides the settings' database (the environment still wins).
+        batch_size: images per inference batch.
+        threshold: defect-score threshold; ``None`` keeps the model's.
+        review_band: half-width of the REVIEW band.
+        csv: optional CSV file to append results to.
+        ng_dir: optional folder for NG heatmap overlays.
+        device: ``auto``, ``cpu`` or ``cuda``.
+    """
+
+    name: str
+    source: str
+    model: str
+    source_kind: str = "folder"
+    station: str = "station-1"
+    line: str = "line-1"
+    database_url: str | None = None
+    batch_size: int = 16
+    threshold: float | None = None
+    review_band: float = 0.0
+    csv: str | None = None
+    ng_dir: str | None = None
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.source_kind not in SOURCE_KINDS:
+            raise ConfigError(f"pipeline source kind {self.source_kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"pipeline device {self.device!r} is not one of {', '.join(DEVICES)}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"pipeline batch_size {self.batch_size!r} must be a positive integer")
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> PipelineSpec:
+        """Read a pipeline file; the nested ``source:``/``sinks:`` sections are flattened here.
+
+        Layout::
+
+            name: batch-folder
+            station: {name: station-1, line: line-1}
+            source: {kind: folder, path: sample_data/incoming}
+            model: {path: var/models/demo, threshold: 0.5, review_band: 0.0}
+            inference: {batch_size: 16, device: auto}
+            sinks: {database: null, csv: var/out/results.csv, ng_dir: var/out/ng}
+        """
+        data = read_yaml(Path(path))
+        allowed = {"name", "station", "source", "model", "inference", "sinks", "description"}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"pipeline file {str(path)!r} has unknown section(s) {unknown}; allowed: {sorted(allowed)}"
+            )
+        for required in ("source", "model"):
+            if not isinstance(data.get(required), dict):
+                raise ConfigError(f"pipeline file {str(path)!r} needs a {required!r} mapping")
+        source = data["source"]
+        model = data["model"]
+        station = data.get("station") or {}
+        inference = data.get("inference") or {}
+        sinks = data.get("sinks") or {}
+        if "path" not in source or "path" not in model:
+            raise ConfigError(f"pipeline file {str(path)!r}: source.path and model.path are required")
+        return cls(
+            name=str(data.get("name") or Path(path).stem),
+            source_kind=str(source.get("kind", "folder")),
+            source=str(source["path"]),
+            model=str(model["path"]),
+            threshold=model.get("threshold"),
+            review_band=float(model.get("review_band", 0.0)),
+            station=str(station.get("name", "station-1")),
+            line=str(station.get("line", "line-1")),
+            batch_size=int(inference.get("batch_size", 16)),
+            device=str(inference.get("device", "auto")),
+            database_url=sinks.get("database"),
+            csv=sinks.get("csv"),
+            ng_dir=sinks.get("ng_dir"),
+        )

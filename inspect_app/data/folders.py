@@ -1,0 +1,220 @@
+"""Image folders on disk: listing, the ``root/<class>/*.img`` layout, stratified splits and data fingerprints.
+
+Orders are always sorted by relative path string, never by file-system order, so two machines that hold the same
+files list, split and fingerprint them identically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from inspect_app.data.image_io import file_hash, is_image_path
+from inspect_app.errors import DatasetError
+from inspect_app.records import GOOD_CLASS
+
+logger = logging.getLogger(__name__)
+
+Item = tuple[Path, str]
+"""One labelled image: (path, class name)."""
+
+
+def _is_hidden(name: str) -> bool:
+    """Dot-files and dot-folders (``.git``, ``.DS_Store``, macOS ``._x.jpg``, our own ``.x.tmp``) are not data."""
+    return name.startswith(".")
+
+
+def _require_dir(folder: Path, what: str) -> None:
+    """Raise DatasetError naming the folder unless it is an existing directory."""
+    if not folder.exists():
+        raise DatasetError(f"{what} not found: {folder}")
+    if not folder.is_dir():
+        raise DatasetError(f"{what} is not a directory: {folder}")
+
+
+def list_images(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
+    """Image files under ``folder``, sorted by relative path, skipping hidden files and folders.
+
+    Args:
+        folder: the folder to list.
+        recursive: also look into sub-folders.
+
+    Returns:
+        Paths (``folder`` joined with the relative path) whose suffix is in ``IMAGE_EXTENSIONS``.
+
+    Raises:
+        DatasetError: ``folder`` does not exist or is not a directory.
+    """
+    root = Path(folder)
+    _require_dir(root, "image folder")
+    found: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        # Pruning in place stops os.walk from descending into hidden folders at all.
+        dirnames[:] = [] if not recursive else [d for d in dirnames if not _is_hidden(d)]
+        here = Path(dirpath)
+        for fname in filenames:
+            if _is_hidden(fname) or not is_image_path(fname):
+                continue
+            path = here / fname
+            found.append((path.relative_to(root).as_posix(), path))
+    found.sort(key=lambda pair: pair[0])
+    return [path for _, path in found]
+
+
+def _order_classes(names: Iterable[str]) -> list[str]:
+    """Sorted class names with ``GOOD_CLASS`` first when present (index 0 is then the 'no defect' class)."""
+    ordered = sorted(set(names))
+    if GOOD_CLASS in ordered:
+        ordered.remove(GOOD_CLASS)
+        ordered.insert(0, GOOD_CLASS)
+    return ordered
+
+
+@dataclass(frozen=True)
+class ClassFolderLayout:
+    """A labelled data set stored as ``root/<class>/**/*.img``.
+
+    Attributes:
+        root: the data set folder.
+        classes: class names, sorted, ``good`` first when present.
+        items: (path, class) pairs, grouped by class in ``classes`` order, each group sorted by path.
+    """
+
+    root: Path
+    classes: tuple[str, ...]
+    items: tuple[Item, ...]
+
+    @classmethod
+    def scan(cls, root: str | os.PathLike[str]) -> ClassFolderLayout:
+        """Read the layout under ``root``.
+
+        Raises:
+            DatasetError: root missing, fewer than 2 class folders, or class folders without images (all named).
+        """
+        base = Path(root)
+        _require_dir(base, "data set folder")
+        folders = {p.name: p for p in base.iterdir() if p.is_dir() and not _is_hidden(p.name)}
+        classes = _order_classes(folders)
+        if len(classes) < 2:
+            found = ", ".join(classes) if classes else "none"
+            raise DatasetError(
+                f"{base}: need at least 2 class folders (for example {GOOD_CLASS}/ and one defect), found: {found}"
+            )
+        items: list[Item] = []
+        empty: list[str] = []
+        for name in classes:
+            images = list_images(folders[name])
+            if not images:
+                empty.append(name)
+            items.extend((path, name) for path in images)
+        if empty:
+            raise DatasetError(f"{base}: class folders without images: {', '.join(empty)}")
+        loose = [p.name for p in base.iterdir() if p.is_file() and is_image_path(p.name)]
+        if loose:
+            logger.warning("%s: %d image(s) directly in the root are ignored (not in a class folder)", base, len(loose))
+        return cls(root=base, classes=tuple(classes), items=tuple(items))
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Number of images per class, in class order."""
+        counts = dict.fromkeys(self.classes, 0)
+        for _, label in self.items:
+            counts[label] += 1
+        return counts
+
+
+def scan_class_folders(root: str | os.PathLike[str]) -> list[Item]:
+    """(path, class) pairs of a ``root/<class>/*.img`` data set; see ``ClassFolderLayout.scan``."""
+    return list(ClassFolderLayout.scan(root).items)
+
+
+def class_names(root: str | os.PathLike[str]) -> list[str]:
+    """Class names of a ``root/<class>/*.img`` data set, sorted with ``good`` first; validated like ``scan``."""
+    return list(ClassFolderLayout.scan(root).classes)
+
+
+def _class_seed(seed: int, label: str) -> int:
+    """A per-class seed, so adding or removing one class does not reshuffle the split of the others."""
+    digest = hashlib.sha256(f"{seed}\x00{label}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def stratified_split(items: Sequence[Item], val_fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
+    """Split labelled items into train and validation, class by class, reproducibly.
+
+    Each class holds out ``round(n * val_fraction)`` items, at least 1 and at most ``n - 1`` when it has 2 or more
+    (a class with a single image stays in train). The choice depends only on the seed, the class name and the
+    sorted paths of that class, not on the input order.
+
+    Args:
+        items: (path, class) pairs.
+        val_fraction: share held out for validation, strictly between 0 and 1.
+        seed: any integer; the same seed gives the same split.
+
+    Returns:
+        (train, val): disjoint lists whose union is ``items``, each in input order.
+
+    Raises:
+        ValueError: ``val_fraction`` outside (0, 1).
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be strictly between 0 and 1, got {val_fraction}")
+    by_class: dict[str, list[int]] = {}
+    for index, (_, label) in enumerate(items):
+        by_class.setdefault(label, []).append(index)
+    val_indices: set[int] = set()
+    for label, indices in by_class.items():
+        n = len(indices)
+        if n < 2:
+            continue
+        n_val = min(max(round(n * val_fraction), 1), n - 1)
+        ordered = sorted(indices, key=lambda i: (str(items[i][0]), i))
+        rng = np.random.default_rng(_class_seed(seed, label))
+        chosen = rng.permutation(n)[:n_val]
+        val_indices.update(ordered[k] for k in chosen)
+    train = [item for i, item in enumerate(items) if i not in val_indices]
+    val = [item for i, item in enumerate(items) if i in val_indices]
+    return train, val
+
+
+def _common_root(paths: Sequence[Path]) -> Path:
+    """Deepest folder that contains every path."""
+    return Path(os.path.commonpath([os.path.abspath(p.parent) for p in paths]))
+
+
+def fingerprint(items: Sequence[Item], root: str | os.PathLike[str] | None = None) -> str:
+    """SHA-256 identifying a labelled data set: over sorted (relative path, class, file content hash) lines.
+
+    Renaming, relabelling, adding, removing or editing any image changes it; moving the whole folder does not.
+
+    Args:
+        items: (path, class) pairs.
+        root: folder the paths are made relative to; defaults to the deepest folder containing all of them.
+
+    Raises:
+        DatasetError: an item's file cannot be read, or lies outside ``root``.
+    """
+    if not items:
+        return hashlib.sha256(b"").hexdigest()
+    base = Path(os.path.abspath(root)) if root is not None else _common_root([p for p, _ in items])
+    lines: list[str] = []
+    for path, label in items:
+        # abspath, not resolve: a symlinked image keeps its place in the data set tree.
+        resolved = Path(os.path.abspath(path))
+        try:
+            rel = resolved.relative_to(base).as_posix()
+        except ValueError:
+            raise DatasetError(f"{path} is not inside the data set root {base}") from None
+        try:
+            digest = file_hash(resolved)
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot read for fingerprint ({exc.strerror or exc})") from exc
+        lines.append(f"{rel}\t{label}\t{digest}\n")
+    lines.sort()
+    return hashlib.sha256("".join(lines).encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""Training loops, metrics, thresholds, explanations and inference, built on ``models`` and ``data``."""

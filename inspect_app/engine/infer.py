@@ -1,0 +1,102 @@
+"""Inference: ``Inspector`` loads a checkpoint once and turns batches of RGB images into ``Prediction`` records."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inspect_app.data.presets import resize_square, to_chw_uint8
+from inspect_app.engine.device import resolve_device
+from inspect_app.engine.explain import normalize_map
+from inspect_app.engine.thresholds import check_threshold, decide
+from inspect_app.models.checkpoint import ModelCard, load_checkpoint
+from inspect_app.models.classifier import upsample_maps
+from inspect_app.records import Decision, Prediction
+
+logger = logging.getLogger(__name__)
+
+
+class Inspector:
+    """A loaded model plus its decision rule.
+
+    Args:
+        model_dir: checkpoint folder (``model.safetensors`` + ``model_card.json``).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        threshold: defect-score threshold; defaults to the model card's.
+        review_band: half-width of the REVIEW band around the threshold (0 = binary decisions).
+        heatmaps: compute a heatmap for every non-OK prediction.
+    """
+
+    def __init__(
+        self,
+        model_dir: Path,
+        device: str = "auto",
+        threshold: float | None = None,
+        review_band: float = 0.0,
+        heatmaps: bool = True,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model, self.card = load_checkpoint(Path(model_dir), self.device)
+        self.threshold = self.card.threshold if threshold is None else threshold
+        check_threshold(self.threshold, review_band)
+        self.review_band = review_band
+        self.heatmaps = heatmaps
+        self.classes = list(self.card.classes)
+        self.good_index = self.classes.index(self.card.good_class) if self.card.good_class in self.classes else None
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        logger.info("loaded model %s (%s) on %s", self.card.name, self.card.backbone, self.device)
+
+    @property
+    def model_card(self) -> ModelCard:
+        """The loaded model's card."""
+        return self.card
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Resize on the CPU and stack as uint8 (3xSxS each), ready to copy to the device."""
+        size = self.card.input_size
+        batch = np.stack([to_chw_uint8(resize_square(image, size)) for image in images])
+        tensor = torch.from_numpy(batch)
+        return tensor.pin_memory() if self.device.type == "cuda" else tensor
+
+    @torch.inference_mode()
+    def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
+        """Predictions for HxWx3 uint8 RGB images, in order. An empty list gives an empty list."""
+        if not images:
+            return []
+        inputs = self.preprocess(images).to(self.device, non_blocking=True)
+        inputs = inputs.float().div_(255.0)
+        if self.device.type == "cuda":
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
+            logits, maps = self.model.forward_with_cam(inputs)
+        probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        return [self._decide(probs[i], maps[i : i + 1]) for i in range(len(images))]
+
+    def _decide(self, probs: np.ndarray, maps: torch.Tensor) -> Prediction:
+        label_index = int(probs.argmax())
+        score = 1.0 - float(probs[self.good_index]) if self.good_index is not None else 1.0
+        decision = decide(score, self.threshold, self.review_band)
+        heatmap = None
+        defect_class = None
+        if decision is not Decision.OK:
+            # Name and show the most likely *defect* class, even when "good" narrowly had the top probability.
+            order = np.argsort(-probs)
+            defect_index = next((int(i) for i in order if i != self.good_index), label_index)
+            defect_class = self.classes[defect_index]
+        if self.heatmaps and defect_class is not None:
+            size = (self.card.input_size, self.card.input_size)
+            cam = upsample_maps(maps[:, defect_index : defect_index + 1].float(), size)[0, 0].clamp_(min=0)
+            heatmap = normalize_map(cam.cpu().numpy())
+        return Prediction(
+            label=self.classes[label_index],
+            score=score,
+            decision=decision,
+            class_scores={name: float(p) for name, p in zip(self.classes, probs, strict=True)},
+            heatmap=heatmap,
+            defect_class=defect_class,
+        )

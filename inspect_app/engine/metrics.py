@@ -1,0 +1,123 @@
+"""Classification and factory metrics computed with numpy: confusion matrix, recall, ROC AUC, escape rate.
+
+Factory vocabulary: a *false reject* is a good part called NG (scrap, rework); an *escape* is a defective part called
+good (it reaches the customer). Plants fix the false-reject rate they can afford and watch the escape rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
+    """Counts with true classes on rows and predicted classes on columns."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    return matrix
+
+
+def per_class_scores(matrix: np.ndarray) -> dict[str, np.ndarray]:
+    """Precision, recall and F1 per class from a confusion matrix (0 where undefined)."""
+    tp = np.diag(matrix).astype(np.float64)
+    predicted = matrix.sum(axis=0).astype(np.float64)
+    actual = matrix.sum(axis=1).astype(np.float64)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def roc_auc(is_positive: Sequence[bool], scores: Sequence[float]) -> float | None:
+    """Area under the ROC curve by the rank statistic (ties count half); ``None`` when one class is absent."""
+    labels = np.asarray(is_positive, dtype=bool)
+    values = np.asarray(scores, dtype=np.float64)
+    n_pos = int(labels.sum())
+    n_neg = int(labels.size - n_pos)
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(values.size, dtype=np.float64)
+    sorted_values = values[order]
+    # Average ranks over ties so that equal scores contribute one half.
+    _, first, counts = np.unique(sorted_values, return_index=True, return_counts=True)
+    average = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(average, counts)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def threshold_for_false_reject(good_scores: Sequence[float], false_reject_rate: float) -> float:
+    """Lowest threshold (NG when score >= threshold) whose false-reject rate on good parts is ≤ the target."""
+    good = np.sort(np.asarray(good_scores, dtype=np.float64))
+    if good.size == 0:
+        raise ValueError("threshold_for_false_reject needs at least one good score")
+    if not 0.0 <= false_reject_rate < 1.0:
+        raise ValueError(f"false_reject_rate {false_reject_rate!r} must lie in [0, 1)")
+    allowed = int(np.floor(false_reject_rate * good.size))
+    # Rejecting at most `allowed` good parts: the threshold sits just above the (allowed+1)-th highest good score.
+    return float(np.nextafter(good[good.size - 1 - allowed], np.inf))
+
+
+def escape_rate(defect_scores: Sequence[float], threshold: float) -> float | None:
+    """Share of defective parts scored below the threshold (called good); ``None`` without defects."""
+    defects = np.asarray(defect_scores, dtype=np.float64)
+    if defects.size == 0:
+        return None
+    return float((defects < threshold).mean())
+
+
+def classification_report(
+    y_true: Sequence[int],
+    y_pred: Sequence[int],
+    defect_scores: Sequence[float],
+    classes: Sequence[str],
+    good_class: str,
+    false_reject_rate: float = 0.01,
+) -> dict[str, Any]:
+    """All metrics a model card and the dashboard show, as plain JSON-able values.
+
+    Args:
+        y_true: true class indices.
+        y_pred: predicted class indices.
+        defect_scores: per-image defect score (higher = more likely defective).
+        classes: class names in index order.
+        good_class: name of the defect-free class (may be absent from ``classes``).
+        false_reject_rate: operating point for the escape rate.
+    """
+    matrix = confusion_matrix(y_true, y_pred, len(classes))
+    scores = per_class_scores(matrix)
+    total = int(matrix.sum())
+    present = matrix.sum(axis=1) > 0
+    report: dict[str, Any] = {
+        "images": total,
+        "accuracy": float(np.trace(matrix) / total) if total else 0.0,
+        "macro_recall": float(scores["recall"][present].mean()) if present.any() else 0.0,
+        "per_class": {
+            name: {
+                "precision": float(scores["precision"][i]),
+                "recall": float(scores["recall"][i]),
+                "f1": float(scores["f1"][i]),
+                "support": int(matrix[i].sum()),
+            }
+            for i, name in enumerate(classes)
+        },
+        "confusion_matrix": matrix.tolist(),
+        "classes": list(classes),
+    }
+    if good_class in classes:
+        good_index = classes.index(good_class)
+        truth = np.asarray(y_true)
+        values = np.asarray(defect_scores, dtype=np.float64)
+        is_defect = truth != good_index
+        report["auroc_good_vs_defect"] = roc_auc(is_defect, values)
+        if (~is_defect).any():
+            threshold = threshold_for_false_reject(values[~is_defect], false_reject_rate)
+            report["operating_point"] = {
+                "false_reject_rate": false_reject_rate,
+                "threshold": threshold,
+                "escape_rate": escape_rate(values[is_defect], threshold),
+            }
+    return report

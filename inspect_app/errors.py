@@ -1,0 +1,33 @@
+"""Exceptions raised across layers; each names the bad value and, where it helps, the allowed ones."""
+
+
+class InspectAppError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(InspectAppError):
+    """A setting, recipe or pipeline file holds a value that cannot be used."""
+
+
+class ImageDecodeError(InspectAppError):
+    """An image file cannot be read, is truncated, empty, too large or of an unsupported mode."""
+
+
+class DatasetError(InspectAppError):
+    """A dataset folder or manifest does not have the expected layout or content."""
+
+
+class UnknownBackboneError(InspectAppError):
+    """A backbone name is neither bundled nor known to timm."""
+
+
+class WeightsUnavailableError(InspectAppError):
+    """Pretrained weights could not be loaded (for example: offline and not bundled)."""
+
+
+class CheckpointError(InspectAppError):
+    """A checkpoint folder is missing files or its model card does not match its weights."""
+
+
+class StorageError(InspectAppError):
+    """The database cannot be reached or refused a write."""

@@ -1,0 +1,171 @@
+"""Typed frozen records passed between layers: no torch, no SQL.
+
+``storage.repository`` is the one place that turns these into rows and back.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+GOOD_CLASS = "good"
+
+
+def utcnow() -> datetime:
+    """Timezone-aware current UTC time."""
+    return datetime.now(UTC)
+
+
+class Decision(enum.StrEnum):
+    """What the station does with a part."""
+
+    OK = "OK"
+    REVIEW = "REVIEW"
+    NG = "NG"
+    ERROR = "ERROR"
+
+
+class ModelStatus(enum.StrEnum):
+    """Life stage of a model version."""
+
+    CANDIDATE = "candidate"
+    ACTIVE = "active"
+    RETIRED = "retired"
+
+
+class RunStatus(enum.StrEnum):
+    """Life stage of a training run."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded image and where it came from.
+
+    Attributes:
+        image: HxWx3 uint8 RGB array.
+        source: source reference (folder, camera index, stream URL).
+        ref: path of the file, or ``frame:<index>`` for live sources.
+        captured_at: UTC capture time.
+        content_hash: SHA-256 of the file bytes (or of the pixels for live frames).
+    """
+
+    image: np.ndarray
+    source: str
+    ref: str
+    captured_at: datetime
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A model's verdict on one image.
+
+    Attributes:
+        label: most likely class name.
+        score: defect score in [0, 1]; higher means more likely defective.
+        decision: OK / REVIEW / NG from the score and thresholds.
+        class_scores: probability per class name.
+        heatmap: optional HxW float32 map in [0, 1] showing where the defect evidence is.
+        defect_class: most likely defect class when the decision is not OK, else ``None``.
+    """
+
+    label: str
+    score: float
+    decision: Decision
+    class_scores: dict[str, float] = field(default_factory=dict)
+    heatmap: np.ndarray | None = None
+    defect_class: str | None = None
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """One recorded decision (or failure) for one image, as written to the database."""
+
+    station: str
+    line: str
+    source: str
+    image_path: str
+    decision: Decision
+    created_at: datetime = field(default_factory=utcnow)
+    content_hash: str | None = None
+    model_version: str | None = None
+    defect_class: str | None = None
+    score: float | None = None
+    threshold: float | None = None
+    latency_ms: float | None = None
+    heatmap_path: str | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        assert self.created_at.tzinfo is not None, "inspection timestamps must be timezone-aware UTC"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A trained model registered in the plant database."""
+
+    name: str
+    kind: str
+    backbone: str
+    path: str
+    classes: tuple[str, ...]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    status: ModelStatus = ModelStatus.CANDIDATE
+    threshold: float = 0.5
+    data_fingerprint: str | None = None
+    training_run_id: int | None = None
+    created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """A fine-tuning run as recorded in the database."""
+
+    config: dict[str, Any]
+    data_dir: str
+    status: RunStatus = RunStatus.QUEUED
+    id: int | None = None
+    model_name: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    log_path: str | None = None
+    error: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class InspectionSummary:
+    """Counts over a set of inspections, for the CLI summary and the dashboard KPIs."""
+
+    total: int
+    ok: int
+    review: int
+    ng: int
+    errors: int
+    per_class: dict[str, int]
+
+    @property
+    def decided(self) -> int:
+        """Images that got a decision (errors excluded)."""
+        return self.ok + self.review + self.ng
+
+    @property
+    def defect_rate(self) -> float:
+        """NG share of decided images; 0 when nothing was decided."""
+        return self.ng / self.decided if self.decided else 0.0
+
+    @property
+    def yield_rate(self) -> float:
+        """OK share of decided images; 0 when nothing was decided."""
+        return self.ok / self.decided if self.decided else 0.0

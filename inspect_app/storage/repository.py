@@ -1,0 +1,402 @@
+"""The one place that turns ``inspect_app.records`` into database rows and back.
+
+Every write runs in one transaction; database refusals surface as ``StorageError`` (see ``Database.session``), and
+lookups of a name or id that does not exist raise ``LookupError`` naming it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from inspect_app.errors import StorageError
+from inspect_app.records import (
+    Decision,
+    Inspection,
+    ModelStatus,
+    ModelVersion,
+    RunStatus,
+    TrainingRun,
+)
+from inspect_app.storage.db import Database
+from inspect_app.storage.tables import InspectionRow, ModelVersionRow, TrainingRunRow
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 500
+# Columns of training_runs that update_training_run may change; id and created_at are fixed at insert.
+UPDATABLE_RUN_FIELDS = frozenset(
+    {"status", "config", "data_dir", "model_name", "metrics", "log_path", "error", "started_at", "finished_at"}
+)
+_INSPECTIONS: Table = InspectionRow.__table__  # type: ignore[assignment]
+
+
+def _require_aware(name: str, value: datetime | None) -> None:
+    """Reject naive datetimes early, with the field name in the message."""
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise ValueError(f"{name} {value.isoformat()!r} is naive; pass a timezone-aware UTC datetime")
+
+
+def _check_limit(limit: int) -> None:
+    """Reject non-positive limits, which SQL would treat inconsistently across backends."""
+    if not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit {limit!r} must be a positive integer")
+
+
+# --- records <-> rows ---------------------------------------------------------------------------------------------
+
+
+def inspection_to_values(inspection: Inspection) -> dict[str, Any]:
+    """Column values of one ``inspections`` row (without ``id``)."""
+    _require_aware("created_at", inspection.created_at)
+    return {
+        "created_at": inspection.created_at,
+        "station": inspection.station,
+        "line": inspection.line,
+        "source": inspection.source,
+        "image_path": inspection.image_path,
+        "content_hash": inspection.content_hash,
+        "model_version": inspection.model_version,
+        "decision": Decision(inspection.decision).value,
+        "defect_class": inspection.defect_class,
+        "score": inspection.score,
+        "threshold": inspection.threshold,
+        "latency_ms": inspection.latency_ms,
+        "heatmap_path": inspection.heatmap_path,
+        "error": inspection.error,
+    }
+
+
+def inspection_from_row(row: Any) -> Inspection:
+    """Build an ``Inspection`` from an ``InspectionRow`` or a Core row with the same columns."""
+    return Inspection(
+        station=row.station,
+        line=row.line,
+        source=row.source,
+        image_path=row.image_path,
+        decision=Decision(row.decision),
+        created_at=row.created_at,
+        content_hash=row.content_hash,
+        model_version=row.model_version,
+        defect_class=row.defect_class,
+        score=row.score,
+        threshold=row.threshold,
+        latency_ms=row.latency_ms,
+        heatmap_path=row.heatmap_path,
+        error=row.error,
+    )
+
+
+def _model_version_to_row(version: ModelVersion) -> ModelVersionRow:
+    """New ``ModelVersionRow`` for a record."""
+    _require_aware("created_at", version.created_at)
+    return ModelVersionRow(
+        name=version.name,
+        kind=version.kind,
+        backbone=version.backbone,
+        path=version.path,
+        classes=list(version.classes),
+        metrics=dict(version.metrics),
+        status=ModelStatus(version.status).value,
+        threshold=float(version.threshold),
+        data_fingerprint=version.data_fingerprint,
+        training_run_id=version.training_run_id,
+        created_at=version.created_at,
+    )
+
+
+def _model_version_from_row(row: ModelVersionRow) -> ModelVersion:
+    """Record for a ``ModelVersionRow``."""
+    return ModelVersion(
+        name=row.name,
+        kind=row.kind,
+        backbone=row.backbone,
+        path=row.path,
+        classes=tuple(row.classes),
+        metrics=dict(row.metrics),
+        status=ModelStatus(row.status),
+        threshold=row.threshold,
+        data_fingerprint=row.data_fingerprint,
+        training_run_id=row.training_run_id,
+        created_at=row.created_at,
+    )
+
+
+def _run_to_row(run: TrainingRun) -> TrainingRunRow:
+    """New ``TrainingRunRow`` for a record; ``run.id`` is kept when set, else the database assigns one."""
+    for name in ("created_at", "started_at", "finished_at"):
+        _require_aware(name, getattr(run, name))
+    row = TrainingRunRow(
+        status=RunStatus(run.status).value,
+        config=dict(run.config),
+        data_dir=run.data_dir,
+        model_name=run.model_name,
+        metrics=dict(run.metrics),
+        log_path=run.log_path,
+        error=run.error,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+    )
+    if run.id is not None:
+        row.id = run.id
+    return row
+
+
+def _run_from_row(row: TrainingRunRow) -> TrainingRun:
+    """Record for a ``TrainingRunRow``."""
+    return TrainingRun(
+        id=row.id,
+        status=RunStatus(row.status),
+        config=dict(row.config),
+        data_dir=row.data_dir,
+        model_name=row.model_name,
+        metrics=dict(row.metrics),
+        log_path=row.log_path,
+        error=row.error,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+# --- repository ---------------------------------------------------------------------------------------------------
+
+
+class Repository:
+    """Reads and writes records through one ``Database``.
+
+    Args:
+        db: the open database.
+        batch_size: rows per INSERT statement in ``add_inspections``.
+    """
+
+    def __init__(self, db: Database, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        """Bind to a database."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size {batch_size!r} must be a positive integer")
+        self.db = db
+        self.batch_size = batch_size
+
+    # inspections -------------------------------------------------------------------------------------------------
+
+    def add_inspections(self, inspections: Iterable[Inspection]) -> int:
+        """Insert inspections in batches, skipping ones already recorded; all in one transaction.
+
+        A row is "already recorded" when (content_hash, model_version, station) exists, so re-running a batch job on
+        the same folder with the same model inserts nothing. Rows without a content hash (read errors) always insert.
+
+        Returns:
+            Number of rows actually inserted.
+        """
+        values = [inspection_to_values(inspection) for inspection in inspections]
+        if not values:
+            return 0
+        inserted = 0
+        with self.db.session() as session:
+            for start in range(0, len(values), self.batch_size):
+                inserted += self._insert_new(session, values[start : start + self.batch_size])
+        logger.debug("inserted %d of %d inspections", inserted, len(values))
+        return inserted
+
+    def _insert_new(self, session: Session, batch: list[dict[str, Any]]) -> int:
+        """Insert one batch with ON CONFLICT DO NOTHING and count the rows the database really added."""
+        dialect = session.get_bind().dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            module = sqlite if dialect == "sqlite" else postgresql
+            # RETURNING yields only the rows that were inserted, which is portable where executemany rowcount is not.
+            stmt = module.insert(_INSPECTIONS).on_conflict_do_nothing().returning(_INSPECTIONS.c.id)
+            return len(session.execute(stmt, batch).all())
+        # Other backends: one savepoint per row so a duplicate skips only itself.
+        inserted = 0
+        for row in batch:
+            try:
+                with session.begin_nested():
+                    session.execute(insert(_INSPECTIONS), row)
+                inserted += 1
+            except IntegrityError:
+                continue
+        return inserted
+
+    def known_hashes(self, model_version: str | None, station: str) -> set[str]:
+        """Content hashes already inspected by ``model_version`` at ``station`` (to skip them before decoding)."""
+        stmt = (
+            select(InspectionRow.content_hash)
+            .where(
+                InspectionRow.model_version == model_version,
+                InspectionRow.station == station,
+                InspectionRow.content_hash.is_not(None),
+            )
+            .distinct()
+        )
+        with self.db.session() as session:
+            return {value for value in session.scalars(stmt) if value is not None}
+
+    def list_inspections(
+        self,
+        limit: int = 100,
+        decision: Decision | str | None = None,
+        station: str | None = None,
+        since: datetime | None = None,
+    ) -> list[Inspection]:
+        """Newest inspections first, optionally only one decision, one station and/or from ``since`` on.
+
+        Raises:
+            ValueError: ``limit`` is not positive, ``decision`` is not a ``Decision`` value or ``since`` is naive.
+        """
+        _check_limit(limit)
+        _require_aware("since", since)
+        stmt = select(InspectionRow)
+        if since is not None:
+            stmt = stmt.where(InspectionRow.created_at >= since)
+        if decision is not None:
+            stmt = stmt.where(InspectionRow.decision == _decision_value(decision))
+        if station is not None:
+            stmt = stmt.where(InspectionRow.station == station)
+        stmt = stmt.order_by(InspectionRow.created_at.desc(), InspectionRow.id.desc()).limit(limit)
+        with self.db.session() as session:
+            return [inspection_from_row(row) for row in session.scalars(stmt)]
+
+    # model versions ----------------------------------------------------------------------------------------------
+
+    def add_model_version(self, version: ModelVersion) -> int:
+        """Register a model version and return its id.
+
+        Raises:
+            StorageError: the name is taken, or the version is ``active`` while another one is.
+        """
+        row = _model_version_to_row(version)
+        with self.db.session() as session:
+            if session.scalar(select(ModelVersionRow.id).where(ModelVersionRow.name == version.name)) is not None:
+                raise StorageError(f"model version {version.name!r} already exists")
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def get_model_version(self, name: str) -> ModelVersion | None:
+        """The model version called ``name``, or ``None``."""
+        with self.db.session() as session:
+            row = session.scalar(select(ModelVersionRow).where(ModelVersionRow.name == name))
+            return None if row is None else _model_version_from_row(row)
+
+    def list_model_versions(self) -> list[ModelVersion]:
+        """Every model version, oldest first."""
+        stmt = select(ModelVersionRow).order_by(ModelVersionRow.created_at, ModelVersionRow.id)
+        with self.db.session() as session:
+            return [_model_version_from_row(row) for row in session.scalars(stmt)]
+
+    def active_model(self) -> ModelVersion | None:
+        """The model version currently in use, or ``None`` before the first promotion."""
+        stmt = select(ModelVersionRow).where(ModelVersionRow.status == ModelStatus.ACTIVE.value)
+        with self.db.session() as session:
+            row = session.scalar(stmt)
+            return None if row is None else _model_version_from_row(row)
+
+    def promote(self, name: str) -> ModelVersion:
+        """Make ``name`` the active model and retire the previous one, in one transaction.
+
+        Promoting the model that is already active changes nothing; a retired model may be promoted again (rollback).
+
+        Returns:
+            The promoted model version.
+
+        Raises:
+            LookupError: no model version is called ``name``.
+        """
+        with self.db.session() as session:
+            row = session.scalar(select(ModelVersionRow).where(ModelVersionRow.name == name).with_for_update())
+            if row is None:
+                known = session.scalars(select(ModelVersionRow.name).order_by(ModelVersionRow.name)).all()
+                raise LookupError(f"model version {name!r} not found; known: {list(known)}")
+            if row.status != ModelStatus.ACTIVE.value:
+                # Retire first: the one-active unique index is checked per statement.
+                session.execute(
+                    update(ModelVersionRow)
+                    .where(ModelVersionRow.status == ModelStatus.ACTIVE.value)
+                    .values(status=ModelStatus.RETIRED.value)
+                )
+                row.status = ModelStatus.ACTIVE.value
+                session.flush()
+                logger.info("model version %r promoted to active", name)
+            return _model_version_from_row(row)
+
+    # training runs -----------------------------------------------------------------------------------------------
+
+    def add_training_run(self, run: TrainingRun) -> int:
+        """Record a training run and return its id."""
+        row = _run_to_row(run)
+        with self.db.session() as session:
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def update_training_run(self, run_id: int, **fields: Any) -> TrainingRun:
+        """Change some columns of a training run and return the updated record.
+
+        Args:
+            run_id: the run's id.
+            **fields: any of ``UPDATABLE_RUN_FIELDS``; ``status`` may be a ``RunStatus`` or its value.
+
+        Raises:
+            ValueError: an unknown field name, a bad status or a naive datetime.
+            LookupError: no run has ``run_id``.
+        """
+        unknown = sorted(set(fields) - UPDATABLE_RUN_FIELDS)
+        if unknown:
+            raise ValueError(f"cannot update training-run field(s) {unknown}; allowed: {sorted(UPDATABLE_RUN_FIELDS)}")
+        if "status" in fields:
+            fields["status"] = RunStatus(fields["status"]).value
+        for name in ("started_at", "finished_at"):
+            _require_aware(name, fields.get(name))
+        for name in ("config", "metrics"):
+            if name in fields:
+                fields[name] = dict(fields[name])
+        with self.db.session() as session:
+            row = session.get(TrainingRunRow, run_id)
+            if row is None:
+                raise LookupError(f"training run {run_id!r} not found")
+            for name, value in fields.items():
+                setattr(row, name, value)
+            session.flush()
+            return _run_from_row(row)
+
+    def get_training_run(self, run_id: int) -> TrainingRun:
+        """The training run with ``run_id``.
+
+        Raises:
+            LookupError: no run has ``run_id``.
+        """
+        with self.db.session() as session:
+            row = session.get(TrainingRunRow, run_id)
+            if row is None:
+                raise LookupError(f"training run {run_id!r} not found")
+            return _run_from_row(row)
+
+    def list_training_runs(self, limit: int = 50, status: RunStatus | str | None = None) -> list[TrainingRun]:
+        """Newest training runs first, optionally only those with one status."""
+        _check_limit(limit)
+        stmt = select(TrainingRunRow)
+        if status is not None:
+            stmt = stmt.where(TrainingRunRow.status == RunStatus(status).value)
+        stmt = stmt.order_by(TrainingRunRow.created_at.desc(), TrainingRunRow.id.desc()).limit(limit)
+        with self.db.session() as session:
+            return [_run_from_row(row) for row in session.scalars(stmt)]
+
+
+def _decision_value(decision: Decision | str) -> str:
+    """Validated decision string, naming the allowed values when it is not one."""
+    try:
+        return Decision(decision).value
+    except ValueError as exc:
+        allowed = [d.value for d in Decision]
+        raise ValueError(f"decision {decision!r} is not one of {allowed}") from exc
+
+
+__all__ = ["UPDATABLE_RUN_FIELDS", "Repository", "inspection_from_row", "inspection_to_values"]

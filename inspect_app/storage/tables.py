@@ -1,0 +1,172 @@
+"""SQLAlchemy 2.0 table mappings for the plant database.
+
+Alembic owns the schema (``migrations/versions``); these classes describe it for queries and for the
+migration self-check. Only ``storage.repository`` converts between these rows and ``inspect_app.records``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Deterministic constraint names, so that the hand-written migrations and the models agree and later
+# migrations can drop constraints by name on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+DECISIONS = ("OK", "REVIEW", "NG", "ERROR")
+MODEL_STATUSES = ("candidate", "active", "retired")
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+def _in_list(column: str, values: tuple[str, ...]) -> str:
+    """SQL text ``column IN ('a', 'b')`` for a check constraint over fixed, trusted literals."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is stored as UTC and always comes back timezone-aware UTC.
+
+    PostgreSQL keeps the instant in ``timestamptz``; SQLite has no time zone type, so the value is stored as naive
+    UTC text, which also keeps its lexical order equal to time order for range filters and bucketing.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Normalise to UTC, refusing naive datetimes whose instant would be a guess."""
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"datetime {value.isoformat()!r} is naive; pass a timezone-aware UTC datetime")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Attach (or convert to) UTC so callers never see a naive timestamp."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table; shares one ``MetaData`` with the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: dict[Any, Any] = {  # noqa: RUF012 - SQLAlchemy reads this class attribute as is
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[str]: JSON(),
+        float: Double(),
+    }
+
+
+class TrainingRunRow(Base):
+    """One fine-tuning run: queued, run by a worker, finished with metrics or an error."""
+
+    __tablename__ = "training_runs"
+    __table_args__ = (
+        CheckConstraint(_in_list("status", RUN_STATUSES), name="status"),
+        Index(None, "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    status: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]]
+    data_dir: Mapped[str] = mapped_column(Text)
+    model_name: Mapped[str | None] = mapped_column(String(200))
+    metrics: Mapped[dict[str, Any]]
+    log_path: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class ModelVersionRow(Base):
+    """A trained model registered for use; at most one row is ``active`` at a time."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        CheckConstraint(_in_list("status", MODEL_STATUSES), name="status"),
+        # A partial unique index makes "one active model" a database guarantee, not just a convention.
+        Index(
+            "uq_model_versions_one_active",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    backbone: Mapped[str] = mapped_column(String(200))
+    path: Mapped[str] = mapped_column(Text)
+    classes: Mapped[list[str]]
+    metrics: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))
+    threshold: Mapped[float]
+    data_fingerprint: Mapped[str | None] = mapped_column(String(128))
+    training_run_id: Mapped[int | None] = mapped_column(ForeignKey("training_runs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+
+
+class InspectionRow(Base):
+    """One decision (or failure) for one image at one station."""
+
+    __tablename__ = "inspections"
+    __table_args__ = (
+        # Re-inspecting the same file with the same model at the same station is a no-op (ON CONFLICT DO NOTHING).
+        # NULLs are distinct in unique constraints on SQLite and PostgreSQL, so failed reads without a hash repeat.
+        UniqueConstraint("content_hash", "model_version", "station"),
+        CheckConstraint(_in_list("decision", DECISIONS), name="decision"),
+        Index(None, "created_at"),
+        Index(None, "station", "created_at"),
+        Index(None, "decision", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime]
+    station: Mapped[str] = mapped_column(String(100))
+    line: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(Text)
+    image_path: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    model_version: Mapped[str | None] = mapped_column(String(200))
+    decision: Mapped[str] = mapped_column(String(8))
+    defect_class: Mapped[str | None] = mapped_column(String(100))
+    score: Mapped[float | None]
+    threshold: Mapped[float | None]
+    latency_ms: Mapped[float | None]
+    heatmap_path: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,51 @@
+"""Metrics: checked against hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inspect_app.engine.metrics import (
+    classification_report,
+    confusion_matrix,
+    escape_rate,
+    roc_auc,
+    threshold_for_false_reject,
+)
+
+
+def test_confusion_matrix_counts() -> None:
+    m = confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2], 3)
+    assert m.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+
+
+def test_roc_auc_matches_pairwise_definition() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.random(200) < 0.3
+    scores = np.round(rng.random(200) + labels * 0.3, 1)  # rounding creates ties
+    pos, neg = scores[labels], scores[~labels]
+    pairwise = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (
+        pos.size * neg.size
+    )
+    assert roc_auc(labels, scores) == pytest.approx(pairwise)
+    assert roc_auc([True, True], [0.1, 0.2]) is None
+
+
+def test_threshold_meets_false_reject_target() -> None:
+    good = np.linspace(0, 1, 100, endpoint=False)  # 0.00 .. 0.99
+    t = threshold_for_false_reject(good, 0.05)
+    assert (good >= t).mean() <= 0.05
+    assert (good >= np.nextafter(good[-6], -np.inf)).mean() > 0.05  # lower would break the target
+    assert escape_rate([0.5, 0.93, 0.97, 0.99], t) == pytest.approx(2 / 4)
+
+
+def test_report_has_factory_figures() -> None:
+    report = classification_report(
+        y_true=[0, 0, 0, 1, 2], y_pred=[0, 0, 1, 1, 2], defect_scores=[0.1, 0.2, 0.7, 0.9, 0.8],
+        classes=["good", "scratch", "crack"], good_class="good",
+    )
+    assert report["accuracy"] == pytest.approx(0.8)
+    assert report["per_class"]["good"]["recall"] == pytest.approx(2 / 3)
+    assert report["macro_recall"] == pytest.approx((2 / 3 + 1 + 1) / 3)
+    assert report["auroc_good_vs_defect"] == pytest.approx(1.0)
+    assert report["operating_point"]["escape_rate"] == 0.0

@@ -1,0 +1,102 @@
+"""Alembic migrations: upgrade creates the schema, downgrade drops it, and they agree with the models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+from inspect_app.errors import StorageError
+from inspect_app.storage import current_revision, downgrade, head_revision, make_engine, upgrade
+from inspect_app.storage.db import MIGRATIONS_DIR
+from inspect_app.storage.tables import Base
+
+APP_TABLES = {"inspections", "model_versions", "training_runs"}
+
+
+def _tables(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade_round_trip(db_url: str) -> None:
+    assert current_revision(db_url) is None
+    upgrade(db_url)
+    assert _tables(db_url) >= APP_TABLES
+    assert current_revision(db_url) == head_revision() == "0001"
+
+    downgrade(db_url, "base")
+    assert not APP_TABLES & _tables(db_url)
+    assert current_revision(db_url) is None
+
+    upgrade(db_url)
+    assert _tables(db_url) >= APP_TABLES
+    downgrade(db_url)  # leave nothing behind on a shared PostgreSQL server
+
+
+def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
+    upgrade(db_url)
+    upgrade(db_url)
+    assert current_revision(db_url) == head_revision()
+    downgrade(db_url)
+
+
+def test_upgrade_accepts_an_engine(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine)
+        assert current_revision(engine) == head_revision()
+        downgrade(engine)
+        assert current_revision(engine) is None
+    finally:
+        engine.dispose()
+
+
+def test_migrated_schema_matches_the_models(db_url: str) -> None:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            diff = compare_metadata(context, Base.metadata)
+    finally:
+        engine.dispose()
+    assert diff == [], f"tables.py and the migrations disagree: {diff}"
+    downgrade(db_url)
+
+
+def test_dashboard_indexes_and_unique_constraint_exist(db_url: str) -> None:
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    try:
+        inspector = inspect(engine)
+        indexes = {tuple(ix["column_names"]) for ix in inspector.get_indexes("inspections")}
+        uniques = {tuple(uq["column_names"]) for uq in inspector.get_unique_constraints("inspections")}
+    finally:
+        engine.dispose()
+    assert {("created_at",), ("station", "created_at"), ("decision", "created_at")} <= indexes
+    assert ("content_hash", "model_version", "station") in uniques
+    downgrade(db_url)
+
+
+def test_unknown_revision_raises_storage_error_naming_it(db_url: str) -> None:
+    with pytest.raises(StorageError, match="nope"):
+        upgrade(db_url, "nope")
+
+
+def test_migrations_ship_inside_the_package_and_need_no_ini(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (MIGRATIONS_DIR / "env.py").is_file()
+    assert (MIGRATIONS_DIR / "script.py.mako").is_file()
+    assert (MIGRATIONS_DIR / "versions" / "0001_initial.py").is_file()
+    assert not (MIGRATIONS_DIR / "alembic.ini").exists()
+    # Run from an unrelated working directory, as an installed package would be.
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{(tmp_path / 'elsewhere.db').as_posix()}"
+    upgrade(url)
+    assert _tables(url) >= APP_TABLES

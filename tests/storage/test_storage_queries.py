@@ -1,0 +1,175 @@
+"""Dashboard aggregations against a seeded set whose expected numbers are computed here, in plain Python."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from inspect_app.records import Decision, Inspection, InspectionSummary
+from inspect_app.storage import Database, Repository, queries
+from inspect_app.storage.queries import UNCLASSIFIED
+
+START = datetime(2024, 5, 1, 21, 0, tzinfo=UTC)  # spans UTC midnights, to catch buckets taken in a local zone
+STATIONS = ("press-1", "press-2", "weld-1")
+LINES = ("line-a", "line-b")
+CLASSES = ("scratch", "dent", "stain", None)
+
+
+def _seed_rows() -> list[Inspection]:
+    rng = random.Random(1234)
+    rows = []
+    for i in range(400):
+        decision = rng.choices(list(Decision), weights=[60, 10, 25, 5])[0]
+        rows.append(
+            Inspection(
+                station=rng.choice(STATIONS),
+                line=rng.choice(LINES),
+                source="/data/in",
+                image_path=f"/data/in/{i}.png",
+                decision=decision,
+                created_at=START + timedelta(minutes=rng.randrange(0, 3 * 24 * 60), seconds=rng.randrange(60)),
+                content_hash=None if decision == Decision.ERROR else f"hash-{i}",
+                model_version="m1",
+                defect_class=rng.choice(CLASSES) if decision == Decision.NG else None,
+                score=rng.random(),
+            )
+        )
+    return rows
+
+
+SEED = _seed_rows()
+
+
+@pytest.fixture
+def seeded(db: Database) -> Database:
+    """``db`` holding ``SEED``."""
+    assert Repository(db).add_inspections(SEED) == len(SEED)
+    return db
+
+
+def _select(since: datetime | None = None, until: datetime | None = None, **equal: str) -> list[Inspection]:
+    return [
+        r
+        for r in SEED
+        if (since is None or r.created_at >= since)
+        and (until is None or r.created_at < until)
+        and all(getattr(r, key) == value for key, value in equal.items())
+    ]
+
+
+def _expected_summary(rows: list[Inspection]) -> InspectionSummary:
+    counts = Counter(r.decision for r in rows)
+    per_class = Counter(r.defect_class or UNCLASSIFIED for r in rows if r.decision == Decision.NG)
+    return InspectionSummary(
+        total=len(rows),
+        ok=counts[Decision.OK],
+        review=counts[Decision.REVIEW],
+        ng=counts[Decision.NG],
+        errors=counts[Decision.ERROR],
+        per_class=dict(per_class),
+    )
+
+
+FILTERS: list[dict[str, Any]] = [
+    {},
+    {"station": "press-2"},
+    {"line": "line-b"},
+    {"station": "weld-1", "line": "line-a"},
+    {"since": START + timedelta(hours=30)},
+    {"since": START + timedelta(hours=5), "until": START + timedelta(hours=29)},
+    {"station": "press-1", "until": START + timedelta(days=1)},
+]
+
+
+@pytest.mark.parametrize("filters", FILTERS)
+def test_summary_matches_python_counts(seeded: Database, filters: dict[str, Any]) -> None:
+    assert queries.summary(seeded, **filters) == _expected_summary(_select(**filters))
+
+
+def test_summary_rates(seeded: Database) -> None:
+    result = queries.summary(seeded)
+    expected = _expected_summary(SEED)
+    assert result.defect_rate == pytest.approx(expected.ng / (expected.ok + expected.review + expected.ng))
+    assert result.yield_rate == pytest.approx(expected.ok / (expected.ok + expected.review + expected.ng))
+
+
+def test_summary_of_empty_database_is_all_zero(db: Database) -> None:
+    assert queries.summary(db) == InspectionSummary(total=0, ok=0, review=0, ng=0, errors=0, per_class={})
+    assert queries.defect_rate_over_time(db) == []
+    assert queries.defect_class_counts(db) == []
+    assert queries.stations(db) == []
+    assert queries.latest_ng(db) == []
+
+
+def _floor(moment: datetime, bucket: str) -> datetime:
+    moment = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return moment.replace(hour=0) if bucket == "day" else moment
+
+
+@pytest.mark.parametrize("bucket", ["hour", "day"])
+@pytest.mark.parametrize("filters", [{}, {"station": "press-1"}, {"since": START + timedelta(hours=20)}])
+def test_defect_rate_over_time_matches_python_buckets(seeded: Database, bucket: str, filters: dict[str, Any]) -> None:
+    rows = _select(**filters)
+    grouped: dict[datetime, list[Inspection]] = {}
+    for row in rows:
+        grouped.setdefault(_floor(row.created_at, bucket), []).append(row)
+    expected = []
+    for start in sorted(grouped):
+        members = grouped[start]
+        decided = sum(r.decision != Decision.ERROR for r in members)
+        ng = sum(r.decision == Decision.NG for r in members)
+        expected.append(
+            {
+                "bucket": start,
+                "total": len(members),
+                "decided": decided,
+                "ng": ng,
+                "rate": ng / decided if decided else 0.0,
+            }
+        )
+
+    result = queries.defect_rate_over_time(seeded, bucket=bucket, **filters)
+
+    assert result == expected
+    assert all(item["bucket"].tzinfo is not None and item["bucket"].utcoffset() == timedelta(0) for item in result)
+    if bucket == "day" and not filters:
+        assert len(result) == 4  # 21:00 on day 1 + 72 h touches four UTC days
+
+
+def test_unknown_bucket_names_value_and_allowed(db: Database) -> None:
+    with pytest.raises(ValueError, match=r"'week'.*'hour', 'day'"):
+        queries.defect_rate_over_time(db, bucket="week")
+
+
+def test_naive_bounds_are_rejected(db: Database) -> None:
+    with pytest.raises(ValueError, match="since"):
+        queries.summary(db, since=datetime(2024, 1, 1))  # naive on purpose
+
+
+def test_defect_class_counts_descending(seeded: Database) -> None:
+    counts = Counter(r.defect_class or UNCLASSIFIED for r in SEED if r.decision == Decision.NG)
+    expected = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    result = queries.defect_class_counts(seeded)
+    assert result == expected
+    assert [n for _, n in result] == sorted((n for _, n in result), reverse=True)
+
+
+def test_defect_class_counts_with_filter(seeded: Database) -> None:
+    rows = _select(station="weld-1")
+    counts = Counter(r.defect_class or UNCLASSIFIED for r in rows if r.decision == Decision.NG)
+    assert dict(queries.defect_class_counts(seeded, station="weld-1")) == dict(counts)
+
+
+def test_stations_sorted_and_distinct(seeded: Database) -> None:
+    assert queries.stations(seeded) == sorted(STATIONS)
+
+
+def test_latest_ng(seeded: Database) -> None:
+    expected = sorted((r for r in SEED if r.decision == Decision.NG), key=lambda r: r.created_at, reverse=True)
+    assert queries.latest_ng(seeded, limit=5) == expected[:5]
+    press = [r for r in expected if r.station == "press-2"]
+    assert queries.latest_ng(seeded, limit=3, station="press-2") == press[:3]

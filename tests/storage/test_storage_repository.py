@@ -1,0 +1,258 @@
+"""Repository: every record type round-trips exactly; inserts are idempotent; promotion keeps one active model."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pytest
+
+from inspect_app.errors import StorageError
+from inspect_app.records import Decision, Inspection, ModelStatus, RunStatus, TrainingRun
+from inspect_app.storage import Repository
+
+T0 = datetime(2024, 3, 10, 8, 0, tzinfo=UTC)
+
+
+# --- inspections --------------------------------------------------------------------------------------------------
+
+
+def test_inspection_round_trips_exactly(repo: Repository, inspection_factory: Any) -> None:
+    original = inspection_factory(7)
+    assert repo.add_inspections([original]) == 1
+    [loaded] = repo.list_inspections()
+    assert loaded == original
+    assert loaded.created_at.tzinfo is not None and loaded.created_at.utcoffset() == timedelta(0)
+    assert isinstance(loaded.decision, Decision)
+
+
+def test_inspection_in_other_time_zone_comes_back_as_the_same_instant_in_utc(
+    repo: Repository, inspection_factory: Any
+) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    original = inspection_factory(1, created_at=datetime(2024, 6, 1, 12, 30, 15, 123456, tzinfo=plus_two))
+    repo.add_inspections([original])
+    [loaded] = repo.list_inspections()
+    assert loaded.created_at == original.created_at
+    assert loaded.created_at.tzinfo == UTC
+    assert loaded.created_at.hour == 10 and loaded.created_at.microsecond == 123456
+
+
+def test_error_inspection_with_nulls_round_trips(repo: Repository) -> None:
+    original = Inspection(
+        station="station-2",
+        line="line-2",
+        source="/cam/0",
+        image_path="frame:17",
+        decision=Decision.ERROR,
+        created_at=T0,
+        error="truncated JPEG",
+    )
+    repo.add_inspections([original])
+    assert repo.list_inspections() == [original]
+
+
+def test_add_inspections_is_idempotent(repo: Repository, inspection_factory: Any) -> None:
+    batch = [inspection_factory(i) for i in range(25)]
+    assert repo.add_inspections(batch) == 25
+    assert repo.add_inspections(batch) == 0
+    assert len(repo.list_inspections(limit=100)) == 25
+
+
+def test_add_inspections_counts_only_new_rows_in_a_mixed_batch(repo: Repository, inspection_factory: Any) -> None:
+    repo.add_inspections([inspection_factory(i) for i in range(5)])
+    mixed = [inspection_factory(i) for i in range(3, 8)]
+    assert repo.add_inspections(mixed) == 3
+
+
+def test_same_image_with_other_model_or_station_is_a_new_row(repo: Repository, inspection_factory: Any) -> None:
+    base = inspection_factory(1)
+    other_model = inspection_factory(1, model_version="resnet-v2")
+    other_station = inspection_factory(1, station="station-9")
+    assert repo.add_inspections([base, other_model, other_station]) == 3
+
+
+def test_duplicates_within_one_batch_insert_once(repo: Repository, inspection_factory: Any) -> None:
+    row = inspection_factory(1)
+    assert repo.add_inspections([row, row, row]) == 1
+
+
+def test_rows_without_content_hash_may_repeat(repo: Repository, inspection_factory: Any) -> None:
+    failed = inspection_factory(1, content_hash=None, decision=Decision.ERROR, error="unreadable")
+    assert repo.add_inspections([failed]) == 1
+    assert repo.add_inspections([failed]) == 1
+
+
+def test_batches_smaller_than_input(db: Any, inspection_factory: Any) -> None:
+    repo = Repository(db, batch_size=3)
+    batch = [inspection_factory(i) for i in range(10)]
+    assert repo.add_inspections(batch) == 10
+    assert repo.add_inspections(batch) == 0
+
+
+def test_add_no_inspections(repo: Repository) -> None:
+    assert repo.add_inspections([]) == 0
+
+
+def test_known_hashes(repo: Repository, inspection_factory: Any) -> None:
+    repo.add_inspections(
+        [inspection_factory(i) for i in range(3)]
+        + [inspection_factory(10, station="station-2")]
+        + [inspection_factory(11, model_version="other")]
+        + [inspection_factory(12, content_hash=None)]
+    )
+    assert repo.known_hashes("resnet-v1", "station-1") == {f"{i:064x}" for i in range(3)}
+    assert repo.known_hashes("resnet-v1", "station-2") == {f"{10:064x}"}
+    assert repo.known_hashes("missing", "station-1") == set()
+
+
+def test_list_inspections_newest_first_with_filters(repo: Repository, inspection_factory: Any) -> None:
+    rows = [
+        inspection_factory(i, decision=Decision.OK if i % 2 else Decision.NG, station=f"s{i % 3}") for i in range(12)
+    ]
+    repo.add_inspections(rows)
+    newest_first = sorted(rows, key=lambda r: r.created_at, reverse=True)
+    assert repo.list_inspections(limit=4) == newest_first[:4]
+    assert repo.list_inspections(limit=100, decision="NG") == [r for r in newest_first if r.decision == Decision.NG]
+    assert repo.list_inspections(limit=100, station="s1") == [r for r in newest_first if r.station == "s1"]
+    since = T0 + timedelta(seconds=9)
+    assert repo.list_inspections(limit=100, since=since) == [r for r in newest_first if r.created_at >= since]
+
+
+@pytest.mark.parametrize(("kwargs", "bad"), [({"limit": 0}, "0"), ({"decision": "MAYBE"}, "MAYBE")])
+def test_list_inspections_rejects_bad_arguments(repo: Repository, kwargs: dict[str, Any], bad: str) -> None:
+    with pytest.raises(ValueError, match=bad):
+        repo.list_inspections(**kwargs)
+
+
+# --- model versions -----------------------------------------------------------------------------------------------
+
+
+def test_model_version_round_trips_exactly(repo: Repository, model_version_factory: Any) -> None:
+    original = model_version_factory()
+    model_id = repo.add_model_version(original)
+    assert isinstance(model_id, int)
+    loaded = repo.get_model_version(original.name)
+    assert loaded == original
+    assert isinstance(loaded.classes, tuple) and isinstance(loaded.status, ModelStatus)
+    assert repo.list_model_versions() == [original]
+
+
+def test_model_version_links_to_training_run(
+    repo: Repository, model_version_factory: Any, training_run_factory: Any
+) -> None:
+    run_id = repo.add_training_run(training_run_factory())
+    original = model_version_factory(training_run_id=run_id)
+    repo.add_model_version(original)
+    assert repo.get_model_version(original.name) == original
+
+
+def test_model_version_with_missing_training_run_is_refused(repo: Repository, model_version_factory: Any) -> None:
+    with pytest.raises(StorageError):
+        repo.add_model_version(model_version_factory(training_run_id=424242))
+
+
+def test_numpy_metrics_are_stored_as_plain_json(repo: Repository, model_version_factory: Any) -> None:
+    repo.add_model_version(model_version_factory(metrics={"acc": np.float32(0.5), "per_class": np.array([1, 2])}))
+    assert repo.get_model_version("resnet-v1").metrics == {"acc": 0.5, "per_class": [1, 2]}
+
+
+def test_duplicate_model_name_is_refused(repo: Repository, model_version_factory: Any) -> None:
+    repo.add_model_version(model_version_factory())
+    with pytest.raises(StorageError, match="resnet-v1"):
+        repo.add_model_version(model_version_factory())
+
+
+def test_unknown_model_version_is_none(repo: Repository) -> None:
+    assert repo.get_model_version("nope") is None
+    assert repo.active_model() is None
+    assert repo.list_model_versions() == []
+
+
+def test_promote_makes_one_active_and_retires_the_previous(repo: Repository, model_version_factory: Any) -> None:
+    for i, name in enumerate(("a", "b", "c")):
+        repo.add_model_version(model_version_factory(name, created_at=T0 + timedelta(minutes=i)))
+
+    promoted = repo.promote("a")
+    assert promoted.name == "a" and promoted.status == ModelStatus.ACTIVE
+    assert repo.active_model().name == "a"
+
+    repo.promote("b")
+    statuses = {m.name: m.status for m in repo.list_model_versions()}
+    assert statuses == {"a": ModelStatus.RETIRED, "b": ModelStatus.ACTIVE, "c": ModelStatus.CANDIDATE}
+
+    repo.promote("b")  # already active: nothing changes
+    assert {m.name: m.status for m in repo.list_model_versions()} == statuses
+
+    repo.promote("a")  # rollback to a retired model
+    statuses = {m.name: m.status for m in repo.list_model_versions()}
+    assert statuses == {"a": ModelStatus.ACTIVE, "b": ModelStatus.RETIRED, "c": ModelStatus.CANDIDATE}
+
+
+def test_promote_unknown_name_raises_and_changes_nothing(repo: Repository, model_version_factory: Any) -> None:
+    repo.add_model_version(model_version_factory("a"))
+    repo.promote("a")
+    with pytest.raises(LookupError, match="'ghost'"):
+        repo.promote("ghost")
+    assert repo.active_model().name == "a"
+
+
+def test_database_refuses_a_second_active_model(repo: Repository, model_version_factory: Any) -> None:
+    repo.add_model_version(model_version_factory("a", status=ModelStatus.ACTIVE))
+    with pytest.raises(StorageError):
+        repo.add_model_version(model_version_factory("b", status=ModelStatus.ACTIVE))
+    assert [m.name for m in repo.list_model_versions()] == ["a"]
+
+
+# --- training runs ------------------------------------------------------------------------------------------------
+
+
+def test_training_run_round_trips_exactly(repo: Repository, training_run_factory: Any) -> None:
+    original = training_run_factory(status=RunStatus.SUCCEEDED)
+    run_id = repo.add_training_run(original)
+    loaded = repo.get_training_run(run_id)
+    assert loaded == training_run_factory(status=RunStatus.SUCCEEDED, id=run_id)
+    assert loaded.finished_at.tzinfo is not None and isinstance(loaded.status, RunStatus)
+
+
+def test_training_run_with_defaults_round_trips(repo: Repository) -> None:
+    original = TrainingRun(config={}, data_dir="/d", created_at=T0)
+    run_id = repo.add_training_run(original)
+    assert repo.get_training_run(run_id) == TrainingRun(config={}, data_dir="/d", created_at=T0, id=run_id)
+
+
+def test_update_training_run(repo: Repository, training_run_factory: Any) -> None:
+    run_id = repo.add_training_run(training_run_factory(started_at=None, finished_at=None, metrics={}))
+    finished = T0 + timedelta(hours=1)
+    updated = repo.update_training_run(
+        run_id, status="failed", error="CUDA out of memory", finished_at=finished, metrics={"epoch": 2}
+    )
+    assert updated.status == RunStatus.FAILED
+    assert updated.error == "CUDA out of memory"
+    assert updated.finished_at == finished
+    assert repo.get_training_run(run_id) == updated
+
+
+def test_update_training_run_rejects_bad_input(repo: Repository, training_run_factory: Any) -> None:
+    run_id = repo.add_training_run(training_run_factory())
+    with pytest.raises(ValueError, match="colour"):
+        repo.update_training_run(run_id, colour="red")
+    with pytest.raises(ValueError, match="exploded"):
+        repo.update_training_run(run_id, status="exploded")
+    with pytest.raises(ValueError, match="naive"):
+        repo.update_training_run(run_id, finished_at=datetime(2024, 1, 1))  # naive on purpose
+    with pytest.raises(LookupError, match="9999"):
+        repo.update_training_run(9999, status="running")
+    with pytest.raises(LookupError, match="9999"):
+        repo.get_training_run(9999)
+
+
+def test_list_training_runs_newest_first(repo: Repository, training_run_factory: Any) -> None:
+    ids = [
+        repo.add_training_run(training_run_factory(created_at=T0 + timedelta(minutes=i), status=status))
+        for i, status in enumerate([RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.QUEUED])
+    ]
+    assert [r.id for r in repo.list_training_runs(limit=10)] == ids[::-1]
+    assert [r.id for r in repo.list_training_runs(limit=2)] == ids[:0:-1]
+    assert [r.id for r in repo.list_training_runs(limit=10, status="queued")] == [ids[2], ids[0]]

@@ -1,0 +1,46 @@
+"""The ``inspect-app`` command: parsing, summary table, errors as exit code 2 with the bad value named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from inspect_app.cli import build_parser, format_summary, main
+from inspect_app.records import InspectionSummary
+
+
+def test_help_lists_the_commands() -> None:
+    text = build_parser().format_help()
+    for command in ("sample-data", "train", "inspect", "run", "dashboard", "demo", "db", "models"):
+        assert command in text
+
+
+def test_console_script_help_runs_without_torch() -> None:
+    code = "import sys; from inspect_app.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_summary_table() -> None:
+    text = format_summary(InspectionSummary(total=10, ok=6, review=1, ng=2, errors=1, per_class={"crack": 2}))
+    assert "images" in text and "10" in text
+    assert "22.2 %" in text  # 2 NG of 9 decided
+    assert "NG crack" in text
+
+
+def test_missing_model_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "in").mkdir()
+    code = main(["--home", str(tmp_path), "inspect", str(tmp_path / "in"), "--model", str(tmp_path / "nope")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "model_card.json" in err
+
+
+def test_bad_pipeline_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("source: {kind: folder, path: x}\nmodel: {path: m}\ninference: {device: tpu}\n")
+    assert main(["--home", str(tmp_path), "run", str(path)]) == 2
+    assert "'tpu'" in capsys.readouterr().err
