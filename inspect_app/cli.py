@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="sample data → fine-tune → inspect → summary → dashboard")
     p.add_argument("--sample-dir", default=str(DEFAULT_SAMPLE_DIR))
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--retrain", action="store_true")
     p.add_argument("--no-dashboard", action="store_true")
     p.add_argument("--port", type=int, default=8501)

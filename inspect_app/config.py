@@ -87,11 +87,13 @@ class TrainConfig:
         pretrained: start from pretrained ImageNet weights.
         num_workers: DataLoader worker processes.
         device: ``auto``, ``cpu`` or ``cuda``.
+        max_train_images: cap on training images (quick trials); ``None`` uses all.
+        freeze_bn_stats: keep the pretrained BatchNorm statistics fixed; small factory batches estimate them badly.
     """
 
     backbone: str = "efficientnet_lite0"
     input_size: int = 224
-    epochs: int = 3
+    epochs: int = 4
     batch_size: int = 16
     lr: float = 1e-3
     backbone_lr_scale: float = 0.3
@@ -103,6 +105,7 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "auto"
     max_train_images: int | None = None
+    freeze_bn_stats: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -104,6 +104,22 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, total_steps: int, warmu
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def set_train_mode(model: nn.Module, freeze_bn_stats: bool) -> None:
+    """Train mode, optionally with BatchNorm layers kept in eval mode so their running statistics stay fixed."""
+    model.train()
+    if freeze_bn_stats:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
+def zero_init_head(model: Classifier) -> None:
+    """Start the new head at zero: every class equally likely, so the first steps do not wreck the pretrained body."""
+    head = model.net.get_classifier()
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+
+
 def _to_input(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     """uint8 batch → float [0, 1] on the device (conversion after the copy moves 4x fewer bytes)."""
     return batch.to(device, non_blocking=True).float().div_(255.0)
@@ -117,9 +133,10 @@ def train_one_epoch(
     device: torch.device,
     progress: ProgressFn | None = None,
     epoch: int = 0,
+    freeze_bn_stats: bool = True,
 ) -> dict[str, float]:
     """One pass over the training loader; returns mean loss, accuracy and images/s."""
-    model.train()
+    set_train_mode(model, freeze_bn_stats)
     total_loss = 0.0
     correct = 0
     seen = 0
@@ -229,7 +246,9 @@ def fit(
     _write_lines(run_dir / "split_val.csv", val_items, data_dir)
 
     mean, std = backbone_normalization(config.backbone)
-    model = Classifier(config.backbone, len(classes), mean, std, pretrained=config.pretrained).to(device)
+    model = Classifier(config.backbone, len(classes), mean, std, pretrained=config.pretrained)
+    zero_init_head(model)
+    model = model.to(device)
     train_set = LabelledImages(train_items, classes, config.input_size, train=True, seed=config.seed)
     val_set = LabelledImages(val_items, classes, config.input_size, train=False)
     generator = torch.Generator().manual_seed(config.seed)
@@ -250,7 +269,9 @@ def fit(
     history: list[dict[str, Any]] = []
     for epoch in range(1, config.epochs + 1):
         train_set.set_epoch(epoch)
-        train_stats = train_one_epoch(model, train_loader, optimizer, scheduler, device, progress, epoch)
+        train_stats = train_one_epoch(
+            model, train_loader, optimizer, scheduler, device, progress, epoch, config.freeze_bn_stats
+        )
         val_metrics = evaluate(model, val_loader, device, classes)
         row = {"epoch": epoch, **train_stats, "val_loss": val_metrics["loss"],
                "val_accuracy": val_metrics["accuracy"], "val_macro_recall": val_metrics["macro_recall"]}

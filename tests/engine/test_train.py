@@ -62,3 +62,19 @@ def test_fit_learns_an_easy_task_and_reproduces(tmp_path: Path) -> None:
     model, card = load_checkpoint(first.model_dir)
     assert card.data_fingerprint and card.train_config["seed"] == 7
     assert isinstance(model(torch.rand(1, 3, 64, 64)), torch.Tensor)
+
+
+def test_frozen_bn_keeps_running_statistics() -> None:
+    from inspect_app.engine.train import set_train_mode, zero_init_head
+
+    model = Classifier("efficientnet_lite0", 2, (0.5,) * 3, (0.5,) * 3, pretrained=True)
+    zero_init_head(model)
+    assert torch.count_nonzero(model(torch.rand(2, 3, 64, 64))) == 0  # zero head: equal logits
+    before = model.net.bn1.running_mean.clone()
+    set_train_mode(model, freeze_bn_stats=True)
+    model(torch.rand(4, 3, 64, 64))
+    assert torch.equal(model.net.bn1.running_mean, before)
+    assert model.training and model.net.blocks.training
+    set_train_mode(model, freeze_bn_stats=False)
+    model(torch.rand(4, 3, 64, 64))
+    assert not torch.equal(model.net.bn1.running_mean, before)
