@@ -161,7 +161,10 @@ def run_folder_job(spec: PipelineSpec, settings: Settings) -> InspectionSummary:
     summary = result.summary()
     print(format_summary(summary, title=f"Inspection summary: {spec.source} (model {inspector.card.name})"))
     if result.skipped:
+        from inspect_app.storage import queries
+
         print(f"skipped {result.skipped} image(s) already inspected with this model at {spec.station}")
+        print(format_summary(queries.summary(repository.db, station=spec.station), title=f"All of {spec.station}"))
     print(f"results in {url}" + (f" and {spec.csv}" if spec.csv else ""))
     return summary
 
@@ -220,7 +223,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     env = {**os.environ, "INSPECT_DATABASE_URL": settings.resolved_database_url}
     command = [
         sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
     ]
     print(f"dashboard on http://localhost:{args.port} (database {settings.resolved_database_url}); Ctrl-C stops it")
     try:

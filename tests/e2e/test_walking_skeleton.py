@@ -66,7 +66,9 @@ def test_rerun_is_idempotent(flow: dict, capsys: pytest.CaptureFixture[str]) -> 
 
     assert main([*flow["common"], "inspect", str(flow["data"] / "incoming"), "--model",
                  str(flow["home"] / "models" / "tiny")]) == 0
-    assert "skipped 12 image(s)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "skipped 12 image(s)" in out
+    assert "All of station-1" in out
     assert len(Repository(Database.open(flow["db_url"])).list_inspections(limit=1000)) == 12
 
 
