@@ -86,3 +86,24 @@ def test_dashboard_overview_shows_the_counts(flow: dict, monkeypatch: pytest.Mon
     assert metrics["Inspected"] == str(expected.total)
     assert metrics["NG"] == str(expected.ng)
     assert expected.total == 12
+
+
+def test_declared_pipeline_runs(flow: dict, tmp_path: Path) -> None:
+    from inspect_app.storage.db import Database
+    from inspect_app.storage.repository import Repository
+
+    db_url = f"sqlite:///{tmp_path / 'pipeline.db'}"
+    spec = tmp_path / "job.yaml"
+    spec.write_text(
+        f"name: job\nstation: {{name: station-9, line: line-2}}\n"
+        f"source: {{kind: folder, path: {flow['data'] / 'incoming'}}}\n"
+        f"model: {{path: {flow['home'] / 'models' / 'tiny'}, threshold: 0.5}}\n"
+        f"inference: {{batch_size: 5, device: cpu}}\n"
+        f"sinks: {{database: '{db_url}', csv: {tmp_path / 'job.csv'}, ng_dir: {tmp_path / 'ng'}}}\n"
+    )
+    assert main(["--home", str(flow["home"]), "run", str(spec)]) == 0
+    rows = Repository(Database.open(db_url)).list_inspections(limit=100)
+    assert len(rows) == 12
+    assert {(r.station, r.line) for r in rows} == {("station-9", "line-2")}
+    ng_rows = [r for r in rows if r.decision is Decision.NG]
+    assert all(r.heatmap_path and Path(r.heatmap_path).is_file() for r in ng_rows)
