@@ -7,26 +7,52 @@ lookups of a name or id that does not exist raise ``LookupError`` naming it.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from inspect_app.errors import StorageError
 from inspect_app.records import (
+    AuditEvent,
+    DatasetSnapshot,
     Decision,
     Inspection,
     ModelStatus,
     ModelVersion,
+    Review,
+    ReviewItem,
     RunStatus,
+    Schedule,
     TrainingRun,
+    User,
+    utcnow,
 )
 from inspect_app.storage.db import Database
-from inspect_app.storage.tables import InspectionRow, ModelVersionRow, TrainingRunRow
+from inspect_app.storage.passwords import hash_password, needs_rehash, verify_password
+from inspect_app.storage.tables import (
+    REVIEW_VERDICTS,
+    SCORE_BIN_COLUMNS,
+    SCORE_BINS,
+    UNCLASSIFIED,
+    USER_ROLES,
+    AuditLogRow,
+    DatasetSnapshotRow,
+    DefectHourlyRow,
+    InspectionHourlyRow,
+    InspectionRow,
+    LineRow,
+    ModelVersionRow,
+    ReviewRow,
+    ScheduleRow,
+    StationRow,
+    TrainingRunRow,
+    UserRow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +62,42 @@ UPDATABLE_RUN_FIELDS = frozenset(
     {"status", "config", "data_dir", "model_name", "metrics", "log_path", "error", "started_at", "finished_at"}
 )
 _INSPECTIONS: Table = InspectionRow.__table__  # type: ignore[assignment]
+_HOURLY: Table = InspectionHourlyRow.__table__  # type: ignore[assignment]
+_DEFECTS: Table = DefectHourlyRow.__table__  # type: ignore[assignment]
+# Columns RETURNING hands back for every inserted inspection: exactly what the rollups need.
+_ROLLUP_SOURCE = ("created_at", "station", "line", "decision", "defect_class", "score")
+_HOURLY_COUNTERS = ("total", "ok", "review", "ng", "errors", "scored", "score_sum", *SCORE_BIN_COLUMNS)
+
+
+def epoch_hour(moment: datetime) -> int:
+    """Hours since the Unix epoch of an aware datetime: the key of the hourly rollups."""
+    return int(moment.timestamp() // 3600)
+
+
+def score_bin(score: float) -> int:
+    """Histogram bin of a defect score: ``SCORE_BINS`` equal bins over [0, 1], outliers in the end bins."""
+    return min(max(int(score * SCORE_BINS // 1), 0), SCORE_BINS - 1)
+
+
+def rollup_counts(rows: Iterable[Any]) -> tuple[dict[tuple[int, str, str], dict[str, float]], dict[tuple, int]]:
+    """Hourly counters and NG-per-class counts of inserted rows, keyed like the rollup tables' primary keys."""
+    hourly: dict[tuple[int, str, str], dict[str, float]] = {}
+    defects: dict[tuple, int] = defaultdict(int)
+    for row in rows:
+        key = (epoch_hour(row.created_at), row.station, row.line)
+        counters = hourly.get(key)
+        if counters is None:
+            counters = hourly[key] = dict.fromkeys(_HOURLY_COUNTERS, 0)
+        counters["total"] += 1
+        decision = row.decision
+        counters[{"OK": "ok", "REVIEW": "review", "NG": "ng", "ERROR": "errors"}[decision]] += 1
+        if row.score is not None:
+            counters["scored"] += 1
+            counters["score_sum"] += row.score
+            counters[SCORE_BIN_COLUMNS[score_bin(row.score)]] += 1
+        if decision == "NG":
+            defects[(*key, row.defect_class or UNCLASSIFIED)] += 1
+    return hourly, defects
 
 
 def _require_aware(name: str, value: datetime | None) -> None:
@@ -184,6 +246,8 @@ class Repository:
             raise ValueError(f"batch_size {batch_size!r} must be a positive integer")
         self.db = db
         self.batch_size = batch_size
+        # Stations this repository has already registered: saves two statements per batch in a long run.
+        self._known_stations: set[str] = set()
 
     # inspections -------------------------------------------------------------------------------------------------
 
@@ -192,6 +256,8 @@ class Repository:
 
         A row is "already recorded" when (content_hash, model_version, station) exists, so re-running a batch job on
         the same folder with the same model inserts nothing. Rows without a content hash (read errors) always insert.
+        The hourly rollups and the station registry are updated in the same transaction, so they never drift from
+        the rows.
 
         Returns:
             Number of rows actually inserted.
@@ -201,29 +267,79 @@ class Repository:
             return 0
         inserted = 0
         with self.db.session() as session:
+            registered = self._register_stations(session, {(v["station"], v["line"]) for v in values})
             for start in range(0, len(values), self.batch_size):
-                inserted += self._insert_new(session, values[start : start + self.batch_size])
+                new_rows = self._insert_new(session, values[start : start + self.batch_size])
+                self._add_to_rollups(session, new_rows)
+                inserted += len(new_rows)
+        # Cached only once committed: a rolled-back registration must be retried by the next call.
+        self._known_stations.update(registered)
         logger.debug("inserted %d of %d inspections", inserted, len(values))
         return inserted
 
-    def _insert_new(self, session: Session, batch: list[dict[str, Any]]) -> int:
-        """Insert one batch with ON CONFLICT DO NOTHING and count the rows the database really added."""
+    def _insert_new(self, session: Session, batch: list[dict[str, Any]]) -> list[Any]:
+        """Insert one batch with ON CONFLICT DO NOTHING; return the rows the database really added."""
         dialect = session.get_bind().dialect.name
         if dialect in ("sqlite", "postgresql"):
             module = sqlite if dialect == "sqlite" else postgresql
             # RETURNING yields only the rows that were inserted, which is portable where executemany rowcount is not.
-            stmt = module.insert(_INSPECTIONS).on_conflict_do_nothing().returning(_INSPECTIONS.c.id)
-            return len(session.execute(stmt, batch).all())
-        # Other backends: one savepoint per row so a duplicate skips only itself.
-        inserted = 0
-        for row in batch:
-            try:
-                with session.begin_nested():
-                    session.execute(insert(_INSPECTIONS), row)
-                inserted += 1
-            except IntegrityError:
-                continue
-        return inserted
+            columns = [_INSPECTIONS.c[name] for name in _ROLLUP_SOURCE]
+            stmt = module.insert(_INSPECTIONS).on_conflict_do_nothing().returning(*columns)
+            return list(session.execute(stmt, batch).all())
+        # ON CONFLICT and RETURNING are what make the insert idempotent and the rollups exact.
+        raise StorageError(f"database dialect {dialect!r} is not supported; supported: sqlite, postgresql")
+
+    def _register_stations(self, session: Session, pairs: set[tuple[str, str]]) -> list[str]:
+        """Add unseen (station, line) pairs to the registry and return their station names.
+
+        A station already registered keeps its first line; inspections carry their own line name anyway.
+        """
+        new = sorted(pair for pair in pairs if pair[0] not in self._known_stations)
+        if not new:
+            return []
+        dialect = session.get_bind().dialect.name
+        module = sqlite if dialect == "sqlite" else postgresql
+        now = utcnow()
+        for station, line in new:
+            session.execute(
+                module.insert(LineRow.__table__).values(name=line, created_at=now).on_conflict_do_nothing()
+            )
+            line_id = select(LineRow.id).where(LineRow.name == line).scalar_subquery()
+            session.execute(
+                module.insert(StationRow.__table__)
+                .values(name=station, line_id=line_id, created_at=now)
+                .on_conflict_do_nothing()
+            )
+        return [station for station, _ in new]
+
+    def _add_to_rollups(self, session: Session, new_rows: list[Any]) -> None:
+        """Add freshly inserted rows to ``inspection_hourly`` and ``defect_hourly`` with atomic upserts."""
+        if not new_rows:
+            return
+        hourly, defects = rollup_counts(new_rows)
+        dialect = session.get_bind().dialect.name
+        module = sqlite if dialect == "sqlite" else postgresql
+        # Sorted keys: concurrent writers take row locks in the same order and cannot deadlock each other.
+        hourly_values = [
+            {"hour": h, "station": s, "line": ln, **counters} for (h, s, ln), counters in sorted(hourly.items())
+        ]
+        stmt = module.insert(_HOURLY)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["hour", "station", "line"],
+            set_={name: _HOURLY.c[name] + stmt.excluded[name] for name in _HOURLY_COUNTERS},
+        )
+        session.execute(stmt, hourly_values)
+        if defects:
+            defect_values = [
+                {"hour": h, "station": s, "line": ln, "defect_class": c, "ng": n}
+                for (h, s, ln, c), n in sorted(defects.items())
+            ]
+            stmt = module.insert(_DEFECTS)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["hour", "station", "line", "defect_class"],
+                set_={"ng": _DEFECTS.c.ng + stmt.excluded.ng},
+            )
+            session.execute(stmt, defect_values)
 
     def known_hashes(self, model_version: str | None, station: str) -> set[str]:
         """Content hashes already inspected by ``model_version`` at ``station`` (to skip them before decoding)."""

@@ -14,7 +14,10 @@ from inspect_app.storage import current_revision, downgrade, head_revision, make
 from inspect_app.storage.db import MIGRATIONS_DIR
 from inspect_app.storage.tables import Base
 
-APP_TABLES = {"inspections", "model_versions", "training_runs"}
+APP_TABLES = {
+    "inspections", "model_versions", "training_runs", "lines", "stations", "inspection_hourly", "defect_hourly",
+    "reviews", "dataset_snapshots", "schedules", "audit_log", "users",
+}
 
 
 def _tables(url: str) -> set[str]:
@@ -29,7 +32,7 @@ def test_upgrade_downgrade_upgrade_round_trip(db_url: str) -> None:
     assert current_revision(db_url) is None
     upgrade(db_url)
     assert _tables(db_url) >= APP_TABLES
-    assert current_revision(db_url) == head_revision() == "0001"
+    assert current_revision(db_url) == head_revision() == "0002"
 
     downgrade(db_url, "base")
     assert not APP_TABLES & _tables(db_url)
