@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -25,7 +25,6 @@ from inspect_app.records import (
     ModelStatus,
     ModelVersion,
     Review,
-    ReviewItem,
     RunStatus,
     Schedule,
     TrainingRun,
@@ -505,6 +504,228 @@ class Repository:
         with self.db.session() as session:
             return [_run_from_row(row) for row in session.scalars(stmt)]
 
+
+    # reviews -----------------------------------------------------------------------------------------------------
+
+    def inspection_id(self, content_hash: str, model_version: str | None, station: str) -> int | None:
+        """Database id of the inspection recorded for (content hash, model, station), or ``None``."""
+        stmt = select(InspectionRow.id).where(
+            InspectionRow.content_hash == content_hash,
+            InspectionRow.model_version == model_version,
+            InspectionRow.station == station,
+        )
+        with self.db.session() as session:
+            return session.scalar(stmt)
+
+    def add_review(self, review: Review) -> int:
+        """Record a person's verdict on an inspection (and an audit entry); return the review's id.
+
+        Raises:
+            ValueError: the verdict is not one of ``REVIEW_VERDICTS`` or ``created_at`` is naive.
+            LookupError: no inspection has ``review.inspection_id``.
+            StorageError: the inspection already has a review.
+        """
+        verdict = str(getattr(review.verdict, "value", review.verdict))
+        if verdict not in REVIEW_VERDICTS:
+            raise ValueError(f"review verdict {review.verdict!r} is not one of {list(REVIEW_VERDICTS)}")
+        _require_aware("created_at", review.created_at)
+        with self.db.session() as session:
+            if session.get(InspectionRow, review.inspection_id) is None:
+                raise LookupError(f"inspection {review.inspection_id!r} not found")
+            existing = select(ReviewRow.id).where(ReviewRow.inspection_id == review.inspection_id)
+            if session.scalar(existing) is not None:
+                raise StorageError(f"inspection {review.inspection_id!r} already has a review")
+            row = ReviewRow(
+                inspection_id=review.inspection_id,
+                verdict=verdict,
+                defect_class=review.defect_class,
+                reviewer=review.reviewer,
+                comment=review.comment,
+                created_at=review.created_at,
+            )
+            session.add(row)
+            session.flush()
+            self._audit(
+                session,
+                AuditEvent(
+                    actor=review.reviewer,
+                    action="review.add",
+                    target=f"inspection:{review.inspection_id}",
+                    details={"verdict": verdict, "defect_class": review.defect_class},
+                    at=review.created_at,
+                ),
+            )
+            return row.id
+
+    def get_review(self, inspection_id: int) -> Review | None:
+        """The review of one inspection, or ``None`` while it waits."""
+        with self.db.session() as session:
+            row = session.scalar(select(ReviewRow).where(ReviewRow.inspection_id == inspection_id))
+            if row is None:
+                return None
+            return Review(
+                inspection_id=row.inspection_id,
+                verdict=Decision(row.verdict),
+                reviewer=row.reviewer,
+                created_at=row.created_at,
+                defect_class=row.defect_class,
+                comment=row.comment,
+            )
+
+    # users -------------------------------------------------------------------------------------------------------
+
+    def add_user(self, user: User, password: str) -> int:
+        """Create a user with an Argon2id hash of ``password``; return the user's id.
+
+        Raises:
+            ValueError: the role is not one of ``USER_ROLES``, or the password is too short.
+            StorageError: the user name is taken.
+        """
+        if user.role not in USER_ROLES:
+            raise ValueError(f"role {user.role!r} is not one of {list(USER_ROLES)}")
+        _require_aware("created_at", user.created_at)
+        password_hash = hash_password(password)
+        with self.db.session() as session:
+            if session.scalar(select(UserRow.id).where(UserRow.username == user.username)) is not None:
+                raise StorageError(f"user {user.username!r} already exists")
+            row = UserRow(
+                username=user.username,
+                display_name=user.display_name,
+                role=user.role,
+                password_hash=password_hash,
+                active=user.active,
+                created_at=user.created_at,
+            )
+            session.add(row)
+            session.flush()
+            self._audit(session, AuditEvent(actor="system", action="user.add", target=user.username,
+                                            details={"role": user.role}))
+            return row.id
+
+    def get_user(self, username: str) -> User | None:
+        """The user called ``username``, or ``None``."""
+        with self.db.session() as session:
+            row = session.scalar(select(UserRow).where(UserRow.username == username))
+            return None if row is None else _user_from_row(row)
+
+    def list_users(self) -> list[User]:
+        """Every user, by name."""
+        with self.db.session() as session:
+            return [_user_from_row(row) for row in session.scalars(select(UserRow).order_by(UserRow.username))]
+
+    def authenticate(self, username: str, password: str) -> User | None:
+        """The active user whose password matches, else ``None`` (unknown name, wrong password, inactive).
+
+        A hash made with weaker parameters than today's is replaced on success.
+        """
+        with self.db.session() as session:
+            row = session.scalar(select(UserRow).where(UserRow.username == username))
+            if row is None or not row.active or not verify_password(row.password_hash, password):
+                return None
+            if needs_rehash(row.password_hash):
+                row.password_hash = hash_password(password)
+            return _user_from_row(row)
+
+    # audit log ---------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _audit(session: Session, event: AuditEvent) -> None:
+        """Append one audit entry inside the caller's transaction."""
+        _require_aware("at", event.at)
+        session.add(
+            AuditLogRow(at=event.at, actor=event.actor, action=event.action, target=event.target,
+                        details=dict(event.details))
+        )
+
+    def audit(self, event: AuditEvent) -> None:
+        """Append one entry to the audit log (the database refuses to change or delete entries)."""
+        with self.db.session() as session:
+            self._audit(session, event)
+
+    def list_audit(self, limit: int = 100, action: str | None = None) -> list[AuditEvent]:
+        """Newest audit entries first, optionally only one action."""
+        _check_limit(limit)
+        stmt = select(AuditLogRow)
+        if action is not None:
+            stmt = stmt.where(AuditLogRow.action == action)
+        stmt = stmt.order_by(AuditLogRow.at.desc(), AuditLogRow.id.desc()).limit(limit)
+        with self.db.session() as session:
+            return [
+                AuditEvent(actor=r.actor, action=r.action, target=r.target, details=dict(r.details), at=r.at)
+                for r in session.scalars(stmt)
+            ]
+
+    # dataset snapshots and schedules -----------------------------------------------------------------------------
+
+    def add_dataset_snapshot(self, snapshot: DatasetSnapshot) -> int:
+        """Record a dataset snapshot, or return the id of the one with the same fingerprint (idempotent)."""
+        _require_aware("created_at", snapshot.created_at)
+        with self.db.session() as session:
+            found = session.scalar(
+                select(DatasetSnapshotRow.id).where(DatasetSnapshotRow.fingerprint == snapshot.fingerprint)
+            )
+            if found is not None:
+                return found
+            row = DatasetSnapshotRow(
+                fingerprint=snapshot.fingerprint, path=snapshot.path, classes=list(snapshot.classes),
+                image_count=snapshot.image_count, manifest_path=snapshot.manifest_path, created_at=snapshot.created_at,
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def get_dataset_snapshot(self, fingerprint: str) -> DatasetSnapshot | None:
+        """The snapshot with ``fingerprint`` (a model's ``data_fingerprint``), or ``None``."""
+        with self.db.session() as session:
+            row = session.scalar(select(DatasetSnapshotRow).where(DatasetSnapshotRow.fingerprint == fingerprint))
+            if row is None:
+                return None
+            return DatasetSnapshot(
+                fingerprint=row.fingerprint, path=row.path, classes=tuple(row.classes), image_count=row.image_count,
+                manifest_path=row.manifest_path, created_at=row.created_at,
+            )
+
+    def add_schedule(self, schedule: Schedule) -> int:
+        """Record a schedule and return its id.
+
+        Raises:
+            StorageError: the name is taken.
+        """
+        for name in ("created_at", "last_run_at", "next_run_at"):
+            _require_aware(name, getattr(schedule, name))
+        with self.db.session() as session:
+            if session.scalar(select(ScheduleRow.id).where(ScheduleRow.name == schedule.name)) is not None:
+                raise StorageError(f"schedule {schedule.name!r} already exists")
+            row = ScheduleRow(
+                name=schedule.name, kind=schedule.kind, cron=schedule.cron, config=dict(schedule.config),
+                enabled=schedule.enabled, last_run_at=schedule.last_run_at, next_run_at=schedule.next_run_at,
+                created_at=schedule.created_at,
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def list_schedules(self, enabled_only: bool = False) -> list[Schedule]:
+        """Schedules by name, optionally only the enabled ones."""
+        stmt = select(ScheduleRow).order_by(ScheduleRow.name)
+        if enabled_only:
+            stmt = stmt.where(ScheduleRow.enabled.is_(True))
+        with self.db.session() as session:
+            return [
+                Schedule(
+                    name=r.name, kind=r.kind, cron=r.cron, config=dict(r.config), enabled=r.enabled,
+                    last_run_at=r.last_run_at, next_run_at=r.next_run_at, created_at=r.created_at,
+                )
+                for r in session.scalars(stmt)
+            ]
+
+
+def _user_from_row(row: UserRow) -> User:
+    """Record for a ``UserRow``, without the password hash."""
+    return User(
+        username=row.username, role=row.role, display_name=row.display_name, active=row.active,
+        created_at=row.created_at,
+    )
 
 def _decision_value(decision: Decision | str) -> str:
     """Validated decision string, naming the allowed values when it is not one."""

@@ -141,7 +141,7 @@ def test_defect_rate_over_time_matches_python_buckets(seeded: Database, bucket: 
 
 
 def test_unknown_bucket_names_value_and_allowed(db: Database) -> None:
-    with pytest.raises(ValueError, match=r"'week'.*'hour', 'day'"):
+    with pytest.raises(ValueError, match=r"'week'.*'hour', 'shift', 'day'"):
         queries.defect_rate_over_time(db, bucket="week")
 
 

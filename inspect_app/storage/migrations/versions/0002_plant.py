@@ -54,7 +54,8 @@ def _backfill(dialect: str) -> None:
         f"SUM(CASE WHEN score IS NOT NULL AND {score_bin} = {k} THEN 1 ELSE 0 END)" for k in range(_BINS)
     )
     op.execute(
-        f"INSERT INTO inspection_hourly (hour, station, line, total, ok, review, ng, errors, scored, score_sum, {bins}) "
+        "INSERT INTO inspection_hourly "
+        f"(hour, station, line, total, ok, review, ng, errors, scored, score_sum, {bins}) "
         f"SELECT {hour}, station, line, COUNT(*), "
         "SUM(CASE WHEN decision = 'OK' THEN 1 ELSE 0 END), SUM(CASE WHEN decision = 'REVIEW' THEN 1 ELSE 0 END), "
         "SUM(CASE WHEN decision = 'NG' THEN 1 ELSE 0 END), SUM(CASE WHEN decision = 'ERROR' THEN 1 ELSE 0 END), "
