@@ -16,8 +16,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import case, func, literal_column, select
+
 from inspect_app.records import utcnow
 from inspect_app.storage import Database, mask_url, queries
+from inspect_app.storage.tables import InspectionRow
 
 
 def cases(db: Database) -> dict[str, Callable[[], Any]]:
@@ -43,11 +46,38 @@ def cases(db: Database) -> dict[str, Callable[[], Any]]:
     }
 
 
+def raw_baseline(db: Database) -> dict[str, Callable[[], Any]]:
+    """The same 90-day aggregations computed straight from the raw rows (the skeleton's way), for the ratio."""
+    since = utcnow().replace(second=0, microsecond=0) - timedelta(days=90)
+    ng = func.sum(case((InspectionRow.decision == "NG", 1), else_=0))
+    if db.dialect == "sqlite":
+        day = func.strftime(literal_column("'%Y-%m-%d'"), InspectionRow.created_at)
+    else:
+        day = func.date_trunc(literal_column("'day'"), func.timezone(literal_column("'UTC'"), InspectionRow.created_at))
+
+    def run(stmt: Any) -> Callable[[], Any]:
+        def go() -> Any:
+            with db.session() as session:
+                return session.execute(stmt).all()
+
+        return go
+
+    return {
+        "RAW summary 90d": run(select(func.count(), ng).where(InspectionRow.created_at >= since)),
+        "RAW defect rate per day 90d by line": run(
+            select(day.label("d"), InspectionRow.line, func.count(), ng)
+            .where(InspectionRow.created_at >= since)
+            .group_by(literal_column("d"), InspectionRow.line)
+        ),
+    }
+
+
 def main() -> None:
     """Time every query and print a table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True)
     parser.add_argument("--repeat", type=int, default=40)
+    parser.add_argument("--baseline", action="store_true", help="also time raw-row versions of two 90-day queries")
     args = parser.parse_args()
     db = Database.open(args.url)
     try:
@@ -55,10 +85,13 @@ def main() -> None:
         print(f"backend {db.dialect} ({mask_url(args.url)}), {total:,} inspections, {args.repeat} runs per query")
         print(f"{'query':<40} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
         worst = 0.0
-        for name, run in cases(db).items():
+        timed = cases(db)
+        if args.baseline:
+            timed.update(raw_baseline(db))
+        for name, run in timed.items():
             run()  # warm-up: plan caches, page cache
             times = []
-            for _ in range(args.repeat):
+            for _ in range(args.repeat if not name.startswith("RAW") else min(args.repeat, 5)):
                 t = time.perf_counter()
                 run()
                 times.append((time.perf_counter() - t) * 1000)

@@ -221,20 +221,20 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_db_downgrade(args: argparse.Namespace) -> int:
     """Revert database migrations down to a revision."""
-    from inspect_app.storage.db import downgrade
+    from inspect_app.storage.db import downgrade, mask_url
 
     url = _settings(args).resolved_database_url
     downgrade(url, args.revision)
-    print(f"database {url} downgraded to {args.revision}")
+    print(f"database {mask_url(url)} downgraded to {args.revision}")
     return 0
 
 
 def cmd_db_current(args: argparse.Namespace) -> int:
     """Show the database's schema revision and the newest one shipped."""
-    from inspect_app.storage.db import current_revision, head_revision
+    from inspect_app.storage.db import current_revision, head_revision, mask_url
 
     url = _settings(args).resolved_database_url
-    print(f"database {url}: revision {current_revision(url) or 'none'} (newest {head_revision()})")
+    print(f"database {mask_url(url)}: revision {current_revision(url) or 'none'} (newest {head_revision()})")
     return 0
 
 
