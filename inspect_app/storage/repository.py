@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -65,6 +65,18 @@ _HOURLY: Table = InspectionHourlyRow.__table__  # type: ignore[assignment]
 _DEFECTS: Table = DefectHourlyRow.__table__  # type: ignore[assignment]
 # Columns RETURNING hands back for every inserted inspection: exactly what the rollups need.
 _ROLLUP_SOURCE = ("created_at", "station", "line", "decision", "defect_class", "score")
+# PostgreSQL array type of every inspection column, for the unnest() bulk insert.
+_PG_ARRAY_TYPES = {
+    "created_at": "timestamptz[]", "station": "varchar[]", "line": "varchar[]", "source": "text[]",
+    "image_path": "text[]", "content_hash": "varchar[]", "model_version": "varchar[]", "decision": "varchar[]",
+    "defect_class": "varchar[]", "score": "float8[]", "threshold": "float8[]", "latency_ms": "float8[]",
+    "heatmap_path": "text[]", "error": "text[]",
+}
+_PG_INSERT = text(
+    f"INSERT INTO inspections ({', '.join(_PG_ARRAY_TYPES)}) "
+    f"SELECT * FROM unnest({', '.join(f'CAST(:{n} AS {t})' for n, t in _PG_ARRAY_TYPES.items())}) "
+    f"ON CONFLICT DO NOTHING RETURNING {', '.join(_ROLLUP_SOURCE)}"
+)
 _HOURLY_COUNTERS = ("total", "ok", "review", "ng", "errors", "scored", "score_sum", *SCORE_BIN_COLUMNS)
 
 
@@ -279,11 +291,15 @@ class Repository:
     def _insert_new(self, session: Session, batch: list[dict[str, Any]]) -> list[Any]:
         """Insert one batch with ON CONFLICT DO NOTHING; return the rows the database really added."""
         dialect = session.get_bind().dialect.name
-        if dialect in ("sqlite", "postgresql"):
-            module = sqlite if dialect == "sqlite" else postgresql
+        if dialect == "postgresql":
+            # One INSERT ... SELECT FROM unnest(arrays): the statement text is the same for every batch, so the driver
+            # and the server reuse its parsed form; a multi-row VALUES list is re-parsed per batch (3x slower here).
+            params = {name: [row[name] for row in batch] for name in _PG_ARRAY_TYPES}
+            return list(session.execute(_PG_INSERT, params).all())
+        if dialect == "sqlite":
             # RETURNING yields only the rows that were inserted, which is portable where executemany rowcount is not.
             columns = [_INSPECTIONS.c[name] for name in _ROLLUP_SOURCE]
-            stmt = module.insert(_INSPECTIONS).on_conflict_do_nothing().returning(*columns)
+            stmt = sqlite.insert(_INSPECTIONS).on_conflict_do_nothing().returning(*columns)
             return list(session.execute(stmt, batch).all())
         # ON CONFLICT and RETURNING are what make the insert idempotent and the rollups exact.
         raise StorageError(f"database dialect {dialect!r} is not supported; supported: sqlite, postgresql")

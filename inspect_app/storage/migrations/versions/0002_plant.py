@@ -1,4 +1,5 @@
-"""The plant: lines and stations, hourly rollups, reviews, dataset snapshots, schedules, audit log, users.
+"""The plant: lines and stations, hourly rollups, reviews, dataset snapshots, schedules, audit log, users, and a
+partial index for the review queue.
 
 Revision ID: 0002
 Revises: 0001
@@ -208,6 +209,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("username", name="uq_users_username"),
         sa.CheckConstraint("role IN ('viewer', 'operator', 'engineer', 'admin')", name="ck_users_role"),
     )
+    op.create_index(
+        "ix_inspections_review_queue",
+        "inspections",
+        ["created_at", "id"],
+        sqlite_where=sa.text("decision = 'REVIEW'"),
+        postgresql_where=sa.text("decision = 'REVIEW'"),
+    )
     _backfill(dialect)
     _append_only_triggers(dialect)
 
@@ -221,6 +229,7 @@ def downgrade() -> None:
     else:
         op.execute("DROP TRIGGER IF EXISTS audit_log_append_only ON audit_log")
         op.execute("DROP FUNCTION IF EXISTS audit_log_refuse_change()")
+    op.drop_index("ix_inspections_review_queue", table_name="inspections")
     op.drop_table("users")
     op.drop_index("ix_audit_log_at", table_name="audit_log")
     op.drop_table("audit_log")
