@@ -142,6 +142,7 @@ def run_folder_job(spec: PipelineSpec, settings: Settings) -> InspectionSummary:
     from inspect_app.engine.infer import Inspector
     from inspect_app.engine.pipeline import inspect_folder
     from inspect_app.engine.sinks import CsvSink, DatabaseSink, HeatmapFileSink
+    from inspect_app.storage.spool import SpoolingRepository
 
     url = os.environ.get("INSPECT_DATABASE_URL") or spec.database_url or settings.resolved_database_url
     repository = _open_repository(url)
@@ -152,7 +153,9 @@ def run_folder_job(spec: PipelineSpec, settings: Settings) -> InspectionSummary:
     sinks.append(HeatmapFileSink(ng_dir))
     if spec.csv:
         sinks.append(CsvSink(Path(spec.csv)))
-    sinks.append(DatabaseSink(repository))
+    # Batches decided while the database is unreachable wait in a local spool and are written once it answers.
+    spool = SpoolingRepository(repository, settings.home / "spool" / f"{_safe_name(spec.station)}.jsonl")
+    sinks.append(DatabaseSink(spool))
     known = repository.known_hashes(inspector.card.name, spec.station)
     result = inspect_folder(
         Path(spec.source), inspector, sinks, station=spec.station, line=spec.line, batch_size=spec.batch_size,
@@ -165,8 +168,29 @@ def run_folder_job(spec: PipelineSpec, settings: Settings) -> InspectionSummary:
 
         print(f"skipped {result.skipped} image(s) already inspected with this model at {spec.station}")
         print(format_summary(queries.summary(repository.db, station=spec.station), title=f"All of {spec.station}"))
+    if spool.spooled or spool.pending:
+        _flush_spool(spool)
     print(f"results in {url}" + (f" and {spec.csv}" if spec.csv else ""))
     return summary
+
+
+def _safe_name(name: str) -> str:
+    """A station name made safe as a file name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "station"
+
+
+def _flush_spool(spool: object) -> None:
+    """Try once more to write spooled rows at the end of a run, and say where any that remain wait."""
+    from inspect_app.errors import StorageError
+
+    try:
+        spool.flush()
+    except StorageError as exc:
+        logger.warning("spooled rows stay in %s: %s", spool.path, exc)
+    if spool.pending:
+        print(f"database unreachable: {spool.pending} result(s) wait in {spool.path}; the next run writes them")
+    else:
+        print(f"{spool.spooled} result(s) spooled during a database outage were written to the database")
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -195,6 +219,48 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     url = _settings(args).resolved_database_url
     upgrade(url)
     print(f"database {url} is at the latest schema")
+    return 0
+
+
+def cmd_db_downgrade(args: argparse.Namespace) -> int:
+    """Revert database migrations down to a revision."""
+    from inspect_app.storage.db import downgrade, mask_url
+
+    url = _settings(args).resolved_database_url
+    downgrade(url, args.revision)
+    print(f"database {mask_url(url)} downgraded to {args.revision}")
+    return 0
+
+
+def cmd_db_current(args: argparse.Namespace) -> int:
+    """Show the database's schema revision and the newest one shipped."""
+    from inspect_app.storage.db import current_revision, head_revision, mask_url
+
+    url = _settings(args).resolved_database_url
+    print(f"database {mask_url(url)}: revision {current_revision(url) or 'none'} (newest {head_revision()})")
+    return 0
+
+
+def cmd_db_purge(args: argparse.Namespace) -> int:
+    """Delete old inspections and their files; hourly aggregates stay."""
+    from inspect_app.errors import ConfigError
+    from inspect_app.storage.db import Database
+    from inspect_app.storage.retention import parse_age, purge
+
+    try:
+        age = parse_age(args.older_than)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    database = Database.open(_settings(args).resolved_database_url)
+    try:
+        result = purge(database, age, delete_files=not args.keep_files, dry_run=args.dry_run)
+    finally:
+        database.dispose()
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"{verb} {result.rows} inspection(s) created before {result.cutoff.isoformat()}")
+    if not args.dry_run and not args.keep_files:
+        print(f"files: {result.files_deleted} deleted, {result.files_missing} already gone, "
+              f"{result.files_kept} kept (still referenced)")
     return 0
 
 
@@ -327,6 +393,16 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)
     p = db.add_parser("upgrade", help="apply migrations")
     p.set_defaults(func=cmd_db_upgrade)
+    p = db.add_parser("downgrade", help="revert migrations to a revision (e.g. 0001, -1, base)")
+    p.add_argument("revision")
+    p.set_defaults(func=cmd_db_downgrade)
+    p = db.add_parser("current", help="show the schema revision")
+    p.set_defaults(func=cmd_db_current)
+    p = db.add_parser("purge", help="delete old inspections and their image/heatmap files (aggregates stay)")
+    p.add_argument("--older-than", required=True, help="age such as 90d, 12h, 2w")
+    p.add_argument("--keep-files", action="store_true", help="delete the rows only, keep image and heatmap files")
+    p.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
+    p.set_defaults(func=cmd_db_purge)
 
     models = sub.add_parser("models", help="model versions").add_subparsers(dest="models_command", required=True)
     p = models.add_parser("list", help="list model versions")

@@ -169,3 +169,80 @@ class InspectionSummary:
     def yield_rate(self) -> float:
         """OK share of decided images; 0 when nothing was decided."""
         return self.ok / self.decided if self.decided else 0.0
+
+
+@dataclass(frozen=True)
+class Review:
+    """A person's verdict on one recorded inspection (storage keeps at most one per inspection).
+
+    Attributes:
+        inspection_id: database id of the inspection reviewed.
+        verdict: ``Decision.OK`` or ``Decision.NG``.
+        reviewer: user name of the person.
+        created_at: UTC time of the verdict.
+        defect_class: the defect class the person saw (NG verdicts).
+        comment: free text.
+    """
+
+    inspection_id: int
+    verdict: Decision
+    reviewer: str
+    created_at: datetime = field(default_factory=utcnow)
+    defect_class: str | None = None
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """An inspection waiting in the review queue, with the database id a ``Review`` needs."""
+
+    inspection_id: int
+    inspection: Inspection
+
+
+@dataclass(frozen=True)
+class User:
+    """A person who may sign in; the password hash never leaves storage."""
+
+    username: str
+    role: str
+    display_name: str | None = None
+    active: bool = True
+    created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One entry of the append-only audit log."""
+
+    actor: str
+    action: str
+    target: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class DatasetSnapshot:
+    """A frozen training image list; ``ModelVersion.data_fingerprint`` names the one a model was trained on."""
+
+    fingerprint: str
+    path: str
+    classes: tuple[str, ...]
+    image_count: int
+    manifest_path: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A recurring job in cron syntax (``kind`` e.g. ``train``, ``inspect``, ``purge``)."""
+
+    name: str
+    kind: str
+    cron: str
+    config: dict[str, Any] = field(default_factory=dict)
+    enabled: bool = True
+    last_run_at: datetime | None = None
+    next_run_at: datetime | None = None
+    created_at: datetime = field(default_factory=utcnow)

@@ -44,3 +44,47 @@ def test_bad_pipeline_file_is_a_clear_error(tmp_path: Path, capsys: pytest.Captu
     path.write_text("source: {kind: folder, path: x}\nmodel: {path: m}\ninference: {device: tpu}\n")
     assert main(["--home", str(tmp_path), "run", str(path)]) == 2
     assert "'tpu'" in capsys.readouterr().err
+
+
+def test_db_commands_upgrade_downgrade_current_purge(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from inspect_app.records import Decision, Inspection, utcnow
+    from inspect_app.storage import Database, Repository, current_revision, head_revision
+
+    monkeypatch.delenv("INSPECT_DATABASE_URL", raising=False)
+    url = f"sqlite:///{(tmp_path / 'inspect.db').as_posix()}"
+    home = ["--home", str(tmp_path)]
+    assert main([*home, "db", "upgrade"]) == 0
+    assert current_revision(url) == head_revision()
+    assert main([*home, "db", "downgrade", "0001"]) == 0
+    assert current_revision(url) == "0001"
+    assert main([*home, "db", "current"]) == 0
+    assert f"revision 0001 (newest {head_revision()})" in capsys.readouterr().out
+
+    heatmap = tmp_path / "old_overlay.png"
+    heatmap.write_bytes(b"png")
+    with Database.open(url) as db:  # upgrades again
+        rows = [
+            Inspection(station="s", line="l", source="/in", image_path=f"/in/{i}.png", decision=Decision.NG,
+                       created_at=utcnow() - timedelta(days=age), content_hash=f"h{i}", model_version="m",
+                       heatmap_path=str(heatmap) if age > 90 else None)
+            for i, age in enumerate([100, 95, 3])
+        ]
+        Repository(db).add_inspections(rows)
+    assert main([*home, "db", "purge", "--older-than", "90d", "--dry-run"]) == 0
+    assert "would delete 2 inspection(s)" in capsys.readouterr().out
+    assert main([*home, "db", "purge", "--older-than", "90d"]) == 0
+    out = capsys.readouterr().out
+    assert "deleted 2 inspection(s)" in out and "files: 1 deleted" in out
+    assert not heatmap.exists()
+    with Database.open(url) as db:
+        assert len(Repository(db).list_inspections()) == 1
+
+
+def test_db_purge_bad_age_names_value_and_units(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--home", str(tmp_path), "db", "purge", "--older-than", "3 months"]) == 2
+    err = capsys.readouterr().err
+    assert "'3 months'" in err and "m, h, d, w" in err

@@ -10,20 +10,28 @@ from inspect_app.storage.db import (
     current_revision,
     downgrade,
     head_revision,
+    is_unreachable,
     make_engine,
     mask_url,
     upgrade,
 )
 from inspect_app.storage.repository import Repository
+from inspect_app.storage.retention import PurgeResult, parse_age, purge
+from inspect_app.storage.spool import SpoolingRepository
 
 __all__ = [
     "Database",
+    "PurgeResult",
     "Repository",
+    "SpoolingRepository",
     "current_revision",
     "downgrade",
     "head_revision",
+    "is_unreachable",
     "make_engine",
     "mask_url",
+    "parse_age",
+    "purge",
     "queries",
     "upgrade",
 ]

@@ -20,7 +20,14 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from inspect_app.errors import StorageError
@@ -42,6 +49,24 @@ def mask_url(url: str | URL | Engine) -> str:
     except ArgumentError:
         # Not parseable as a URL: there is no reliable way to find a password in it, so do not echo it at all.
         return "<unparseable database URL>"
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether an error (or one it was raised from) means "the database cannot be reached right now".
+
+    Connection refusals, dropped connections and a locked SQLite file count; constraint violations and SQL errors
+    do not, so callers may retry or spool only what a later attempt could fix.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (OperationalError, InterfaceError)):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _describe(exc: BaseException, url: URL) -> str:

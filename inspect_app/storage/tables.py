@@ -11,6 +11,8 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -40,6 +42,13 @@ NAMING_CONVENTION = {
 DECISIONS = ("OK", "REVIEW", "NG", "ERROR")
 MODEL_STATUSES = ("candidate", "active", "retired")
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+REVIEW_VERDICTS = ("OK", "NG")
+USER_ROLES = ("viewer", "operator", "engineer", "admin")
+# Score histogram of the hourly rollup: SCORE_BINS equal bins over [0, 1]; scores outside fall in the end bins.
+SCORE_BINS = 10
+SCORE_BIN_COLUMNS = tuple(f"score_bin_{k}" for k in range(SCORE_BINS))
+# Key used in per-class counts for NG rows whose model gave no class (for example anomaly models).
+UNCLASSIFIED = "(unclassified)"
 
 
 def _in_list(column: str, values: tuple[str, ...]) -> str:
@@ -153,6 +162,15 @@ class InspectionRow(Base):
         Index(None, "created_at"),
         Index(None, "station", "created_at"),
         Index(None, "decision", "created_at"),
+        # Revision 0002. The review queue (a few % of all rows) read and counted from the index alone: without it,
+        # counting the queue visits every table page that holds a REVIEW row.
+        Index(
+            "ix_inspections_review_queue",
+            "created_at",
+            "id",
+            sqlite_where=text("decision = 'REVIEW'"),
+            postgresql_where=text("decision = 'REVIEW'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -170,3 +188,148 @@ class InspectionRow(Base):
     latency_ms: Mapped[float | None]
     heatmap_path: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+# --- revision 0002: the plant -----------------------------------------------------------------------------------------
+
+
+class LineRow(Base):
+    """A production line; stations belong to one."""
+
+    __tablename__ = "lines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime]
+
+
+class StationRow(Base):
+    """An inspection station, registered the first time it writes an inspection."""
+
+    __tablename__ = "stations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    line_id: Mapped[int] = mapped_column(ForeignKey("lines.id", ondelete="RESTRICT"), index=True)
+    created_at: Mapped[datetime]
+
+
+class InspectionHourlyRow(Base):
+    """Counts per UTC hour, station and line, kept in step with ``inspections`` by the repository.
+
+    The dashboard aggregates these (90 days x 10 stations is ~22k rows) instead of millions of raw rows, and
+    ``purge`` keeps them, so defect rates of purged periods stay answerable. ``hour`` is hours since the Unix epoch,
+    which makes hour/shift/day bucketing plain integer arithmetic on every backend.
+    """
+
+    __tablename__ = "inspection_hourly"
+
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    station: Mapped[str] = mapped_column(String(100), primary_key=True)
+    line: Mapped[str] = mapped_column(String(100), primary_key=True)
+    total: Mapped[int] = mapped_column(Integer)
+    ok: Mapped[int] = mapped_column(Integer)
+    review: Mapped[int] = mapped_column(Integer)
+    ng: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
+    scored: Mapped[int] = mapped_column(Integer)
+    score_sum: Mapped[float]
+    score_bin_0: Mapped[int] = mapped_column(Integer)
+    score_bin_1: Mapped[int] = mapped_column(Integer)
+    score_bin_2: Mapped[int] = mapped_column(Integer)
+    score_bin_3: Mapped[int] = mapped_column(Integer)
+    score_bin_4: Mapped[int] = mapped_column(Integer)
+    score_bin_5: Mapped[int] = mapped_column(Integer)
+    score_bin_6: Mapped[int] = mapped_column(Integer)
+    score_bin_7: Mapped[int] = mapped_column(Integer)
+    score_bin_8: Mapped[int] = mapped_column(Integer)
+    score_bin_9: Mapped[int] = mapped_column(Integer)
+
+
+class DefectHourlyRow(Base):
+    """NG counts per UTC hour, station, line and defect class (the Pareto's rollup); kept by ``purge`` too."""
+
+    __tablename__ = "defect_hourly"
+
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    station: Mapped[str] = mapped_column(String(100), primary_key=True)
+    line: Mapped[str] = mapped_column(String(100), primary_key=True)
+    defect_class: Mapped[str] = mapped_column(String(100), primary_key=True)
+    ng: Mapped[int] = mapped_column(Integer)
+
+
+class ReviewRow(Base):
+    """A person's verdict on one inspection; at most one per inspection."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        CheckConstraint(_in_list("verdict", REVIEW_VERDICTS), name="verdict"),
+        Index(None, "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id", ondelete="CASCADE"), unique=True)
+    verdict: Mapped[str] = mapped_column(String(8))
+    defect_class: Mapped[str | None] = mapped_column(String(100))
+    reviewer: Mapped[str] = mapped_column(String(100))
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class DatasetSnapshotRow(Base):
+    """A frozen list of training images; model versions point at it through ``data_fingerprint``."""
+
+    __tablename__ = "dataset_snapshots"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    fingerprint: Mapped[str] = mapped_column(String(128), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    classes: Mapped[list[str]]
+    image_count: Mapped[int] = mapped_column(Integer)
+    manifest_path: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class ScheduleRow(Base):
+    """A recurring job (fine-tune, inspect, purge) in cron syntax, run by the lifecycle worker."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    cron: Mapped[str] = mapped_column(String(100))
+    config: Mapped[dict[str, Any]]
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    last_run_at: Mapped[datetime | None]
+    next_run_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class AuditLogRow(Base):
+    """One recorded action; the database refuses UPDATE and DELETE on this table (triggers in migration 0002)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index(None, "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]]
+
+
+class UserRow(Base):
+    """A person who signs in; only an Argon2 hash of the password is stored."""
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_in_list("role", USER_ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -14,7 +15,10 @@ from inspect_app.storage import current_revision, downgrade, head_revision, make
 from inspect_app.storage.db import MIGRATIONS_DIR
 from inspect_app.storage.tables import Base
 
-APP_TABLES = {"inspections", "model_versions", "training_runs"}
+APP_TABLES = {
+    "inspections", "model_versions", "training_runs", "lines", "stations", "inspection_hourly", "defect_hourly",
+    "reviews", "dataset_snapshots", "schedules", "audit_log", "users",
+}
 
 
 def _tables(url: str) -> set[str]:
@@ -29,7 +33,7 @@ def test_upgrade_downgrade_upgrade_round_trip(db_url: str) -> None:
     assert current_revision(db_url) is None
     upgrade(db_url)
     assert _tables(db_url) >= APP_TABLES
-    assert current_revision(db_url) == head_revision() == "0001"
+    assert current_revision(db_url) == head_revision() == "0002"
 
     downgrade(db_url, "base")
     assert not APP_TABLES & _tables(db_url)
@@ -100,3 +104,60 @@ def test_migrations_ship_inside_the_package_and_need_no_ini(tmp_path: Path, monk
     url = f"sqlite:///{(tmp_path / 'elsewhere.db').as_posix()}"
     upgrade(url)
     assert _tables(url) >= APP_TABLES
+
+
+def test_each_migration_steps_up_and_down_with_data(db_url: str, inspection_factory: Any) -> None:
+    """0001 → 0002 backfills the rollups and the station registry from existing rows; 0002 → 0001 keeps the rows."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import text
+
+    from inspect_app.storage import Database, queries
+    from inspect_app.storage.repository import inspection_to_values
+    from inspect_app.storage.tables import InspectionRow
+
+    upgrade(db_url, "0001")
+    assert current_revision(db_url) == "0001"
+    t0 = datetime(2024, 1, 1, 5, 30, tzinfo=UTC)
+    rows = [
+        inspection_factory(i, created_at=t0 + timedelta(minutes=17 * i), station=f"s{i % 3}", line=f"l{i % 2}",
+                        score=(i % 11) / 10, decision=["OK", "NG", "REVIEW", "ERROR"][i % 4],
+                        defect_class=None if i % 8 == 1 else "dent")
+        for i in range(60)
+    ]
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as connection:  # written as 0001 knew them: no rollups yet
+            connection.execute(InspectionRow.__table__.insert(), [inspection_to_values(r) for r in rows])
+    finally:
+        engine.dispose()
+
+    upgrade(db_url, "0002")
+    with Database.open(db_url, migrate=False) as db:
+        assert queries.stations(db) == ["s0", "s1", "s2"]
+        rollup = queries.summary(db, since=t0 + timedelta(minutes=30))  # whole hours from the rollups
+        whole = [r for r in rows if r.created_at >= t0 + timedelta(minutes=30)]
+        assert rollup.total == len(whole)
+        assert rollup.ng == sum(r.decision == "NG" for r in whole)
+        assert rollup.per_class == {
+            name: sum(r.decision == "NG" and (r.defect_class or "(unclassified)") == name for r in whole)
+            for name in ("dent", "(unclassified)")
+        }
+        dist = queries.score_distribution(db, bucket="day")
+        assert sum(sum(d["bins"]) for d in dist) == len(rows)
+        assert [sum(d["bins"][k] for d in dist) for k in range(10)] == [
+            sum(min(int(r.score * 10), 9) == k for r in rows) for k in range(10)
+        ]
+
+    downgrade(db_url, "0001")
+    assert current_revision(db_url) == "0001"
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT COUNT(*) FROM inspections")).scalar() == len(rows)
+        assert not {"inspection_hourly", "stations", "audit_log", "users"} & set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    upgrade(db_url)
+    assert current_revision(db_url) == head_revision()
+    downgrade(db_url, "base")

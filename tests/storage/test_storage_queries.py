@@ -141,7 +141,7 @@ def test_defect_rate_over_time_matches_python_buckets(seeded: Database, bucket: 
 
 
 def test_unknown_bucket_names_value_and_allowed(db: Database) -> None:
-    with pytest.raises(ValueError, match=r"'week'.*'hour', 'day'"):
+    with pytest.raises(ValueError, match=r"'week'.*'hour', 'shift', 'day'"):
         queries.defect_rate_over_time(db, bucket="week")
 
 
@@ -173,3 +173,132 @@ def test_latest_ng(seeded: Database) -> None:
     assert queries.latest_ng(seeded, limit=5) == expected[:5]
     press = [r for r in expected if r.station == "press-2"]
     assert queries.latest_ng(seeded, limit=3, station="press-2") == press[:3]
+
+
+# --- rollups: exact for windows that start and end inside an hour --------------------------------------------------
+
+ODD_WINDOWS: list[dict[str, Any]] = [
+    {"since": START + timedelta(hours=5, minutes=17, seconds=3), "until": START + timedelta(hours=29, minutes=41)},
+    {"since": START + timedelta(hours=7, minutes=10), "until": START + timedelta(hours=7, minutes=50)},  # one hour
+    {"since": START + timedelta(hours=7, minutes=50), "until": START + timedelta(hours=8, minutes=10)},  # two pieces
+    {"since": START + timedelta(minutes=59, seconds=59), "station": "press-1"},
+    {"until": START + timedelta(days=2, minutes=1), "line": "line-a"},
+    {"since": START + timedelta(hours=9), "until": START + timedelta(hours=9)},  # empty
+]
+
+
+@pytest.mark.parametrize("filters", ODD_WINDOWS)
+def test_summary_is_exact_for_windows_inside_hours(seeded: Database, filters: dict[str, Any]) -> None:
+    assert queries.summary(seeded, **filters) == _expected_summary(_select(**filters))
+
+
+def _bucket_start(moment: datetime, bucket: str) -> datetime:
+    hour = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if bucket == "hour":
+        return hour
+    if bucket == "day":
+        return hour.replace(hour=0)
+    shift_start = hour.replace(hour=queries.SHIFT_START_HOUR)
+    while shift_start > hour:
+        shift_start -= timedelta(hours=queries.SHIFT_HOURS)
+    while shift_start + timedelta(hours=queries.SHIFT_HOURS) <= hour:
+        shift_start += timedelta(hours=queries.SHIFT_HOURS)
+    return shift_start
+
+
+@pytest.mark.parametrize("bucket", ["hour", "shift", "day"])
+@pytest.mark.parametrize("by", [None, "station", "line"])
+def test_defect_rate_per_bucket_and_group_matches_python(seeded: Database, bucket: str, by: str | None) -> None:
+    window = ODD_WINDOWS[0]
+    grouped: dict[tuple, list[Inspection]] = {}
+    for row in _select(**window):
+        grouped.setdefault((_bucket_start(row.created_at, bucket), getattr(row, by) if by else None), []).append(row)
+    expected = []
+    for (start, key) in sorted(grouped, key=lambda k: (k[0], k[1] or "")):
+        members = grouped[(start, key)]
+        decided = sum(r.decision != Decision.ERROR for r in members)
+        ng = sum(r.decision == Decision.NG for r in members)
+        item: dict[str, Any] = {"bucket": start}
+        if by:
+            item[by] = key
+        item.update({"total": len(members), "decided": decided, "ng": ng, "rate": ng / decided if decided else 0.0})
+        expected.append(item)
+    assert queries.defect_rate_over_time(seeded, bucket=bucket, by=by, **window) == expected
+
+
+def test_shift_buckets_start_at_the_shift_hours(seeded: Database) -> None:
+    starts = {row["bucket"].hour for row in queries.defect_rate_over_time(seeded, bucket="shift")}
+    assert starts == {(queries.SHIFT_START_HOUR + k * queries.SHIFT_HOURS) % 24 for k in range(3)}
+
+
+def test_unknown_breakdown_names_value_and_allowed(db: Database) -> None:
+    with pytest.raises(ValueError, match=r"'shift_lead'.*'station', 'line'"):
+        queries.defect_rate_over_time(db, by="shift_lead")
+
+
+def test_pareto_shares_add_up(seeded: Database) -> None:
+    result = queries.pareto(seeded, **ODD_WINDOWS[0])
+    counts = Counter(r.defect_class or UNCLASSIFIED for r in _select(**ODD_WINDOWS[0]) if r.decision == Decision.NG)
+    assert [(item["defect_class"], item["ng"]) for item in result] == sorted(
+        counts.items(), key=lambda item: (-item[1], item[0])
+    )
+    assert result[-1]["cumulative"] == pytest.approx(1.0)
+    assert sum(item["share"] for item in result) == pytest.approx(1.0)
+
+
+def test_p_chart_centre_and_three_sigma_limits(seeded: Database) -> None:
+    chart = queries.p_chart(seeded, bucket="day")
+    decided = [r for r in SEED if r.decision != Decision.ERROR]
+    p_bar = sum(r.decision == Decision.NG for r in decided) / len(decided)
+    assert chart["center"] == pytest.approx(p_bar)
+    per_day = Counter(_bucket_start(r.created_at, "day") for r in decided)
+    assert [p["bucket"] for p in chart["points"]] == sorted(per_day)
+    for point in chart["points"]:
+        n = per_day[point["bucket"]]
+        sigma = (p_bar * (1 - p_bar) / n) ** 0.5
+        assert point["n"] == n
+        assert point["ucl"] == pytest.approx(min(1.0, p_bar + 3 * sigma))
+        assert point["lcl"] == pytest.approx(max(0.0, p_bar - 3 * sigma))
+        assert point["out_of_control"] == (not point["lcl"] <= point["p"] <= point["ucl"])
+
+
+def test_score_distribution_per_day_matches_python(seeded: Database) -> None:
+    window = ODD_WINDOWS[0]
+    grouped: dict[datetime, list[float]] = {}
+    for row in _select(**window):
+        if row.score is not None:
+            grouped.setdefault(_bucket_start(row.created_at, "day"), []).append(row.score)
+    result = queries.score_distribution(seeded, bucket="day", **window)
+    assert [item["bucket"] for item in result] == sorted(grouped)
+    for item in result:
+        scores = grouped[item["bucket"]]
+        assert item["n"] == len(scores)
+        assert item["mean"] == pytest.approx(sum(scores) / len(scores))
+        assert item["bins"] == [sum(min(int(s * 10), 9) == k for s in scores) for k in range(10)]
+
+
+def test_lines_are_registered(seeded: Database) -> None:
+    assert queries.lines(seeded) == sorted(LINES)
+
+
+def test_review_queue_lists_unreviewed_review_rows_newest_first(seeded: Database) -> None:
+    from inspect_app.records import Review
+
+    waiting = sorted((r for r in SEED if r.decision == Decision.REVIEW), key=lambda r: r.created_at, reverse=True)
+    queue = queries.review_queue(seeded, limit=1000)
+    assert [item.inspection for item in queue] == waiting
+    assert queries.review_queue_size(seeded) == len(waiting)
+    repo = Repository(seeded)
+    repo.add_review(Review(inspection_id=queue[0].inspection_id, verdict=Decision.NG, reviewer="ana"))
+    assert [item.inspection for item in queries.review_queue(seeded, limit=1000)] == waiting[1:]
+    assert queries.review_queue_size(seeded) == len(waiting) - 1
+    station = waiting[1].station
+    assert all(i.inspection.station == station for i in queries.review_queue(seeded, station=station))
+
+
+def test_rollups_ignore_duplicates_and_match_raw_counts(db: Database) -> None:
+    repo = Repository(db, batch_size=37)
+    assert repo.add_inspections(SEED[:250]) == 250
+    assert repo.add_inspections(SEED) == len(SEED) - 250 + sum(r.content_hash is None for r in SEED[:250])
+    errors_twice = [r for r in SEED[:250] if r.content_hash is None]
+    assert queries.summary(db) == _expected_summary(SEED + errors_twice)

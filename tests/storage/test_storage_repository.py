@@ -256,3 +256,118 @@ def test_list_training_runs_newest_first(repo: Repository, training_run_factory:
     assert [r.id for r in repo.list_training_runs(limit=10)] == ids[::-1]
     assert [r.id for r in repo.list_training_runs(limit=2)] == ids[:0:-1]
     assert [r.id for r in repo.list_training_runs(limit=10, status="queued")] == [ids[2], ids[0]]
+
+
+# --- stations, reviews, users, audit log, snapshots, schedules ----------------------------------------------------
+
+
+def test_stations_are_registered_once_with_their_first_line(repo: Repository, inspection_factory: Any) -> None:
+    from inspect_app.storage import queries
+
+    repo.add_inspections([inspection_factory(1, station="s-b", line="l-2"), inspection_factory(2, station="s-a")])
+    repo.add_inspections([inspection_factory(3, station="s-b", line="l-9")])
+    assert queries.stations(repo.db) == ["s-a", "s-b"]
+    assert queries.lines(repo.db) == ["l-2", "line-1"]
+    # A fresh repository (no cache) sees the stations already there and adds nothing twice.
+    Repository(repo.db).add_inspections([inspection_factory(4, station="s-a")])
+    assert queries.stations(repo.db) == ["s-a", "s-b"]
+
+
+def test_review_round_trips_and_is_audited(repo: Repository, inspection_factory: Any) -> None:
+    from inspect_app.records import Review
+
+    row = inspection_factory(1, decision=Decision.REVIEW)
+    repo.add_inspections([row])
+    inspection_id = repo.inspection_id(row.content_hash, row.model_version, row.station)
+    review = Review(inspection_id=inspection_id, verdict=Decision.NG, reviewer="ana", created_at=T0,
+                    defect_class="dent", comment="visible at 3 o'clock")
+    repo.add_review(review)
+    assert repo.get_review(inspection_id) == review
+    [event] = repo.list_audit(action="review.add")
+    assert event.actor == "ana" and event.target == f"inspection:{inspection_id}"
+    assert event.details == {"verdict": "NG", "defect_class": "dent"}
+
+
+def test_review_rejects_bad_input(repo: Repository, inspection_factory: Any) -> None:
+    from inspect_app.records import Review
+
+    repo.add_inspections([inspection_factory(1)])
+    inspection_id = repo.inspection_id(f"{1:064x}", "resnet-v1", "station-1")
+    with pytest.raises(ValueError, match=r"'REVIEW'.*\['OK', 'NG'\]"):
+        repo.add_review(Review(inspection_id=inspection_id, verdict=Decision.REVIEW, reviewer="ana"))
+    with pytest.raises(LookupError, match="424242"):
+        repo.add_review(Review(inspection_id=424242, verdict=Decision.OK, reviewer="ana"))
+    repo.add_review(Review(inspection_id=inspection_id, verdict=Decision.OK, reviewer="ana"))
+    with pytest.raises(StorageError, match="already has a review"):
+        repo.add_review(Review(inspection_id=inspection_id, verdict=Decision.NG, reviewer="bo"))
+    assert repo.get_review(inspection_id).reviewer == "ana"
+
+
+def test_users_store_only_a_hash_and_authenticate(repo: Repository) -> None:
+    from sqlalchemy import select
+
+    from inspect_app.records import User
+    from inspect_app.storage.tables import UserRow
+
+    user = User(username="ana", role="engineer", display_name="Ana", created_at=T0)
+    repo.add_user(user, "correct horse battery")
+    assert repo.get_user("ana") == user
+    assert repo.authenticate("ana", "correct horse battery") == user
+    assert repo.authenticate("ana", "wrong password") is None
+    assert repo.authenticate("nobody", "correct horse battery") is None
+    with repo.db.session() as session:
+        stored = session.scalar(select(UserRow.password_hash))
+    assert stored.startswith("$argon2id$") and "correct horse" not in stored
+    repo.add_user(User(username="off", role="viewer", active=False), "another password")
+    assert repo.authenticate("off", "another password") is None
+    assert [u.username for u in repo.list_users()] == ["ana", "off"]
+
+
+def test_users_reject_bad_input(repo: Repository) -> None:
+    from inspect_app.records import User
+
+    with pytest.raises(ValueError, match=r"'boss'.*'viewer', 'operator', 'engineer', 'admin'"):
+        repo.add_user(User(username="x", role="boss"), "long enough pw")
+    with pytest.raises(ValueError, match="at least 8"):
+        repo.add_user(User(username="x", role="viewer"), "short")
+    repo.add_user(User(username="x", role="viewer"), "long enough pw")
+    with pytest.raises(StorageError, match="'x' already exists"):
+        repo.add_user(User(username="x", role="admin"), "long enough pw")
+
+
+def test_audit_log_is_append_only_in_the_database(repo: Repository) -> None:
+    from sqlalchemy import text
+
+    from inspect_app.records import AuditEvent
+
+    repo.audit(AuditEvent(actor="ana", action="model.promote", target="m2", details={"from": "m1"}, at=T0))
+    with pytest.raises(StorageError, match="append-only"), repo.db.session() as session:
+        session.execute(text("UPDATE audit_log SET actor = 'mallory'"))
+    with pytest.raises(StorageError, match="append-only"), repo.db.session() as session:
+        session.execute(text("DELETE FROM audit_log"))
+    assert repo.list_audit() == [AuditEvent(actor="ana", action="model.promote", target="m2",
+                                            details={"from": "m1"}, at=T0)]
+
+
+def test_dataset_snapshot_is_idempotent_by_fingerprint(repo: Repository) -> None:
+    from inspect_app.records import DatasetSnapshot
+
+    snapshot = DatasetSnapshot(fingerprint="abc123", path="/data/train", classes=("good", "dent"), image_count=42,
+                               created_at=T0)
+    first = repo.add_dataset_snapshot(snapshot)
+    assert repo.add_dataset_snapshot(snapshot) == first
+    assert repo.get_dataset_snapshot("abc123") == snapshot
+    assert repo.get_dataset_snapshot("missing") is None
+
+
+def test_schedules_round_trip(repo: Repository) -> None:
+    from inspect_app.records import Schedule
+
+    nightly = Schedule(name="nightly", kind="train", cron="0 2 * * *", config={"epochs": 3}, created_at=T0)
+    paused = Schedule(name="purge", kind="purge", cron="0 3 * * 0", enabled=False, created_at=T0)
+    repo.add_schedule(nightly)
+    repo.add_schedule(paused)
+    assert repo.list_schedules() == [nightly, paused]
+    assert repo.list_schedules(enabled_only=True) == [nightly]
+    with pytest.raises(StorageError, match="'nightly'"):
+        repo.add_schedule(nightly)
