@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, select
 
 from inspect_app.records import GOOD_CLASS, Decision, ReviewItem, utcnow
 from inspect_app.storage import queries

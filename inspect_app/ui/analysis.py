@@ -1,0 +1,66 @@
+"""Threshold analysis from a model card's validation scores: ROC curve and escape vs false-reject trade-off.
+
+A part is called NG when its defect score is ≥ the threshold (as ``engine.thresholds`` decides). A *false reject*
+is a good part called NG; an *escape* is a defective part called OK. Pure numpy, so the dashboard never loads torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["rates_at", "roc_curve", "score_samples", "threshold_tradeoff"]
+
+
+def score_samples(metrics: dict[str, Any]) -> tuple[list[float], list[float]] | None:
+    """(good scores, defect scores) stored in a model's metrics, or ``None`` when the card has none."""
+    samples = metrics.get("score_samples")
+    if not isinstance(samples, dict):
+        return None
+    good, defect = samples.get("good") or [], samples.get("defect") or []
+    if not good or not defect:
+        return None
+    return [float(v) for v in good], [float(v) for v in defect]
+
+
+def rates_at(good: Sequence[float], defect: Sequence[float], threshold: float) -> dict[str, float]:
+    """False-reject and escape rate at one threshold.
+
+    Raises:
+        ValueError: one of the score lists is empty.
+    """
+    if len(good) == 0 or len(defect) == 0:
+        raise ValueError("rates need at least one good and one defect score")
+    good_arr, defect_arr = np.asarray(good, dtype=np.float64), np.asarray(defect, dtype=np.float64)
+    return {
+        "threshold": float(threshold),
+        "false_reject_rate": float((good_arr >= threshold).mean()),
+        "escape_rate": float((defect_arr < threshold).mean()),
+    }
+
+
+def threshold_tradeoff(good: Sequence[float], defect: Sequence[float], steps: int = 101) -> list[dict[str, float]]:
+    """False-reject and escape rate for ``steps`` thresholds evenly spaced over [0, 1]."""
+    if steps < 2:
+        raise ValueError(f"steps {steps!r} must be at least 2")
+    return [rates_at(good, defect, float(t)) for t in np.linspace(0.0, 1.0, steps)]
+
+
+def roc_curve(good: Sequence[float], defect: Sequence[float]) -> list[dict[str, float]]:
+    """ROC points (false-positive rate, true-positive rate) over every distinct score, from (0, 0) to (1, 1).
+
+    Defective is the positive class; each distinct score is tried as a threshold (NG when ≥ it).
+    """
+    if len(good) == 0 or len(defect) == 0:
+        raise ValueError("a ROC curve needs at least one good and one defect score")
+    good_arr, defect_arr = np.asarray(good, dtype=np.float64), np.asarray(defect, dtype=np.float64)
+    thresholds = np.unique(np.concatenate([good_arr, defect_arr]))[::-1]
+    points = [{"fpr": 0.0, "tpr": 0.0, "threshold": float("inf")}]
+    for t in thresholds:
+        points.append({"fpr": float((good_arr >= t).mean()), "tpr": float((defect_arr >= t).mean()),
+                       "threshold": float(t)})
+    if points[-1]["fpr"] < 1.0 or points[-1]["tpr"] < 1.0:
+        points.append({"fpr": 1.0, "tpr": 1.0, "threshold": float("-inf")})
+    return points
