@@ -1,15 +1,15 @@
 """Threshold analysis from a model card's validation scores: ROC curve and escape vs false-reject trade-off.
 
 A part is called NG when its defect score is ≥ the threshold (as ``engine.thresholds`` decides). A *false reject*
-is a good part called NG; an *escape* is a defective part called OK. Pure numpy, so the dashboard never loads torch.
+is a good part called NG; an *escape* is a defective part called OK. Plain Python over sorted lists (``bisect``):
+validation sets hold hundreds of parts, and the dashboard keeps to its few allowed dependencies.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 __all__ = ["rates_at", "roc_curve", "score_samples", "threshold_tradeoff"]
 
@@ -25,6 +25,11 @@ def score_samples(metrics: dict[str, Any]) -> tuple[list[float], list[float]] | 
     return [float(v) for v in good], [float(v) for v in defect]
 
 
+def _share_at_or_above(sorted_scores: Sequence[float], threshold: float) -> float:
+    """Share of (ascending) ``sorted_scores`` that are ≥ ``threshold``."""
+    return (len(sorted_scores) - bisect_left(sorted_scores, threshold)) / len(sorted_scores)
+
+
 def rates_at(good: Sequence[float], defect: Sequence[float], threshold: float) -> dict[str, float]:
     """False-reject and escape rate at one threshold.
 
@@ -33,11 +38,15 @@ def rates_at(good: Sequence[float], defect: Sequence[float], threshold: float) -
     """
     if len(good) == 0 or len(defect) == 0:
         raise ValueError("rates need at least one good and one defect score")
-    good_arr, defect_arr = np.asarray(good, dtype=np.float64), np.asarray(defect, dtype=np.float64)
+    return _rates(sorted(good), sorted(defect), float(threshold))
+
+
+def _rates(good: list[float], defect: list[float], threshold: float) -> dict[str, float]:
+    """``rates_at`` on already sorted lists."""
     return {
-        "threshold": float(threshold),
-        "false_reject_rate": float((good_arr >= threshold).mean()),
-        "escape_rate": float((defect_arr < threshold).mean()),
+        "threshold": threshold,
+        "false_reject_rate": _share_at_or_above(good, threshold),
+        "escape_rate": 1.0 - _share_at_or_above(defect, threshold),
     }
 
 
@@ -45,7 +54,10 @@ def threshold_tradeoff(good: Sequence[float], defect: Sequence[float], steps: in
     """False-reject and escape rate for ``steps`` thresholds evenly spaced over [0, 1]."""
     if steps < 2:
         raise ValueError(f"steps {steps!r} must be at least 2")
-    return [rates_at(good, defect, float(t)) for t in np.linspace(0.0, 1.0, steps)]
+    if len(good) == 0 or len(defect) == 0:
+        raise ValueError("rates need at least one good and one defect score")
+    good_sorted, defect_sorted = sorted(good), sorted(defect)
+    return [_rates(good_sorted, defect_sorted, k / (steps - 1)) for k in range(steps)]
 
 
 def roc_curve(good: Sequence[float], defect: Sequence[float]) -> list[dict[str, float]]:
@@ -55,11 +67,10 @@ def roc_curve(good: Sequence[float], defect: Sequence[float]) -> list[dict[str, 
     """
     if len(good) == 0 or len(defect) == 0:
         raise ValueError("a ROC curve needs at least one good and one defect score")
-    good_arr, defect_arr = np.asarray(good, dtype=np.float64), np.asarray(defect, dtype=np.float64)
-    thresholds = np.unique(np.concatenate([good_arr, defect_arr]))[::-1]
+    good_sorted, defect_sorted = sorted(good), sorted(defect)
     points = [{"fpr": 0.0, "tpr": 0.0, "threshold": float("inf")}]
-    for t in thresholds:
-        points.append({"fpr": float((good_arr >= t).mean()), "tpr": float((defect_arr >= t).mean()),
+    for t in sorted(set(good_sorted) | set(defect_sorted), reverse=True):
+        points.append({"fpr": _share_at_or_above(good_sorted, t), "tpr": _share_at_or_above(defect_sorted, t),
                        "threshold": float(t)})
     if points[-1]["fpr"] < 1.0 or points[-1]["tpr"] < 1.0:
         points.append({"fpr": 1.0, "tpr": 1.0, "threshold": float("-inf")})
