@@ -96,7 +96,7 @@ def main() -> None:
             _wait_for_server(port)
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1600, "height": 1000})
+                page = browser.new_page(viewport={"width": 1600, "height": 2200})
                 for name, path in PAGES:
                     page.goto(f"http://127.0.0.1:{port}/{path}")
                     page.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)

@@ -102,14 +102,19 @@ def render_tuner(url: str, version: ModelVersion) -> None:
     threshold = st.slider("Threshold (NG when defect score ≥ threshold)", 0.01, 0.99, float(version.threshold),
                           step=0.01, key=f"threshold_{version.name}")
     now, then = rates_at(good, defect, version.threshold), rates_at(good, defect, threshold)
+    moved = abs(threshold - version.threshold) >= 1e-9
+
+    def change(key: str) -> str | None:
+        # A delta only once the slider has left the stored threshold; "+0.0" would read as a change.
+        return f"{(then[key] - now[key]) * 100:+.1f} pt" if moved else None
+
     cols = st.columns(4)
-    cols[0].metric("Escape rate", f"{then['escape_rate'] * 100:.1f} %",
-                   delta=f"{(then['escape_rate'] - now['escape_rate']) * 100:+.1f} pt", delta_color="inverse")
-    cols[1].metric("False-reject rate", f"{then['false_reject_rate'] * 100:.1f} %",
-                   delta=f"{(then['false_reject_rate'] - now['false_reject_rate']) * 100:+.1f} pt",
+    cols[0].metric("Escape rate", f"{then['escape_rate'] * 100:.1f} %", delta=change("escape_rate"),
                    delta_color="inverse")
+    cols[1].metric("False-reject rate", f"{then['false_reject_rate'] * 100:.1f} %",
+                   delta=change("false_reject_rate"), delta_color="inverse")
     cols[2].metric("Current threshold", f"{version.threshold:.2f}")
-    cols[3].metric("Validation parts", f"{len(good)} good / {len(defect)} defect")
+    cols[3].metric("Validation good / defect", f"{len(good)} / {len(defect)}")
     curve = pd.DataFrame(threshold_tradeoff(good, defect))
     long = curve.melt(id_vars="threshold", value_vars=["escape_rate", "false_reject_rate"], var_name="Rate",
                       value_name="Share")
@@ -119,7 +124,7 @@ def render_tuner(url: str, version: ModelVersion) -> None:
     rule = alt.Chart(pd.DataFrame({"t": [threshold]})).mark_rule(color="black").encode(x="t:Q")
     st.altair_chart(lines + rule, width="stretch")
     if st.button(f"Apply threshold {threshold:.2f} to {version.name}", key="apply_threshold",
-                 disabled=abs(threshold - version.threshold) < 1e-9, help=role_hint("threshold")):
+                 disabled=not moved, help=role_hint("threshold")):
         run_control(access.set_model_threshold, database(url), current_user(), version.name, threshold,
                     success=f"threshold of {version.name} set to {threshold:.2f}")
 

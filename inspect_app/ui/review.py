@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 PAGE_TITLE = "Review"
 QUEUE_LIMIT = 12
+# Pictures at a size that shows a defect without pushing the controls off the screen.
+REVIEW_IMAGE_PX = 260
 AUDIT_SIZES = (5, 10, 20)
 SOURCES = ("Review band", "Audit sample (OK parts)")
 OTHER_CLASS = "(other…)"
@@ -84,10 +86,10 @@ def render_item(url: str, item: ReviewItem, classes: list[str]) -> None:
     inspection = item.inspection
     picture = next((p for p in (inspection.heatmap_path, inspection.image_path) if p and Path(p).is_file()), None)
     with st.container(border=True):
-        left, right = st.columns([1, 2])
+        left, right = st.columns([1, 3])
         with left:
             if picture is not None:
-                st.image(picture, width="stretch")
+                st.image(picture, width=REVIEW_IMAGE_PX)
             else:
                 st.caption("(image not on this server)")
         with right:
