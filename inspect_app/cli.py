@@ -282,6 +282,41 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_new_password(args: argparse.Namespace) -> str:
+    """The new user's password: one line on stdin with --password-stdin, else typed twice at a prompt."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass(f"password for {args.name}: ")
+    if first != getpass.getpass("again: "):
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    """Create a dashboard user with a role; the password is stored as an Argon2id hash."""
+    from inspect_app.storage import access
+    from inspect_app.storage.db import Database
+
+    try:
+        user = access.create_user(Database.open(_settings(args).resolved_database_url), args.name, args.role,
+                                  _read_new_password(args), display_name=args.display_name)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"user {user.username} created with role {user.role}")
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    """List dashboard users and their roles."""
+    repository = _open_repository(_settings(args).resolved_database_url)
+    for user in repository.list_users():
+        print(f"{user.username:<24} {user.role:<10} {'active' if user.active else 'inactive'}")
+    return 0
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """Start the Streamlit dashboard (blocks until stopped)."""
     settings = _settings(args)
@@ -410,6 +445,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = models.add_parser("promote", help="make a model version active")
     p.add_argument("name")
     p.set_defaults(func=cmd_models_promote)
+
+    users = sub.add_parser("users", help="dashboard users").add_subparsers(dest="users_command", required=True)
+    p = users.add_parser("add", help="create a user (password prompted, or one line on stdin)")
+    p.add_argument("name")
+    p.add_argument("--role", required=True, choices=("viewer", "operator", "engineer", "admin"))
+    p.add_argument("--display-name")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts)")
+    p.set_defaults(func=cmd_users_add)
+    p = users.add_parser("list", help="list users and roles")
+    p.set_defaults(func=cmd_users_list)
     return parser
 
 

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
         database_url: SQLAlchemy URL; defaults to a SQLite file under ``home``.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         station: station name written with every inspection when a pipeline does not name one.
+        dashboard_open_viewing: dashboard pages readable without signing in (``INSPECT_DASHBOARD_OPEN_VIEWING``).
     """
 
     model_config = SettingsConfigDict(env_prefix="INSPECT_", extra="ignore")
@@ -39,6 +40,8 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     station: str = "station-1"
     line: str = "line-1"
+    # Dashboard pages readable without signing in (plant network); controls always need a signed-in user.
+    dashboard_open_viewing: bool = True
 
     @property
     def resolved_database_url(self) -> str:

@@ -31,3 +31,7 @@ class CheckpointError(InspectAppError):
 
 class StorageError(InspectAppError):
     """The database cannot be reached or refused a write."""
+
+
+class AccessDeniedError(InspectAppError):
+    """A dashboard or CLI control was attempted without a signed-in user holding the role it needs."""

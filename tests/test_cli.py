@@ -88,3 +88,22 @@ def test_db_purge_bad_age_names_value_and_units(tmp_path: Path, capsys: pytest.C
     assert main(["--home", str(tmp_path), "db", "purge", "--older-than", "3 months"]) == 2
     err = capsys.readouterr().err
     assert "'3 months'" in err and "m, h, d, w" in err
+
+
+def test_users_add_stores_a_hashed_password(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from inspect_app.storage import Database, access
+
+    monkeypatch.delenv("INSPECT_DATABASE_URL", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO("a-long-password\n"))
+    assert main(["--home", str(tmp_path), "users", "add", "eve", "--role", "engineer", "--password-stdin"]) == 0
+    assert "user eve created with role engineer" in capsys.readouterr().out
+    with Database.open(f"sqlite:///{(tmp_path / 'inspect.db').as_posix()}") as db:
+        assert access.sign_in(db, "eve", "a-long-password").role == "engineer"
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["--home", str(tmp_path), "users", "add", "bob", "--role", "operator", "--password-stdin"]) == 2
+    assert "at least 8 characters" in capsys.readouterr().err
+    assert main(["--home", str(tmp_path), "users", "list"]) == 0
+    assert capsys.readouterr().out.split() == ["eve", "engineer", "active"]

@@ -11,6 +11,9 @@ from typing import Any
 
 import numpy as np
 
+# Decimals kept of each validation score in a model card; 4 keep the ROC exact to 1e-4 and the card small.
+SCORE_SAMPLE_DECIMALS = 4
+
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
     """Counts with true classes on rows and predicted classes on columns."""
@@ -113,6 +116,12 @@ def classification_report(
         values = np.asarray(defect_scores, dtype=np.float64)
         is_defect = truth != good_index
         report["auroc_good_vs_defect"] = roc_auc(is_defect, values)
+        # The validation scores themselves (rounded, sorted): the dashboard draws the ROC curve and the threshold
+        # tuner from them and compares production score distributions against them for drift.
+        report["score_samples"] = {
+            "good": sorted(round(float(v), SCORE_SAMPLE_DECIMALS) for v in values[~is_defect]),
+            "defect": sorted(round(float(v), SCORE_SAMPLE_DECIMALS) for v in values[is_defect]),
+        }
         if (~is_defect).any():
             threshold = threshold_for_false_reject(values[~is_defect], false_reject_rate)
             report["operating_point"] = {

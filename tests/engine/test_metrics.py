@@ -49,3 +49,11 @@ def test_report_has_factory_figures() -> None:
     assert report["macro_recall"] == pytest.approx((2 / 3 + 1 + 1) / 3)
     assert report["auroc_good_vs_defect"] == pytest.approx(1.0)
     assert report["operating_point"]["escape_rate"] == 0.0
+
+
+def test_report_keeps_sorted_validation_scores_per_group() -> None:
+    report = classification_report(
+        y_true=[0, 1, 0, 2], y_pred=[0, 1, 1, 2], defect_scores=[0.3, 0.912345, 0.1, 0.8],
+        classes=["good", "scratch", "crack"], good_class="good",
+    )
+    assert report["score_samples"] == {"good": [0.1, 0.3], "defect": [0.8, 0.9123]}

@@ -123,7 +123,7 @@ def test_kpis_equal_seeded_counts_for_default_period(seeded: dict[str, list[Insp
     at = _run()
     assert at.title[0].value == app.PAGE_TITLE
     assert _metrics(at) == _expected(seeded["recent"])
-    assert len(at.dataframe) == 1  # latest NG table
+    assert len(at.dataframe) == 2  # station comparison and latest NG table
     assert not at.info and not at.error
 
 

@@ -1,0 +1,347 @@
+"""Sign-in, roles and the dashboard's control actions, each checked against the user's role and audited.
+
+Every control (review, train, promote, roll back, threshold change, schedule, user admin, purge) goes through a
+function here, which first calls ``authorize``: the check lives next to the write, so a page that forgot to hide a
+button still cannot change anything without the role. Each action appends an audit entry (who, what, when) in the
+same transaction as its write where the repository allows it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from inspect_app.config import TrainConfig
+from inspect_app.errors import AccessDeniedError
+from inspect_app.records import (
+    AuditEvent,
+    Decision,
+    ModelStatus,
+    ModelVersion,
+    Review,
+    RunStatus,
+    Schedule,
+    TrainingRun,
+    User,
+)
+from inspect_app.storage.db import Database
+from inspect_app.storage.repository import Repository, _model_version_from_row
+from inspect_app.storage.tables import REVIEW_VERDICTS, USER_ROLES, ModelVersionRow, ScheduleRow
+
+logger = logging.getLogger(__name__)
+
+# Roles in increasing power; a role may do everything the roles before it may.
+ROLE_RANK = {role: rank for rank, role in enumerate(USER_ROLES)}
+# The least role each control needs.
+ACTION_ROLES: dict[str, str] = {
+    "review": "operator",
+    "train": "engineer",
+    "schedule": "engineer",
+    "threshold": "engineer",
+    "promote": "engineer",
+    "rollback": "engineer",
+    "purge": "admin",
+    "users": "admin",
+}
+SCHEDULE_KINDS = ("train", "inspect", "purge")
+# Five cron fields, each made of digits, '*', '/', ',' and '-' (the worker parses them; this rejects typos early).
+_CRON_FIELD = re.compile(r"^[\d*/,\-]+$")
+
+__all__ = [
+    "ACTION_ROLES",
+    "ROLE_RANK",
+    "SCHEDULE_KINDS",
+    "add_schedule",
+    "allowed",
+    "authorize",
+    "create_user",
+    "enqueue_training",
+    "promote_model",
+    "review_inspection",
+    "rollback_model",
+    "rollback_target",
+    "set_model_threshold",
+    "set_schedule_enabled",
+    "sign_in",
+]
+
+
+def allowed(user: User | None, action: str) -> bool:
+    """Whether ``user`` (``None`` = nobody signed in) may perform ``action``.
+
+    Raises:
+        ValueError: ``action`` is not one of ``ACTION_ROLES``.
+    """
+    if action not in ACTION_ROLES:
+        raise ValueError(f"unknown action {action!r}; allowed: {sorted(ACTION_ROLES)}")
+    if user is None or not user.active or user.role not in ROLE_RANK:
+        return False
+    return ROLE_RANK[user.role] >= ROLE_RANK[ACTION_ROLES[action]]
+
+
+def authorize(user: User | None, action: str) -> User:
+    """Return ``user`` when it may perform ``action``, else refuse.
+
+    Raises:
+        AccessDeniedError: nobody is signed in, or the user's role is below the one the action needs (both named).
+    """
+    if allowed(user, action):
+        assert user is not None
+        return user
+    needed = ACTION_ROLES[action]
+    roles = [r for r in USER_ROLES if ROLE_RANK[r] >= ROLE_RANK[needed]]
+    if user is None:
+        raise AccessDeniedError(f"{action!r} needs a signed-in user with role {' or '.join(roles)}; sign in first")
+    raise AccessDeniedError(
+        f"user {user.username!r} with role {user.role!r} may not {action!r}; needs role {' or '.join(roles)}"
+    )
+
+
+def sign_in(db: Database, username: str, password: str) -> User:
+    """The active user whose name and password match; both outcomes are audited.
+
+    Raises:
+        AccessDeniedError: unknown user, wrong password or inactive user (one message for all, naming the user,
+            so that the dashboard does not reveal which names exist).
+    """
+    repository = Repository(db)
+    user = repository.authenticate(username, password)
+    if user is None:
+        repository.audit(AuditEvent(actor=username or "(empty)", action="auth.sign_in_failed"))
+        raise AccessDeniedError(f"sign-in failed for user {username!r}: unknown user, wrong password or inactive")
+    repository.audit(AuditEvent(actor=user.username, action="auth.sign_in", details={"role": user.role}))
+    logger.info("user %r signed in (role %s)", user.username, user.role)
+    return user
+
+
+def create_user(
+    db: Database,
+    username: str,
+    role: str,
+    password: str,
+    actor: User | None = None,
+    display_name: str | None = None,
+) -> User:
+    """Create a user with a hashed password.
+
+    ``actor`` is the signed-in admin when the dashboard creates the user; the CLI passes ``None`` because whoever
+    runs it on the server already owns the database. The repository audits the creation.
+
+    Raises:
+        AccessDeniedError: ``actor`` is given and is not an admin.
+        ValueError: empty name, unknown role (allowed roles named) or a too-short password.
+        StorageError: the name is taken.
+    """
+    if actor is not None:
+        authorize(actor, "users")
+    if not username or not username.strip() or username != username.strip():
+        raise ValueError(f"user name {username!r} must be non-empty without surrounding spaces")
+    user = User(username=username, role=role, display_name=display_name)
+    Repository(db).add_user(user, password)
+    if actor is not None:
+        Repository(db).audit(AuditEvent(actor=actor.username, action="user.create", target=username,
+                                         details={"role": role}))
+    return user
+
+
+def review_inspection(
+    db: Database,
+    user: User | None,
+    inspection_id: int,
+    verdict: str,
+    defect_class: str | None = None,
+    comment: str | None = None,
+) -> int:
+    """Record a person's verdict (confirm or relabel) on one inspection; returns the review id.
+
+    The repository writes the audit entry in the same transaction as the review.
+
+    Raises:
+        AccessDeniedError: the user is not at least an operator.
+        ValueError: the verdict is not OK/NG, or an NG verdict names no defect class.
+        LookupError: no such inspection.
+        StorageError: the inspection already has a review.
+    """
+    user = authorize(user, "review")
+    if verdict not in REVIEW_VERDICTS:
+        raise ValueError(f"review verdict {verdict!r} is not one of {list(REVIEW_VERDICTS)}")
+    if verdict == Decision.NG.value and not defect_class:
+        raise ValueError("an NG verdict needs the defect class the reviewer saw")
+    return Repository(db).add_review(
+        Review(
+            inspection_id=inspection_id,
+            verdict=Decision(verdict),
+            reviewer=user.username,
+            defect_class=defect_class if verdict == Decision.NG.value else None,
+            comment=comment or None,
+        )
+    )
+
+
+def enqueue_training(
+    db: Database,
+    user: User | None,
+    data_dir: str,
+    recipe: dict[str, Any],
+    model_name: str | None = None,
+    review_manifest: str | None = None,
+) -> int:
+    """Queue a fine-tuning run for the lifecycle worker; returns the run id.
+
+    The run's ``config`` is a complete ``TrainConfig`` dict, so the worker can build the recipe with
+    ``TrainConfig.from_dict``; who asked and the optional CSV manifest of reviewed parts ride in ``config["extra"]``.
+
+    Raises:
+        AccessDeniedError: the user is not at least an engineer.
+        ValueError: ``data_dir`` is not an existing folder.
+        ConfigError: the recipe has an unknown option or a bad value (named).
+    """
+    user = authorize(user, "train")
+    if not data_dir or not Path(data_dir).is_dir():
+        raise ValueError(f"training data folder {data_dir!r} does not exist")
+    config = TrainConfig.from_dict(dict(recipe)).to_dict()
+    config["extra"] = {**config.get("extra", {}), "requested_by": user.username}
+    if review_manifest:
+        config["extra"]["review_manifest"] = review_manifest
+    repository = Repository(db)
+    run_id = repository.add_training_run(
+        TrainingRun(config=config, data_dir=str(data_dir), status=RunStatus.QUEUED, model_name=model_name or None)
+    )
+    repository.audit(AuditEvent(actor=user.username, action="training.enqueue", target=f"training_run:{run_id}",
+                                details={"data_dir": str(data_dir), "model_name": model_name,
+                                         "review_manifest": review_manifest}))
+    return run_id
+
+
+def promote_model(db: Database, user: User | None, name: str) -> ModelVersion:
+    """Make ``name`` the active model (``Repository.promote``) and audit who did it and what was active before.
+
+    Raises:
+        AccessDeniedError: the user is not at least an engineer.
+        LookupError: no model version is called ``name`` (known names listed).
+    """
+    user = authorize(user, "promote")
+    return _promote(db, user, name, action="model.promote")
+
+
+def _promote(db: Database, user: User, name: str, action: str) -> ModelVersion:
+    """Promote and append the audit entry naming the previous active model."""
+    repository = Repository(db)
+    previous = repository.active_model()
+    promoted = repository.promote(name)
+    repository.audit(AuditEvent(actor=user.username, action=action, target=f"model:{name}",
+                                details={"previous": None if previous is None else previous.name}))
+    return promoted
+
+
+def rollback_target(db: Database) -> ModelVersion | None:
+    """The model a rollback would re-activate: the one active before the current one, else ``None``.
+
+    The audit log's latest promotion of the current model names its predecessor; without one (a model promoted by
+    the CLI before auditing existed), the newest retired model is taken.
+    """
+    repository = Repository(db)
+    current = repository.active_model()
+    if current is None:
+        return None
+    for event in repository.list_audit(limit=200):
+        if event.action in ("model.promote", "model.rollback") and event.target == f"model:{current.name}":
+            previous = event.details.get("previous")
+            if previous and previous != current.name:
+                found = repository.get_model_version(previous)
+                if found is not None:
+                    return found
+            break
+    retired = [v for v in repository.list_model_versions() if v.status == ModelStatus.RETIRED]
+    return retired[-1] if retired else None
+
+
+def rollback_model(db: Database, user: User | None) -> ModelVersion:
+    """Re-activate the model that was active before the current one (see ``rollback_target``).
+
+    Raises:
+        AccessDeniedError: the user is not at least an engineer.
+        LookupError: there is no earlier model to roll back to.
+    """
+    user = authorize(user, "rollback")
+    target = rollback_target(db)
+    if target is None:
+        raise LookupError("no earlier model version to roll back to")
+    return _promote(db, user, target.name, action="model.rollback")
+
+
+def set_model_threshold(db: Database, user: User | None, name: str, threshold: float) -> ModelVersion:
+    """Store a new decision threshold on a model version and audit the old and new value, in one transaction.
+
+    Raises:
+        AccessDeniedError: the user is not at least an engineer.
+        ValueError: the threshold is not a number strictly between 0 and 1.
+        LookupError: no model version is called ``name``.
+    """
+    user = authorize(user, "threshold")
+    if not isinstance(threshold, int | float) or math.isnan(threshold) or not 0.0 < float(threshold) < 1.0:
+        raise ValueError(f"threshold {threshold!r} must be a number strictly between 0 and 1")
+    with db.session() as session:
+        row = session.scalar(select(ModelVersionRow).where(ModelVersionRow.name == name))
+        if row is None:
+            known = session.scalars(select(ModelVersionRow.name).order_by(ModelVersionRow.name)).all()
+            raise LookupError(f"model version {name!r} not found; known: {list(known)}")
+        old = row.threshold
+        row.threshold = float(threshold)
+        Repository._audit(session, AuditEvent(actor=user.username, action="model.threshold", target=f"model:{name}",
+                                              details={"old": old, "new": float(threshold)}))
+        session.flush()
+        return _model_version_from_row(row)
+
+
+def _check_cron(cron: str) -> None:
+    """Reject cron expressions that are not five fields of cron characters."""
+    fields = cron.split()
+    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+        raise ValueError(f"cron {cron!r} must have 5 fields (minute hour day month weekday), e.g. '0 2 * * *'")
+
+
+def add_schedule(
+    db: Database, user: User | None, name: str, kind: str, cron: str, config: dict[str, Any] | None = None
+) -> int:
+    """Create an enabled recurring job for the lifecycle worker; returns its id.
+
+    Raises:
+        AccessDeniedError: the user is not at least an engineer (``purge`` schedules need an admin).
+        ValueError: empty name, unknown kind (allowed named) or a malformed cron expression.
+        StorageError: the name is taken.
+    """
+    user = authorize(user, "purge" if kind == "purge" else "schedule")
+    if not name or not name.strip():
+        raise ValueError(f"schedule name {name!r} must be non-empty")
+    if kind not in SCHEDULE_KINDS:
+        raise ValueError(f"schedule kind {kind!r} is not one of {list(SCHEDULE_KINDS)}")
+    _check_cron(cron)
+    repository = Repository(db)
+    schedule_id = repository.add_schedule(Schedule(name=name, kind=kind, cron=cron, config=dict(config or {})))
+    repository.audit(AuditEvent(actor=user.username, action="schedule.add", target=f"schedule:{name}",
+                                details={"kind": kind, "cron": cron}))
+    return schedule_id
+
+
+def set_schedule_enabled(db: Database, user: User | None, name: str, enabled: bool) -> None:
+    """Pause or resume a schedule, audited.
+
+    Raises:
+        AccessDeniedError: the user is not at least an engineer.
+        LookupError: no schedule is called ``name``.
+    """
+    user = authorize(user, "schedule")
+    with db.session() as session:
+        row = session.scalar(select(ScheduleRow).where(ScheduleRow.name == name))
+        if row is None:
+            known = session.scalars(select(ScheduleRow.name).order_by(ScheduleRow.name)).all()
+            raise LookupError(f"schedule {name!r} not found; known: {list(known)}")
+        row.enabled = bool(enabled)
+        Repository._audit(session, AuditEvent(actor=user.username, action="schedule.enable" if enabled
+                                              else "schedule.disable", target=f"schedule:{name}"))

@@ -1,0 +1,265 @@
+"""Dashboard aggregations beyond ``storage.queries``: station comparison, live figures, audit samples, reviewed
+training labels, recent reviews and score drift against a model's validation scores.
+
+Like ``queries``, everything is computed through SQLAlchemy on the existing tables and runs on SQLite and PostgreSQL;
+time bounds are timezone-aware, ``since`` inclusive and ``until`` exclusive.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import random
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import exists, select
+
+from inspect_app.records import GOOD_CLASS, Decision, ReviewItem, utcnow
+from inspect_app.storage import queries
+from inspect_app.storage.db import Database
+from inspect_app.storage.repository import inspection_from_row, score_bin
+from inspect_app.storage.tables import SCORE_BINS, InspectionRow, ReviewRow
+
+logger = logging.getLogger(__name__)
+
+# Population stability index above which a day's score distribution counts as shifted (the usual "major shift").
+DRIFT_PSI_LIMIT = 0.25
+# Floor of a bin's share in the PSI, so that an empty bin does not make the index infinite.
+_PSI_FLOOR = 1e-4
+# The audit sample draws from at most this many newest unreviewed OK parts: bounded work on a large table.
+AUDIT_POOL_LIMIT = 20_000
+
+__all__ = [
+    "DRIFT_PSI_LIMIT",
+    "audit_sample",
+    "live_figures",
+    "population_stability",
+    "recent_reviews",
+    "reference_histogram",
+    "reviewed_labels",
+    "score_drift",
+    "station_comparison",
+    "write_review_manifest",
+]
+
+
+def _check_aware(name: str, value: datetime | None) -> None:
+    """Reject naive datetimes by name."""
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise ValueError(f"{name} {value.isoformat()!r} is naive; pass a timezone-aware datetime")
+
+
+def station_comparison(
+    db: Database, since: datetime | None = None, until: datetime | None = None, line: str | None = None
+) -> list[dict[str, Any]]:
+    """Inspected, decided, NG and defect rate per station over the window, worst defect rate first.
+
+    Built on ``queries.defect_rate_over_time`` (rollups plus raw partial hours), summed over day buckets.
+    """
+    totals: dict[str, dict[str, int]] = {}
+    for row in queries.defect_rate_over_time(db, bucket="day", since=since, until=until, line=line, by="station"):
+        item = totals.setdefault(row["station"], {"total": 0, "decided": 0, "ng": 0})
+        for key in item:
+            item[key] += row[key]
+    result = [
+        {"station": name, **item, "rate": item["ng"] / item["decided"] if item["decided"] else 0.0}
+        for name, item in totals.items()
+    ]
+    return sorted(result, key=lambda r: (-r["rate"], r["station"]))
+
+
+def live_figures(
+    db: Database, window: timedelta = timedelta(minutes=1), station: str | None = None, now: datetime | None = None
+) -> dict[str, Any]:
+    """Throughput and latency of the last ``window`` of inspections (what the Live page shows).
+
+    Returns:
+        ``frames`` (rows in the window), ``fps`` (frames per second over the window), ``errors`` (unreadable or
+        failed frames), ``ng``, ``latency_mean_ms`` and ``latency_p95_ms`` (``None`` without latencies) and
+        ``last_at`` (newest row's time or ``None``).
+    """
+    _check_aware("now", now)
+    if window <= timedelta(0):
+        raise ValueError(f"window {window!r} must be positive")
+    end = now or utcnow()
+    conditions = [InspectionRow.created_at >= end - window, InspectionRow.created_at <= end]
+    if station is not None:
+        conditions.append(InspectionRow.station == station)
+    stmt = select(InspectionRow.decision, InspectionRow.latency_ms, InspectionRow.created_at).where(*conditions)
+    with db.session() as session:
+        rows = session.execute(stmt).all()
+    latencies = sorted(r.latency_ms for r in rows if r.latency_ms is not None)
+    p95 = None
+    if latencies:
+        # Nearest-rank percentile: an observed latency, never an interpolated one.
+        p95 = latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)]
+    return {
+        "frames": len(rows),
+        "fps": len(rows) / window.total_seconds(),
+        "errors": sum(1 for r in rows if r.decision == Decision.ERROR.value),
+        "ng": sum(1 for r in rows if r.decision == Decision.NG.value),
+        "latency_mean_ms": sum(latencies) / len(latencies) if latencies else None,
+        "latency_p95_ms": p95,
+        "last_at": max((r.created_at for r in rows), default=None),
+    }
+
+
+def audit_sample(
+    db: Database,
+    size: int,
+    since: datetime | None = None,
+    station: str | None = None,
+    seed: int = 0,
+) -> list[ReviewItem]:
+    """A random sample of OK parts nobody reviewed yet, newest first, to audit the model's OK calls.
+
+    The same ``seed`` gives the same sample while the pool is unchanged, so the page does not reshuffle on rerun.
+
+    Raises:
+        ValueError: ``size`` is not a positive integer or ``since`` is naive.
+    """
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"audit sample size {size!r} must be a positive integer")
+    _check_aware("since", since)
+    reviewed = exists().where(ReviewRow.inspection_id == InspectionRow.id)
+    conditions = [InspectionRow.decision == Decision.OK.value, ~reviewed]
+    if since is not None:
+        conditions.append(InspectionRow.created_at >= since)
+    if station is not None:
+        conditions.append(InspectionRow.station == station)
+    pool_stmt = select(InspectionRow.id).where(*conditions).order_by(InspectionRow.id.desc()).limit(AUDIT_POOL_LIMIT)
+    with db.session() as session:
+        pool = list(session.scalars(pool_stmt))
+        chosen = random.Random(seed).sample(pool, min(size, len(pool)))
+        if not chosen:
+            return []
+        rows = session.scalars(select(InspectionRow).where(InspectionRow.id.in_(chosen)))
+        items = [ReviewItem(inspection_id=row.id, inspection=inspection_from_row(row)) for row in rows]
+    return sorted(items, key=lambda item: (item.inspection.created_at, item.inspection_id), reverse=True)
+
+
+def recent_reviews(db: Database, limit: int = 50) -> list[dict[str, Any]]:
+    """Newest reviews with the inspection they judged: what the model said and what the person said."""
+    if not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit {limit!r} must be a positive integer")
+    stmt = (
+        select(ReviewRow, InspectionRow)
+        .join(InspectionRow, InspectionRow.id == ReviewRow.inspection_id)
+        .order_by(ReviewRow.created_at.desc(), ReviewRow.id.desc())
+        .limit(limit)
+    )
+    with db.session() as session:
+        return [
+            {
+                "inspection_id": inspection.id,
+                "at": review.created_at,
+                "reviewer": review.reviewer,
+                "model_decision": inspection.decision,
+                "model_class": inspection.defect_class,
+                "score": inspection.score,
+                "verdict": review.verdict,
+                "defect_class": review.defect_class,
+                "changed": review.verdict != inspection.decision
+                or (review.verdict == Decision.NG.value and review.defect_class != inspection.defect_class),
+                "image_path": inspection.image_path,
+            }
+            for review, inspection in session.execute(stmt).all()
+        ]
+
+
+def reviewed_labels(db: Database, since: datetime | None = None) -> list[tuple[str, str]]:
+    """(image path, class label) of every reviewed part, the person's verdict winning over the model's.
+
+    OK verdicts are labelled ``GOOD_CLASS``; NG verdicts carry the reviewer's defect class. Oldest first.
+    """
+    _check_aware("since", since)
+    stmt = select(InspectionRow.image_path, ReviewRow.verdict, ReviewRow.defect_class).join(
+        ReviewRow, ReviewRow.inspection_id == InspectionRow.id
+    )
+    if since is not None:
+        stmt = stmt.where(ReviewRow.created_at >= since)
+    stmt = stmt.order_by(ReviewRow.created_at, ReviewRow.id)
+    with db.session() as session:
+        return [
+            (path, GOOD_CLASS if verdict == Decision.OK.value else (defect or "defect"))
+            for path, verdict, defect in session.execute(stmt).all()
+        ]
+
+
+def write_review_manifest(db: Database, path: Path, since: datetime | None = None) -> int:
+    """Write the reviewed parts as a CSV manifest (``path,label``) for the next fine-tuning run; returns the rows.
+
+    Raises:
+        ValueError: nothing has been reviewed (an empty manifest would silently add nothing).
+    """
+    labels = reviewed_labels(db, since=since)
+    if not labels:
+        raise ValueError("no reviewed parts yet; review parts on the Review page first")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label"])
+        writer.writerows(labels)
+    logger.info("wrote %d reviewed parts to %s", len(labels), path)
+    return len(labels)
+
+
+def reference_histogram(scores: Sequence[float]) -> list[int]:
+    """Counts of ``scores`` in the rollups' ``SCORE_BINS`` bins (same binning as ``inspection_hourly``)."""
+    counts = [0] * SCORE_BINS
+    for value in scores:
+        counts[score_bin(float(value))] += 1
+    return counts
+
+
+def population_stability(reference: Sequence[int], observed: Sequence[int]) -> float:
+    """Population stability index between two histograms over the same bins (0 = identical shape).
+
+    Raises:
+        ValueError: the histograms differ in length or one of them is empty.
+    """
+    if len(reference) != len(observed):
+        raise ValueError(f"histograms have {len(reference)} and {len(observed)} bins; they must match")
+    ref_total, obs_total = sum(reference), sum(observed)
+    if not ref_total or not obs_total:
+        raise ValueError("population stability needs two non-empty histograms")
+    index = 0.0
+    for r, o in zip(reference, observed, strict=True):
+        p = max(r / ref_total, _PSI_FLOOR)
+        q = max(o / obs_total, _PSI_FLOOR)
+        index += (q - p) * math.log(q / p)
+    return index
+
+
+def score_drift(
+    db: Database,
+    reference_scores: Sequence[float],
+    since: datetime | None = None,
+    until: datetime | None = None,
+    station: str | None = None,
+    line: str | None = None,
+    limit: float = DRIFT_PSI_LIMIT,
+) -> list[dict[str, Any]]:
+    """Per-day defect-score distribution against a reference (a model's validation scores), flagged when shifted.
+
+    Returns:
+        One dict per day with scored parts: ``bucket``, ``n``, ``mean``, ``bins``, ``psi`` (population stability
+        index against the reference) and ``drifted`` (``psi > limit``).
+
+    Raises:
+        ValueError: no reference scores.
+    """
+    reference = reference_histogram(reference_scores)
+    if not sum(reference):
+        raise ValueError("score drift needs the model's validation scores; this model card has none")
+    days = queries.score_distribution(db, bucket="day", since=since, until=until, station=station, line=line)
+    result = []
+    for day in days:
+        psi = population_stability(reference, day["bins"])
+        result.append({**day, "psi": psi, "drifted": psi > limit})
+    return result

@@ -1,0 +1,172 @@
+"""Pieces every dashboard page shares: the database, sidebar filters, sign-in and running a control.
+
+Reads go through cached loaders keyed by plain values (the URL string); controls go through
+``inspect_app.storage.access``, which checks the role next to the write and audits it, so a page cannot change
+anything on behalf of someone without the role even if it shows the button.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import streamlit as st
+
+from inspect_app.config import load_settings
+from inspect_app.errors import InspectAppError
+from inspect_app.records import User
+from inspect_app.storage import Database, queries
+from inspect_app.storage import access as storage_access
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CACHE_TTL_S = 30
+ALL_STATIONS = "All stations"
+ALL_LINES = "All lines"
+# Sidebar periods; None means no lower bound.
+PERIODS: dict[str, timedelta | None] = {
+    "Last hour": timedelta(hours=1),
+    "Last 24 hours": timedelta(hours=24),
+    "Last 7 days": timedelta(days=7),
+    "Last 30 days": timedelta(days=30),
+    "All time": None,
+}
+DEFAULT_PERIOD = "Last 24 hours"
+# Periods up to this long are charted per hour; longer ones per day (hourly bars would be unreadable).
+HOURLY_MAX_SPAN = timedelta(hours=48)
+USER_KEY = "signed_in_user"
+SIGN_IN_REQUIRED_MESSAGE = "This dashboard is open to signed-in users only. Sign in in the sidebar."
+
+
+def database_url() -> str:
+    """The database URL in force for this process (environment or settings)."""
+    return load_settings().resolved_database_url
+
+
+@st.cache_resource(show_spinner=False)
+def database(url: str) -> Database:
+    """One open database per URL for the whole server; migrates a fresh database so an empty one reads cleanly."""
+    return Database.open(url, migrate=True)
+
+
+def period_window(period: str, now: datetime) -> tuple[datetime | None, str]:
+    """Lower time bound and chart bucket for a sidebar period.
+
+    ``now`` is floored to the minute so that the cached queries see the same arguments across reruns within a minute.
+
+    Raises:
+        ValueError: ``period`` is not one of ``PERIODS``.
+    """
+    if period not in PERIODS:
+        raise ValueError(f"unknown period {period!r}; allowed: {list(PERIODS)}")
+    span = PERIODS[period]
+    if span is None:
+        return None, "day"
+    start = now.astimezone(UTC).replace(second=0, microsecond=0) - span
+    return start, "hour" if span <= HOURLY_MAX_SPAN else "day"
+
+
+def station_filter(choice: str) -> str | None:
+    """Sidebar station choice → query filter (``None`` for all stations)."""
+    return None if choice == ALL_STATIONS else choice
+
+
+def line_filter(choice: str) -> str | None:
+    """Sidebar line choice → query filter (``None`` for all lines)."""
+    return None if choice == ALL_LINES else choice
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_stations(url: str) -> list[str]:
+    """Station names present in the database."""
+    return queries.stations(database(url))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_lines(url: str) -> list[str]:
+    """Line names present in the database."""
+    return queries.lines(database(url))
+
+
+def render_filters(stations: list[str], lines: list[str]) -> tuple[str | None, str | None, str]:
+    """Draw station, line and period filters in the sidebar; return (station, line, period label)."""
+    st.sidebar.header("Filters")
+    station = st.sidebar.selectbox("Station", [ALL_STATIONS, *stations], key="station")
+    line = ALL_LINES
+    if len(lines) > 1:
+        line = st.sidebar.selectbox("Line", [ALL_LINES, *lines], key="line")
+    period = st.sidebar.selectbox("Period", list(PERIODS), index=list(PERIODS).index(DEFAULT_PERIOD), key="period")
+    return station_filter(station), line_filter(line), period
+
+
+# --- signing in ---------------------------------------------------------------------------------------------------
+
+
+def current_user() -> User | None:
+    """The user signed in in this browser session, or ``None``."""
+    return st.session_state.get(USER_KEY)
+
+
+def render_account(url: str) -> User | None:
+    """Sign-in form (or the signed-in user with a sign-out button) at the bottom of the sidebar."""
+    user = current_user()
+    with st.sidebar.container(border=True):
+        if user is not None:
+            st.markdown(f"Signed in as **{user.display_name or user.username}** ({user.role})")
+            if st.button("Sign out", key="sign_out"):
+                del st.session_state[USER_KEY]
+                st.rerun()
+            return user
+        with st.form("sign_in", clear_on_submit=True):
+            st.markdown("**Sign in** to review, train or change models")
+            username = st.text_input("User", key="sign_in_user")
+            password = st.text_input("Password", type="password", key="sign_in_password")
+            submitted = st.form_submit_button("Sign in")
+        if submitted:
+            try:
+                st.session_state[USER_KEY] = storage_access.sign_in(database(url), username, password)
+            except InspectAppError as exc:
+                st.error(str(exc))
+                return None
+            st.rerun()
+    return None
+
+
+def viewing_allowed(user: User | None) -> bool:
+    """Whether pages may be shown: open viewing (a setting) or someone signed in."""
+    return user is not None or load_settings().dashboard_open_viewing
+
+
+def require_viewing() -> User | None:
+    """Stop the page with a sign-in hint when viewing needs a user and nobody is signed in."""
+    user = current_user()
+    if not viewing_allowed(user):
+        st.info(SIGN_IN_REQUIRED_MESSAGE)
+        st.stop()
+    return user
+
+
+def run_control(action: Callable[..., T], *args: Any, success: str, **kwargs: Any) -> T | None:
+    """Run a control action and report the outcome on the page.
+
+    Refusals (no role), bad values and missing records are shown as errors with the action's own message; on
+    success the read caches are cleared so that every page shows the change at once.
+    """
+    try:
+        result = action(*args, **kwargs)
+    except (InspectAppError, ValueError, LookupError) as exc:
+        logger.info("control %s refused: %s", getattr(action, "__name__", action), exc)
+        st.error(str(exc))
+        return None
+    st.cache_data.clear()
+    st.success(success)
+    return result
+
+
+def role_hint(action: str) -> str:
+    """Help text naming the least role a control needs."""
+    return f"needs role {storage_access.ACTION_ROLES[action]} or higher"

@@ -1,0 +1,113 @@
+"""Live page: frames/s, latency and failed frames of the last minute, latest frames and NG parts with heatmaps.
+
+The figures redraw on their own every ``REFRESH_S`` seconds (a Streamlit fragment) while auto-refresh is on.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from inspect_app.errors import StorageError
+from inspect_app.records import Inspection
+from inspect_app.storage import Repository, dashboard_queries
+from inspect_app.ui.common import ALL_STATIONS, database, database_url, load_stations, require_viewing, station_filter
+
+logger = logging.getLogger(__name__)
+
+PAGE_TITLE = "Live"
+REFRESH_S = 5
+LIVE_WINDOW = timedelta(minutes=1)
+LATEST_FRAMES = 30
+NG_GALLERY = 8
+GALLERY_COLUMNS = 4
+
+
+def live_metric_values(figures: dict) -> list[tuple[str, str]]:
+    """(label, value) of the live figures in display order."""
+    def ms(value: float | None) -> str:
+        return "–" if value is None else f"{value:.0f} ms"
+
+    return [
+        ("Frames/s", f"{figures['fps']:.2f}"),
+        ("Frames (1 min)", f"{figures['frames']:,}"),
+        ("NG (1 min)", f"{figures['ng']:,}"),
+        ("Failed frames (1 min)", f"{figures['errors']:,}"),
+        ("Latency mean", ms(figures["latency_mean_ms"])),
+        ("Latency p95", ms(figures["latency_p95_ms"])),
+    ]
+
+
+def _frames_table(rows: list[Inspection]) -> pd.DataFrame:
+    """Display table of the latest frames."""
+    return pd.DataFrame(
+        [
+            {
+                "Time (UTC)": r.created_at, "Station": r.station, "Decision": r.decision.value,
+                "Defect class": r.defect_class, "Score": r.score, "Latency ms": r.latency_ms, "Image": r.image_path,
+                "Error": r.error,
+            }
+            for r in rows
+        ],
+        columns=["Time (UTC)", "Station", "Decision", "Defect class", "Score", "Latency ms", "Image", "Error"],
+    )
+
+
+def render_gallery(rows: list[Inspection]) -> None:
+    """NG parts as a grid of heatmap overlays (or the part image when no overlay was written)."""
+    st.subheader("Latest NG parts")
+    if not rows:
+        st.caption("No NG parts yet.")
+        return
+    columns = st.columns(GALLERY_COLUMNS)
+    for index, row in enumerate(rows):
+        with columns[index % GALLERY_COLUMNS]:
+            caption = f"{row.station} · {row.defect_class or 'NG'} · {row.score or 0:.2f} · {row.created_at:%H:%M:%S}"
+            picture = next((p for p in (row.heatmap_path, row.image_path) if p and Path(p).is_file()), None)
+            if picture is None:
+                st.caption(f"{caption} (image not on this server)")
+            else:
+                st.image(picture, caption=caption, width="stretch")
+
+
+def render_live(url: str, station: str | None) -> None:
+    """The refreshing part of the page."""
+    repository = Repository(database(url))
+    figures = dashboard_queries.live_figures(database(url), window=LIVE_WINDOW, station=station)
+    values = live_metric_values(figures)
+    for column, (label, value) in zip(st.columns(len(values)), values, strict=True):
+        column.metric(label, value)
+    last = figures["last_at"]
+    st.caption(
+        f"Updated {datetime.now(UTC):%H:%M:%S} UTC; "
+        + (f"last frame {last:%H:%M:%S} UTC." if last else "no frame in the last minute.")
+        + " Dropped frames are counted by the running pipeline and are not stored in the database."
+    )
+    render_gallery(repository.list_inspections(limit=NG_GALLERY, decision="NG", station=station))
+    st.subheader("Latest frames")
+    st.dataframe(_frames_table(repository.list_inspections(limit=LATEST_FRAMES, station=station)), hide_index=True)
+
+
+def render() -> None:
+    """Draw the Live page."""
+    st.title(PAGE_TITLE)
+    require_viewing()
+    url = database_url()
+    try:
+        stations = load_stations(url)
+        choice = st.sidebar.selectbox("Station", [ALL_STATIONS, *stations], key="live_station")
+        auto = st.sidebar.toggle("Auto-refresh", value=True, key="live_auto")
+
+        # Reads bypass the cache: this page is about the last seconds.
+        @st.fragment(run_every=REFRESH_S if auto else None)
+        def live() -> None:
+            render_live(url, station_filter(choice))
+
+        live()
+    except StorageError as exc:
+        logger.error("live page cannot read the database: %s", exc)
+        st.error(f"Cannot read the plant database: {exc}")

@@ -1,0 +1,181 @@
+"""Models page: versions with metrics, confusion matrix, ROC, a threshold tuner, promote and roll back.
+
+The tuner moves a threshold over the model card's validation scores and shows escape rate against false-reject
+rate; applying it stores the threshold on the model version (engineer role, audited).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from inspect_app.errors import StorageError
+from inspect_app.records import ModelStatus, ModelVersion
+from inspect_app.storage import Repository, access
+from inspect_app.ui.analysis import rates_at, roc_curve, score_samples, threshold_tradeoff
+from inspect_app.ui.common import (
+    CACHE_TTL_S,
+    current_user,
+    database,
+    database_url,
+    require_viewing,
+    role_hint,
+    run_control,
+)
+
+logger = logging.getLogger(__name__)
+
+PAGE_TITLE = "Models"
+NO_MODELS_MESSAGE = "No model versions yet. Train one (`inspect-app train` or the Training page)."
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_models(url: str) -> list[ModelVersion]:
+    """Every model version, newest first."""
+    return list(reversed(Repository(database(url)).list_model_versions()))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_rollback_target(url: str) -> str | None:
+    """Name of the model a rollback would re-activate."""
+    target = access.rollback_target(database(url))
+    return None if target is None else target.name
+
+
+def versions_table(models: list[ModelVersion]) -> pd.DataFrame:
+    """One row per version with its headline metrics."""
+    def metric(version: ModelVersion, key: str) -> float | None:
+        value = version.metrics.get(key)
+        return round(float(value), 4) if isinstance(value, int | float) else None
+
+    return pd.DataFrame(
+        [
+            {
+                "Name": v.name, "Status": v.status.value, "Backbone": v.backbone, "Threshold": v.threshold,
+                "Accuracy": metric(v, "accuracy"), "Macro recall": metric(v, "macro_recall"),
+                "AUROC": metric(v, "auroc_good_vs_defect"), "Validation images": v.metrics.get("images"),
+                "Created (UTC)": v.created_at,
+            }
+            for v in models
+        ],
+        columns=["Name", "Status", "Backbone", "Threshold", "Accuracy", "Macro recall", "AUROC", "Validation images",
+                 "Created (UTC)"],
+    )
+
+
+def confusion_frame(metrics: dict) -> pd.DataFrame | None:
+    """Confusion matrix (true rows × predicted columns) from a model's metrics, or ``None``."""
+    matrix, classes = metrics.get("confusion_matrix"), metrics.get("classes")
+    if not matrix or not classes or len(matrix) != len(classes):
+        return None
+    return pd.DataFrame(matrix, index=[f"true {c}" for c in classes], columns=[f"pred {c}" for c in classes])
+
+
+def render_controls(url: str, models: list[ModelVersion], selected: ModelVersion) -> None:
+    """Promote the selected version, or roll back to the previous active one."""
+    active = next((m for m in models if m.status == ModelStatus.ACTIVE), None)
+    target = load_rollback_target(url)
+    left, right = st.columns(2)
+    with left:
+        label = f"Promote {selected.name}"
+        if st.button(label, key="promote", disabled=selected.status == ModelStatus.ACTIVE, help=role_hint("promote")):
+            run_control(access.promote_model, database(url), current_user(), selected.name,
+                        success=f"{selected.name} is now the active model")
+    with right:
+        label = f"Roll back to {target}" if target else "Roll back"
+        if st.button(label, key="rollback", disabled=target is None, help=role_hint("rollback")):
+            run_control(access.rollback_model, database(url), current_user(),
+                        success=f"rolled back from {active.name if active else '–'} to {target}")
+
+
+def render_tuner(url: str, version: ModelVersion) -> None:
+    """Escape vs false-reject trade-off over thresholds, the chosen point marked, and the apply button."""
+    st.subheader("Threshold tuner")
+    samples = score_samples(version.metrics)
+    if samples is None:
+        st.caption("This model card has no validation scores (models trained before they were recorded).")
+        return
+    good, defect = samples
+    threshold = st.slider("Threshold (NG when defect score ≥ threshold)", 0.01, 0.99, float(version.threshold),
+                          step=0.01, key=f"threshold_{version.name}")
+    now, then = rates_at(good, defect, version.threshold), rates_at(good, defect, threshold)
+    moved = abs(threshold - version.threshold) >= 1e-9
+
+    def change(key: str) -> str | None:
+        # A delta only once the slider has left the stored threshold; "+0.0" would read as a change.
+        return f"{(then[key] - now[key]) * 100:+.1f} pt" if moved else None
+
+    cols = st.columns(4)
+    cols[0].metric("Escape rate", f"{then['escape_rate'] * 100:.1f} %", delta=change("escape_rate"),
+                   delta_color="inverse")
+    cols[1].metric("False-reject rate", f"{then['false_reject_rate'] * 100:.1f} %",
+                   delta=change("false_reject_rate"), delta_color="inverse")
+    cols[2].metric("Current threshold", f"{version.threshold:.2f}")
+    cols[3].metric("Validation good / defect", f"{len(good)} / {len(defect)}")
+    curve = pd.DataFrame(threshold_tradeoff(good, defect))
+    long = curve.melt(id_vars="threshold", value_vars=["escape_rate", "false_reject_rate"], var_name="Rate",
+                      value_name="Share")
+    long["Rate"] = long["Rate"].map({"escape_rate": "Escape", "false_reject_rate": "False reject"})
+    lines = alt.Chart(long).mark_line().encode(x=alt.X("threshold:Q", title="Threshold"),
+                                               y=alt.Y("Share:Q", axis=alt.Axis(format="%")), color="Rate:N")
+    rule = alt.Chart(pd.DataFrame({"t": [threshold]})).mark_rule(color="black").encode(x="t:Q")
+    st.altair_chart(lines + rule, width="stretch")
+    if st.button(f"Apply threshold {threshold:.2f} to {version.name}", key="apply_threshold",
+                 disabled=not moved, help=role_hint("threshold")):
+        run_control(access.set_model_threshold, database(url), current_user(), version.name, threshold,
+                    success=f"threshold of {version.name} set to {threshold:.2f}")
+
+
+def render_details(version: ModelVersion) -> None:
+    """Confusion matrix and ROC curve of one version."""
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Confusion matrix (validation)")
+        frame = confusion_frame(version.metrics)
+        if frame is None:
+            st.caption("No confusion matrix in this model card.")
+        else:
+            st.dataframe(frame)
+    with right:
+        st.subheader("ROC, good vs defect")
+        samples = score_samples(version.metrics)
+        if samples is None:
+            st.caption("No validation scores in this model card.")
+        else:
+            roc = pd.DataFrame(roc_curve(*samples))[["fpr", "tpr"]]
+            chart = alt.Chart(roc).mark_line(interpolate="step-after").encode(
+                x=alt.X("fpr:Q", title="False-reject rate (good called NG)"),
+                y=alt.Y("tpr:Q", title="Defects caught"),
+            )
+            st.altair_chart(chart, width="stretch")
+            auroc = version.metrics.get("auroc_good_vs_defect")
+            if isinstance(auroc, float):
+                st.caption(f"AUROC {auroc:.3f}")
+
+
+def render() -> None:
+    """Draw the Models page."""
+    st.title(PAGE_TITLE)
+    require_viewing()
+    url = database_url()
+    try:
+        models = load_models(url)
+        if not models:
+            st.info(NO_MODELS_MESSAGE)
+            return
+        st.dataframe(versions_table(models), hide_index=True)
+        names = [m.name for m in models]
+        active = next((m.name for m in models if m.status == ModelStatus.ACTIVE), names[0])
+        name = st.selectbox("Model version", names, index=names.index(active), key="model_name")
+        version = next(m for m in models if m.name == name)
+        if current_user() is None:
+            st.caption(f"Sign in to promote, roll back or change thresholds ({role_hint('promote')}).")
+        render_controls(url, models, version)
+        render_details(version)
+        render_tuner(url, version)
+    except StorageError as exc:
+        logger.error("models page cannot read the database: %s", exc)
+        st.error(f"Cannot read the plant database: {exc}")

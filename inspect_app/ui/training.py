@@ -1,0 +1,186 @@
+"""Training page: queue a fine-tuning run (recipe + data selection), watch runs with progress and log tail, and
+manage schedules.
+
+The start button only queues a ``training_runs`` row (engineer role, audited); the lifecycle worker runs it. Reviewed
+parts can ride along as a CSV manifest written from the stored verdicts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from inspect_app.config import TrainConfig, load_settings
+from inspect_app.errors import StorageError
+from inspect_app.records import TrainingRun, utcnow
+from inspect_app.storage import Repository, access, dashboard_queries
+from inspect_app.ui.common import (
+    CACHE_TTL_S,
+    current_user,
+    database,
+    database_url,
+    require_viewing,
+    role_hint,
+    run_control,
+)
+
+logger = logging.getLogger(__name__)
+
+PAGE_TITLE = "Training"
+RUNS_SHOWN = 30
+LOG_TAIL_LINES = 40
+ACTIVE_STATUSES = ("queued", "running")
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def load_runs(url: str) -> list[TrainingRun]:
+    """The newest training runs (short cache: runs move while people watch)."""
+    return Repository(database(url)).list_training_runs(limit=RUNS_SHOWN)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_schedules(url: str) -> pd.DataFrame:
+    """Schedules as a table."""
+    return pd.DataFrame(
+        [
+            {"Name": s.name, "Kind": s.kind, "Cron": s.cron, "Enabled": s.enabled, "Last run (UTC)": s.last_run_at,
+             "Next run (UTC)": s.next_run_at}
+            for s in Repository(database(url)).list_schedules()
+        ],
+        columns=["Name", "Kind", "Cron", "Enabled", "Last run (UTC)", "Next run (UTC)"],
+    )
+
+
+def run_progress(run: TrainingRun) -> float | None:
+    """Share done of a run from the worker's ``metrics`` (``progress`` in [0, 1], or ``epoch``/``epochs``)."""
+    metrics = run.metrics
+    value = metrics.get("progress")
+    if isinstance(value, int | float):
+        return min(max(float(value), 0.0), 1.0)
+    epoch, epochs = metrics.get("epoch"), metrics.get("epochs") or run.config.get("epochs")
+    if isinstance(epoch, int) and isinstance(epochs, int) and epochs > 0:
+        return min(epoch / epochs, 1.0)
+    return 1.0 if run.status.value == "succeeded" else None
+
+
+def log_tail(path: str | None, lines: int = LOG_TAIL_LINES) -> str | None:
+    """The last ``lines`` lines of a run's log file, or ``None`` when there is none on this server."""
+    if not path or not Path(path).is_file():
+        return None
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return "".join(deque(fh, maxlen=lines))
+
+
+def runs_table(runs: list[TrainingRun]) -> pd.DataFrame:
+    """One row per run with its progress."""
+    return pd.DataFrame(
+        [
+            {
+                "Run": r.id, "Status": r.status.value, "Progress": run_progress(r), "Model": r.model_name,
+                "Data": r.data_dir, "By": r.config.get("extra", {}).get("requested_by"), "Queued (UTC)": r.created_at,
+                "Started (UTC)": r.started_at, "Finished (UTC)": r.finished_at, "Error": r.error,
+            }
+            for r in runs
+        ],
+        columns=["Run", "Status", "Progress", "Model", "Data", "By", "Queued (UTC)", "Started (UTC)",
+                 "Finished (UTC)", "Error"],
+    )
+
+
+def render_start(url: str) -> None:
+    """The form that queues a run."""
+    settings = load_settings()
+    defaults = TrainConfig()
+    st.subheader("Start a fine-tuning run")
+    with st.form("start_run"):
+        data_dir = st.text_input("Training data folder (one sub-folder per class)",
+                                 value=str(settings.home / "train"), key="train_data_dir")
+        name = st.text_input("Model name (optional)", key="train_model_name")
+        cols = st.columns(4)
+        backbone = cols[0].text_input("Backbone", value=defaults.backbone, key="train_backbone")
+        epochs = cols[1].number_input("Epochs", 1, 500, defaults.epochs, key="train_epochs")
+        batch = cols[2].number_input("Batch size", 1, 1024, defaults.batch_size, key="train_batch")
+        lr = cols[3].number_input("Learning rate", 1e-6, 1.0, defaults.lr, format="%.5f", key="train_lr")
+        with_reviews = st.checkbox("Add the reviewed parts (Review page verdicts) as extra training data",
+                                   value=True, key="train_with_reviews")
+        submitted = st.form_submit_button("Queue run", help=role_hint("train"))
+    if not submitted:
+        return
+    manifest = None
+    if with_reviews and access.allowed(current_user(), "train"):
+        path = settings.runs_dir / f"reviews-{utcnow():%Y%m%d-%H%M%S}.csv"
+        try:
+            dashboard_queries.write_review_manifest(database(url), path)
+            manifest = str(path)
+        except ValueError as exc:
+            st.caption(f"No reviewed parts added: {exc}")
+    recipe = {"backbone": backbone.strip(), "epochs": int(epochs), "batch_size": int(batch), "lr": float(lr)}
+    run_id = run_control(access.enqueue_training, database(url), current_user(), data_dir.strip(), recipe,
+                         model_name=name.strip() or None, review_manifest=manifest, success="run queued")
+    if run_id is not None:
+        st.caption(f"Run {run_id} waits for the worker.")
+
+
+def render_runs(url: str) -> None:
+    """Runs with progress and the log tail of one of them."""
+    st.subheader("Runs")
+    runs = load_runs(url)
+    if not runs:
+        st.caption("No training runs yet.")
+        return
+    active = [r for r in runs if r.status.value in ACTIVE_STATUSES]
+    st.caption(f"{len(active)} queued or running.")
+    st.dataframe(runs_table(runs), hide_index=True,
+                 column_config={"Progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0)})
+    chosen = st.selectbox("Log of run", [r.id for r in runs], key="log_run")
+    run = next(r for r in runs if r.id == chosen)
+    tail = log_tail(run.log_path)
+    if tail is None:
+        st.caption("No log on this server yet." if run.log_path is None else f"Log {run.log_path} not found.")
+    else:
+        st.code(tail, language="text")
+
+
+def render_schedules(url: str) -> None:
+    """Schedule table, a form to add one and a pause / resume control."""
+    st.subheader("Schedules")
+    frame = load_schedules(url)
+    if frame.empty:
+        st.caption("No schedules yet.")
+    else:
+        st.dataframe(frame, hide_index=True)
+        cols = st.columns([2, 1])
+        name = cols[0].selectbox("Schedule", list(frame["Name"]), key="schedule_pick")
+        enabled = bool(frame.loc[frame["Name"] == name, "Enabled"].iloc[0])
+        if cols[1].button("Pause" if enabled else "Resume", key="schedule_toggle", help=role_hint("schedule")):
+            run_control(access.set_schedule_enabled, database(url), current_user(), name, not enabled,
+                        success=f"schedule {name} {'paused' if enabled else 'resumed'}")
+    with st.form("add_schedule"):
+        cols = st.columns(3)
+        name = cols[0].text_input("Name", key="schedule_name")
+        kind = cols[1].selectbox("Kind", access.SCHEDULE_KINDS, key="schedule_kind")
+        cron = cols[2].text_input("Cron (UTC)", value="0 2 * * *", key="schedule_cron")
+        submitted = st.form_submit_button("Add schedule", help=role_hint("schedule"))
+    if submitted:
+        run_control(access.add_schedule, database(url), current_user(), name.strip(), kind, cron.strip(),
+                    success=f"schedule {name} added")
+
+
+def render() -> None:
+    """Draw the Training page."""
+    st.title(PAGE_TITLE)
+    require_viewing()
+    url = database_url()
+    try:
+        if current_user() is None:
+            st.caption(f"Sign in to queue runs or change schedules ({role_hint('train')}).")
+        render_start(url)
+        render_runs(url)
+        render_schedules(url)
+    except StorageError as exc:
+        logger.error("training page cannot read the database: %s", exc)
+        st.error(f"Cannot read the plant database: {exc}")

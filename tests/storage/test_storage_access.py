@@ -1,0 +1,144 @@
+"""Roles, sign-in and audited controls of ``storage.access`` on a real database (SQLite, and PostgreSQL when set)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inspect_app.errors import AccessDeniedError, ConfigError, StorageError
+from inspect_app.records import Decision, ModelStatus, User
+from inspect_app.storage import Database, Repository, access
+from inspect_app.storage.passwords import verify_password
+from inspect_app.storage.tables import UserRow
+
+PASSWORD = "s3cret-enough"
+
+
+def _user(role: str) -> User:
+    return User(username=f"{role}-1", role=role)
+
+
+@pytest.mark.parametrize(
+    ("role", "action", "expected"),
+    [
+        ("viewer", "review", False), ("operator", "review", True), ("operator", "train", False),
+        ("engineer", "promote", True), ("engineer", "purge", False), ("admin", "purge", True),
+        ("admin", "users", True), ("engineer", "users", False),
+    ],
+)
+def test_role_ladder(role: str, action: str, expected: bool) -> None:
+    assert access.allowed(_user(role), action) is expected
+
+
+def test_refusals_name_the_user_role_and_needed_roles() -> None:
+    with pytest.raises(AccessDeniedError, match=r"'operator-1' with role 'operator' may not 'promote'; needs role "
+                                                r"engineer or admin"):
+        access.authorize(_user("operator"), "promote")
+    with pytest.raises(AccessDeniedError, match="sign in first"):
+        access.authorize(None, "review")
+    with pytest.raises(AccessDeniedError):
+        access.authorize(User(username="gone", role="admin", active=False), "review")
+    with pytest.raises(ValueError, match=r"unknown action 'explode'; allowed: \["):
+        access.allowed(_user("admin"), "explode")
+
+
+def test_users_are_stored_hashed_and_sign_in_is_audited(db: Database) -> None:
+    access.create_user(db, "eve", "engineer", PASSWORD)
+    with db.session() as session:
+        stored = session.query(UserRow).filter_by(username="eve").one().password_hash
+    assert PASSWORD not in stored and stored.startswith("$argon2id$") and verify_password(stored, PASSWORD)
+    assert access.sign_in(db, "eve", PASSWORD).role == "engineer"
+    with pytest.raises(AccessDeniedError, match="sign-in failed for user 'eve'"):
+        access.sign_in(db, "eve", "wrong-password")
+    actions = [(e.action, e.actor) for e in Repository(db).list_audit()]
+    assert actions[:2] == [("auth.sign_in_failed", "eve"), ("auth.sign_in", "eve")]
+
+
+def test_create_user_checks_role_name_and_actor(db: Database) -> None:
+    with pytest.raises(ValueError, match=r"role 'boss' is not one of \['viewer', 'operator', 'engineer', 'admin'\]"):
+        access.create_user(db, "x", "boss", PASSWORD)
+    with pytest.raises(ValueError, match="user name ' x'"):
+        access.create_user(db, " x", "viewer", PASSWORD)
+    with pytest.raises(AccessDeniedError):
+        access.create_user(db, "y", "viewer", PASSWORD, actor=_user("engineer"))
+    access.create_user(db, "z", "viewer", PASSWORD, actor=_user("admin"))
+    assert Repository(db).list_audit(action="user.create")[0].actor == "admin-1"
+    with pytest.raises(StorageError, match="'z' already exists"):
+        access.create_user(db, "z", "viewer", PASSWORD)
+
+
+def test_review_needs_operator_and_ng_needs_a_class(db: Database, repo: Repository, inspection_factory: Any) -> None:
+    repo.add_inspections([inspection_factory(0, decision=Decision.REVIEW)])
+    with pytest.raises(AccessDeniedError):
+        access.review_inspection(db, _user("viewer"), 1, "OK")
+    with pytest.raises(ValueError, match="defect class"):
+        access.review_inspection(db, _user("operator"), 1, "NG")
+    with pytest.raises(ValueError, match=r"verdict 'MAYBE' is not one of \['OK', 'NG'\]"):
+        access.review_inspection(db, _user("operator"), 1, "MAYBE")
+    access.review_inspection(db, _user("operator"), 1, "NG", defect_class="dent")
+    review = repo.get_review(1)
+    assert review is not None and review.reviewer == "operator-1" and review.defect_class == "dent"
+    assert repo.list_audit(action="review.add")[0].actor == "operator-1"
+
+
+def test_promote_rollback_and_threshold(db: Database, repo: Repository, model_version_factory: Any) -> None:
+    for name in ("a", "b", "c"):
+        repo.add_model_version(model_version_factory(name))
+    engineer = _user("engineer")
+    assert access.rollback_target(db) is None
+    access.promote_model(db, engineer, "a")
+    access.promote_model(db, engineer, "c")
+    access.promote_model(db, engineer, "b")
+    assert access.rollback_target(db).name == "c"  # the one active before b, not the newest retired by date
+    assert access.rollback_model(db, engineer).name == "c"
+    assert repo.active_model().name == "c"
+    assert repo.list_audit(action="model.rollback")[0].details == {"previous": "b"}
+    with pytest.raises(AccessDeniedError):
+        access.rollback_model(db, _user("operator"))
+    with pytest.raises(LookupError, match="'nope' not found; known: \\['a', 'b', 'c'\\]"):
+        access.promote_model(db, engineer, "nope")
+    updated = access.set_model_threshold(db, engineer, "c", 0.3)
+    assert updated.threshold == pytest.approx(0.3) and updated.status == ModelStatus.ACTIVE
+    assert repo.list_audit(action="model.threshold")[0].details == {"old": 0.4375, "new": 0.3}
+    for bad in (0.0, 1.0, float("nan"), "0.5"):
+        with pytest.raises(ValueError, match="strictly between 0 and 1"):
+            access.set_model_threshold(db, engineer, "c", bad)  # type: ignore[arg-type]
+    with pytest.raises(AccessDeniedError):
+        access.set_model_threshold(db, _user("operator"), "c", 0.2)
+    assert repo.get_model_version("c").threshold == pytest.approx(0.3)
+
+
+def test_enqueue_training_validates_and_audits(db: Database, repo: Repository, tmp_path: Path) -> None:
+    engineer = _user("engineer")
+    with pytest.raises(ValueError, match="does not exist"):
+        access.enqueue_training(db, engineer, str(tmp_path / "missing"), {})
+    with pytest.raises(ConfigError, match="unknown training option"):
+        access.enqueue_training(db, engineer, str(tmp_path), {"epoch": 3})
+    with pytest.raises(AccessDeniedError):
+        access.enqueue_training(db, _user("operator"), str(tmp_path), {})
+    run_id = access.enqueue_training(db, engineer, str(tmp_path), {"epochs": 3}, model_name="m9",
+                                     review_manifest="/runs/r.csv")
+    run = repo.get_training_run(run_id)
+    assert run.status.value == "queued" and run.config["epochs"] == 3 and run.model_name == "m9"
+    assert run.config["extra"] == {"requested_by": "engineer-1", "review_manifest": "/runs/r.csv"}
+    assert repo.list_audit(action="training.enqueue")[0].target == f"training_run:{run_id}"
+
+
+def test_schedules(db: Database, repo: Repository) -> None:
+    engineer = _user("engineer")
+    access.add_schedule(db, engineer, "nightly", "train", "0 2 * * *")
+    with pytest.raises(ValueError, match="cron '0 2 \\* \\*' must have 5 fields"):
+        access.add_schedule(db, engineer, "bad", "train", "0 2 * *")
+    with pytest.raises(ValueError, match=r"kind 'bake' is not one of \['train', 'inspect', 'purge'\]"):
+        access.add_schedule(db, engineer, "bad", "bake", "0 2 * * *")
+    with pytest.raises(AccessDeniedError, match="may not 'purge'"):
+        access.add_schedule(db, engineer, "clean", "purge", "0 4 * * *")
+    access.add_schedule(db, _user("admin"), "clean", "purge", "0 4 * * *")
+    access.set_schedule_enabled(db, engineer, "nightly", False)
+    assert {s.name: s.enabled for s in repo.list_schedules()} == {"clean": True, "nightly": False}
+    with pytest.raises(LookupError, match="'nope' not found"):
+        access.set_schedule_enabled(db, engineer, "nope", True)
+    assert [e.action for e in repo.list_audit() if e.action.startswith("schedule")] == [
+        "schedule.disable", "schedule.add", "schedule.add"]

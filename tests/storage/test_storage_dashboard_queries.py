@@ -1,0 +1,92 @@
+"""``storage.dashboard_queries`` against real databases (SQLite, and PostgreSQL when configured)."""
+
+from __future__ import annotations
+
+import csv
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inspect_app.records import Decision, Review
+from inspect_app.storage import Database, Repository, dashboard_queries
+from inspect_app.storage.tables import SCORE_BINS
+
+
+def _seed(repo: Repository, factory: Any) -> list:
+    rows = [
+        factory(0, station="s1", decision=Decision.OK, score=0.05, latency_ms=10.0),
+        factory(1, station="s1", decision=Decision.NG, score=0.95, latency_ms=20.0),
+        factory(2, station="s2", decision=Decision.NG, score=0.85, latency_ms=30.0),
+        factory(3, station="s2", decision=Decision.NG, score=0.75, latency_ms=40.0),
+        factory(4, station="s2", decision=Decision.OK, score=0.15, latency_ms=None),
+        factory(5, station="s1", decision=Decision.ERROR, score=None, content_hash=None, latency_ms=None),
+        factory(6, station="s1", decision=Decision.OK, score=0.25, latency_ms=50.0),
+    ]
+    assert repo.add_inspections(rows) == len(rows)
+    return rows
+
+
+def test_station_comparison_worst_first(db: Database, repo: Repository, inspection_factory: Any) -> None:
+    _seed(repo, inspection_factory)
+    rows = dashboard_queries.station_comparison(db)
+    assert [(r["station"], r["total"], r["decided"], r["ng"]) for r in rows] == [("s2", 3, 3, 2), ("s1", 4, 3, 1)]
+    assert rows[0]["rate"] == pytest.approx(2 / 3)
+
+
+def test_live_figures_over_a_window(db: Database, repo: Repository, inspection_factory: Any) -> None:
+    rows = _seed(repo, inspection_factory)
+    now = rows[-1].created_at
+    figures = dashboard_queries.live_figures(db, window=timedelta(seconds=4), now=now)  # rows 2..6
+    assert figures["frames"] == 5 and figures["fps"] == pytest.approx(5 / 4)
+    assert figures["errors"] == 1 and figures["ng"] == 2
+    assert figures["latency_mean_ms"] == pytest.approx(40.0) and figures["latency_p95_ms"] == 50.0
+    assert figures["last_at"] == now
+    assert dashboard_queries.live_figures(db, station="s2", now=now, window=timedelta(seconds=1))["frames"] == 0
+    with pytest.raises(ValueError, match="must be positive"):
+        dashboard_queries.live_figures(db, window=timedelta(0))
+
+
+def test_audit_sample_is_seeded_ok_and_unreviewed(db: Database, repo: Repository, inspection_factory: Any) -> None:
+    _seed(repo, inspection_factory)
+    repo.add_review(Review(inspection_id=1, verdict=Decision.OK, reviewer="op"))
+    sample = dashboard_queries.audit_sample(db, 10, seed=3)
+    assert sorted(i.inspection_id for i in sample) == [5, 7]  # OK rows 1, 5, 7 minus the reviewed 1
+    assert all(i.inspection.decision == Decision.OK for i in sample)
+    assert [i.inspection_id for i in dashboard_queries.audit_sample(db, 1, seed=3)] == [
+        i.inspection_id for i in dashboard_queries.audit_sample(db, 1, seed=3)]
+    with pytest.raises(ValueError, match="sample size 0"):
+        dashboard_queries.audit_sample(db, 0)
+
+
+def test_reviewed_labels_manifest_and_recent(db: Database, repo: Repository, inspection_factory: Any,
+                                             tmp_path: Path) -> None:
+    rows = _seed(repo, inspection_factory)
+    with pytest.raises(ValueError, match="no reviewed parts"):
+        dashboard_queries.write_review_manifest(db, tmp_path / "m.csv")
+    repo.add_review(Review(inspection_id=2, verdict=Decision.OK, reviewer="op"))
+    repo.add_review(Review(inspection_id=1, verdict=Decision.NG, reviewer="op", defect_class="stain"))
+    assert dashboard_queries.write_review_manifest(db, tmp_path / "out" / "m.csv") == 2
+    with open(tmp_path / "out" / "m.csv", newline="") as fh:
+        assert list(csv.reader(fh)) == [["path", "label"], [rows[1].image_path, "good"], [rows[0].image_path, "stain"]]
+    recent = dashboard_queries.recent_reviews(db)
+    # Both relabel the model: inspection 2 was NG and judged OK; inspection 1 was NG scratch and judged NG stain.
+    assert [(r["inspection_id"], r["verdict"], r["changed"]) for r in recent] == [(1, "NG", True), (2, "OK", True)]
+
+
+def test_population_stability_and_drift(db: Database, repo: Repository, inspection_factory: Any) -> None:
+    assert dashboard_queries.population_stability([10, 10], [20, 20]) == pytest.approx(0.0)
+    assert dashboard_queries.population_stability([90, 10], [10, 90]) > 1.0
+    with pytest.raises(ValueError, match="2 and 3 bins"):
+        dashboard_queries.population_stability([1, 1], [1, 1, 1])
+    assert dashboard_queries.reference_histogram([0.0, 0.05, 0.999, 1.5, -1]) == [3] + [0] * (SCORE_BINS - 2) + [2]
+    _seed(repo, inspection_factory)
+    same = [0.05, 0.95, 0.85, 0.75, 0.15, 0.25]
+    low = [0.01] * 50
+    [match] = dashboard_queries.score_drift(db, same)
+    [shifted] = dashboard_queries.score_drift(db, low)
+    assert match["n"] == 6 and match["psi"] == pytest.approx(0.0) and not match["drifted"]
+    assert shifted["drifted"] and shifted["psi"] > dashboard_queries.DRIFT_PSI_LIMIT
+    with pytest.raises(ValueError, match="validation scores"):
+        dashboard_queries.score_drift(db, [])

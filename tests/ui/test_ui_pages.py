@@ -1,0 +1,321 @@
+"""Every dashboard page driven headless by ``streamlit.testing`` against a seeded SQLite file: renders, shows the
+seeded numbers, a control changes the database, and a control without the role is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from inspect_app.records import Decision, Inspection, ModelStatus, ModelVersion, RunStatus, Schedule, TrainingRun
+from inspect_app.storage import Database, Repository, access, dashboard_queries, queries
+from inspect_app.ui import app, common
+
+APP_FILE = Path(app.__file__).resolve()
+TIMEOUT_S = 60
+PASSWORD = "correct-horse-battery"
+GOOD_SCORES = [0.02, 0.05, 0.08, 0.1, 0.12, 0.2, 0.3, 0.45]
+DEFECT_SCORES = [0.35, 0.6, 0.7, 0.8, 0.9, 0.95]
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches() -> Iterator[None]:
+    """Streamlit caches live in the process; start and end every test without them."""
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def _inspections(now: datetime) -> list[Inspection]:
+    """Two stations over the last hours: OK, REVIEW and NG parts with scores and latencies."""
+    plan = [
+        ("cell-a", Decision.OK, None, 0.05), ("cell-a", Decision.OK, None, 0.1),
+        ("cell-a", Decision.NG, "scratch", 0.9), ("cell-a", Decision.REVIEW, None, 0.5),
+        ("cell-a", Decision.REVIEW, None, 0.55), ("cell-b", Decision.OK, None, 0.2),
+        ("cell-b", Decision.NG, "dent", 0.8), ("cell-b", Decision.NG, "scratch", 0.95),
+        ("cell-b", Decision.OK, None, 0.15),
+    ]
+    return [
+        Inspection(
+            station=station, line="line-1", source="/in", image_path=f"/in/{i}.png", decision=decision,
+            created_at=now - timedelta(seconds=20 + 600 * i), content_hash=f"h{i}", model_version="m1",
+            defect_class=defect, score=score, latency_ms=10.0 + i,
+        )
+        for i, (station, decision, defect, score) in enumerate(plan)
+    ]
+
+
+def _metrics() -> dict:
+    return {
+        "accuracy": 0.9, "macro_recall": 0.85, "auroc_good_vs_defect": 0.95, "images": 14,
+        "classes": ["good", "scratch", "dent"], "confusion_matrix": [[7, 1, 0], [0, 3, 1], [0, 0, 2]],
+        "score_samples": {"good": GOOD_SCORES, "defect": DEFECT_SCORES},
+    }
+
+
+@pytest.fixture
+def plant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """A seeded plant database selected through ``INSPECT_DATABASE_URL``, with one user per role."""
+    url = f"sqlite:///{(tmp_path / 'plant.db').as_posix()}"
+    now = datetime.now(UTC)
+    rows = _inspections(now)
+    with Database.open(url) as db:
+        repo = Repository(db)
+        repo.add_inspections(rows)
+        for name, status in (("m0", ModelStatus.RETIRED), ("m1", ModelStatus.ACTIVE)):
+            repo.add_model_version(ModelVersion(name=name, kind="classifier", backbone="efficientnet_lite0",
+                                                path=f"/models/{name}", classes=("good", "scratch", "dent"),
+                                                metrics=_metrics(), status=status, threshold=0.5,
+                                                created_at=now - timedelta(days=2 if name == "m0" else 1)))
+        for role in ("viewer", "operator", "engineer", "admin"):
+            access.create_user(db, role, role, PASSWORD)
+        (tmp_path / "run.log").write_text("".join(f"epoch {i} loss 0.{i}\n" for i in range(1, 61)))
+        repo.add_training_run(TrainingRun(config={"epochs": 4}, data_dir="/data", status=RunStatus.RUNNING,
+                                          metrics={"epoch": 2, "epochs": 4}, log_path=str(tmp_path / "run.log")))
+        repo.add_schedule(Schedule(name="nightly", kind="train", cron="0 2 * * *"))
+    (tmp_path / "train" / "good").mkdir(parents=True)
+    monkeypatch.setenv("INSPECT_DATABASE_URL", url)
+    monkeypatch.setenv("INSPECT_HOME", str(tmp_path))
+    return {"url": url, "rows": rows, "tmp": tmp_path}
+
+
+def _run(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _open(page: str | None = None, user: str | None = None) -> AppTest:
+    """The app on one page, optionally signed in through the sidebar form."""
+    at = _run(AppTest.from_file(str(APP_FILE), default_timeout=TIMEOUT_S))
+    if user is not None:
+        at.sidebar.text_input(key="sign_in_user").input(user)
+        at.sidebar.text_input(key="sign_in_password").input(PASSWORD)
+        next(b for b in at.sidebar.button if b.label == "Sign in").click()
+        at = _run(at)
+        assert any(f"({user})" in m.value for m in at.sidebar.markdown), "sign-in did not take"
+    if page is not None:
+        at.switch_page(f"views/{page}.py")
+        at = _run(at)
+    return at
+
+
+def _audit(url: str, action: str) -> list:
+    with Database.open(url) as db:
+        return Repository(db).list_audit(action=action)
+
+
+# --- Overview -------------------------------------------------------------------------------------------------------
+
+
+def test_overview_numbers_match_the_queries(plant: dict) -> None:
+    at = _open()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Inspected"] == "9" and metrics["NG"] == "3" and metrics["Review"] == "2" and metrics["OK"] == "4"
+    assert metrics["Defect rate %"] == f"{100 * 3 / 9:.1f} %"
+    comparison = at.dataframe[0].value
+    assert list(comparison["Station"]) == ["cell-b", "cell-a"]  # worst defect rate first: 2/4 vs 1/5
+    assert list(comparison["NG"]) == [2, 1]
+    assert any("Centre line" in c.value for c in at.caption)
+
+
+def test_overview_bucket_by_shift_and_station_filter(plant: dict) -> None:
+    at = _open()
+    at.radio(key="bucket").set_value("shift")
+    at.sidebar.selectbox(key="station").select("cell-a")
+    at = _run(at)
+    assert {m.label: m.value for m in at.metric}["Inspected"] == "5"
+    assert any("per shift" in s.value for s in at.subheader)
+
+
+def test_closed_viewing_asks_to_sign_in(plant: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INSPECT_DASHBOARD_OPEN_VIEWING", "false")
+    at = _open()
+    assert not at.metric and at.info[0].value == common.SIGN_IN_REQUIRED_MESSAGE
+    at = _open(user="viewer")
+    assert {m.label: m.value for m in at.metric}["Inspected"] == "9"
+
+
+def test_wrong_password_is_refused_and_audited(plant: dict) -> None:
+    at = _open()
+    at.sidebar.text_input(key="sign_in_user").input("admin")
+    at.sidebar.text_input(key="sign_in_password").input("not-the-password")
+    next(b for b in at.sidebar.button if b.label == "Sign in").click()
+    at = _run(at)
+    assert "sign-in failed for user 'admin'" in at.sidebar.error[0].value
+    assert [e.actor for e in _audit(plant["url"], "auth.sign_in_failed")] == ["admin"]
+
+
+# --- Live -----------------------------------------------------------------------------------------------------------
+
+
+def test_live_shows_last_minute_figures_and_latest_frames(plant: dict) -> None:
+    at = _open("live")
+    metrics = {m.label: m.value for m in at.metric}
+    # Only the newest row (20 s old) lies in the last minute.
+    assert metrics["Frames (1 min)"] == "1" and metrics["Latency mean"] == "10 ms"
+    assert len(at.dataframe[0].value) == len(plant["rows"])
+    assert any("image not on this server" in c.value for c in at.caption)  # NG gallery without files
+
+
+# --- Review ---------------------------------------------------------------------------------------------------------
+
+
+def test_review_confirm_stores_verdict_and_audit(plant: dict) -> None:
+    at = _open("review", user="operator")
+    assert {m.label: m.value for m in at.metric}["Waiting for review"] == "2"
+    with Database.open(plant["url"]) as db:
+        first = queries.review_queue(db)[0].inspection_id
+    at.selectbox(key=f"item_{first}_class").select("dent")
+    at.button(key=f"item_{first}_ng").click()
+    at = _run(at)
+    assert at.success and "NG dent" in at.success[0].value
+    with Database.open(plant["url"]) as db:
+        review = Repository(db).get_review(first)
+        assert review is not None and review.verdict == Decision.NG and review.defect_class == "dent"
+        assert review.reviewer == "operator"
+        assert dashboard_queries.reviewed_labels(db) == [(f"/in/{first_index(plant, first)}.png", "dent")]
+    at = _run(at)
+    assert {m.label: m.value for m in at.metric}["Waiting for review"] == "1"
+
+
+def first_index(plant: dict, inspection_id: int) -> int:
+    """Seed index of an inspection id (ids follow insertion order from 1)."""
+    return inspection_id - 1
+
+
+def test_review_without_role_is_refused(plant: dict) -> None:
+    at = _open("review", user="viewer")
+    with Database.open(plant["url"]) as db:
+        first = queries.review_queue(db)[0].inspection_id
+    at.button(key=f"item_{first}_ok").click()
+    at = _run(at)
+    assert "role 'viewer' may not 'review'" in at.error[0].value
+    with Database.open(plant["url"]) as db:
+        assert Repository(db).get_review(first) is None
+
+
+def test_review_audit_sample_lists_only_ok_parts(plant: dict) -> None:
+    at = _open("review", user="operator")
+    at.radio(key="review_source").set_value("Audit sample (OK parts)")
+    at = _run(at)
+    ok_ids = {i + 1 for i, r in enumerate(plant["rows"]) if r.decision == Decision.OK}
+    shown = {int(b.key.split("_")[1]) for b in at.button if b.key and b.key.endswith("_ok")}
+    assert shown and shown <= ok_ids
+
+
+# --- Models ---------------------------------------------------------------------------------------------------------
+
+
+def test_models_page_shows_versions_confusion_and_tuner(plant: dict) -> None:
+    at = _open("models")
+    versions = at.dataframe[0].value
+    assert list(versions["Name"]) == ["m1", "m0"] and list(versions["Status"]) == ["active", "retired"]
+    confusion = at.dataframe[1].value
+    assert confusion.loc["true scratch", "pred dent"] == 1
+    at.slider(key="threshold_m1").set_value(0.4)
+    at = _run(at)
+    metrics = {m.label: m.value for m in at.metric}
+    # At 0.4: good scores ≥ 0.4 → 1 of 8; defect scores < 0.4 → 1 of 6.
+    assert metrics["False-reject rate"] == f"{100 / 8:.1f} %" and metrics["Escape rate"] == f"{100 / 6:.1f} %"
+
+
+def test_engineer_applies_threshold_and_rolls_back(plant: dict) -> None:
+    at = _open("models", user="engineer")
+    at.slider(key="threshold_m1").set_value(0.4)
+    at = _run(at)
+    at.button(key="apply_threshold").click()
+    at = _run(at)
+    with Database.open(plant["url"]) as db:
+        assert Repository(db).get_model_version("m1").threshold == pytest.approx(0.4)
+    assert _audit(plant["url"], "model.threshold")[0].details == {"old": 0.5, "new": pytest.approx(0.4)}
+    at.button(key="rollback").click()
+    at = _run(at)
+    with Database.open(plant["url"]) as db:
+        assert Repository(db).active_model().name == "m0"
+    assert _audit(plant["url"], "model.rollback")[0].actor == "engineer"
+
+
+def test_operator_cannot_promote(plant: dict) -> None:
+    at = _open("models", user="operator")
+    at.selectbox(key="model_name").select("m0")
+    at = _run(at)
+    at.button(key="promote").click()
+    at = _run(at)
+    assert "needs role engineer or admin" in at.error[0].value
+    with Database.open(plant["url"]) as db:
+        assert Repository(db).active_model().name == "m1"
+
+
+# --- Training -------------------------------------------------------------------------------------------------------
+
+
+def test_training_page_shows_runs_progress_and_log_tail(plant: dict) -> None:
+    at = _open("training")
+    runs = at.dataframe[0].value
+    assert list(runs["Status"]) == ["running"] and runs["Progress"].iloc[0] == pytest.approx(0.5)
+    log = at.code[0].value
+    assert log.splitlines()[-1] == "epoch 60 loss 0.60" and len(log.splitlines()) == 40
+
+
+def test_engineer_queues_a_run_with_reviewed_parts(plant: dict) -> None:
+    with Database.open(plant["url"]) as db:
+        engineer = Repository(db).get_user("engineer")
+        access.review_inspection(db, engineer, 4, "OK")
+    at = _open("training", user="engineer")
+    at.text_input(key="train_data_dir").input(str(plant["tmp"] / "train"))
+    at.number_input(key="train_epochs").set_value(2)
+    next(b for b in at.button if b.label == "Queue run").click()
+    at = _run(at)
+    assert at.success[0].value == "run queued"
+    with Database.open(plant["url"]) as db:
+        run = Repository(db).list_training_runs(status="queued")[0]
+    assert run.config["epochs"] == 2 and run.config["extra"]["requested_by"] == "engineer"
+    manifest = Path(run.config["extra"]["review_manifest"]).read_text().splitlines()
+    assert manifest == ["path,label", "/in/3.png,good"]
+
+
+def test_operator_cannot_queue_a_run_or_pause_a_schedule(plant: dict) -> None:
+    at = _open("training", user="operator")
+    at.text_input(key="train_data_dir").input(str(plant["tmp"] / "train"))
+    next(b for b in at.button if b.label == "Queue run").click()
+    at = _run(at)
+    assert "may not 'train'" in at.error[0].value
+    at.button(key="schedule_toggle").click()
+    at = _run(at)
+    assert any("may not 'schedule'" in e.value for e in at.error)
+    with Database.open(plant["url"]) as db:
+        assert Repository(db).list_training_runs(status="queued") == []
+        assert Repository(db).list_schedules()[0].enabled is True
+
+
+def test_engineer_adds_and_pauses_schedules(plant: dict) -> None:
+    at = _open("training", user="engineer")
+    at.button(key="schedule_toggle").click()
+    at = _run(at)
+    at.text_input(key="schedule_name").input("weekly")
+    at.text_input(key="schedule_cron").input("0 3 * * 0")
+    next(b for b in at.button if b.label == "Add schedule").click()
+    at = _run(at)
+    with Database.open(plant["url"]) as db:
+        schedules = {s.name: s for s in Repository(db).list_schedules()}
+    assert schedules["nightly"].enabled is False and schedules["weekly"].cron == "0 3 * * 0"
+    assert [e.action for e in _audit(plant["url"], "schedule.add")] == ["schedule.add"]
+
+
+# --- Drift ----------------------------------------------------------------------------------------------------------
+
+
+def test_drift_flags_a_day_far_from_validation_scores(plant: dict) -> None:
+    at = _open("drift")
+    frame = at.dataframe[0].value
+    assert frame["Scored parts"].sum() == len(plant["rows"])
+    # The seeded day has many high scores against a mostly-low good reference: a major shift.
+    assert frame["Drifted"].any() and at.warning
+
