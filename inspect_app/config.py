@@ -123,15 +123,17 @@ class TrainConfig:
         patience: stop after this many epochs without improvement (``None`` = never).
         folds: k of k-fold cross-validation (``None`` = one stratified split by ``val_fraction``).
         fold: which fold is the validation set when ``folds`` is set.
+        time_budget_s: wall-time budget; after the first epoch the run shortens its epoch count (and its schedule)
+            to end within it.
     """
 
     backbone: str = "efficientnet_lite0"
     input_size: int = 224
-    epochs: int = 4
+    epochs: int = 12
     batch_size: int = 16
     lr: float = 1e-3
     backbone_lr_scale: float = 0.3
-    weight_decay: float = 1e-4
+    weight_decay: float = 0.01
     optimizer: str = "adamw"
     val_fraction: float = 0.2
     seed: int = 0
@@ -157,7 +159,7 @@ class TrainConfig:
     step_gamma: float = 0.1
     layer_decay: float | None = None
     probe_epochs: int = 0
-    ema: float = 0.0
+    ema: float = 0.99
     grad_clip: float | None = 5.0
     amp: str = "auto"
     channels_last: bool = True
@@ -168,6 +170,7 @@ class TrainConfig:
     patience: int | None = None
     folds: int | None = None
     fold: int = 0
+    time_budget_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -136,22 +136,26 @@ def _schedule_factor(step: int, total: int, warmup: int, config: TrainConfig, st
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int) -> Any:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int, plan: dict[str, int] | None = None
+) -> Any:
     """Per-batch schedule; during the first ``probe_epochs`` the backbone rate is 0 (a linear probe of the head).
 
     The backbone then gets its own warm-up and decay over the remaining steps, so the fine-tune starts gently from a
-    head that already fits.
+    head that already fits. ``plan["epochs"]`` (default ``config.epochs``) is read at every step, so a run that
+    shortens itself to meet a time budget also shortens its decay.
     """
-    total = config.epochs * steps_per_epoch
+    plan = plan if plan is not None else {"epochs": config.epochs}
     warmup = max(1, round(config.warmup_epochs * steps_per_epoch))
     probe = min(config.probe_epochs, config.epochs - 1) * steps_per_epoch
 
     def head(step: int) -> float:
-        return _schedule_factor(step, total, warmup, config, steps_per_epoch)
+        return _schedule_factor(step, plan["epochs"] * steps_per_epoch, warmup, config, steps_per_epoch)
 
     def body(step: int) -> float:
         if step < probe:
             return 0.0
+        total = plan["epochs"] * steps_per_epoch
         return _schedule_factor(step - probe, total - probe, warmup, config, steps_per_epoch)
 
     lambdas = [head if group.get("is_head", False) else body for group in optimizer.param_groups]
@@ -448,7 +452,9 @@ def selection_key(metrics: dict[str, Any], select_metric: str) -> tuple[float, .
 
 
 def _write_lines(path: Path, items: list[tuple[Path, str]], root: Path) -> None:
-    lines = [f"{p.relative_to(root).as_posix()},{label}" for p, label in items]
+    # relpath, not relative_to: a manifest may point outside its own folder (``../images/x.png``).
+    base = os.path.abspath(root)
+    lines = [f"{Path(os.path.relpath(os.path.abspath(p), base)).as_posix()},{label}" for p, label in items]
     path.write_text("path,label\n" + "\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -618,7 +624,8 @@ def fit(
     val_loader = DataLoader(val_set, batch_size=config.batch_size * 2, num_workers=config.num_workers, pin_memory=pin)
 
     optimizer = build_optimizer(model, config)
-    scheduler = build_scheduler(optimizer, config, len(train_loader))
+    plan = {"epochs": config.epochs}
+    scheduler = build_scheduler(optimizer, config, len(train_loader), plan)
     amp_dtype = _amp_dtype(config, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     ema = WeightEma(model, config.ema) if config.ema > 0 else None
@@ -645,6 +652,7 @@ def fit(
             differing = sorted(k for k, v in config.to_dict().items() if meta["config"].get(k) != v)
             raise ConfigError(f"cannot resume {run_dir}: recipe differs from the saved run in {differing}")
         history, best_metrics = meta["history"], meta["best_metrics"]
+        plan["epochs"] = int(meta.get("planned_epochs", config.epochs))
         best_key = tuple(meta["best_key"]) if meta["best_key"] is not None else None
         first_epoch = int(meta["epoch"]) + 1
         logger.info("resuming %s after epoch %d", run_dir, first_epoch - 1)
@@ -661,10 +669,12 @@ def fit(
         done = clock["steps_done"] + (event["step"] if event["phase"] == "train" else 0)
         elapsed = time.perf_counter() - clock["start"]
         eta = elapsed / done * (total_steps - done) if done else None
-        progress({**event, "epochs": config.epochs, "eta_s": eta})
+        progress({**event, "epochs": plan["epochs"], "eta_s": eta})
 
     stale = 0
-    for epoch in range(first_epoch, config.epochs + 1):
+    epoch = first_epoch
+    while epoch <= plan["epochs"]:
+        epoch_start = time.perf_counter()
         # Seeding per epoch makes a resumed run draw the same batches, augmentations and dropout masks.
         torch.manual_seed(config.seed * 100_003 + epoch)
         generator.manual_seed(config.seed * 100_003 + epoch)
@@ -687,7 +697,7 @@ def fit(
         if "operating_point" in val_metrics:
             row["val_escape_rate"] = val_metrics["operating_point"]["escape_rate"]
         history.append(row)
-        logger.info("epoch %d/%d %s", epoch, config.epochs, {k: round(v, 4) for k, v in row.items() if v is not None})
+        logger.info("epoch %d/%d %s", epoch, plan["epochs"], {k: round(v, 4) for k, v in row.items() if v is not None})
         key = selection_key(val_metrics, config.select_metric)
         if best_key is None or key > best_key:
             best_key = key
@@ -696,14 +706,23 @@ def fit(
             stale = 0
         else:
             stale += 1
+        if config.time_budget_s is not None and epoch == first_epoch:
+            # The first epoch also decodes and caches the images, so it overestimates the pace: a safe estimate.
+            left = config.time_budget_s - (time.perf_counter() - start)
+            affordable = int(left // (time.perf_counter() - epoch_start))
+            if epoch + affordable < plan["epochs"]:
+                plan["epochs"] = max(epoch, epoch + affordable)
+                total_steps = (plan["epochs"] - first_epoch + 1) * len(train_loader)
+                logger.info("time budget %.0f s: shortening the run to %d epochs", config.time_budget_s, plan["epochs"])
         if is_main:
             state = {"epoch": epoch, "history": history, "best_key": list(best_key), "best_metrics": best_metrics,
-                     "config": config.to_dict()}
+                     "config": config.to_dict(), "planned_epochs": plan["epochs"]}
             _save_state(last_dir, model, ema, optimizer, scheduler, state, best_state)
-        report({"phase": "epoch", **row})
+        report({"phase": "epoch", **row, "epochs_planned": plan["epochs"]})
         if config.patience is not None and stale >= config.patience:
             logger.info("early stop after epoch %d: no better %s for %d epochs", epoch, config.select_metric, stale)
             break
+        epoch += 1
     assert best_state is not None
     model.load_state_dict(best_state)
 
@@ -716,7 +735,7 @@ def fit(
         mean=tuple(mean),
         std=tuple(std),
         metrics=best_metrics,
-        data_fingerprint=fingerprint(list(data.items), data.root),
+        data_fingerprint=fingerprint(list(data.items), data.root if data.layout != "csv" else None),
         train_config=config.to_dict(),
     )
     seconds = time.perf_counter() - start
