@@ -690,7 +690,7 @@ def fit(
             scored, val_loader, device, classes, false_reject_rate=config.false_reject_rate, loss=config.loss,
             channels_last=config.channels_last,
         )
-        row = {"epoch": epoch, **train_stats, "val_loss": val_metrics["loss"]}
+        row = {"epoch": epoch, **train_stats, "val_loss": val_metrics["loss"], "processes": world}
         for key in ("accuracy", "macro_recall", "auroc_good_vs_defect", "mae"):
             if key in val_metrics:
                 row[f"val_{key}"] = val_metrics[key]
