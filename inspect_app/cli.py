@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from inspect_app.config import PipelineSpec, Settings, TrainConfig, load_recipe, load_settings
-from inspect_app.errors import InspectAppError
+from inspect_app.errors import ConfigError, InspectAppError
 from inspect_app.log import setup_logging
 from inspect_app.records import InspectionSummary, ModelStatus, ModelVersion
 
@@ -130,9 +130,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         input_size=args.input_size, seed=args.seed, device=args.device, optimizer=args.optimizer,
         val_fraction=args.val_fraction, folds=args.folds, fold=args.fold, time_budget_s=args.time_budget_s,
     )
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and not (args.out or args.name):
+        raise ConfigError("under torchrun every process must agree on the run folder: pass --out or --name")
     out = Path(args.out) if args.out else settings.models_dir / (args.name or time.strftime("model-%Y%m%d-%H%M%S"))
     result = fit(Path(args.data_dir), out, config, name=args.name or out.name, progress=_train_progress,
                  resume=args.resume)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # rank 0 reports and registers the model once
     metrics = result.card.metrics
     print(f"model {result.card.name} saved to {result.model_dir} in {result.seconds:.0f} s")
     if "accuracy" in metrics:

@@ -83,7 +83,7 @@ def test_manifest_errors_name_the_bad_value(tmp_path: Path, text: str, match: st
 
 
 def test_unknown_layout_is_named(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="'coco'.*folders, mvtec, csv"):
+    with pytest.raises(DatasetError, match=r"'coco'.*folders, mvtec, csv"):
         load_dataset(tmp_path, layout="coco")
 
 

@@ -35,5 +35,5 @@ def test_presets_are_seeded_and_keep_shape(preset: str) -> None:
 
 
 def test_unknown_preset_is_named() -> None:
-    with pytest.raises(ValueError, match="'heavy'.*none, light, inspection, strong"):
+    with pytest.raises(ValueError, match=r"'heavy'.*none, light, inspection, strong"):
         augment(np.zeros((8, 8, 3), np.uint8), np.random.default_rng(0), "heavy")

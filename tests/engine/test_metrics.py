@@ -74,5 +74,5 @@ def test_threshold_for_escape_rate_meets_the_target_with_fewest_false_rejects() 
         assert escape_rate(defects, np.nextafter(threshold, 1.0)) > target
     assert false_reject_rate([0.1, 0.5, 0.9], 0.5) == pytest.approx(2 / 3)
     assert false_reject_rate([], 0.5) is None
-    with pytest.raises(ValueError, match="1.5"):
+    with pytest.raises(ValueError, match=r"1\.5"):
         threshold_for_escape_rate(defects, 1.5)

@@ -191,14 +191,14 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path: Path) -> None:
     config = TrainConfig(epochs=2, batch_size=4, input_size=32, lr=3e-3, seed=1, device="cpu", ema=0.9, mixup=0.2)
     whole = fit(data, tmp_path / "whole", config)
 
-    class Stop(Exception):
+    class StopError(Exception):
         pass
 
     def stop_after_first_epoch(event: dict) -> None:
         if event["phase"] == "epoch" and event["epoch"] == 1:
-            raise Stop
+            raise StopError
 
-    with pytest.raises(Stop):
+    with pytest.raises(StopError):
         fit(data, tmp_path / "cut", config, progress=stop_after_first_epoch)
     assert not (tmp_path / "cut" / "model.safetensors").exists()
     resumed = fit(data, tmp_path / "cut", config, resume=True)
@@ -257,6 +257,6 @@ def test_torchrun_two_cpu_processes_with_gloo(tmp_path: Path) -> None:
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert len(history) == 2
     assert [row["processes"] for row in history] == [2, 2]
-    model, card = load_checkpoint(tmp_path / "run")
+    _model, card = load_checkpoint(tmp_path / "run")
     assert card.classes == ("good", "scratch")
     assert (tmp_path / "run" / "split_train.csv").read_text().count("\n") == 11
