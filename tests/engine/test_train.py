@@ -260,3 +260,13 @@ def test_torchrun_two_cpu_processes_with_gloo(tmp_path: Path) -> None:
     _model, card = load_checkpoint(tmp_path / "run")
     assert card.classes == ("good", "scratch")
     assert (tmp_path / "run" / "split_train.csv").read_text().count("\n") == 11
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_cuda_amp_and_channels_last_train(tmp_path: Path) -> None:
+    data = _easy_dataset(tmp_path / "data", per_class=8)
+    for amp in ("bf16", "fp16"):
+        config = TrainConfig(epochs=2, batch_size=8, input_size=64, lr=3e-3, device="cuda", amp=amp, seed=2)
+        result = fit(data, tmp_path / amp, config)
+        assert result.card.metrics["accuracy"] >= 0.75, amp
