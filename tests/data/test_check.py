@@ -67,3 +67,20 @@ def test_neu_has_one_exact_duplicate() -> None:
     assert report.total == 1800 and set(report.counts.values()) == {300}
     assert report.unreadable == []
     assert [[Path(p).name for p in g] for g in report.duplicates] == [["Pa_101.bmp", "Pa_105.bmp"]]
+
+
+@pytest.mark.datasets
+@pytest.mark.skipif(not (SHARED_DATASETS / "magnetic-tile").is_dir(), reason="shared datasets absent")
+def test_magnetic_tile_through_a_manifest_with_masks(tmp_path: Path) -> None:
+    from inspect_app.data.layouts import load_dataset
+
+    rows = ["path,label,mask"]
+    for folder in sorted((SHARED_DATASETS / "magnetic-tile").glob("MT_*")):
+        label = "good" if folder.name == "MT_Free" else folder.name[3:].lower()
+        rows += [f"{p},{label},{p.with_suffix('.png')}" for p in sorted((folder / "Imgs").glob("*.jpg"))]
+    (tmp_path / "mt.csv").write_text("\n".join(rows) + "\n")
+    data = load_dataset(tmp_path / "mt.csv")
+    assert data.counts == {"good": 952, "blowhole": 115, "break": 85, "crack": 57, "fray": 32, "uneven": 103}
+    assert len(data.masks) == 1344 and all(m.is_file() for m in list(data.masks.values())[:20])
+    report = check_dataset(tmp_path / "mt.csv")
+    assert report.unreadable == [] and report.leakage == []
