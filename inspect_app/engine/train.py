@@ -673,8 +673,8 @@ def fit(
 
     stale = 0
     epoch = first_epoch
+    loop_start = time.perf_counter()
     while epoch <= plan["epochs"]:
-        epoch_start = time.perf_counter()
         # Seeding per epoch makes a resumed run draw the same batches, augmentations and dropout masks.
         torch.manual_seed(config.seed * 100_003 + epoch)
         generator.manual_seed(config.seed * 100_003 + epoch)
@@ -706,10 +706,11 @@ def fit(
             stale = 0
         else:
             stale += 1
-        if config.time_budget_s is not None and epoch == first_epoch:
-            # The first epoch also decodes and caches the images, so it overestimates the pace: a safe estimate.
+        if config.time_budget_s is not None:
+            # Re-planned after every epoch from the mean pace so far, so a machine that gets busier mid-run still
+            # ends in time; the first epoch also decodes and caches the images, which keeps the estimate cautious.
             left = config.time_budget_s - (time.perf_counter() - start)
-            affordable = int(left // (time.perf_counter() - epoch_start))
+            affordable = int(left // ((time.perf_counter() - loop_start) / (epoch - first_epoch + 1)))
             if epoch + affordable < plan["epochs"]:
                 plan["epochs"] = max(epoch, epoch + affordable)
                 total_steps = (plan["epochs"] - first_epoch + 1) * len(train_loader)

@@ -213,6 +213,15 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_time_budget_shortens_the_run(tmp_path: Path) -> None:
+    data = _easy_dataset(tmp_path / "data", per_class=4)
+    config = TrainConfig(epochs=5, batch_size=4, input_size=32, device="cpu", time_budget_s=0.01)
+    result = fit(data, tmp_path / "run", config)
+    assert len(result.history) == 1  # the budget was spent by the first epoch: no second one is started
+    assert (result.run_dir / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
 def test_severity_regression_from_a_manifest(tmp_path: Path) -> None:
     data = _easy_dataset(tmp_path / "data", per_class=8)
     rows = ["path,label,severity"]
@@ -220,7 +229,7 @@ def test_severity_regression_from_a_manifest(tmp_path: Path) -> None:
         for i in range(8):
             rows.append(f"{label}/{i:03d}.png,{label},{0.0 if label == 'good' else 1.0 + i / 8}")
     (data / "manifest.csv").write_text("\n".join(rows) + "\n")
-    config = TrainConfig(epochs=3, batch_size=4, input_size=32, lr=3e-3, loss="mse", device="cpu", ema=0.0)
+    config = TrainConfig(epochs=2, batch_size=4, input_size=32, lr=3e-3, loss="mse", device="cpu", ema=0.0)
     result = fit(data / "manifest.csv", tmp_path / "run", config)
     assert result.card.kind == "severity" and result.card.classes == ("severity",)
     assert {"mae", "rmse", "loss"} <= set(result.card.metrics)
