@@ -229,13 +229,23 @@ def test_severity_regression_from_a_manifest(tmp_path: Path) -> None:
         for i in range(8):
             rows.append(f"{label}/{i:03d}.png,{label},{0.0 if label == 'good' else 1.0 + i / 8}")
     (data / "manifest.csv").write_text("\n".join(rows) + "\n")
-    config = TrainConfig(epochs=2, batch_size=4, input_size=32, lr=3e-3, loss="mse", device="cpu", ema=0.0)
+    config = TrainConfig(epochs=3, batch_size=2, input_size=32, lr=3e-3, loss="mse", device="cpu", ema=0.0)
     result = fit(data / "manifest.csv", tmp_path / "run", config)
     assert result.card.kind == "severity" and result.card.classes == ("severity",)
     assert {"mae", "rmse", "loss"} <= set(result.card.metrics)
-    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     model, _ = load_checkpoint(result.model_dir)
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 1)
+    # Graded, not only sorted: scratched parts (severity >= 1) score higher than good ones (severity 0).
+    from inspect_app.data.image_io import read_image
+    from inspect_app.data.presets import resize_square
+
+    def grade(label: str) -> float:
+        images = [resize_square(read_image(p), 32) for p in sorted((data / label).glob("*.png"))]
+        batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
+        with torch.no_grad():
+            return float(model(batch).mean())
+
+    assert grade("scratch") > grade("good") + 0.1
     from inspect_app.errors import ConfigError
 
     with pytest.raises(ConfigError, match="severity"):
