@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from inspect_app.config import PipelineSpec, Settings, TrainConfig, load_settings, read_yaml
-from inspect_app.errors import InspectAppError
+from inspect_app.config import PipelineSpec, Settings, TrainConfig, load_recipe, load_settings
+from inspect_app.errors import ConfigError, InspectAppError
 from inspect_app.log import setup_logging
 from inspect_app.records import InspectionSummary, ModelStatus, ModelVersion
 
@@ -76,13 +76,17 @@ def _train_progress(event: dict) -> None:
     if event["phase"] == "train":
         sys.stderr.write(
             f"\repoch {event['epoch']} step {event['step']}/{event['steps']} loss {event['loss']:.4f} "
-            f"{event['images_per_s']:.1f} img/s   "
+            f"{event['images_per_s']:.1f} img/s"
+            + (f" ETA {event['eta_s']:.0f}s   " if event.get("eta_s") else "   ")
         )
         sys.stderr.flush()
     elif event["phase"] == "epoch":
+        eta = event.get("eta_s")
         sys.stderr.write(
             f"\repoch {event['epoch']}/{event['epochs']} train loss {event['train_loss']:.4f} "
-            f"val acc {event['val_accuracy']:.3f} val macro recall {event['val_macro_recall']:.3f}\n"
+            f"{event['images_per_s']:.1f} img/s val acc {event.get('val_accuracy', float('nan')):.3f} "
+            f"val macro recall {event.get('val_macro_recall', float('nan')):.3f}"
+            + (f" ETA {eta:.0f}s" if eta else "") + "\n"
         )
 
 
@@ -120,20 +124,69 @@ def cmd_train(args: argparse.Namespace) -> int:
     from inspect_app.engine.train import fit
 
     settings = _settings(args)
-    base = TrainConfig.from_dict(read_yaml(Path(args.recipe))) if args.recipe else TrainConfig()
-    config = base.with_overrides(
+    config = load_recipe(
+        Path(args.recipe) if args.recipe else None,
         backbone=args.backbone, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         input_size=args.input_size, seed=args.seed, device=args.device, optimizer=args.optimizer,
+        val_fraction=args.val_fraction, folds=args.folds, fold=args.fold, time_budget_s=args.time_budget_s,
     )
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and not (args.out or args.name):
+        raise ConfigError("under torchrun every process must agree on the run folder: pass --out or --name")
     out = Path(args.out) if args.out else settings.models_dir / (args.name or time.strftime("model-%Y%m%d-%H%M%S"))
-    result = fit(Path(args.data_dir), out, config, name=args.name or out.name, progress=_train_progress)
+    result = fit(Path(args.data_dir), out, config, name=args.name or out.name, progress=_train_progress,
+                 resume=args.resume)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # rank 0 reports and registers the model once
     metrics = result.card.metrics
     print(f"model {result.card.name} saved to {result.model_dir} in {result.seconds:.0f} s")
-    print(f"validation: accuracy {metrics['accuracy']:.3f}, macro recall {metrics['macro_recall']:.3f}, "
-          f"AUROC good-vs-defect {metrics.get('auroc_good_vs_defect')}")
+    if "accuracy" in metrics:
+        print(f"validation: accuracy {metrics['accuracy']:.3f}, macro recall {metrics['macro_recall']:.3f}, "
+              f"AUROC good-vs-defect {metrics.get('auroc_good_vs_defect')}")
+    else:
+        print(f"validation: severity MAE {metrics['mae']:.4f}, RMSE {metrics['rmse']:.4f}")
     if not args.no_register:
         register_model(_open_repository(settings.resolved_database_url), result.card, result.model_dir)
         print(f"registered model version {result.card.name} in {settings.resolved_database_url}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a checkpoint on a labelled data set: JSON report, plots and NG heatmaps."""
+    from inspect_app.engine.evaluate import evaluate_model
+
+    out = Path(args.out) if args.out else Path(args.model) / "evaluation"
+    report = evaluate_model(
+        args.model, args.data, out, device=args.device or "auto", batch_size=args.batch_size,
+        false_reject=args.false_reject, target_escape=args.target_escape,
+        target_false_reject=args.target_false_reject, progress=_progress_bar("evaluating"),
+    )
+    print(f"{report['images']} images, accuracy {report['accuracy']:.4f}, macro recall {report['macro_recall']:.4f}")
+    for name, row in report["per_class"].items():
+        print(f"  {name:<16} precision {row['precision']:.3f} recall {row['recall']:.3f} f1 {row['f1']:.3f} "
+              f"n={row['support']}")
+    if report.get("auroc_good_vs_defect") is not None:
+        point = report["operating_point"]
+        print(f"good-vs-defect AUROC {report['auroc_good_vs_defect']:.4f}; escape rate {point['escape_rate']:.4f} "
+              f"at {point['false_reject_rate']:.1%} false reject (threshold {point['threshold']:.4f})")
+    for name, target in report["targets"].items():
+        print(f"threshold for {name} {target['target']}: {target['threshold']:.4f} ({target})")
+    if report["unreadable"]:
+        print(f"{len(report['unreadable'])} unreadable image(s) skipped (listed in the report)")
+    print(f"report, plots and {report['heatmaps']} NG heatmap(s) in {out}")
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    """Report class counts, unreadable files, duplicates and train/test leakage of a data set."""
+    import json
+
+    from inspect_app.data.check import check_dataset
+
+    report = check_dataset(Path(args.dir), test=Path(args.test) if args.test else None)
+    print(report.format())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
     return 0
 
 
@@ -393,8 +446,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=("adamw", "adam", "sgd"))
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--folds", type=int, help="k-fold cross-validation: number of folds")
+    p.add_argument("--fold", type=int, help="k-fold cross-validation: which fold validates")
+    p.add_argument("--time-budget-s", type=float, help="shorten the run to end within this many seconds")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out after its last finished epoch")
     p.add_argument("--no-register", action="store_true", help="do not record the model in the database")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a model on a labelled data set (JSON, plots, NG heatmaps)")
+    p.add_argument("model", help="checkpoint folder")
+    p.add_argument("data", help="class folders, MVTec folder or CSV manifest")
+    p.add_argument("--out", help="output folder (default <model>/evaluation)")
+    p.add_argument("--false-reject", type=float, default=0.01, help="report the escape rate at this false-reject rate")
+    p.add_argument("--target-escape", type=float, help="also find the threshold meeting this escape rate")
+    p.add_argument("--target-false-reject", type=float, help="also find the threshold meeting this false-reject rate")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.set_defaults(func=cmd_evaluate)
+
+    data = sub.add_parser("data", help="data set tools").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("check", help="class counts, unreadable files, duplicates, train/test leakage")
+    p.add_argument("dir", help="class folders, MVTec folder or CSV manifest")
+    p.add_argument("--test", help="a separate test set to check for leakage against")
+    p.add_argument("--json", help="also write the report as JSON to this file")
+    p.set_defaults(func=cmd_data_check)
 
     p = sub.add_parser("inspect", help="inspect an image folder into the database")
     p.add_argument("folder")

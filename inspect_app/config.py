@@ -20,6 +20,14 @@ from inspect_app.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("adamw", "adam", "sgd")
+RESIZE_MODES = ("resize", "letterbox")
+AUGMENT_PRESETS = ("none", "light", "inspection", "strong")
+LOSSES = ("ce", "mse")
+CLASS_WEIGHTS = ("none", "sqrt", "balanced")
+SAMPLERS = ("shuffle", "balanced")
+SCHEDULES = ("cosine", "step")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+SELECT_METRICS = ("macro_recall", "escape_rate", "accuracy", "loss")
 
 
 class Settings(BaseSettings):
@@ -92,15 +100,43 @@ class TrainConfig:
         device: ``auto``, ``cpu`` or ``cuda``.
         max_train_images: cap on training images (quick trials); ``None`` uses all.
         freeze_bn_stats: keep the pretrained BatchNorm statistics fixed; small factory batches estimate them badly.
+        resize_mode: ``resize`` (stretch to a square) or ``letterbox`` (keep the aspect ratio, pad with black).
+        augment: augmentation preset, one of ``AUGMENT_PRESETS``.
+        mixup: Beta(alpha, alpha) mixup strength; 0 switches it off.
+        cutmix: Beta(alpha, alpha) cutmix strength; 0 switches it off.
+        loss: ``ce`` (classes) or ``mse`` (numeric ``severity`` column of a CSV manifest, one output).
+        label_smoothing: cross-entropy label smoothing.
+        class_weights: ``none``, ``sqrt`` or ``balanced`` inverse-frequency weights in the loss.
+        sampler: ``shuffle`` or ``balanced`` (every class drawn equally often).
+        l1: coefficient of an explicit L1 penalty on the weights (norms and biases excluded).
+        momentum: SGD momentum (``nesterov`` for Nesterov's variant).
+        schedule: ``cosine`` (with linear warm-up) or ``step``.
+        warmup_epochs: linear warm-up length in epochs (fractions allowed).
+        step_epochs: ``step`` schedule: multiply the rate by ``step_gamma`` every this many epochs.
+        layer_decay: layer-wise rate decay per backbone stage (``None``: one backbone rate).
+        probe_epochs: first epochs train the head only (linear probe), then the whole network.
+        ema: decay of an exponential moving average of the weights (0 = off); the average is evaluated and saved.
+        grad_clip: clip the gradient norm to this value (``None`` = off).
+        amp: mixed precision on CUDA: ``auto`` (bf16 where supported), ``off``, ``bf16``, ``fp16``.
+        channels_last: NHWC memory layout (faster for convolutions on CUDA and on recent CPUs).
+        compile: wrap the model in ``torch.compile``.
+        cache_images: decode and resize every image once and keep it in memory (uint8).
+        select_metric: early stopping and best-epoch choice: one of ``SELECT_METRICS``.
+        false_reject_rate: operating point of the escape-rate metric.
+        patience: stop after this many epochs without improvement (``None`` = never).
+        folds: k of k-fold cross-validation (``None`` = one stratified split by ``val_fraction``).
+        fold: which fold is the validation set when ``folds`` is set.
+        time_budget_s: wall-time budget; after the first epoch the run shortens its epoch count (and its schedule)
+            to end within it.
     """
 
     backbone: str = "efficientnet_lite0"
     input_size: int = 224
-    epochs: int = 4
+    epochs: int = 12
     batch_size: int = 16
     lr: float = 1e-3
     backbone_lr_scale: float = 0.3
-    weight_decay: float = 1e-4
+    weight_decay: float = 0.01
     optimizer: str = "adamw"
     val_fraction: float = 0.2
     seed: int = 0
@@ -109,6 +145,35 @@ class TrainConfig:
     device: str = "auto"
     max_train_images: int | None = None
     freeze_bn_stats: bool = True
+    resize_mode: str = "resize"
+    augment: str = "inspection"
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    loss: str = "ce"
+    label_smoothing: float = 0.1
+    class_weights: str = "sqrt"
+    sampler: str = "shuffle"
+    l1: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = True
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.5
+    step_epochs: int = 3
+    step_gamma: float = 0.1
+    layer_decay: float | None = None
+    probe_epochs: int = 0
+    ema: float = 0.99
+    grad_clip: float | None = 5.0
+    amp: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    cache_images: bool = True
+    select_metric: str = "macro_recall"
+    false_reject_rate: float = 0.01
+    patience: int | None = None
+    folds: int | None = None
+    fold: int = 0
+    time_budget_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -124,6 +189,26 @@ class TrainConfig:
                 raise ConfigError(f"{name} {value!r} must be a positive integer")
         if self.lr <= 0:
             raise ConfigError(f"lr {self.lr!r} must be positive")
+        choices = {
+            "resize_mode": RESIZE_MODES, "augment": AUGMENT_PRESETS, "loss": LOSSES, "class_weights": CLASS_WEIGHTS,
+            "sampler": SAMPLERS, "schedule": SCHEDULES, "amp": AMP_MODES, "select_metric": SELECT_METRICS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} {getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        for name in ("mixup", "cutmix", "l1", "weight_decay", "warmup_epochs", "probe_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} {getattr(self, name)!r} must not be negative")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing {self.label_smoothing!r} must lie in [0, 1)")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"ema {self.ema!r} must lie in [0, 1) (0 switches it off)")
+        if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
+            raise ConfigError(f"layer_decay {self.layer_decay!r} must lie in (0, 1] or be null")
+        if self.folds is not None and (self.folds < 2 or not 0 <= self.fold < self.folds):
+            raise ConfigError(f"folds {self.folds!r} / fold {self.fold!r}: need folds >= 2 and 0 <= fold < folds")
+        if not 0.0 <= self.false_reject_rate < 1.0:
+            raise ConfigError(f"false_reject_rate {self.false_reject_rate!r} must lie in [0, 1)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON/YAML."""
@@ -141,6 +226,12 @@ class TrainConfig:
     def with_overrides(self, **overrides: Any) -> TrainConfig:
         """Copy with the non-``None`` overrides applied (CLI flags over a recipe file)."""
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def load_recipe(path: Path | None, **overrides: Any) -> TrainConfig:
+    """A recipe file (or the defaults when ``path`` is None) with the non-``None`` overrides (CLI flags) applied."""
+    base = TrainConfig.from_dict(read_yaml(Path(path))) if path else TrainConfig()
+    return base.with_overrides(**overrides)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

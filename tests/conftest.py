@@ -11,7 +11,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+# INSPECT_DATASETS points git worktrees (which do not sit next to ../shared) at the datasets.
+SHARED_DATASETS = Path(os.environ.get("INSPECT_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

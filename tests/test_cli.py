@@ -107,3 +107,21 @@ def test_users_add_stores_a_hashed_password(tmp_path: Path, capsys: pytest.Captu
     assert "at least 8 characters" in capsys.readouterr().err
     assert main(["--home", str(tmp_path), "users", "list"]) == 0
     assert capsys.readouterr().out.split() == ["eve", "engineer", "active"]
+def test_data_check_command_reports_counts_and_duplicates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    for label in ("good", "dent"):
+        (tmp_path / "d" / label).mkdir(parents=True)
+        for i in range(2):
+            image = np.full((8, 8, 3), 40 * i + (100 if label == "dent" else 0), np.uint8)
+            cv2.imwrite(str(tmp_path / "d" / label / f"{i}.png"), image)
+    shutil.copy(tmp_path / "d" / "good" / "0.png", tmp_path / "d" / "good" / "again.png")
+    assert main(["data", "check", str(tmp_path / "d"), "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "3" in out and "exact duplicate groups: 1" in out
+    assert json.loads((tmp_path / "r.json").read_text())["counts"] == {"good": 3, "dent": 2}
+    assert main(["data", "check", str(tmp_path / "missing")]) == 2

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inspect_app.data.presets import resize_square, to_chw_uint8
+from inspect_app.data.presets import fit_square, to_chw_uint8
 from inspect_app.engine.device import resolve_device
 from inspect_app.engine.explain import normalize_map
 from inspect_app.engine.thresholds import check_threshold, decide
@@ -59,7 +59,9 @@ class Inspector:
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Resize on the CPU and stack as uint8 (3xSxS each), ready to copy to the device."""
         size = self.card.input_size
-        batch = np.stack([to_chw_uint8(resize_square(image, size)) for image in images])
+        # The same resize or letterbox the model was trained with (older cards predate the option: resize).
+        mode = self.card.train_config.get("resize_mode", "resize")
+        batch = np.stack([to_chw_uint8(fit_square(image, size, mode)) for image in images])
         tensor = torch.from_numpy(batch)
         return tensor.pin_memory() if self.device.type == "cuda" else tensor
 

@@ -130,3 +130,48 @@ def classification_report(
                 "escape_rate": escape_rate(values[is_defect], threshold),
             }
     return report
+
+
+def roc_curve(is_positive: Sequence[bool], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False- and true-positive rates at every distinct threshold (NG when score >= threshold), from (0,0) to (1,1).
+
+    Returns:
+        (fpr, tpr, thresholds), the thresholds descending (the first is +inf: nothing called positive).
+    """
+    labels = np.asarray(is_positive, dtype=bool)
+    values = np.asarray(scores, dtype=np.float64)
+    n_pos, n_neg = int(labels.sum()), int(labels.size - labels.sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("roc_curve needs both positive and negative examples")
+    order = np.argsort(-values, kind="mergesort")
+    sorted_values, sorted_labels = values[order], labels[order]
+    # Only the last index of each run of equal scores is a reachable operating point.
+    last_of_run = np.r_[np.diff(sorted_values) != 0, True]
+    tps = np.cumsum(sorted_labels)[last_of_run]
+    fps = np.cumsum(~sorted_labels)[last_of_run]
+    fpr = np.r_[0.0, fps / n_neg]
+    tpr = np.r_[0.0, tps / n_pos]
+    return fpr, tpr, np.r_[np.inf, sorted_values[last_of_run]]
+
+
+def threshold_for_escape_rate(defect_scores: Sequence[float], target: float) -> float:
+    """Highest threshold (NG when score >= threshold) whose escape rate on defective parts is ≤ the target.
+
+    The highest such threshold is the one that rejects the fewest good parts.
+    """
+    defects = np.sort(np.asarray(defect_scores, dtype=np.float64))
+    if defects.size == 0:
+        raise ValueError("threshold_for_escape_rate needs at least one defect score")
+    if not 0.0 <= target < 1.0:
+        raise ValueError(f"escape rate target {target!r} must lie in [0, 1)")
+    allowed = int(np.floor(target * defects.size))
+    # Defects strictly below defects[allowed] number at most `allowed`, so they are the only escapes.
+    return float(defects[allowed])
+
+
+def false_reject_rate(good_scores: Sequence[float], threshold: float) -> float | None:
+    """Share of good parts scored at or above the threshold (called NG); ``None`` without good parts."""
+    good = np.asarray(good_scores, dtype=np.float64)
+    if good.size == 0:
+        return None
+    return float((good >= threshold).mean())

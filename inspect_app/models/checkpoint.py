@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model_card.json"
 CARD_FORMAT = 1
-MODEL_KINDS = ("classifier",)
+MODEL_KINDS = ("classifier", "severity")
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,8 @@ class ModelCard:
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
             raise CheckpointError(f"model kind {self.kind!r} is not one of {', '.join(MODEL_KINDS)}")
-        if len(self.classes) < 2:
+        # A severity model has one numeric output (named "severity"); a classifier needs at least two classes.
+        if self.kind == "classifier" and len(self.classes) < 2:
             raise CheckpointError(f"a model needs at least 2 classes, got {list(self.classes)}")
 
     def to_json(self) -> str:

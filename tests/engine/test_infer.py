@@ -73,3 +73,14 @@ def test_cuda_matches_cpu(checkpoint: Path) -> None:
     gpu = Inspector(checkpoint, device="cuda").predict(images)
     for a, b in zip(cpu, gpu, strict=True):
         assert a.score == pytest.approx(b.score, abs=2e-2)
+
+
+def test_preprocess_letterboxes_when_the_model_was_trained_so(checkpoint: Path) -> None:
+    from inspect_app.models.checkpoint import read_card
+
+    card = read_card(checkpoint)
+    (checkpoint / "model_card.json").write_text(card.replace(train_config={"resize_mode": "letterbox"}).to_json())
+    wide = np.full((32, 64, 3), 255, np.uint8)
+    boxed = Inspector(checkpoint, device="cpu").preprocess([wide])[0]
+    assert boxed.shape == (3, 64, 64)
+    assert int(boxed[:, :8].max()) == 0 and int(boxed[:, 24:40].min()) == 255  # black bands above, content centred

@@ -57,3 +57,28 @@ def test_report_keeps_sorted_validation_scores_per_group() -> None:
         classes=["good", "scratch", "crack"], good_class="good",
     )
     assert report["score_samples"] == {"good": [0.1, 0.3], "defect": [0.8, 0.9123]}
+def test_roc_curve_runs_from_origin_to_one_and_matches_auc() -> None:
+    from inspect_app.engine.metrics import roc_curve
+
+    labels = [False, False, True, True, True, False]
+    scores = [0.1, 0.4, 0.35, 0.8, 0.8, 0.2]
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    assert (fpr[0], tpr[0]) == (0.0, 0.0) and (fpr[-1], tpr[-1]) == (1.0, 1.0)
+    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+    assert np.isinf(thresholds[0])
+    assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc(labels, scores))
+
+
+def test_threshold_for_escape_rate_meets_the_target_with_fewest_false_rejects() -> None:
+    from inspect_app.engine.metrics import false_reject_rate, threshold_for_escape_rate
+
+    defects = np.linspace(0.05, 0.95, 100)
+    for target in (0.0, 0.05, 0.2):
+        threshold = threshold_for_escape_rate(defects, target)
+        assert escape_rate(defects, threshold) <= target
+        # One step higher would let more defects escape than allowed.
+        assert escape_rate(defects, np.nextafter(threshold, 1.0)) > target
+    assert false_reject_rate([0.1, 0.5, 0.9], 0.5) == pytest.approx(2 / 3)
+    assert false_reject_rate([], 0.5) is None
+    with pytest.raises(ValueError, match=r"1\.5"):
+        threshold_for_escape_rate(defects, 1.5)
