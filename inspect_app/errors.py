@@ -31,3 +31,7 @@ class CheckpointError(InspectAppError):
 
 class StorageError(InspectAppError):
     """The database cannot be reached or refused a write."""
+
+
+class RunStateError(InspectAppError):
+    """A training run is not in a state that allows the operation (for example cancelling a finished run)."""
