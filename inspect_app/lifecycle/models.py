@@ -12,6 +12,12 @@ logger = logging.getLogger(__name__)
 PROMOTE_ACTION = "model.promote"
 
 
+def audit_promotion(repository: Repository, name: str, previous: str | None, actor: str, reason: str) -> None:
+    """Record a promotion with the model it replaced (what ``rollback`` reads)."""
+    repository.audit(AuditEvent(actor=actor, action=PROMOTE_ACTION, target=name,
+                                details={"previous": previous, "reason": reason}))
+
+
 def promote(repository: Repository, name: str, actor: str, reason: str = "manual") -> ModelVersion:
     """Make ``name`` the active model and audit it with the previous active model's name.
 
@@ -21,8 +27,7 @@ def promote(repository: Repository, name: str, actor: str, reason: str = "manual
     previous = repository.active_model()
     version = repository.promote(name)
     if previous is None or previous.name != name:
-        repository.audit(AuditEvent(actor=actor, action=PROMOTE_ACTION, target=name,
-                                    details={"previous": previous.name if previous else None, "reason": reason}))
+        audit_promotion(repository, name, previous.name if previous else None, actor, reason)
     return version
 
 

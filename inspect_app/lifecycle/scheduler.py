@@ -122,3 +122,55 @@ class Scheduler:
         while not stop.is_set():
             self.tick()
             stop.wait(interval_s)
+
+
+FINETUNE_KIND = "finetune"
+
+
+def read_finetune_pipeline(path: Path) -> tuple[str, str, dict[str, Any]]:
+    """(schedule name, cron, schedule config) declared by a ``kind: finetune`` pipeline file.
+
+    Layout::
+
+        name: nightly-finetune
+        kind: finetune
+        schedule: {cron: "0 2 * * *", only_if_new_data: true}
+        data: {dir: sample_data/train, test_dir: null, test_fraction: 0.2, use_reviews: true}
+        train: {backbone: efficientnet_lite0, epochs: 4, ...}      # TrainConfig options
+        promotion: {false_reject_rate: 0.01, class_tolerance: 0.05, auto_promote: true}
+
+    Relative folders are resolved against the current working directory.
+
+    Raises:
+        ConfigError: unknown sections or options, a missing ``schedule.cron`` or ``data.dir`` (each named).
+    """
+    from inspect_app.config import read_yaml
+
+    data = read_yaml(Path(path))
+    allowed = {"name", "kind", "description", "schedule", "data", "train", "promotion", "model_prefix"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"pipeline file {str(path)!r} has unknown section(s) {unknown}; allowed: {sorted(allowed)}")
+    if data.get("kind") != FINETUNE_KIND:
+        raise ConfigError(f"pipeline file {str(path)!r} has kind {data.get('kind')!r}; expected {FINETUNE_KIND!r}")
+    schedule = data.get("schedule") or {}
+    source = data.get("data") or {}
+    if not schedule.get("cron") or not source.get("dir"):
+        raise ConfigError(f"pipeline file {str(path)!r} needs schedule.cron and data.dir")
+    bad = sorted(set(source) - {"dir", "test_dir", "test_fraction", "use_reviews"})
+    bad += sorted(f"schedule.{k}" for k in set(schedule) - {"cron", "only_if_new_data"})
+    if bad:
+        raise ConfigError(f"pipeline file {str(path)!r} has unknown option(s) {bad}")
+    name = str(data.get("name") or Path(path).stem)
+    spec_values: dict[str, Any] = {
+        "train": data.get("train") or {},
+        "promotion": data.get("promotion") or {},
+        "model_prefix": str(data.get("model_prefix") or name),
+        "test_dir": str(Path(source["test_dir"]).resolve()) if source.get("test_dir") else None,
+    }
+    for key in ("test_fraction", "use_reviews"):
+        if key in source:
+            spec_values[key] = source[key]
+    spec = FinetuneSpec.from_dict(spec_values)
+    config = schedule_config(source["dir"], spec, bool(schedule.get("only_if_new_data", False)))
+    return name, str(schedule["cron"]), config

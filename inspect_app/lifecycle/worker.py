@@ -30,6 +30,8 @@ from inspect_app.storage.runs import RunQueue
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+# Rounds of judging when other workers keep promoting their candidates at the same moment.
+JUDGE_ATTEMPTS = 3
 
 
 class RunCancelledError(Exception):
@@ -180,31 +182,43 @@ class Worker:
             metrics=card.metrics, threshold=card.threshold, data_fingerprint=snapshot.fingerprint,
             training_run_id=run.id,
         ))
-        champion = self.repository.active_model()
-        comparison = compare(
-            result.model_dir, name, Path(champion.path) if champion else None, champion.name if champion else None,
-            snapshot.test_items, spec.promotion, device=spec.train.device, training_run_id=run.id,
-        )
-        beat.check()
-        promoted = comparison.promoted and spec.promotion.auto_promote
-        if promoted:
-            lifecycle_models.promote(self.repository, name, actor=f"worker:{self.name}",
-                                     reason=f"run {run.id}: {comparison.reason}")
-        reason = comparison.reason if promoted or not comparison.promoted else (
-            f"{comparison.reason}; auto_promote is off, so it waits for a person")
-        stored = ModelComparison(
-            candidate=comparison.candidate, champion=comparison.champion, promoted=promoted, reason=reason,
-            details=comparison.details, training_run_id=run.id, created_at=self.clock(),
-        )
-        self.queue.add_comparison(stored)
+        comparison = self._judge(run, name, result.model_dir, snapshot.test_items, spec)
         validation = {k: card.metrics.get(k) for k in ("accuracy", "macro_recall", "auroc_good_vs_defect", "epoch")}
         return {
-            "model": name, "promoted": promoted, "decision": reason, "validation": validation,
+            "model": name, "promoted": comparison.promoted, "decision": comparison.reason, "validation": validation,
             "test": comparison.details["candidate"], "champion_test": comparison.details["champion"],
             "snapshot": {"fingerprint": snapshot.fingerprint, "counts": snapshot.counts,
                          "reviews_skipped": snapshot.reviews_skipped},
             "train_seconds": result.seconds,
         }
+
+    def _judge(
+        self, run: TrainingRun, name: str, model_dir: Path, test_items: list, spec: FinetuneSpec
+    ) -> ModelComparison:
+        """Compare with the active model and promote a winner; judged again if the champion changes meanwhile."""
+        for _ in range(JUDGE_ATTEMPTS):
+            champion = self.repository.active_model()
+            comparison = compare(
+                model_dir, name, Path(champion.path) if champion else None, champion.name if champion else None,
+                test_items, spec.promotion, device=spec.train.device, training_run_id=run.id,
+            )
+            promoted = comparison.promoted and spec.promotion.auto_promote
+            if promoted:
+                previous = champion.name if champion else None
+                if not self.queue.promote_if_active_is(name, previous):
+                    continue  # another worker promoted its candidate meanwhile: judge against that one
+                lifecycle_models.audit_promotion(self.repository, name, previous, f"worker:{self.name}",
+                                                 f"run {run.id}: {comparison.reason}")
+            reason = comparison.reason
+            if comparison.promoted and not promoted:
+                reason = f"{reason}; auto_promote is off, so it waits for a person"
+            stored = ModelComparison(
+                candidate=comparison.candidate, champion=comparison.champion, promoted=promoted, reason=reason,
+                details=comparison.details, training_run_id=run.id, created_at=self.clock(),
+            )
+            self.queue.add_comparison(stored)
+            return stored
+        raise RunStateError(f"the active model kept changing while judging {name}; it stays a candidate")
 
 
 class _Heartbeat:
