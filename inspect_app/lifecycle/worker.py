@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from inspect_app.config import FinetuneSpec, Settings
-from inspect_app.errors import RunStateError
+from inspect_app.errors import RunStateError, StorageError
 from inspect_app.lifecycle import models as lifecycle_models
 from inspect_app.lifecycle.promotion import compare
 from inspect_app.lifecycle.snapshot import build_snapshot
@@ -165,7 +165,7 @@ class Worker:
         reviews = self.queue.reviewed_images(until=run.started_at) if spec.use_reviews else []
         snapshot = build_snapshot(Path(run.data_dir), run_dir, spec, reviews)
         self.queue.update_running(run.id, self.name, data_fingerprint=snapshot.fingerprint)
-        self.repository.add_dataset_snapshot(DatasetSnapshot(
+        self._record_snapshot(DatasetSnapshot(
             fingerprint=snapshot.fingerprint, path=str(snapshot.train_dir), classes=tuple(snapshot.classes),
             image_count=sum(snapshot.counts.values()), manifest_path=str(snapshot.manifest_path),
         ))
@@ -191,6 +191,15 @@ class Worker:
                          "reviews_skipped": snapshot.reviews_skipped},
             "train_seconds": result.seconds,
         }
+
+    def _record_snapshot(self, snapshot: DatasetSnapshot) -> None:
+        """Register the snapshot; another worker registering the same data at the same moment is not an error."""
+        try:
+            self.repository.add_dataset_snapshot(snapshot)
+        except StorageError:
+            # add_dataset_snapshot checks then inserts: two workers can both pass the check on PostgreSQL.
+            if self.repository.get_dataset_snapshot(snapshot.fingerprint) is None:
+                raise
 
     def _judge(
         self, run: TrainingRun, name: str, model_dir: Path, test_items: list, spec: FinetuneSpec
