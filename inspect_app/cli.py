@@ -213,7 +213,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 def cmd_models_promote(args: argparse.Namespace) -> int:
     """Make a registered model version the active one."""
     from inspect_app.cli_lifecycle import actor
-    from inspect_app.lifecycle.models import promote
+    from inspect_app.storage.promotions import promote
 
     repository = _open_repository(_settings(args).resolved_database_url)
     promote(repository, args.name, actor=actor())

@@ -183,7 +183,7 @@ def cmd_schedules_remove(args: argparse.Namespace) -> int:
 
 def cmd_models_rollback(args: argparse.Namespace) -> int:
     """Re-activate the model the current active one replaced."""
-    from inspect_app.lifecycle.models import rollback
+    from inspect_app.storage.promotions import rollback
     from inspect_app.storage.repository import Repository
 
     version = rollback(Repository(_open_db(args)), actor=actor())

@@ -19,10 +19,10 @@ from typing import Any
 
 from inspect_app.config import FinetuneSpec, Settings
 from inspect_app.errors import RunStateError, StorageError
-from inspect_app.lifecycle import models as lifecycle_models
 from inspect_app.lifecycle.promotion import compare
 from inspect_app.lifecycle.snapshot import build_snapshot
 from inspect_app.records import DatasetSnapshot, ModelComparison, ModelVersion, RunStatus, TrainingRun, utcnow
+from inspect_app.storage import promotions
 from inspect_app.storage.db import Database
 from inspect_app.storage.repository import Repository
 from inspect_app.storage.runs import RunQueue
@@ -216,7 +216,7 @@ class Worker:
                 previous = champion.name if champion else None
                 if not self.queue.promote_if_active_is(name, previous):
                     continue  # another worker promoted its candidate meanwhile: judge against that one
-                lifecycle_models.audit_promotion(self.repository, name, previous, f"worker:{self.name}",
+                promotions.audit_promotion(self.repository, name, previous, f"worker:{self.name}",
                                                  f"run {run.id}: {comparison.reason}")
             reason = comparison.reason
             if comparison.promoted and not promoted:

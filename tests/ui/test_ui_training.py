@@ -9,8 +9,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from inspect_app.records import RunStatus
-from inspect_app.storage import Database
+from inspect_app.records import ModelVersion, RunStatus
+from inspect_app.storage import Database, Repository
 from inspect_app.storage.runs import RunQueue
 from inspect_app.storage.schedules import ScheduleStore
 
@@ -86,3 +86,23 @@ def test_bad_cron_is_reported_not_raised(url: str, tmp_path: Path) -> None:
     next(b for b in at.button if b.label == "Add schedule").click()
     _run(at)
     assert any("'every night' is not valid" in e.value for e in at.error)
+
+
+def test_promote_and_roll_back_from_the_page(url: str) -> None:
+    with Database.open(url) as db:
+        repo = Repository(db)
+        for name in ("m1", "m2"):
+            repo.add_model_version(ModelVersion(name=name, kind="classifier", backbone="b", path=f"/m/{name}",
+                                                classes=("good", "scratch")))
+        repo.promote("m1")
+    at = _run(AppTest.from_file(str(PAGE), default_timeout=60))
+    at.selectbox(key="model_pick").set_value("m2")
+    at.button(key="promote").click()
+    _run(at)
+    with Database.open(url) as db:
+        assert Repository(db).active_model().name == "m2"
+    at.button(key="rollback").click()
+    _run(at)
+    with Database.open(url) as db:
+        assert Repository(db).active_model().name == "m1"
+        assert Repository(db).list_audit(action="model.promote")[0].actor == "dashboard"

@@ -1,4 +1,4 @@
-"""Streamlit "Training" page: queue a fine-tuning run, follow and cancel runs, manage schedules, read comparisons.
+"""Streamlit "Training" page: queue and cancel runs, manage schedules, read comparisons, promote and roll back.
 
 Streamlit lists it next to the Overview page (``pages/`` beside ``app.py``). It reads and writes through
 ``inspect_app.storage`` only, so it never loads torch: the work itself is done by ``inspect-app worker`` and
@@ -16,7 +16,8 @@ import streamlit as st
 from inspect_app.config import FinetuneSpec, TrainConfig, load_settings
 from inspect_app.errors import InspectAppError
 from inspect_app.records import TrainingRun
-from inspect_app.storage import Database
+from inspect_app.storage import Database, Repository
+from inspect_app.storage.promotions import promote, rollback
 from inspect_app.storage.runs import RunQueue
 from inspect_app.storage.schedules import CRON_HELP, ScheduleStore
 
@@ -133,6 +134,28 @@ def render_comparisons(queue: RunQueue) -> None:
     ]), hide_index=True)
 
 
+def render_models(repository: Repository) -> None:
+    """Model versions with manual promote and rollback (both audited)."""
+    st.subheader("Models")
+    versions = repository.list_model_versions()
+    if not versions:
+        st.info("No model versions yet.")
+        return
+    st.dataframe(pd.DataFrame([
+        {"name": v.name, "status": v.status.value, "backbone": v.backbone, "run": v.training_run_id,
+         "created": v.created_at, "path": v.path}
+        for v in versions
+    ]), hide_index=True)
+    name = st.selectbox("Model version", [v.name for v in reversed(versions)], key="model_pick")
+    left, right = st.columns(2)
+    if left.button("Promote", key="promote"):
+        promote(repository, name, actor="dashboard")
+        st.success(f"{name} is now the active model; running pipelines switch at their next batch")
+    if right.button("Roll back", key="rollback"):
+        version = rollback(repository, actor="dashboard")
+        st.success(f"rolled back: {version.name} is the active model again")
+
+
 def main() -> None:
     """Render the page."""
     st.set_page_config(page_title=PAGE_TITLE, layout="wide")
@@ -144,6 +167,7 @@ def main() -> None:
         render_schedules(store)
         render_runs(queue)
         render_comparisons(queue)
+        render_models(Repository(db))
     except (InspectAppError, LookupError) as exc:
         st.error(str(exc))
 

@@ -1,4 +1,4 @@
-"""Manual promotion and rollback of model versions, each written to the audit log with the model it replaced."""
+"""Manual promotion and rollback of model versions, each audited with the model it replaced (CLI, dashboard, worker)."""
 
 from __future__ import annotations
 
