@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -18,11 +17,11 @@ from inspect_app.storage.runs import RunQueue
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
+# PostgreSQL only: this is about SKIP LOCKED claims between processes' connections (SQLite: tests/storage).
+@pytest.mark.parametrize("lifecycle_db_url", ["postgresql"], indirect=True)
 def test_two_workers_share_the_queue_without_taking_a_run_twice(
     lifecycle_db_url: str, tiny_sets: dict[str, Path], tmp_path: Path, spec_factory
 ) -> None:
-    if not lifecycle_db_url.startswith("postgresql"):
-        pytest.skip("this test is about PostgreSQL's SKIP LOCKED claims; SQLite is covered in tests/storage")
     with Database.open(lifecycle_db_url) as db:
         queue = RunQueue(db)
         ids = [queue.enqueue(spec_factory(tiny_sets["test"], epochs=1).to_dict(), str(tiny_sets["train"]))
@@ -55,4 +54,3 @@ def test_two_workers_share_the_queue_without_taking_a_run_twice(
     assert {run.worker for run in runs} <= {"pg-w1", "pg-w2"}
     assert sorted(v.training_run_id for v in versions) == sorted(ids)  # one model per run, none twice
     assert sum(v.status is ModelStatus.ACTIVE for v in versions) == 1
-    assert os.environ.get("INSPECT_TEST_POSTGRES_URL")
