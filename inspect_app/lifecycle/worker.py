@@ -120,6 +120,9 @@ class Worker:
         log_path = run_dir / "train.log"
         handler = logging.FileHandler(log_path, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        # Only this thread's records: workers sharing a process (tests, embedding) keep separate logs.
+        thread_id = threading.get_ident()
+        handler.addFilter(lambda record: record.thread == thread_id)
         package_logger = logging.getLogger("inspect_app")
         previous_level = package_logger.level
         package_logger.addHandler(handler)
