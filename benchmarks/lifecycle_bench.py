@@ -106,8 +106,8 @@ def main() -> None:
             drop()
         print(f"   postgresql {rate:8.0f} claims/s  claimed {n}/{args.runs}  duplicates {dup}")
 
-    generate_sample_data(tmp / "a", seed=1, per_class={"good": 40, "scratch": 20, "dent": 20}, incoming=96, size=128)
-    generate_sample_data(tmp / "b", seed=2, per_class={"good": 20, "scratch": 10, "dent": 10}, incoming=0, size=128)
+    generate_sample_data(tmp / "a", seed=1, per_class={"good": 40, "scratch": 20, "crack": 20}, incoming=96, size=128)
+    generate_sample_data(tmp / "b", seed=2, per_class={"good": 20, "scratch": 10, "crack": 10}, incoming=0, size=128)
     train = TrainConfig(epochs=2, input_size=128, batch_size=16, device="cpu")
     spec = FinetuneSpec(train=train, test_dir=str(tmp / "b" / "train"), promotion=PromotionPolicy())
     with Database.open(f"sqlite:///{tmp / 'plant.db'}") as db:

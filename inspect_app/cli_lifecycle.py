@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from inspect_app.config import Settings, TrainConfig, load_settings, read_yaml
+from inspect_app.errors import DatasetError
 from inspect_app.records import ModelStatus
 
 
@@ -29,12 +30,20 @@ def _open_db(args: argparse.Namespace) -> object:
     return Database.open(_settings(args).resolved_database_url)
 
 
+def _require_folder(folder: str) -> None:
+    """Refuse to queue or schedule work on a folder that does not exist (the worker would only fail later)."""
+    if not Path(folder).is_dir():
+        raise DatasetError(f"data folder {folder!r} does not exist or is not a directory")
+
+
 def queue_training(args: argparse.Namespace, settings: Settings, config: TrainConfig) -> int:
     """``train --queue``: record a run for ``inspect-app worker`` instead of training here."""
     from inspect_app.config import FinetuneSpec
     from inspect_app.storage.db import Database
     from inspect_app.storage.runs import RunQueue
 
+    for folder in filter(None, (args.data_dir, args.test_dir)):
+        _require_folder(folder)
     spec = FinetuneSpec(train=config, test_dir=str(Path(args.test_dir).resolve()) if args.test_dir else None)
     db = Database.open(settings.resolved_database_url)
     run_id = RunQueue(db).enqueue(spec.to_dict(), str(Path(args.data_dir).resolve()), model_name=args.name)
@@ -138,6 +147,8 @@ def cmd_schedules_add(args: argparse.Namespace) -> int:
     from inspect_app.lifecycle.scheduler import schedule_config
     from inspect_app.storage.schedules import ScheduleStore
 
+    for folder in filter(None, (args.data_dir, args.test_dir)):
+        _require_folder(folder)
     base = TrainConfig.from_dict(read_yaml(Path(args.recipe))) if args.recipe else TrainConfig()
     train = base.with_overrides(backbone=args.backbone, epochs=args.epochs, input_size=args.input_size,
                                 batch_size=args.batch_size, lr=args.lr, device=args.device)

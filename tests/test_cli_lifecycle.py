@@ -40,6 +40,8 @@ def test_train_queue_runs_list_show_cancel(db_args: list[str], tmp_path: Path, c
     assert "'cancelled'" in capsys.readouterr().err
     assert main([*db_args, "runs", "show", "42"]) == 2
     assert "training run 42 not found" in capsys.readouterr().err
+    assert main([*db_args, "train", str(tmp_path / "nope"), "--queue"]) == 2
+    assert "data folder" in capsys.readouterr().err
 
 
 def test_schedules_add_list_toggle_remove_and_bad_cron(db_args: list[str], tmp_path: Path, capsys) -> None:
