@@ -28,15 +28,15 @@ _RUN_COLUMNS = ("worker", "heartbeat_at", "progress", "attempts", "cancel_reques
 
 def upgrade() -> None:
     """Add the queue columns and the comparisons table."""
-    with op.batch_alter_table("training_runs") as batch:
-        batch.add_column(sa.Column("worker", sa.String(200), nullable=True))
-        batch.add_column(sa.Column("heartbeat_at", _TZ, nullable=True))
-        batch.add_column(sa.Column("progress", sa.JSON(), nullable=True))
-        # Server defaults fill the rows recorded before this revision.
-        batch.add_column(sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"))
-        batch.add_column(sa.Column("cancel_requested", sa.Boolean(), nullable=False, server_default=sa.false()))
-        batch.add_column(sa.Column("schedule", sa.String(200), nullable=True))
-        batch.add_column(sa.Column("data_fingerprint", sa.String(128), nullable=True))
+    # Plain ADD COLUMN on both backends; server defaults fill the rows recorded before this revision.
+    op.add_column("training_runs", sa.Column("worker", sa.String(200), nullable=True))
+    op.add_column("training_runs", sa.Column("heartbeat_at", _TZ, nullable=True))
+    op.add_column("training_runs", sa.Column("progress", sa.JSON(), nullable=True))
+    op.add_column("training_runs", sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"))
+    op.add_column("training_runs", sa.Column("cancel_requested", sa.Boolean(), nullable=False,
+                                             server_default=sa.false()))
+    op.add_column("training_runs", sa.Column("schedule", sa.String(200), nullable=True))
+    op.add_column("training_runs", sa.Column("data_fingerprint", sa.String(128), nullable=True))
     op.create_table(
         "model_comparisons",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -60,6 +60,7 @@ def downgrade() -> None:
     """Drop the comparisons table and the queue columns."""
     op.drop_index("ix_model_comparisons_candidate", table_name="model_comparisons")
     op.drop_table("model_comparisons")
-    with op.batch_alter_table("training_runs") as batch:
-        for name in reversed(_RUN_COLUMNS):
-            batch.drop_column(name)
+    # Plain ALTER TABLE DROP COLUMN (SQLite >= 3.35), not a batch rebuild: rebuilding training_runs would drop the
+    # table, and with foreign keys on, SQLite would null every model version's training_run_id on the way.
+    for name in reversed(_RUN_COLUMNS):
+        op.drop_column("training_runs", name)
