@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from inspect_app.config import PipelineSpec, Settings, TrainConfig, load_recipe, load_settings
+from inspect_app.cli_lifecycle import add_lifecycle_commands, queue_training, register_finetune_pipeline
+from inspect_app.config import PipelineSpec, Settings, TrainConfig, load_recipe, load_settings, read_yaml
 from inspect_app.errors import ConfigError, InspectAppError
 from inspect_app.log import setup_logging
 from inspect_app.records import InspectionSummary, ModelStatus, ModelVersion
@@ -130,6 +131,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         input_size=args.input_size, seed=args.seed, device=args.device, optimizer=args.optimizer,
         val_fraction=args.val_fraction, folds=args.folds, fold=args.fold, time_budget_s=args.time_budget_s,
     )
+    if args.queue:
+        return queue_training(args, settings, config)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not (args.out or args.name):
         raise ConfigError("under torchrun every process must agree on the run folder: pass --out or --name")
@@ -259,7 +262,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Execute a declared pipeline file."""
+    """Execute a declared pipeline file (``kind: finetune`` files register their schedule)."""
+    if read_yaml(Path(args.pipeline)).get("kind") == "finetune":
+        return register_finetune_pipeline(args)
     spec = PipelineSpec.from_yaml(Path(args.pipeline))
     run_folder_job(spec, _settings(args))
     return 0
@@ -329,8 +334,11 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 def cmd_models_promote(args: argparse.Namespace) -> int:
     """Make a registered model version the active one."""
+    from inspect_app.cli_lifecycle import actor
+    from inspect_app.storage.promotions import promote
+
     repository = _open_repository(_settings(args).resolved_database_url)
-    repository.promote(args.name)
+    promote(repository, args.name, actor=actor())
     print(f"model {args.name} is now {ModelStatus.ACTIVE.value}")
     return 0
 
@@ -452,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget-s", type=float, help="shorten the run to end within this many seconds")
     p.add_argument("--resume", action="store_true", help="continue the run in --out after its last finished epoch")
     p.add_argument("--no-register", action="store_true", help="do not record the model in the database")
+    p.add_argument("--queue", action="store_true", help="queue the run for `inspect-app worker` instead")
+    p.add_argument("--test-dir", help="with --queue: frozen test set (class folders) for champion/challenger")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a model on a labelled data set (JSON, plots, NG heatmaps)")
@@ -531,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_users_add)
     p = users.add_parser("list", help="list users and roles")
     p.set_defaults(func=cmd_users_list)
+    add_lifecycle_commands(sub, models)
     return parser
 
 
@@ -540,7 +551,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
-    except InspectAppError as exc:
+    except (InspectAppError, LookupError) as exc:
+        # LookupError: a run, schedule or model name that does not exist (the message names it and the known ones).
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

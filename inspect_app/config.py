@@ -343,3 +343,79 @@ class PipelineSpec:
             csv=sinks.get("csv"),
             ng_dir=sinks.get("ng_dir"),
         )
+
+
+@dataclass(frozen=True)
+class PromotionPolicy:
+    """When a fine-tuned candidate may replace the active model (champion/challenger on one frozen test set).
+
+    Attributes:
+        false_reject_rate: the plant's operating point: share of good parts it accepts to reject.
+        class_tolerance: largest drop in any defect class's detection rate (at that operating point) accepted.
+        min_improvement: how much lower the candidate's escape rate must be; ties are broken by AUROC.
+        auto_promote: promote a winning candidate at once; otherwise it stays a candidate for a person to promote.
+    """
+
+    false_reject_rate: float = 0.01
+    class_tolerance: float = 0.05
+    min_improvement: float = 0.0
+    auto_promote: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.false_reject_rate < 1.0:
+            raise ConfigError(f"false_reject_rate {self.false_reject_rate!r} must lie in [0, 1)")
+        for name in ("class_tolerance", "min_improvement"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} {value!r} must lie in [0, 1]")
+
+
+@dataclass(frozen=True)
+class FinetuneSpec:
+    """What a queued fine-tuning run does, stored as the run's ``config`` (and a schedule's, plus its own keys).
+
+    Attributes:
+        train: the training recipe.
+        test_dir: frozen test set (class folders) both models are judged on; ``None`` holds out ``test_fraction``
+            of the data folder by a hash of each file's path, so a file never moves between test and training.
+        test_fraction: share held out when there is no ``test_dir``.
+        use_reviews: add reviewed inspections (OK → good, NG → its defect class) to the training data.
+        model_prefix: model versions are named ``<prefix>-run<id>``.
+        promotion: the promotion policy.
+    """
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    test_dir: str | None = None
+    test_fraction: float = 0.2
+    use_reviews: bool = True
+    model_prefix: str = "finetune"
+    promotion: PromotionPolicy = field(default_factory=PromotionPolicy)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"test_fraction {self.test_fraction!r} must lie strictly between 0 and 1")
+        if not self.model_prefix or "/" in self.model_prefix:
+            raise ConfigError(f"model_prefix {self.model_prefix!r} must be a non-empty name without '/'")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for the database's JSON column."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FinetuneSpec:
+        """Build from a dict, rejecting unknown keys by name (nested ``train`` and ``promotion`` too)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown fine-tuning option(s) {unknown}; allowed: {sorted(known)}")
+        policy_values = dict(values.get("promotion") or {})
+        policy_known = {f.name for f in dataclasses.fields(PromotionPolicy)}
+        bad = sorted(set(policy_values) - policy_known)
+        if bad:
+            raise ConfigError(f"unknown promotion option(s) {bad}; allowed: {sorted(policy_known)}")
+        rest = {k: v for k, v in values.items() if k not in ("train", "promotion")}
+        return cls(
+            train=TrainConfig.from_dict(dict(values.get("train") or {})),
+            promotion=PromotionPolicy(**policy_values),
+            **rest,
+        )

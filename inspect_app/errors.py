@@ -35,3 +35,7 @@ class StorageError(InspectAppError):
 
 class AccessDeniedError(InspectAppError):
     """A dashboard or CLI control was attempted without a signed-in user holding the role it needs."""
+
+
+class RunStateError(InspectAppError):
+    """A training run is not in a state that allows the operation (for example cancelling a finished run)."""

@@ -142,6 +142,37 @@ class TrainingRun:
     created_at: datetime = field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # The run queue's view (filled by ``storage.runs``): who holds the run, how far it got, whether to stop.
+    worker: str | None = None
+    heartbeat_at: datetime | None = None
+    progress: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+    cancel_requested: bool = False
+    schedule: str | None = None
+    data_fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelComparison:
+    """A champion/challenger evaluation on one frozen test set, stored whether or not the candidate won.
+
+    Attributes:
+        candidate: the new model version's name.
+        champion: the active model's name at evaluation time (``None`` when there was none).
+        promoted: whether the candidate became active.
+        reason: one sentence a quality engineer can read.
+        details: both models' metrics on the test set, per-class deltas and the policy used.
+        training_run_id: the run that produced the candidate.
+        created_at: UTC time of the evaluation.
+    """
+
+    candidate: str
+    champion: str | None
+    promoted: bool
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+    training_run_id: int | None = None
+    created_at: datetime = field(default_factory=utcnow)
 
 
 @dataclass(frozen=True)

@@ -90,9 +90,10 @@ def inspect_folder(
     sinks = list(sinks)
     skip = skip_hashes or set()
     result = FolderRunResult(total=len(paths))
-    model_version = inspector.card.name
     done = 0
     for chunk in _chunks(paths, batch_size):
+        # Read per batch: a hot-swapping inspector (lifecycle.active_model) may change model between batches.
+        model_version = inspector.card.name
         items: list[Item] = []
         decoded: list[tuple[Path, str, np.ndarray]] = []
         for path in chunk:

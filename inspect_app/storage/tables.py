@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -118,6 +119,14 @@ class TrainingRunRow(Base):
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # revision 0003: the run queue (see inspect_app.storage.runs).
+    worker: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None]
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    schedule: Mapped[str | None] = mapped_column(String(200))
+    data_fingerprint: Mapped[str | None] = mapped_column(String(128))
 
 
 class ModelVersionRow(Base):
@@ -332,4 +341,22 @@ class UserRow(Base):
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+
+
+# --- revision 0003: model lifecycle -------------------------------------------------------------------------------
+
+
+class ModelComparisonRow(Base):
+    """One champion/challenger evaluation on a frozen test set, kept whether or not the candidate was promoted."""
+
+    __tablename__ = "model_comparisons"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    training_run_id: Mapped[int | None] = mapped_column(ForeignKey("training_runs.id", ondelete="SET NULL"))
+    candidate: Mapped[str] = mapped_column(String(200), index=True)
+    champion: Mapped[str | None] = mapped_column(String(200))
+    promoted: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]

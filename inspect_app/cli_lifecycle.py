@@ -1,0 +1,261 @@
+"""The lifecycle commands of ``inspect-app``: worker, scheduler, runs, schedules, ``train --queue``, rollback.
+
+Kept apart from ``cli.py`` so that the fine-tuning lifecycle can grow without touching the other commands; ``cli``
+adds these sub-commands to its parser with ``add_lifecycle_commands``. Heavy imports stay inside the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from inspect_app.config import Settings, TrainConfig, load_settings, read_yaml
+from inspect_app.errors import DatasetError
+from inspect_app.records import ModelStatus
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(home=args.home, database_url=args.db)
+
+
+def actor() -> str:
+    """Who acts from this shell, for the audit log."""
+    return f"cli:{os.environ.get('USER', 'unknown')}"
+
+
+def _open_db(args: argparse.Namespace) -> object:
+    from inspect_app.storage.db import Database
+
+    return Database.open(_settings(args).resolved_database_url)
+
+
+def _require_folder(folder: str) -> None:
+    """Refuse to queue or schedule work on a folder that does not exist (the worker would only fail later)."""
+    if not Path(folder).is_dir():
+        raise DatasetError(f"data folder {folder!r} does not exist or is not a directory")
+
+
+def queue_training(args: argparse.Namespace, settings: Settings, config: TrainConfig) -> int:
+    """``train --queue``: record a run for ``inspect-app worker`` instead of training here."""
+    from inspect_app.config import FinetuneSpec
+    from inspect_app.storage.db import Database
+    from inspect_app.storage.runs import RunQueue
+
+    for folder in filter(None, (args.data_dir, args.test_dir)):
+        _require_folder(folder)
+    spec = FinetuneSpec(train=config, test_dir=str(Path(args.test_dir).resolve()) if args.test_dir else None)
+    db = Database.open(settings.resolved_database_url)
+    run_id = RunQueue(db).enqueue(spec.to_dict(), str(Path(args.data_dir).resolve()), model_name=args.name)
+    print(f"queued training run {run_id} on {args.data_dir}; `inspect-app worker` executes it")
+    return 0
+
+
+def register_finetune_pipeline(args: argparse.Namespace) -> int:
+    """``run`` on a ``kind: finetune`` file: create or update its schedule."""
+    from inspect_app.lifecycle.scheduler import read_finetune_pipeline
+    from inspect_app.storage.schedules import ScheduleStore
+
+    name, cron, config = read_finetune_pipeline(Path(args.pipeline))
+    store = ScheduleStore(_open_db(args))
+    if any(s.name == name for s in store.list()):
+        schedule = store.update(name, cron=cron, config=config)
+    else:
+        schedule = store.add(name, cron, config)
+    print(f"schedule {name} ({cron}) registered; next run {schedule.next_run_at:%Y-%m-%d %H:%M} UTC; "
+          "`inspect-app scheduler` fires it and `inspect-app worker` trains")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Execute queued fine-tuning runs one at a time."""
+    from datetime import timedelta
+
+    from inspect_app.lifecycle.worker import Worker
+
+    worker = Worker(_open_db(args), _settings(args), name=args.name, heartbeat_s=args.heartbeat,
+                    stale_after=timedelta(seconds=args.stale_after), max_attempts=args.max_attempts)
+    for run in worker.recover():
+        print(f"recovered training run {run.id}: now {run.status.value}")
+    if args.once:
+        run = worker.run_once()
+        print("queue empty" if run is None else f"training run {run.id}: {run.status.value}")
+        return 0
+    print(f"worker {worker.name} waiting for queued runs" + (" (until the queue is empty)" if args.drain else ""))
+    try:
+        done = worker.run_forever(poll_s=args.poll, drain=args.drain)
+    except KeyboardInterrupt:
+        return 0
+    print(f"worker {worker.name} executed {done} run(s)")
+    return 0
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    """Fire due schedules into the run queue."""
+    from inspect_app.lifecycle.scheduler import Scheduler
+
+    scheduler = Scheduler(_open_db(args))
+    if args.once:
+        queued = scheduler.tick()
+        print(f"queued training run(s) {queued}" if queued else "no schedule due")
+        return 0
+    print(f"scheduler ticking every {args.interval:g} s; Ctrl-C stops it")
+    try:
+        scheduler.run_forever(interval_s=args.interval)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    """List training runs, newest first."""
+    from inspect_app.storage.runs import RunQueue
+
+    for run in RunQueue(_open_db(args)).list(limit=args.limit, status=args.status):
+        phase = run.progress.get("phase", "")
+        epoch = f" epoch {run.progress['epoch']}" if "epoch" in run.progress else ""
+        print(f"{run.id:>5} {run.status.value:<10} {run.created_at:%Y-%m-%d %H:%M} {run.model_name or '-':<28} "
+              f"{run.schedule or 'manual':<18} {phase}{epoch} {run.error or run.metrics.get('decision') or ''}")
+    return 0
+
+
+def cmd_runs_show(args: argparse.Namespace) -> int:
+    """Show one training run as JSON."""
+    import dataclasses
+    import json
+
+    from inspect_app.storage.runs import RunQueue
+
+    run = RunQueue(_open_db(args)).get(args.run_id)
+    print(json.dumps(dataclasses.asdict(run), indent=2, default=str))
+    return 0
+
+
+def cmd_runs_cancel(args: argparse.Namespace) -> int:
+    """Cancel a queued or running training run."""
+    from inspect_app.storage.runs import RunQueue
+
+    run = RunQueue(_open_db(args)).cancel(args.run_id)
+    state = "cancelled" if run.status.value == "cancelled" else "asked to stop at its next step"
+    print(f"training run {run.id} {state}")
+    return 0
+
+
+def cmd_schedules_add(args: argparse.Namespace) -> int:
+    """Add a cron schedule that queues fine-tuning runs."""
+    from inspect_app.config import FinetuneSpec
+    from inspect_app.lifecycle.scheduler import schedule_config
+    from inspect_app.storage.schedules import ScheduleStore
+
+    for folder in filter(None, (args.data_dir, args.test_dir)):
+        _require_folder(folder)
+    base = TrainConfig.from_dict(read_yaml(Path(args.recipe))) if args.recipe else TrainConfig()
+    train = base.with_overrides(backbone=args.backbone, epochs=args.epochs, input_size=args.input_size,
+                                batch_size=args.batch_size, lr=args.lr, device=args.device)
+    spec = FinetuneSpec(train=train, test_dir=str(Path(args.test_dir).resolve()) if args.test_dir else None,
+                        model_prefix=args.name)
+    schedule = ScheduleStore(_open_db(args)).add(
+        args.name, args.cron, schedule_config(args.data_dir, spec, args.only_if_new_data)
+    )
+    print(f"schedule {schedule.name} ({schedule.cron}) added; next run {schedule.next_run_at:%Y-%m-%d %H:%M} UTC")
+    return 0
+
+
+def cmd_schedules_list(args: argparse.Namespace) -> int:
+    """List schedules."""
+    from inspect_app.storage.schedules import ScheduleStore
+
+    for s in ScheduleStore(_open_db(args)).list():
+        last = f"{s.last_run_at:%Y-%m-%d %H:%M}" if s.last_run_at else "never"
+        nxt = f"{s.next_run_at:%Y-%m-%d %H:%M}" if s.next_run_at else "-"
+        only = " only-if-new-data" if s.config.get("only_if_new_data") else ""
+        print(f"{s.name:<24} {'on ' if s.enabled else 'off'} {s.cron:<16} next {nxt}  last {last}  "
+              f"{s.config.get('data_dir', '')}{only}")
+    return 0
+
+
+def cmd_schedules_toggle(args: argparse.Namespace) -> int:
+    """Enable or disable a schedule."""
+    from inspect_app.storage.schedules import ScheduleStore
+
+    schedule = ScheduleStore(_open_db(args)).update(args.name, enabled=args.enable)
+    print(f"schedule {schedule.name} {'enabled' if schedule.enabled else 'disabled'}")
+    return 0
+
+
+def cmd_schedules_remove(args: argparse.Namespace) -> int:
+    """Delete a schedule (its runs stay)."""
+    from inspect_app.storage.schedules import ScheduleStore
+
+    ScheduleStore(_open_db(args)).remove(args.name)
+    print(f"schedule {args.name} removed")
+    return 0
+
+
+def cmd_models_rollback(args: argparse.Namespace) -> int:
+    """Re-activate the model the current active one replaced."""
+    from inspect_app.storage.promotions import rollback
+    from inspect_app.storage.repository import Repository
+
+    version = rollback(Repository(_open_db(args)), actor=actor())
+    print(f"rolled back: model {version.name} is now {ModelStatus.ACTIVE.value}")
+    return 0
+
+
+def add_lifecycle_commands(sub: argparse._SubParsersAction, models: argparse._SubParsersAction) -> None:
+    """Add ``worker``, ``scheduler``, ``runs``, ``schedules`` and ``models rollback`` to the CLI parser."""
+    p = models.add_parser("rollback", help="re-activate the model the active one replaced")
+    p.set_defaults(func=cmd_models_rollback)
+
+    p = sub.add_parser("worker", help="execute queued fine-tuning runs one at a time")
+    p.add_argument("--name", help="worker name (default host:pid); a restart under the same name recovers its runs")
+    p.add_argument("--once", action="store_true", help="execute at most one run, then exit")
+    p.add_argument("--drain", action="store_true", help="exit when the queue is empty")
+    p.add_argument("--poll", type=float, default=10.0, help="seconds between queue polls when idle")
+    p.add_argument("--heartbeat", type=float, default=10.0, help="seconds between heartbeats while training")
+    p.add_argument("--stale-after", type=float, default=120.0, help="seconds without heartbeat: run abandoned")
+    p.add_argument("--max-attempts", type=int, default=3, help="abandoned this often, a run is marked failed")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("scheduler", help="queue fine-tuning runs when their cron schedules are due")
+    p.add_argument("--once", action="store_true", help="one tick, then exit")
+    p.add_argument("--interval", type=float, default=30.0, help="seconds between ticks")
+    p.set_defaults(func=cmd_scheduler)
+
+    runs = sub.add_parser("runs", help="fine-tuning runs").add_subparsers(dest="runs_command", required=True)
+    p = runs.add_parser("list", help="list runs, newest first")
+    p.add_argument("--status", choices=("queued", "running", "succeeded", "failed", "cancelled"))
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=cmd_runs_list)
+    p = runs.add_parser("show", help="one run as JSON")
+    p.add_argument("run_id", type=int)
+    p.set_defaults(func=cmd_runs_show)
+    p = runs.add_parser("cancel", help="cancel a queued or running run")
+    p.add_argument("run_id", type=int)
+    p.set_defaults(func=cmd_runs_cancel)
+
+    schedules = sub.add_parser("schedules", help="cron schedules of fine-tuning runs").add_subparsers(
+        dest="schedules_command", required=True)
+    p = schedules.add_parser("add", help="add a schedule")
+    p.add_argument("name")
+    p.add_argument("--cron", required=True, help="e.g. '0 2 * * *' (02:00 UTC every night)")
+    p.add_argument("--data-dir", required=True, help="class-folder data set to train on")
+    p.add_argument("--test-dir", help="frozen test set (default: a path-hash hold-out of --data-dir)")
+    p.add_argument("--only-if-new-data", action="store_true", help="skip when nothing new was reviewed or added")
+    p.add_argument("--recipe", help="YAML file of training options; flags override it")
+    p.add_argument("--backbone")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--input-size", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.set_defaults(func=cmd_schedules_add)
+    p = schedules.add_parser("list", help="list schedules")
+    p.set_defaults(func=cmd_schedules_list)
+    for verb, enable in (("enable", True), ("disable", False)):
+        p = schedules.add_parser(verb, help=f"{verb} a schedule")
+        p.add_argument("name")
+        p.set_defaults(func=cmd_schedules_toggle, enable=enable)
+    p = schedules.add_parser("remove", help="delete a schedule")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_schedules_remove)

@@ -1,0 +1,176 @@
+"""The scheduler: turns due cron schedules into queued fine-tuning runs (``inspect-app scheduler``).
+
+A schedule's ``config`` holds the run's ``FinetuneSpec`` plus ``data_dir`` and ``only_if_new_data``. On each tick a
+due schedule fires at most once, however many occurrences were missed while nothing ran, and never while a run it
+queued earlier is still queued or running. The clock is injected, so tests fire schedules without waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from inspect_app.config import FinetuneSpec
+from inspect_app.errors import ConfigError
+from inspect_app.records import Schedule, utcnow
+from inspect_app.storage.db import Database
+from inspect_app.storage.runs import RunQueue
+from inspect_app.storage.schedules import ScheduleStore
+
+logger = logging.getLogger(__name__)
+
+SCHEDULE_KEYS = ("data_dir", "only_if_new_data")
+
+
+def schedule_config(data_dir: str | Path, spec: FinetuneSpec, only_if_new_data: bool = False) -> dict[str, Any]:
+    """A schedule's stored config: the run spec plus where the data is and whether to skip without new data."""
+    return {"data_dir": str(Path(data_dir).resolve()), "only_if_new_data": bool(only_if_new_data), **spec.to_dict()}
+
+
+def split_schedule_config(config: dict[str, Any]) -> tuple[str, bool, FinetuneSpec]:
+    """(data_dir, only_if_new_data, spec) of a stored schedule config.
+
+    Raises:
+        ConfigError: ``data_dir`` is missing or the spec has unknown or bad options.
+    """
+    if not config.get("data_dir"):
+        raise ConfigError(f"schedule config needs 'data_dir'; has {sorted(config)}")
+    spec = FinetuneSpec.from_dict({k: v for k, v in config.items() if k not in SCHEDULE_KEYS})
+    return str(config["data_dir"]), bool(config.get("only_if_new_data", False)), spec
+
+
+def newest_file_time(folder: Path) -> datetime | None:
+    """Modification time of the newest file under ``folder`` (UTC), ``None`` when it holds none or is missing."""
+    newest: float | None = None
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                mtime = os.stat(os.path.join(dirpath, name)).st_mtime
+            except OSError:
+                continue
+            newest = mtime if newest is None else max(newest, mtime)
+    return None if newest is None else datetime.fromtimestamp(newest, UTC)
+
+
+class Scheduler:
+    """Fires due schedules into the run queue.
+
+    Args:
+        db: the open, migrated database.
+        clock: current UTC time (injected by tests).
+    """
+
+    def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow) -> None:
+        """Bind to a database."""
+        self.db = db
+        self.clock = clock
+        self.store = ScheduleStore(db)
+        self.queue = RunQueue(db)
+
+    def has_new_data(self, schedule: Schedule, data_dir: str) -> bool:
+        """New reviews or newer files in the data folder since the schedule last queued a run."""
+        since = schedule.last_run_at
+        if since is None:
+            return True
+        if self.queue.reviews_since(since) > 0:
+            return True
+        newest = newest_file_time(Path(data_dir))
+        return newest is not None and newest > since
+
+    def tick(self, now: datetime | None = None) -> list[int]:
+        """Fire every due, enabled schedule once; return the ids of the runs queued."""
+        now = now or self.clock()
+        queued: list[int] = []
+        for schedule in self.store.list(enabled_only=True):
+            if schedule.next_run_at is None:
+                self.store.skip_firing(schedule.name, None, now)
+                continue
+            if schedule.next_run_at > now:
+                continue
+            try:
+                data_dir, only_new, spec = split_schedule_config(schedule.config)
+            except ConfigError as exc:
+                logger.error("schedule %r skipped: %s", schedule.name, exc)
+                self.store.skip_firing(schedule.name, schedule.next_run_at, now)
+                continue
+            pending = self.queue.pending_for_schedule(schedule.name)
+            if pending:
+                logger.info("schedule %r due, but %d run(s) of it still queued or running: not stacking another",
+                            schedule.name, pending)
+                self.store.skip_firing(schedule.name, schedule.next_run_at, now)
+                continue
+            if only_new and not self.has_new_data(schedule, data_dir):
+                logger.info("schedule %r due, but no new reviewed data since %s: skipped", schedule.name,
+                            schedule.last_run_at)
+                self.store.skip_firing(schedule.name, schedule.next_run_at, now)
+                continue
+            if self.store.take_firing(schedule.name, schedule.next_run_at, now) is None:
+                continue  # another scheduler fired this occurrence
+            run_id = self.queue.enqueue(spec.to_dict(), data_dir, schedule=schedule.name, created_at=now)
+            logger.info("schedule %r fired: training run %d queued", schedule.name, run_id)
+            queued.append(run_id)
+        return queued
+
+    def run_forever(self, stop: threading.Event | None = None, interval_s: float = 30.0) -> None:
+        """Tick every ``interval_s`` seconds until ``stop`` is set."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            self.tick()
+            stop.wait(interval_s)
+
+
+FINETUNE_KIND = "finetune"
+
+
+def read_finetune_pipeline(path: Path) -> tuple[str, str, dict[str, Any]]:
+    """(schedule name, cron, schedule config) declared by a ``kind: finetune`` pipeline file.
+
+    Layout::
+
+        name: nightly-finetune
+        kind: finetune
+        schedule: {cron: "0 2 * * *", only_if_new_data: true}
+        data: {dir: sample_data/train, test_dir: null, test_fraction: 0.2, use_reviews: true}
+        train: {backbone: efficientnet_lite0, epochs: 4, ...}      # TrainConfig options
+        promotion: {false_reject_rate: 0.01, class_tolerance: 0.05, auto_promote: true}
+
+    Relative folders are resolved against the current working directory.
+
+    Raises:
+        ConfigError: unknown sections or options, a missing ``schedule.cron`` or ``data.dir`` (each named).
+    """
+    from inspect_app.config import read_yaml
+
+    data = read_yaml(Path(path))
+    allowed = {"name", "kind", "description", "schedule", "data", "train", "promotion", "model_prefix"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"pipeline file {str(path)!r} has unknown section(s) {unknown}; allowed: {sorted(allowed)}")
+    if data.get("kind") != FINETUNE_KIND:
+        raise ConfigError(f"pipeline file {str(path)!r} has kind {data.get('kind')!r}; expected {FINETUNE_KIND!r}")
+    schedule = data.get("schedule") or {}
+    source = data.get("data") or {}
+    if not schedule.get("cron") or not source.get("dir"):
+        raise ConfigError(f"pipeline file {str(path)!r} needs schedule.cron and data.dir")
+    bad = sorted(set(source) - {"dir", "test_dir", "test_fraction", "use_reviews"})
+    bad += sorted(f"schedule.{k}" for k in set(schedule) - {"cron", "only_if_new_data"})
+    if bad:
+        raise ConfigError(f"pipeline file {str(path)!r} has unknown option(s) {bad}")
+    name = str(data.get("name") or Path(path).stem)
+    spec_values: dict[str, Any] = {
+        "train": data.get("train") or {},
+        "promotion": data.get("promotion") or {},
+        "model_prefix": str(data.get("model_prefix") or name),
+        "test_dir": str(Path(source["test_dir"]).resolve()) if source.get("test_dir") else None,
+    }
+    for key in ("test_fraction", "use_reviews"):
+        if key in source:
+            spec_values[key] = source[key]
+    spec = FinetuneSpec.from_dict(spec_values)
+    config = schedule_config(source["dir"], spec, bool(schedule.get("only_if_new_data", False)))
+    return name, str(schedule["cron"]), config

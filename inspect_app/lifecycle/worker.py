@@ -1,0 +1,290 @@
+"""The fine-tuning worker: claims queued runs one at a time and takes each from data snapshot to promotion.
+
+One run's way: claim → recover nothing half-done (a fresh attempt folder) → snapshot the data → ``engine.train.fit``
+with heartbeats and cancel checks → register the candidate → evaluate it and the active model on the frozen test set
+→ promote or keep it as a candidate, with the comparison stored → finish the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from inspect_app.config import FinetuneSpec, Settings
+from inspect_app.errors import RunStateError, StorageError
+from inspect_app.lifecycle.promotion import compare
+from inspect_app.lifecycle.snapshot import build_snapshot
+from inspect_app.records import DatasetSnapshot, ModelComparison, ModelVersion, RunStatus, TrainingRun, utcnow
+from inspect_app.storage import promotions
+from inspect_app.storage.db import Database
+from inspect_app.storage.repository import Repository
+from inspect_app.storage.runs import RunQueue
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+# Rounds of judging when other workers keep promoting their candidates at the same moment.
+JUDGE_ATTEMPTS = 3
+
+
+class RunCancelledError(Exception):
+    """Raised inside a training loop to stop it: the run was cancelled or taken away from this worker."""
+
+
+def default_worker_name() -> str:
+    """``host:pid``: unique per process, so that two workers on one host never recover each other's runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Worker:
+    """Executes queued fine-tuning runs.
+
+    Args:
+        db: the open, migrated database.
+        settings: where run folders go (``settings.runs_dir``).
+        name: worker name recorded on claimed runs; a worker restarted under the same name recovers its runs at once.
+        heartbeat_s: seconds between heartbeats while a run trains.
+        stale_after: a running run whose heartbeat is older than this is considered abandoned.
+        max_attempts: runs abandoned this many times are marked failed instead of requeued.
+        clock: current UTC time (injected by tests).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        name: str | None = None,
+        heartbeat_s: float = 10.0,
+        stale_after: timedelta = timedelta(minutes=2),
+        max_attempts: int = 3,
+        clock: Clock = utcnow,
+    ) -> None:
+        """Bind to a database; nothing is claimed yet."""
+        if heartbeat_s <= 0 or stale_after.total_seconds() <= heartbeat_s:
+            raise ValueError(f"stale_after {stale_after} must be longer than heartbeat_s {heartbeat_s!r} > 0")
+        self.db = db
+        self.settings = settings
+        self.name = name or default_worker_name()
+        self.heartbeat_s = heartbeat_s
+        self.stale_after = stale_after
+        self.max_attempts = max_attempts
+        self.clock = clock
+        self.queue = RunQueue(db)
+        self.repository = Repository(db)
+
+    def recover(self) -> list[TrainingRun]:
+        """Requeue or fail runs abandoned by dead workers (and by an earlier life of this one)."""
+        return self.queue.recover(self.clock(), self.stale_after, self.max_attempts, worker=self.name)
+
+    def run_once(self) -> TrainingRun | None:
+        """Claim and execute the oldest queued run; ``None`` when the queue is empty."""
+        run = self.queue.claim(self.name, self.clock())
+        if run is None:
+            return None
+        return self.execute(run)
+
+    def run_forever(self, stop: threading.Event | None = None, poll_s: float = 10.0, drain: bool = False) -> int:
+        """Recover, then execute runs until ``stop`` is set (or, with ``drain``, until the queue is empty).
+
+        Returns:
+            The number of runs executed.
+        """
+        stop = stop or threading.Event()
+        self.recover()
+        done = 0
+        while not stop.is_set():
+            if self.run_once() is not None:
+                done += 1
+                continue
+            if drain:
+                break
+            # Recovery on every idle poll: a run abandoned by another host's worker is picked up here.
+            self.recover()
+            stop.wait(poll_s)
+        return done
+
+    # one run -----------------------------------------------------------------------------------------------------
+
+    def execute(self, run: TrainingRun) -> TrainingRun:
+        """Take a claimed run to its end; exceptions become a ``failed`` run with the reason, never a crash."""
+        assert run.id is not None
+        run_dir = self.settings.runs_dir.resolve() / f"run-{run.id:05d}" / f"attempt-{run.attempts}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log_path = run_dir / "train.log"
+        handler = logging.FileHandler(log_path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        # Only this thread's records: workers sharing a process (tests, embedding) keep separate logs.
+        thread_id = threading.get_ident()
+        handler.addFilter(lambda record: record.thread == thread_id)
+        package_logger = logging.getLogger("inspect_app")
+        previous_level = package_logger.level
+        package_logger.addHandler(handler)
+        if package_logger.getEffectiveLevel() > logging.INFO:
+            package_logger.setLevel(logging.INFO)
+        beat = _Heartbeat(self.queue, run.id, self.name, self.heartbeat_s, self.clock)
+        try:
+            self.queue.update_running(run.id, self.name, log_path=str(log_path))
+            beat.start()
+            metrics = self._train_and_judge(run, run_dir, beat)
+            beat.stop()
+            finished = self.queue.finish(run.id, self.name, RunStatus.SUCCEEDED, self.clock(), metrics=metrics,
+                                         progress={**beat.progress, "phase": "done"})
+            logger.info("training run %d succeeded: %s", run.id, metrics.get("decision"))
+            return finished
+        except RunCancelledError as exc:
+            beat.stop()
+            logger.warning("training run %d stopped: %s", run.id, exc)
+            if beat.lost:
+                return self.queue.get(run.id)
+            return self.queue.finish(run.id, self.name, RunStatus.CANCELLED, self.clock(), error=str(exc))
+        except Exception as exc:
+            beat.stop()
+            logger.exception("training run %d failed", run.id)
+            try:
+                return self.queue.finish(run.id, self.name, RunStatus.FAILED, self.clock(),
+                                         error=f"{type(exc).__name__}: {exc}")
+            except RunStateError:
+                return self.queue.get(run.id)
+        finally:
+            beat.stop()
+            package_logger.removeHandler(handler)
+            package_logger.setLevel(previous_level)
+            handler.close()
+
+    def _train_and_judge(self, run: TrainingRun, run_dir: Path, beat: _Heartbeat) -> dict[str, Any]:
+        """Snapshot, fit, register, compare, promote; returns the run's metrics."""
+        from inspect_app.engine.train import fit
+
+        assert run.id is not None
+        spec = FinetuneSpec.from_dict(run.config)
+        beat.report({"phase": "snapshot"})
+        reviews = self.queue.reviewed_images(until=run.started_at) if spec.use_reviews else []
+        snapshot = build_snapshot(Path(run.data_dir), run_dir, spec, reviews)
+        self.queue.update_running(run.id, self.name, data_fingerprint=snapshot.fingerprint)
+        self._record_snapshot(DatasetSnapshot(
+            fingerprint=snapshot.fingerprint, path=str(snapshot.train_dir), classes=tuple(snapshot.classes),
+            image_count=sum(snapshot.counts.values()), manifest_path=str(snapshot.manifest_path),
+        ))
+        name = run.model_name or f"{spec.model_prefix}-run{run.id}"
+        if run.attempts > 1:
+            name = f"{name}-a{run.attempts}"
+        self.queue.update_running(run.id, self.name, model_name=name)
+        beat.check()
+        result = fit(snapshot.train_dir, run_dir / "model", spec.train, name=name, progress=beat.report)
+        beat.report({"phase": "evaluate"})
+        card = result.card
+        self.repository.add_model_version(ModelVersion(
+            name=name, kind=card.kind, backbone=card.backbone, path=str(result.model_dir), classes=tuple(card.classes),
+            metrics=card.metrics, threshold=card.threshold, data_fingerprint=snapshot.fingerprint,
+            training_run_id=run.id,
+        ))
+        comparison = self._judge(run, name, result.model_dir, snapshot.test_items, spec)
+        validation = {k: card.metrics.get(k) for k in ("accuracy", "macro_recall", "auroc_good_vs_defect", "epoch")}
+        return {
+            "model": name, "promoted": comparison.promoted, "decision": comparison.reason, "validation": validation,
+            "test": comparison.details["candidate"], "champion_test": comparison.details["champion"],
+            "snapshot": {"fingerprint": snapshot.fingerprint, "counts": snapshot.counts,
+                         "reviews_skipped": snapshot.reviews_skipped},
+            "train_seconds": result.seconds,
+        }
+
+    def _record_snapshot(self, snapshot: DatasetSnapshot) -> None:
+        """Register the snapshot; another worker registering the same data at the same moment is not an error."""
+        try:
+            self.repository.add_dataset_snapshot(snapshot)
+        except StorageError:
+            # add_dataset_snapshot checks then inserts: two workers can both pass the check on PostgreSQL.
+            if self.repository.get_dataset_snapshot(snapshot.fingerprint) is None:
+                raise
+
+    def _judge(
+        self, run: TrainingRun, name: str, model_dir: Path, test_items: list, spec: FinetuneSpec
+    ) -> ModelComparison:
+        """Compare with the active model and promote a winner; judged again if the champion changes meanwhile."""
+        for _ in range(JUDGE_ATTEMPTS):
+            champion = self.repository.active_model()
+            comparison = compare(
+                model_dir, name, Path(champion.path) if champion else None, champion.name if champion else None,
+                test_items, spec.promotion, device=spec.train.device, training_run_id=run.id,
+            )
+            promoted = comparison.promoted and spec.promotion.auto_promote
+            if promoted:
+                previous = champion.name if champion else None
+                if not self.queue.promote_if_active_is(name, previous):
+                    continue  # another worker promoted its candidate meanwhile: judge against that one
+                promotions.audit_promotion(self.repository, name, previous, f"worker:{self.name}",
+                                                 f"run {run.id}: {comparison.reason}")
+            reason = comparison.reason
+            if comparison.promoted and not promoted:
+                reason = f"{reason}; auto_promote is off, so it waits for a person"
+            stored = ModelComparison(
+                candidate=comparison.candidate, champion=comparison.champion, promoted=promoted, reason=reason,
+                details=comparison.details, training_run_id=run.id, created_at=self.clock(),
+            )
+            self.queue.add_comparison(stored)
+            return stored
+        raise RunStateError(f"the active model kept changing while judging {name}; it stays a candidate")
+
+
+class _Heartbeat:
+    """Background heartbeats for one run, plus the cancel/lost flags the training loop checks at every step."""
+
+    def __init__(self, queue: RunQueue, run_id: int, worker: str, every_s: float, clock: Clock) -> None:
+        self.queue = queue
+        self.run_id = run_id
+        self.worker = worker
+        self.every_s = every_s
+        self.clock = clock
+        self.progress: dict[str, Any] = {}
+        self.cancelled = False
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-run-{run_id}", daemon=True)
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start beating (the first beat is immediate)."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating; idempotent."""
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=30)
+
+    def beat(self) -> None:
+        """One heartbeat with the latest progress; sets ``cancelled`` or ``lost``."""
+        with self._lock:
+            progress = dict(self.progress)
+        try:
+            if self.queue.heartbeat(self.run_id, self.worker, progress, self.clock()):
+                self.cancelled = True
+        except RunStateError as exc:
+            logger.error("%s", exc)
+            self.lost = True
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.beat()
+            self._stop.wait(self.every_s)
+
+    def report(self, event: dict[str, Any]) -> None:
+        """Progress callback for ``fit``: keep the newest event and stop the loop when cancelled or lost."""
+        with self._lock:
+            self.progress = {k: v for k, v in event.items() if isinstance(v, (int, float, str))}
+            self.progress["at"] = time.time()
+        self.check()
+
+    def check(self) -> None:
+        """Raise ``RunCancelledError`` when a cancel was requested or the run was taken away."""
+        if self.lost:
+            raise RunCancelledError(f"training run {self.run_id} is no longer held by worker {self.worker!r}")
+        if self.cancelled:
+            raise RunCancelledError(f"training run {self.run_id} was cancelled on request")

@@ -1,0 +1,172 @@
+"""Schedules in the database: validated cron expressions, enable/disable, edit, remove, and firing claims.
+
+A schedule fires when its ``next_run_at`` has passed. The scheduler moves ``next_run_at`` to the next occurrence
+*after now* with a conditional UPDATE on the value it read, so two schedulers never fire the same occurrence and a
+scheduler that was down for days fires once, not once per missed occurrence.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from croniter import croniter
+from sqlalchemy import delete, select, update
+
+from inspect_app.errors import ConfigError
+from inspect_app.records import Schedule, utcnow
+from inspect_app.storage.db import Database
+from inspect_app.storage.repository import Repository
+from inspect_app.storage.tables import ScheduleRow
+
+logger = logging.getLogger(__name__)
+
+SCHEDULE_KINDS = ("train",)
+CRON_HELP = "five fields: minute hour day-of-month month day-of-week, e.g. '0 2 * * *' for 02:00 every night (UTC)"
+
+
+def check_cron(cron: str) -> str:
+    """The expression stripped, or ``ConfigError`` naming it and the expected form."""
+    text = str(cron).strip()
+    if len(text.split()) != 5 or not croniter.is_valid(text):
+        raise ConfigError(f"cron expression {cron!r} is not valid; expected {CRON_HELP}")
+    return text
+
+
+def next_fire(cron: str, after: datetime) -> datetime:
+    """First occurrence of ``cron`` strictly after ``after``, in UTC."""
+    if after.tzinfo is None:
+        raise ValueError(f"after {after.isoformat()!r} is naive; pass a timezone-aware UTC datetime")
+    return croniter(check_cron(cron), after.astimezone(UTC)).get_next(datetime).astimezone(UTC)
+
+
+def _from_row(row: ScheduleRow) -> Schedule:
+    return Schedule(
+        name=row.name, kind=row.kind, cron=row.cron, config=dict(row.config), enabled=row.enabled,
+        last_run_at=row.last_run_at, next_run_at=row.next_run_at, created_at=row.created_at,
+    )
+
+
+class ScheduleStore:
+    """Schedule CRUD over one ``Database`` (adding and listing go through ``Repository``).
+
+    Args:
+        db: the open, migrated database.
+    """
+
+    def __init__(self, db: Database) -> None:
+        """Bind to a database."""
+        self.db = db
+        self.repository = Repository(db)
+
+    def add(
+        self, name: str, cron: str, config: dict[str, Any], kind: str = "train", enabled: bool = True,
+        now: datetime | None = None,
+    ) -> Schedule:
+        """Create a schedule whose first firing is the next occurrence after ``now``.
+
+        Raises:
+            ConfigError: bad cron expression or kind (named, with the allowed form).
+            StorageError: the name is taken.
+        """
+        if kind not in SCHEDULE_KINDS:
+            raise ConfigError(f"schedule kind {kind!r} is not one of {list(SCHEDULE_KINDS)}")
+        now = now or utcnow()
+        cron = check_cron(cron)
+        schedule = Schedule(name=name, kind=kind, cron=cron, config=dict(config), enabled=enabled,
+                            next_run_at=next_fire(cron, now), created_at=now)
+        self.repository.add_schedule(schedule)
+        logger.info("schedule %r added (%s), first run %s", name, cron, schedule.next_run_at)
+        return schedule
+
+    def get(self, name: str) -> Schedule:
+        """The schedule called ``name``.
+
+        Raises:
+            LookupError: no such schedule (the known names are listed).
+        """
+        with self.db.session() as session:
+            row = session.scalar(select(ScheduleRow).where(ScheduleRow.name == name))
+            if row is None:
+                known = session.scalars(select(ScheduleRow.name).order_by(ScheduleRow.name)).all()
+                raise LookupError(f"schedule {name!r} not found; known: {list(known)}")
+            return _from_row(row)
+
+    def list(self, enabled_only: bool = False) -> list[Schedule]:
+        """Schedules by name."""
+        return self.repository.list_schedules(enabled_only=enabled_only)
+
+    def update(
+        self, name: str, cron: str | None = None, config: dict[str, Any] | None = None, enabled: bool | None = None,
+        now: datetime | None = None,
+    ) -> Schedule:
+        """Change a schedule's cron, config and/or enabled flag; a new cron or re-enabling recomputes the next run.
+
+        Raises:
+            LookupError: no such schedule.
+            ConfigError: bad cron expression.
+        """
+        now = now or utcnow()
+        current = self.get(name)
+        values: dict[str, Any] = {}
+        if cron is not None:
+            values["cron"] = check_cron(cron)
+        if config is not None:
+            values["config"] = dict(config)
+        if enabled is not None:
+            values["enabled"] = enabled
+        if cron is not None or (enabled and not current.enabled):
+            values["next_run_at"] = next_fire(values.get("cron", current.cron), now)
+        if values:
+            with self.db.session() as session:
+                session.execute(update(ScheduleRow).where(ScheduleRow.name == name).values(**values))
+        return self.get(name)
+
+    def remove(self, name: str) -> None:
+        """Delete a schedule (its runs stay).
+
+        Raises:
+            LookupError: no such schedule.
+        """
+        self.get(name)
+        with self.db.session() as session:
+            session.execute(delete(ScheduleRow).where(ScheduleRow.name == name))
+
+    def take_firing(self, name: str, expected_next: datetime | None, now: datetime) -> Schedule | None:
+        """Claim the firing due at ``expected_next``: move ``next_run_at`` past ``now`` and stamp ``last_run_at``.
+
+        Returns:
+            The updated schedule, or ``None`` when another scheduler moved it first.
+        """
+        schedule = self.get(name)
+        if schedule.next_run_at != expected_next:
+            return None
+        condition = (
+            ScheduleRow.next_run_at.is_(None) if expected_next is None else ScheduleRow.next_run_at == expected_next
+        )
+        stmt = (
+            update(ScheduleRow)
+            .where(ScheduleRow.name == name, condition)
+            .values(last_run_at=now, next_run_at=next_fire(schedule.cron, now))
+            .returning(ScheduleRow.id)
+        )
+        with self.db.session() as session:
+            if session.scalar(stmt) is None:
+                return None
+        return self.get(name)
+
+    def skip_firing(self, name: str, expected_next: datetime | None, now: datetime) -> bool:
+        """Move ``next_run_at`` past ``now`` without stamping ``last_run_at`` (a firing skipped, e.g. no new data)."""
+        schedule = self.get(name)
+        condition = (
+            ScheduleRow.next_run_at.is_(None) if expected_next is None else ScheduleRow.next_run_at == expected_next
+        )
+        stmt = (
+            update(ScheduleRow)
+            .where(ScheduleRow.name == name, condition)
+            .values(next_run_at=next_fire(schedule.cron, now))
+            .returning(ScheduleRow.id)
+        )
+        with self.db.session() as session:
+            return session.scalar(stmt) is not None

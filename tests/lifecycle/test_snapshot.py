@@ -1,0 +1,71 @@
+"""Data snapshots: the manifest lists files with hashes, reviewed labels are added, the hash test split is frozen."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from inspect_app.config import FinetuneSpec
+from inspect_app.data.folders import scan_class_folders
+from inspect_app.data.image_io import file_hash
+from inspect_app.errors import DatasetError
+from inspect_app.lifecycle.snapshot import build_snapshot, in_test_split
+
+
+def _review(inspection_id: int, path: Path, verdict: str, defect_class: str | None, digest: str | None = None) -> dict:
+    return {"inspection_id": inspection_id, "image_path": str(path), "verdict": verdict,
+            "defect_class": defect_class, "content_hash": digest or file_hash(path), "reviewed_at": "2025-01-01"}
+
+
+def test_manifest_training_tree_and_reviews(tiny_sets: dict[str, Path], tmp_path: Path) -> None:
+    incoming = sorted(tiny_sets["incoming"].glob("*.*"))[:5]
+    changed = tmp_path / "changed.png"
+    shutil.copyfile(incoming[4], changed)
+    reviews = [
+        _review(1, incoming[0], "OK", None),
+        _review(2, incoming[1], "NG", "scratch"),
+        _review(3, incoming[2], "NG", "dent"),  # not a class of this data set
+        _review(4, tmp_path / "gone.png", "OK", None, digest="0" * 64),
+        _review(5, changed, "OK", None, digest="f" * 64),  # file differs from what was inspected
+    ]
+    spec = FinetuneSpec(test_fraction=0.3)
+    snap = build_snapshot(tiny_sets["train"], tmp_path / "run", spec, reviews)
+    manifest = json.loads(snap.manifest_path.read_text())
+    assert manifest["fingerprint"] == snap.fingerprint and snap.classes == ["good", "scratch"]
+    assert snap.reviews_skipped == {"class not in the data set": 1, "image file gone": 1,
+                                    "image changed since inspection": 1}
+    from_reviews = {e["inspection_id"]: e["label"] for e in manifest["files"] if e["source"] == "review"}
+    assert from_reviews == {1: "good", 2: "scratch"}
+    # The tree fit() trains on holds the training files (folder + reviews) and none of the test files.
+    trained = {file_hash(path): label for path, label in scan_class_folders(snap.train_dir)}
+    expected = {e["sha256"]: e["label"] for e in manifest["files"] if e["split"] == "train"}
+    assert trained == expected
+    assert not {file_hash(p) for p, _ in snap.test_items} & set(trained)
+    assert {label for _, label in snap.test_items} == {"good", "scratch"}
+    # Same inputs, same fingerprint; one review more, another fingerprint.
+    assert build_snapshot(tiny_sets["train"], tmp_path / "run2", spec, reviews).fingerprint == snap.fingerprint
+    more = [*reviews, _review(6, incoming[3], "OK", None)]
+    assert build_snapshot(tiny_sets["train"], tmp_path / "run3", spec, more).fingerprint != snap.fingerprint
+
+
+def test_hash_split_does_not_move_files_when_data_is_added() -> None:
+    names = [f"good/{i:04d}.png" for i in range(400)]
+    before = {n for n in names if in_test_split(n, 0.2)}
+    assert 50 < len(before) < 110  # about a fifth
+    extra = [f"good/new_{i}.png" for i in range(100)]
+    after = {n for n in names + extra if in_test_split(n, 0.2)}
+    assert before == after & set(names)
+
+
+def test_explicit_test_dir_and_coverage_errors(tiny_sets: dict[str, Path], tmp_path: Path) -> None:
+    snap = build_snapshot(tiny_sets["train"], tmp_path / "run", FinetuneSpec(test_dir=str(tiny_sets["test"])))
+    assert len(snap.test_items) == 16 and snap.counts["train/folder"] == 22
+    tiny = tmp_path / "tiny"
+    for label in ("good", "scratch"):
+        (tiny / label).mkdir(parents=True)
+        shutil.copyfile(next(tiny_sets["train"].joinpath(label).glob("*.*")), tiny / label / "a.png")
+    with pytest.raises(DatasetError, match="fewer than 2 training images"):
+        build_snapshot(tiny, tmp_path / "run2", FinetuneSpec(test_dir=str(tiny_sets["test"])))

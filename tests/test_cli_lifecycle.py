@@ -1,0 +1,91 @@
+"""The lifecycle commands of ``inspect-app``: queue, runs, schedules, scheduler, worker, rollback (real SQLite)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from inspect_app.cli import main
+from inspect_app.records import ModelVersion, RunStatus
+from inspect_app.storage import Database, Repository
+from inspect_app.storage.runs import RunQueue
+from inspect_app.storage.schedules import ScheduleStore
+
+
+@pytest.fixture
+def db_args(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Global options pointing at a fresh SQLite file under a temporary home."""
+    monkeypatch.delenv("INSPECT_DATABASE_URL", raising=False)
+    return ["--home", str(tmp_path / "home"), "--db", f"sqlite:///{(tmp_path / 'plant.db').as_posix()}"]
+
+
+def _db(args: list[str]) -> Database:
+    return Database.open(args[3])
+
+
+def test_train_queue_runs_list_show_cancel(db_args: list[str], tmp_path: Path, capsys) -> None:
+    assert main([*db_args, "train", str(tmp_path), "--queue", "--epochs", "2", "--name", "m9"]) == 0
+    assert "queued training run 1" in capsys.readouterr().out
+    with _db(db_args) as db:
+        run = RunQueue(db).get(1)
+    assert (run.status, run.model_name, run.config["train"]["epochs"]) == (RunStatus.QUEUED, "m9", 2)
+    assert main([*db_args, "runs", "list"]) == 0
+    assert "queued" in capsys.readouterr().out
+    assert main([*db_args, "runs", "show", "1"]) == 0
+    assert '"model_name": "m9"' in capsys.readouterr().out
+    assert main([*db_args, "runs", "cancel", "1"]) == 0
+    assert "cancelled" in capsys.readouterr().out
+    assert main([*db_args, "runs", "cancel", "1"]) == 2
+    assert "'cancelled'" in capsys.readouterr().err
+    assert main([*db_args, "runs", "show", "42"]) == 2
+    assert "training run 42 not found" in capsys.readouterr().err
+    assert main([*db_args, "train", str(tmp_path / "nope"), "--queue"]) == 2
+    assert "data folder" in capsys.readouterr().err
+
+
+def test_schedules_add_list_toggle_remove_and_bad_cron(db_args: list[str], tmp_path: Path, capsys) -> None:
+    add = [*db_args, "schedules", "add", "nightly", "--cron", "0 2 * * *", "--data-dir", str(tmp_path),
+           "--only-if-new-data", "--epochs", "3"]
+    assert main(add) == 0
+    assert "next run" in capsys.readouterr().out
+    assert main([*db_args, "schedules", "disable", "nightly"]) == 0
+    assert main([*db_args, "schedules", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "nightly" in listing and "off" in listing and "only-if-new-data" in listing
+    with _db(db_args) as db:
+        schedule = ScheduleStore(db).get("nightly")
+    assert schedule.enabled is False and schedule.config["train"]["epochs"] == 3
+    assert main([*db_args, "schedules", "enable", "nightly"]) == 0
+    assert main([*db_args, "schedules", "remove", "nightly"]) == 0
+    assert main([*db_args, "schedules", "add", "x", "--cron", "0 25 * * *", "--data-dir", str(tmp_path)]) == 2
+    assert "'0 25 * * *' is not valid" in capsys.readouterr().err
+
+
+def test_run_registers_the_nightly_pipeline_and_scheduler_once_ticks(
+    db_args: list[str], repo_root: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.chdir(repo_root)
+    assert main([*db_args, "run", "pipelines/nightly_finetune.yaml"]) == 0
+    assert "schedule nightly-finetune (0 2 * * *) registered" in capsys.readouterr().out
+    assert main([*db_args, "run", "pipelines/nightly_finetune.yaml"]) == 0  # again: updated, not duplicated
+    with _db(db_args) as db:
+        assert [s.name for s in ScheduleStore(db).list()] == ["nightly-finetune"]
+    assert main([*db_args, "scheduler", "--once"]) == 0
+    assert "no schedule due" in capsys.readouterr().out
+    assert main([*db_args, "worker", "--once"]) == 0
+    assert "queue empty" in capsys.readouterr().out
+
+
+def test_models_promote_and_rollback(db_args: list[str], capsys) -> None:
+    with _db(db_args) as db:
+        repo = Repository(db)
+        for name in ("a", "b"):
+            repo.add_model_version(ModelVersion(name=name, kind="classifier", backbone="x", path=f"/m/{name}",
+                                                classes=("good", "scratch")))
+    assert main([*db_args, "models", "rollback"]) == 2
+    assert "no active model" in capsys.readouterr().err
+    assert main([*db_args, "models", "promote", "a"]) == 0
+    assert main([*db_args, "models", "promote", "b"]) == 0
+    assert main([*db_args, "models", "rollback"]) == 0
+    assert "model a is now active" in capsys.readouterr().out
