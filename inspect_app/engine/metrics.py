@@ -61,6 +61,21 @@ def threshold_for_false_reject(good_scores: Sequence[float], false_reject_rate: 
     return float(np.nextafter(good[good.size - 1 - allowed], np.inf))
 
 
+def threshold_for_escape_rate(defect_scores: Sequence[float], target_escape_rate: float) -> float:
+    """Highest threshold (NG when score >= threshold) whose escape rate on defective parts is ≤ the target.
+
+    The highest such threshold rejects the fewest good parts while letting at most the target share of defects pass.
+    """
+    defects = np.sort(np.asarray(defect_scores, dtype=np.float64))
+    if defects.size == 0:
+        raise ValueError("threshold_for_escape_rate needs at least one defect score")
+    if not 0.0 <= target_escape_rate < 1.0:
+        raise ValueError(f"target_escape_rate {target_escape_rate!r} must lie in [0, 1)")
+    allowed = int(np.floor(target_escape_rate * defects.size))
+    # Letting `allowed` defects escape: the threshold is the (allowed+1)-th lowest defect score, which is still NG.
+    return float(defects[allowed])
+
+
 def escape_rate(defect_scores: Sequence[float], threshold: float) -> float | None:
     """Share of defective parts scored below the threshold (called good); ``None`` without defects."""
     defects = np.asarray(defect_scores, dtype=np.float64)
