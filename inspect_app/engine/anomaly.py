@@ -60,6 +60,7 @@ class AnomalyConfig:
         tile_scale: resolution factor; > 1 tiles large images with small defects at a finer scale.
         tile_overlap: least overlap between neighbouring tiles, as a share of the tile side.
         standardize: give every image the same mean grey level and contrast first (lighting drift).
+        flip_augment: also put the mirrored good images into the bank (parts with no fixed orientation).
         coreset_ratio: share of all training patches kept in the memory bank, in (0, 1].
         coreset_dim: random projection size used to select the coreset (the bank keeps full descriptors).
         coreset_chunk: patches per greedy selection chunk (bounds time and memory per step).
@@ -81,6 +82,7 @@ class AnomalyConfig:
     tile_scale: float = 1.0
     tile_overlap: float = 0.25
     standardize: bool = False
+    flip_augment: bool = False
     coreset_ratio: float = 0.1
     coreset_dim: int = 64
     coreset_chunk: int = 16384
@@ -198,7 +200,9 @@ def normalize(raw: np.ndarray | float, center: float, threshold: float) -> np.nd
 
 
 # --------------------------------------------------------------------------------------------------------- coreset
-def _greedy(points: torch.Tensor, count: int, min_dist: torch.Tensor | None = None, start: int = 0) -> torch.Tensor:
+def greedy_k_center(
+    points: torch.Tensor, count: int, min_dist: torch.Tensor | None = None, start: int = 0
+) -> torch.Tensor:
     """Greedy k-center selection: repeatedly take the point farthest from everything chosen so far.
 
     Args:
@@ -268,9 +272,9 @@ def greedy_coreset(
         perm = idx[torch.randperm(idx.numel(), generator=generator)]
         parts = list(torch.split(perm, chunk))
         quotas = _split_counts([p.numel() for p in parts], target)
-        idx = torch.cat([p[_greedy(projected[p], q)] for p, q in zip(parts, quotas, strict=True)])
+        idx = torch.cat([p[greedy_k_center(projected[p], q)] for p, q in zip(parts, quotas, strict=True)])
     if idx.numel() > count:
-        idx = idx[_greedy(projected[idx], count)]
+        idx = idx[greedy_k_center(projected[idx], count)]
     return idx
 
 
@@ -341,7 +345,7 @@ class BankBuilder:
         # Continue the greedy selection from the existing centres: only what they do not cover yet is added.
         old = _project(self.existing.float().cpu(), self.matrix)
         min_dist = nearest_distances(projected, old).pow(2)
-        new = pool[_greedy(projected, count, min_dist=min_dist)]
+        new = pool[greedy_k_center(projected, count, min_dist=min_dist)]
         return torch.cat([self.existing.float().cpu(), new])
 
 
@@ -408,6 +412,9 @@ def extend_bank(
     device = model.mean.device
     builder = BankBuilder(model.feature_dim, config, existing=model.memory_bank if incremental else None)
     for batch in images:
+        if config.flip_augment:
+            batch = [*batch, *(np.ascontiguousarray(im[:, ::-1]) for im in batch),
+                     *(np.ascontiguousarray(im[::-1]) for im in batch)]
         tiles, _ = _tiled(batch, config)
         for i in range(0, len(tiles), config.batch_size):
             emb = model.embed(_to_device(tiles[i : i + config.batch_size], device))
