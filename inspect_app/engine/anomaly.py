@@ -81,7 +81,7 @@ class AnomalyConfig:
     resize: str = "square"
     tile_scale: float = 1.0
     tile_overlap: float = 0.25
-    standardize: bool = False
+    standardize: bool = True
     flip_augment: bool = False
     coreset_ratio: float = 0.1
     coreset_dim: int = 64

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
+from inspect_app.errors import CheckpointError
 from inspect_app.models.anomaly import PatchCore, gaussian_blur, nearest_distances, stitch
 from inspect_app.models.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from inspect_app.models.factory import IMAGENET_MEAN, IMAGENET_STD
@@ -46,7 +48,7 @@ def test_bank_round_trips_through_safetensors(tmp_path: Path) -> None:
     model.set_bank(bank)
     card = ModelCard(
         name="pc", kind="patchcore", backbone="efficientnet_lite0", classes=("good", "anomaly"), input_size=64,
-        mean=IMAGENET_MEAN, std=IMAGENET_STD, train_config={"layers": [2, 3], "neighbourhood": 3},
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, train_config={"layers": [2, 3, 4], "neighbourhood": 3},
         anomaly={"raw_threshold": 2.0, "raw_center": 1.0},
     )
     save_checkpoint(tmp_path / "pc", model, card)
@@ -57,3 +59,15 @@ def test_bank_round_trips_through_safetensors(tmp_path: Path) -> None:
     with torch.inference_mode():
         assert torch.allclose(model(x), loaded(x), atol=1e-5)
         assert model(x).shape == (2, 64, 64)
+
+
+def test_bank_of_another_layer_set_is_rejected(tmp_path: Path) -> None:
+    model = PatchCore("efficientnet_lite0", IMAGENET_MEAN, IMAGENET_STD, layers=(2, 3, 4), pretrained=False)
+    model.set_bank(torch.zeros(5, model.feature_dim))
+    card = ModelCard(
+        name="pc", kind="patchcore", backbone="efficientnet_lite0", classes=("good", "anomaly"), input_size=64,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, train_config={"layers": [2, 3], "neighbourhood": 3},
+    )
+    save_checkpoint(tmp_path / "pc", model, card)
+    with pytest.raises(CheckpointError, match="memory_bank"):
+        load_checkpoint(tmp_path / "pc")
