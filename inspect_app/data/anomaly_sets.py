@@ -22,7 +22,7 @@ MT_TRAIN_LIST = "differnet_train_good.txt"
 
 
 @dataclass(frozen=True)
-class TestImage:
+class EvalImage:
     """One labelled test image.
 
     Attributes:
@@ -51,7 +51,7 @@ class AnomalySplit:
     """
 
     train_good: tuple[Path, ...]
-    test: tuple[TestImage, ...]
+    test: tuple[EvalImage, ...]
 
 
 def _require_dir(path: Path, what: str) -> None:
@@ -77,7 +77,7 @@ def magnetic_tile(root: str | os.PathLike[str]) -> AnomalySplit:
     if f"MT_{MT_GOOD}" not in classes:
         raise DatasetError(f"{base}: no MT_{MT_GOOD} folder among {classes}")
     train: list[Path] = []
-    test: list[TestImage] = []
+    test: list[EvalImage] = []
     for folder in classes:
         label = folder[3:]
         good = label == MT_GOOD
@@ -88,7 +88,7 @@ def magnetic_tile(root: str | os.PathLike[str]) -> AnomalySplit:
                 train.append(path)
                 continue
             mask = path.with_suffix(".png")
-            test.append(TestImage(path, GOOD_CLASS if good else label.lower(), mask if mask.is_file() else None))
+            test.append(EvalImage(path, GOOD_CLASS if good else label.lower(), mask if mask.is_file() else None))
     missing = sorted(names - {p.name for p in train})
     if missing:
         raise DatasetError(f"{base}: {len(missing)} file(s) of {MT_TRAIN_LIST} not found in MT_{MT_GOOD}, "
@@ -105,12 +105,12 @@ def mvtec_category(root: str | os.PathLike[str]) -> AnomalySplit:
     base = Path(root)
     _require_dir(base / "train" / GOOD_CLASS, "MVTec train/good folder")
     _require_dir(base / "test", "MVTec test folder")
-    test: list[TestImage] = []
+    test: list[EvalImage] = []
     for folder in sorted(p for p in (base / "test").iterdir() if p.is_dir()):
         for path in list_images(folder):
             mask = base / "ground_truth" / folder.name / f"{path.stem}_mask.png"
             good = folder.name == GOOD_CLASS
-            test.append(TestImage(path, folder.name, None if good or not mask.is_file() else mask))
+            test.append(EvalImage(path, folder.name, None if good or not mask.is_file() else mask))
     return AnomalySplit(tuple(list_images(base / "train" / GOOD_CLASS)), tuple(test))
 
 

@@ -605,7 +605,7 @@ def evaluate_anomaly(
     Args:
         model: a fitted PatchCore.
         config: its recipe (tiling, smoothing).
-        test: ``data.anomaly_sets.TestImage`` items (path, label, mask).
+        test: ``data.anomaly_sets.EvalImage`` items (path, label, mask).
         false_reject_rate: operating point set on the test's own good images, for the escape rate.
         overlay_dir: where to save map-on-image overlays of the worst good and defective images.
         worst: overlays per kind.

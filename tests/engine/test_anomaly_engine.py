@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from inspect_app.data.anomaly_sets import EvalImage
 from inspect_app.data.image_io import write_image
 from inspect_app.data.synthetic import synthesize
 from inspect_app.engine.anomaly import (
@@ -16,6 +17,7 @@ from inspect_app.engine.anomaly import (
     BankBuilder,
     GoodOnlyData,
     calibration,
+    evaluate_anomaly,
     fit_anomaly,
     greedy_coreset,
     normalize,
@@ -190,3 +192,21 @@ def test_update_adds_new_good_images_without_rebuilding(fitted: tuple, tmp_path:
     after = [r.score for r in score_raw(model, [s.image for s in new_surface], config)]
     assert all(a < b for a, b in zip(after, before, strict=True))
     assert card.anomaly["train_images"] == old_card.anomaly["train_images"] + len(paths)
+
+
+@pytest.mark.slow
+def test_evaluation_reports_aurocs_escape_rate_and_worst_overlays(fitted: tuple, tmp_path: Path) -> None:
+    model_dir, config, _ = fitted
+    model, _ = load_checkpoint(model_dir)
+    items = []
+    for i, sample in enumerate(_samples("good", 4, 3000) + _samples("pit", 4, 4000)):
+        path = write_image(tmp_path / f"{sample.label}{i}.png", sample.image)
+        mask = write_image(tmp_path / f"{sample.label}{i}_mask.png", sample.mask) if sample.label != "good" else None
+        items.append(EvalImage(path, sample.label, mask))
+    report = evaluate_anomaly(model, config, items, overlay_dir=tmp_path / "worst", worst=2)
+    assert report["images"] == 8 and report["good"] == 4 and report["defective"] == 4
+    assert report["image_auroc"] >= 0.75
+    assert report["pixel_auroc"] >= 0.85
+    assert 0.0 <= report["operating_point"]["escape_rate"] <= 1.0
+    assert set(report["image_auroc_per_class"]) == {"pit"}
+    assert len(report["overlays"]) == 4 and all(Path(p).is_file() for p in report["overlays"])
