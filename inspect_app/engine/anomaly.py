@@ -3,8 +3,8 @@
 The memory bank is built in one streaming pass: patch descriptors of a few images at a time are reduced by a greedy
 k-center coreset inside chunks that fit the CPU cache, and the union of those chunk coresets is reduced again to the
 final size (composable coresets: covering every chunk covers their union). Only the selected rows are kept, so
-10,000 training images need memory for the coreset, not for every patch, and the selection costs seconds where a
-global greedy pass over every patch of a data set costs hours.
+memory grows with the coreset, not with every patch, and each greedy step works on a cache-sized chunk instead of
+scanning every patch of the data set (see benchmarks/RESULTS.md for the measured difference).
 
 Scores are normalised per model so that 0.5 is always the decision threshold: ``0.5 + 0.5 * (raw - t) / (t - c)``
 clipped to [0, 1], with ``t`` the raw threshold (from held-out good images at a target false-reject rate, or from
