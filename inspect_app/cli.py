@@ -125,6 +125,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from inspect_app.engine.train import fit
 
     settings = _settings(args)
+    if args.kind == "anomaly":
+        return _train_anomaly(args, settings)
     config = load_recipe(
         Path(args.recipe) if args.recipe else None,
         backbone=args.backbone, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -190,6 +192,29 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     print(report.format())
     if args.json:
         Path(args.json).write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    return 0
+
+
+def _train_anomaly(args: argparse.Namespace, settings: Settings) -> int:
+    """Fit (or with --update extend) a good-only anomaly model and register it."""
+    from inspect_app.data.folders import list_images
+    from inspect_app.engine.anomaly import AnomalyConfig, fit_anomaly, update_anomaly
+
+    name = args.name or time.strftime("anomaly-%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else settings.models_dir / name
+    if args.update:
+        result = update_anomaly(Path(args.update), list_images(Path(args.data_dir)), out, name=args.name or out.name)
+    else:
+        base = AnomalyConfig.from_dict(read_yaml(Path(args.recipe))) if args.recipe else AnomalyConfig()
+        config = base.with_overrides(backbone=args.backbone, input_size=args.input_size, seed=args.seed,
+                                     device=args.device, batch_size=args.batch_size)
+        result = fit_anomaly(Path(args.data_dir), out, config, name=args.name or out.name)
+    info = result.card.anomaly
+    print(f"anomaly model {result.card.name} saved to {result.model_dir} in {result.seconds:.0f} s: "
+          f"{info['bank_rows']} bank rows ({info['bank_mb']:.1f} MB); threshold from {info['threshold_source']}")
+    if not args.no_register:
+        register_model(_open_repository(settings.resolved_database_url), result.card, result.model_dir)
+        print(f"registered model version {result.card.name} in {settings.resolved_database_url}")
     return 0
 
 
@@ -441,8 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing folder's content")
     p.set_defaults(func=cmd_sample_data)
 
-    p = sub.add_parser("train", help="fine-tune a classifier on a class-folder dataset")
-    p.add_argument("data_dir", help="folder with one sub-folder per class (good, scratch, ...)")
+    p = sub.add_parser("train", help="fine-tune a classifier, or fit a good-only anomaly model (--kind anomaly)")
+    p.add_argument("data_dir", help="folder with one sub-folder per class (good, scratch, ...); for --kind anomaly "
+                   "also a plain folder of good images")
+    p.add_argument("--kind", choices=("classifier", "anomaly"), default="classifier")
+    p.add_argument("--update", metavar="MODEL", help="--kind anomaly: add DATA_DIR's good images to this model")
     p.add_argument("--out", help="run/checkpoint folder (default: <home>/models/<name>)")
     p.add_argument("--name", help="model version name (default: the folder name)")
     p.add_argument("--recipe", help="YAML file of training options; flags override it")

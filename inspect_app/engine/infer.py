@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from inspect_app.data.presets import fit_square, to_chw_uint8
+from inspect_app.engine.anomaly import ANOMALY_CLASS, ANOMALY_KIND, AnomalyConfig, normalize, score_raw
 from inspect_app.engine.device import resolve_device
 from inspect_app.engine.explain import normalize_map
 from inspect_app.engine.thresholds import check_threshold, decide
@@ -47,7 +48,11 @@ class Inspector:
         self.heatmaps = heatmaps
         self.classes = list(self.card.classes)
         self.good_index = self.classes.index(self.card.good_class) if self.card.good_class in self.classes else None
-        if self.device.type == "cuda":
+        self.anomaly_config = None
+        if self.card.kind == ANOMALY_KIND:
+            # Tiling, smoothing and the score normalisation travel in the card; only the device is this process's.
+            self.anomaly_config = AnomalyConfig.from_dict({**self.card.train_config, "device": self.device.type})
+        elif self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         logger.info("loaded model %s (%s) on %s", self.card.name, self.card.backbone, self.device)
 
@@ -70,6 +75,8 @@ class Inspector:
         """Predictions for HxWx3 uint8 RGB images, in order. An empty list gives an empty list."""
         if not images:
             return []
+        if self.anomaly_config is not None:
+            return self._predict_anomaly(images)
         inputs = self.preprocess(images).to(self.device, non_blocking=True)
         inputs = inputs.float().div_(255.0)
         if self.device.type == "cuda":
@@ -78,6 +85,26 @@ class Inspector:
             logits, maps = self.model.forward_with_cam(inputs)
         probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
         return [self._decide(probs[i], maps[i : i + 1]) for i in range(len(images))]
+
+    def _predict_anomaly(self, images: Sequence[np.ndarray]) -> list[Prediction]:
+        """Good-only models: normalised score (threshold 0.5 for every model) and the map in the same units."""
+        center = float(self.card.anomaly["raw_center"])
+        raw_threshold = float(self.card.anomaly["raw_threshold"])
+        out = []
+        for raw in score_raw(self.model, images, self.anomaly_config):
+            score = float(normalize(raw.score, center, raw_threshold))
+            decision = decide(score, self.threshold, self.review_band)
+            defect = decision is not Decision.OK
+            heatmap = None
+            if self.heatmaps and defect:
+                # Same units as the score, not min-max per image: a faint map means faint evidence.
+                heatmap = normalize(raw.heatmap, center, raw_threshold).astype(np.float32)
+            out.append(Prediction(
+                label=ANOMALY_CLASS if score >= self.threshold else self.card.good_class, score=score,
+                decision=decision, class_scores={self.card.good_class: 1.0 - score, ANOMALY_CLASS: score},
+                heatmap=heatmap, defect_class=ANOMALY_CLASS if defect else None,
+            ))
+        return out
 
     def _decide(self, probs: np.ndarray, maps: torch.Tensor) -> Prediction:
         label_index = int(probs.argmax())

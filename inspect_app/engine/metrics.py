@@ -64,6 +64,21 @@ def threshold_for_false_reject(good_scores: Sequence[float], false_reject_rate: 
     return float(np.nextafter(good[good.size - 1 - allowed], np.inf))
 
 
+def threshold_for_escape_rate(defect_scores: Sequence[float], target_escape_rate: float) -> float:
+    """Highest threshold (NG when score >= threshold) whose escape rate on defective parts is ≤ the target.
+
+    The highest such threshold rejects the fewest good parts while letting at most the target share of defects pass.
+    """
+    defects = np.sort(np.asarray(defect_scores, dtype=np.float64))
+    if defects.size == 0:
+        raise ValueError("threshold_for_escape_rate needs at least one defect score")
+    if not 0.0 <= target_escape_rate < 1.0:
+        raise ValueError(f"target_escape_rate {target_escape_rate!r} must lie in [0, 1)")
+    allowed = int(np.floor(target_escape_rate * defects.size))
+    # Letting `allowed` defects escape: the threshold is the (allowed+1)-th lowest defect score, which is still NG.
+    return float(defects[allowed])
+
+
 def escape_rate(defect_scores: Sequence[float], threshold: float) -> float | None:
     """Share of defective parts scored below the threshold (called good); ``None`` without defects."""
     defects = np.asarray(defect_scores, dtype=np.float64)
@@ -152,21 +167,6 @@ def roc_curve(is_positive: Sequence[bool], scores: Sequence[float]) -> tuple[np.
     fpr = np.r_[0.0, fps / n_neg]
     tpr = np.r_[0.0, tps / n_pos]
     return fpr, tpr, np.r_[np.inf, sorted_values[last_of_run]]
-
-
-def threshold_for_escape_rate(defect_scores: Sequence[float], target: float) -> float:
-    """Highest threshold (NG when score >= threshold) whose escape rate on defective parts is ≤ the target.
-
-    The highest such threshold is the one that rejects the fewest good parts.
-    """
-    defects = np.sort(np.asarray(defect_scores, dtype=np.float64))
-    if defects.size == 0:
-        raise ValueError("threshold_for_escape_rate needs at least one defect score")
-    if not 0.0 <= target < 1.0:
-        raise ValueError(f"escape rate target {target!r} must lie in [0, 1)")
-    allowed = int(np.floor(target * defects.size))
-    # Defects strictly below defects[allowed] number at most `allowed`, so they are the only escapes.
-    return float(defects[allowed])
 
 
 def false_reject_rate(good_scores: Sequence[float], threshold: float) -> float | None:

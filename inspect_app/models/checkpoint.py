@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from inspect_app.errors import CheckpointError
+from inspect_app.models.anomaly import DEFAULT_LAYERS, PatchCore
 from inspect_app.models.classifier import Classifier
 from inspect_app.records import GOOD_CLASS, utcnow
 
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model_card.json"
 CARD_FORMAT = 1
-MODEL_KINDS = ("classifier", "severity")
+MODEL_KINDS = ("classifier", "severity", "patchcore")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class ModelCard:
         metrics: validation metrics at save time.
         data_fingerprint: hash of the training data (paths, labels, contents).
         train_config: the resolved training configuration.
+        anomaly: for ``patchcore`` models, the bank's description and score normalisation (raw threshold, centre).
         created_at: ISO-8601 UTC time of saving.
     """
 
@@ -59,6 +61,7 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     data_fingerprint: str | None = None
     train_config: dict[str, Any] = field(default_factory=dict)
+    anomaly: dict[str, Any] = field(default_factory=dict)
     created_at: str = field(default_factory=lambda: utcnow().isoformat())
     format: int = CARD_FORMAT
 
@@ -91,8 +94,12 @@ class ModelCard:
         return dataclasses.replace(self, **changes)
 
 
-def build_model(card: ModelCard, pretrained: bool = False) -> Classifier:
-    """An untrained model of the card's architecture (weights are loaded separately)."""
+def build_model(card: ModelCard, pretrained: bool = False) -> Classifier | PatchCore:
+    """An untrained model of the card's architecture (weights, and a PatchCore's bank, are loaded separately)."""
+    if card.kind == "patchcore":
+        config = card.train_config
+        return PatchCore(card.backbone, card.mean, card.std, config.get("layers", DEFAULT_LAYERS),
+                         int(config.get("neighbourhood", 3)), pretrained=pretrained)
     return Classifier(card.backbone, len(card.classes), card.mean, card.std, pretrained=pretrained)
 
 
@@ -119,7 +126,7 @@ def read_card(folder: Path) -> ModelCard:
     return ModelCard.from_dict(data)
 
 
-def load_checkpoint(folder: Path, device: str | torch.device = "cpu") -> tuple[Classifier, ModelCard]:
+def load_checkpoint(folder: Path, device: str | torch.device = "cpu") -> tuple[Classifier | PatchCore, ModelCard]:
     """Load a checkpoint folder into an eval-mode model on ``device``.
 
     Raises:
@@ -136,4 +143,6 @@ def load_checkpoint(folder: Path, device: str | torch.device = "cpu") -> tuple[C
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"weights in {str(weights)!r} do not fit backbone {card.backbone!r}: {exc}") from exc
+    if isinstance(model, PatchCore):
+        return model.place(torch.device(device)).eval(), card
     return model.to(device).eval(), card

@@ -1,0 +1,682 @@
+"""Fitting good-only anomaly models: streaming feature extraction, greedy coreset, thresholds, incremental update.
+
+The memory bank is built in one streaming pass: patch descriptors of a few images at a time are reduced by a greedy
+k-center coreset inside chunks that fit the CPU cache, and the union of those chunk coresets is reduced again to the
+final size (composable coresets: covering every chunk covers their union). Only the selected rows are kept, so
+memory grows with the coreset, not with every patch, and each greedy step works on a cache-sized chunk instead of
+scanning every patch of the data set (see benchmarks/RESULTS.md for the measured difference).
+
+Scores are normalised per model so that 0.5 is always the decision threshold: ``0.5 + 0.5 * (raw - t) / (t - c)``
+clipped to [0, 1], with ``t`` the raw threshold (from held-out good images at a target false-reject rate, or from
+labelled defects at a target escape rate) and ``c`` the median raw score of held-out good images. A typical good part
+scores 0, and the REVIEW band of ``engine.thresholds.decide`` is measured in the same units for every model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import yaml
+
+from inspect_app.data.folders import fingerprint, list_images
+from inspect_app.data.image_io import read_image
+from inspect_app.data.tiling import RESIZE_MODES, cut_tiles, standardize_intensity
+from inspect_app.engine.device import resolve_device
+from inspect_app.engine.metrics import roc_auc, threshold_for_escape_rate, threshold_for_false_reject
+from inspect_app.errors import ConfigError, DatasetError
+from inspect_app.models.anomaly import DEFAULT_LAYERS, PatchCore, gaussian_blur, nearest_distances, stitch
+from inspect_app.models.checkpoint import ModelCard, load_checkpoint, save_checkpoint
+from inspect_app.models.factory import backbone_normalization
+from inspect_app.records import GOOD_CLASS
+
+logger = logging.getLogger(__name__)
+
+ANOMALY_KIND = "patchcore"
+ANOMALY_CLASS = "anomaly"
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class AnomalyConfig:
+    """A good-only anomaly recipe, saved with every run and in the model card.
+
+    Attributes:
+        backbone: backbone name for ``create_backbone``.
+        layers: backbone stages (timm ``out_indices``) that describe a patch.
+        neighbourhood: side of the local feature averaging window (odd).
+        input_size: square tile side in pixels.
+        resize: ``square`` (distort to a square) or ``keep_aspect`` (shorter side = tile, long side tiled).
+        tile_scale: resolution factor; > 1 tiles large images with small defects at a finer scale.
+        tile_overlap: least overlap between neighbouring tiles, as a share of the tile side.
+        standardize: give every image the same mean grey level and contrast first (lighting drift).
+        flip_augment: also put the mirrored good images into the bank (parts with no fixed orientation).
+        coreset_ratio: share of all training patches kept in the memory bank, in (0, 1].
+        coreset_dim: random projection size used to select the coreset (the bank keeps full descriptors).
+        coreset_chunk: patches per greedy selection chunk (bounds time and memory per step).
+        coreset_oversample: the chunk stage keeps this many times the final share before the final reduction.
+        blur_sigma: Gaussian smoothing of the anomaly map, in pixels of the tile.
+        holdout_fraction: share of the good images kept out of the bank to set the threshold.
+        false_reject_rate: target share of good parts called NG (threshold from held-out good images).
+        escape_rate: target share of defective parts called OK, used when labelled defects are given.
+        batch_size: tiles per forward pass.
+        seed: seed for the hold-out split, chunking and projection.
+        device: ``auto``, ``cpu`` or ``cuda``.
+    """
+
+    backbone: str = "efficientnet_lite0"
+    layers: tuple[int, ...] = DEFAULT_LAYERS
+    neighbourhood: int = 3
+    input_size: int = 224
+    resize: str = "square"
+    tile_scale: float = 1.0
+    tile_overlap: float = 0.25
+    standardize: bool = True
+    flip_augment: bool = False
+    coreset_ratio: float = 0.1
+    coreset_dim: int = 64
+    coreset_chunk: int = 16384
+    coreset_oversample: float = 4.0
+    blur_sigma: float = 4.0
+    holdout_fraction: float = 0.2
+    false_reject_rate: float = 0.01
+    escape_rate: float = 0.01
+    batch_size: int = 16
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
+        if self.resize not in RESIZE_MODES:
+            raise ConfigError(f"resize {self.resize!r} is not one of {', '.join(RESIZE_MODES)}")
+        if not 0.0 < self.coreset_ratio <= 1.0:
+            raise ConfigError(f"coreset_ratio {self.coreset_ratio!r} must lie in (0, 1]")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise ConfigError(f"holdout_fraction {self.holdout_fraction!r} must lie strictly between 0 and 1")
+        for name in ("false_reject_rate", "escape_rate"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} {getattr(self, name)!r} must lie in [0, 1)")
+        if self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
+            raise ConfigError(f"neighbourhood {self.neighbourhood!r} must be a positive odd number")
+        for name in ("input_size", "batch_size", "coreset_dim", "coreset_chunk"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} {value!r} must be a positive integer")
+        if self.tile_scale < 1.0:
+            raise ConfigError(f"tile_scale {self.tile_scale!r} must be at least 1")
+        if not 0.0 <= self.tile_overlap < 0.9:
+            raise ConfigError(f"tile_overlap {self.tile_overlap!r} must lie in [0, 0.9)")
+        if not self.layers:
+            raise ConfigError("layers must name at least one backbone stage")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON/YAML (tuples as lists)."""
+        data = dataclasses.asdict(self)
+        data["layers"] = list(self.layers)
+        return data
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> AnomalyConfig:
+        """Build from a dict, rejecting unknown keys by name."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown anomaly option(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**values)
+
+    def with_overrides(self, **overrides: Any) -> AnomalyConfig:
+        """Copy with the non-``None`` overrides applied."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+# --------------------------------------------------------------------------------------------------------- scoring
+@dataclass(frozen=True)
+class RawScore:
+    """Un-normalised anomaly evidence for one image.
+
+    Attributes:
+        score: image score (largest smoothed patch distance).
+        heatmap: (H', W') float32 smoothed distance map at the resized image's size.
+    """
+
+    score: float
+    heatmap: np.ndarray
+
+
+def _to_device(tiles: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(T, t, t, 3) uint8 tiles → (T, 3, t, t) float [0, 1] on the device (convert after the 4x smaller copy)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(tiles.transpose(0, 3, 1, 2)))
+    return tensor.to(device, non_blocking=True).float().div_(255.0)
+
+
+def _tiled(images: Sequence[np.ndarray], config: AnomalyConfig) -> tuple[np.ndarray, list[tuple[int, Any, Any]]]:
+    """All tiles of all images stacked, and per image (tile count, origins, resized shape)."""
+    all_tiles = []
+    layout = []
+    for image in images:
+        if config.standardize:
+            image = standardize_intensity(image)
+        tiles, origins, shape = cut_tiles(image, config.input_size, config.resize, config.tile_scale,
+                                          config.tile_overlap)
+        all_tiles.append(tiles)
+        layout.append((len(tiles), origins, shape))
+    return np.concatenate(all_tiles), layout
+
+
+@torch.inference_mode()
+def score_raw(model: PatchCore, images: Sequence[np.ndarray], config: AnomalyConfig) -> list[RawScore]:
+    """Raw image scores and smoothed maps for HxWx3 uint8 RGB images, tiles batched across images."""
+    if not images:
+        return []
+    device = model.mean.device
+    tiles, layout = _tiled(images, config)
+    maps = torch.cat([
+        model(_to_device(tiles[i : i + config.batch_size], device)) for i in range(0, len(tiles), config.batch_size)
+    ])
+    out: list[RawScore] = []
+    start = 0
+    for count, origins, shape in layout:
+        full = stitch(maps[start : start + count], origins, shape)
+        start += count
+        smooth = gaussian_blur(full[None, None], config.blur_sigma * config.tile_scale)[0, 0]
+        out.append(RawScore(score=float(smooth.max()), heatmap=smooth.cpu().numpy().astype(np.float32)))
+    return out
+
+
+def normalize(raw: np.ndarray | float, center: float, threshold: float) -> np.ndarray | float:
+    """Map raw scores (or maps) to [0, 1] with the raw threshold at exactly 0.5 (see the module docstring)."""
+    scale = max(threshold - center, 1e-6 * max(1.0, abs(threshold)))
+    return np.clip(0.5 + 0.5 * (np.asarray(raw, dtype=np.float64) - threshold) / scale, 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------------------------------------- coreset
+def greedy_k_center(
+    points: torch.Tensor, count: int, min_dist: torch.Tensor | None = None, start: int = 0
+) -> torch.Tensor:
+    """Greedy k-center selection: repeatedly take the point farthest from everything chosen so far.
+
+    Args:
+        points: (N, p) projected descriptors.
+        count: how many to select (at most N).
+        min_dist: squared distance of every point to already chosen centres (an existing bank); ``None`` for none.
+        start: first point when ``min_dist`` is ``None``.
+
+    Returns:
+        (count,) indices into ``points``.
+    """
+    n = points.shape[0]
+    count = min(count, n)
+    selected = torch.empty(count, dtype=torch.long)
+    if count == 0:
+        return selected
+    sq = points.pow(2).sum(1)
+    dist = torch.full((n,), math.inf) if min_dist is None else min_dist.clone()
+    index = start if min_dist is None else int(torch.argmax(dist))
+    for i in range(count):
+        selected[i] = index
+        # |x - c|^2 for all x in one matrix-vector product; the chunk stays in cache, so this is compute-bound.
+        d = torch.addmv(sq, points, points[index], alpha=-2.0).add_(sq[index])
+        torch.minimum(dist, d, out=dist)
+        index = int(torch.argmax(dist))
+    return selected
+
+
+def _split_counts(sizes: Sequence[int], total: int) -> list[int]:
+    """Share ``total`` among groups proportionally to ``sizes`` (largest remainder), each at most its size."""
+    n = sum(sizes)
+    exact = [total * s / n for s in sizes]
+    counts = [min(s, math.floor(e)) for s, e in zip(sizes, exact, strict=True)]
+    order = sorted(range(len(sizes)), key=lambda i: exact[i] - counts[i], reverse=True)
+    left = total - sum(counts)
+    for i in order:
+        if left <= 0:
+            break
+        if counts[i] < sizes[i]:
+            counts[i] += 1
+            left -= 1
+    return counts
+
+
+def greedy_coreset(
+    projected: torch.Tensor, count: int, chunk: int = 16384, oversample: float = 4.0, seed: int = 0
+) -> torch.Tensor:
+    """Indices of ``count`` rows forming a greedy k-center coreset, in chunks when there are many rows.
+
+    While more than ``chunk`` rows remain, they are split at random into chunks, each reduced by greedy selection to
+    its share of an intermediate target (``oversample`` x ``count``, at least halving); the last reduction is global.
+
+    Args:
+        projected: (N, p) descriptors (randomly projected: distances are kept approximately).
+        count: rows to keep.
+        chunk: rows per greedy chunk.
+        oversample: intermediate stages keep this many times ``count``.
+        seed: seed for the random chunking.
+    """
+    n = projected.shape[0]
+    if count >= n:
+        return torch.arange(n)
+    generator = torch.Generator().manual_seed(seed)
+    idx = torch.arange(n)
+    while idx.numel() > chunk and idx.numel() > count:
+        target = max(count, min(int(oversample * count), idx.numel() // 2))
+        perm = idx[torch.randperm(idx.numel(), generator=generator)]
+        parts = list(torch.split(perm, chunk))
+        quotas = _split_counts([p.numel() for p in parts], target)
+        idx = torch.cat([p[greedy_k_center(projected[p], q)] for p, q in zip(parts, quotas, strict=True)])
+    if idx.numel() > count:
+        idx = idx[greedy_k_center(projected[idx], count)]
+    return idx
+
+
+def projection(dim_in: int, dim_out: int, seed: int) -> torch.Tensor | None:
+    """Random Gaussian projection matrix (Johnson-Lindenstrauss) or ``None`` when no reduction is needed."""
+    if dim_out >= dim_in:
+        return None
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(dim_in, dim_out, generator=generator) / math.sqrt(dim_out)
+
+
+def _project(x: torch.Tensor, matrix: torch.Tensor | None) -> torch.Tensor:
+    return x if matrix is None else x @ matrix
+
+
+class BankBuilder:
+    """Streams patch descriptors into chunk coresets and reduces them to the final memory bank.
+
+    Args:
+        feature_dim: descriptor size.
+        config: the recipe (coreset ratio, chunk, oversampling, projection size, seed).
+        existing: an existing bank to extend (incremental update): new rows are chosen far from it.
+    """
+
+    def __init__(self, feature_dim: int, config: AnomalyConfig, existing: torch.Tensor | None = None) -> None:
+        self.config = config
+        self.matrix = projection(feature_dim, config.coreset_dim, config.seed)
+        self.existing = existing
+        self.stage_ratio = min(1.0, config.coreset_ratio * config.coreset_oversample)
+        self.kept: list[torch.Tensor] = []
+        self.pending: list[torch.Tensor] = []
+        self.pending_rows = 0
+        self.patches_seen = 0
+        self._chunks = 0
+
+    def add(self, descriptors: torch.Tensor) -> None:
+        """Add (M, D) descriptors; full chunks are reduced at once, so memory stays bounded."""
+        rows = descriptors.detach().float().cpu()
+        self.patches_seen += rows.shape[0]
+        self.pending.append(rows)
+        self.pending_rows += rows.shape[0]
+        if self.pending_rows >= self.config.coreset_chunk:
+            self._reduce_pending()
+
+    def _reduce_pending(self) -> None:
+        if not self.pending_rows:
+            return
+        rows = torch.cat(self.pending)
+        self.pending, self.pending_rows = [], 0
+        keep = math.ceil(self.stage_ratio * rows.shape[0])
+        selected = greedy_coreset(_project(rows, self.matrix), keep, self.config.coreset_chunk, 1.0,
+                                  self.config.seed + self._chunks)
+        self._chunks += 1
+        self.kept.append(rows[selected])
+
+    def finish(self) -> torch.Tensor:
+        """The final bank: the existing rows (if any) followed by the newly selected ones."""
+        self._reduce_pending()
+        if not self.kept:
+            raise DatasetError("no patch descriptors were added: the memory bank would be empty")
+        pool = torch.cat(self.kept)
+        self.kept = []
+        count = max(1, math.ceil(self.config.coreset_ratio * self.patches_seen))
+        projected = _project(pool, self.matrix)
+        if self.existing is None:
+            return pool[greedy_coreset(projected, count, self.config.coreset_chunk, self.config.coreset_oversample,
+                                       self.config.seed)]
+        # Continue the greedy selection from the existing centres: only what they do not cover yet is added.
+        old = _project(self.existing.float().cpu(), self.matrix)
+        min_dist = nearest_distances(projected, old).pow(2)
+        new = pool[greedy_k_center(projected, count, min_dist=min_dist)]
+        return torch.cat([self.existing.float().cpu(), new])
+
+
+# --------------------------------------------------------------------------------------------------------- fitting
+@dataclass(frozen=True)
+class GoodOnlyData:
+    """Images for a good-only fit.
+
+    Attributes:
+        good: defect-free images (bank + held-out calibration).
+        defects: optional labelled defective images (path, class), used only for the escape-rate threshold.
+    """
+
+    good: tuple[Path, ...]
+    defects: tuple[tuple[Path, str], ...] = ()
+
+
+def scan_good_only(data_dir: Path) -> GoodOnlyData:
+    """A folder of good images, or a class-folder data set whose ``good`` class is the good images.
+
+    In the class-folder case, every other class folder holds labelled defects.
+
+    Raises:
+        DatasetError: no images, or class folders without a ``good`` folder.
+    """
+    data_dir = Path(data_dir)
+    subdirs = sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if data_dir.is_dir() else []
+    if subdirs:
+        names = [p.name for p in subdirs]
+        if GOOD_CLASS not in names:
+            raise DatasetError(
+                f"{data_dir}: class folders {names} have no {GOOD_CLASS!r} folder; pass a folder of good images "
+                f"or a data set with a {GOOD_CLASS}/ folder"
+            )
+        good = tuple(list_images(data_dir / GOOD_CLASS))
+        defects = tuple((p, d.name) for d in subdirs if d.name != GOOD_CLASS for p in list_images(d))
+    else:
+        good = tuple(list_images(data_dir))
+        defects = ()
+    if len(good) < 2:
+        raise DatasetError(f"{data_dir}: need at least 2 good images to fit and calibrate, found {len(good)}")
+    return GoodOnlyData(good=good, defects=defects)
+
+
+def split_holdout(paths: Sequence[Path], fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
+    """(bank, held-out) split of good images, reproducible from the seed and the sorted paths."""
+    ordered = sorted(paths, key=str)
+    n_hold = min(max(1, round(len(ordered) * fraction)), len(ordered) - 1)
+    chosen = set(np.random.default_rng(seed).permutation(len(ordered))[:n_hold].tolist())
+    return [p for i, p in enumerate(ordered) if i not in chosen], [p for i, p in enumerate(ordered) if i in chosen]
+
+
+def _batches(paths: Sequence[Path], size: int) -> Iterator[list[np.ndarray]]:
+    for i in range(0, len(paths), size):
+        yield [read_image(p) for p in paths[i : i + size]]
+
+
+@torch.inference_mode()
+def extend_bank(
+    model: PatchCore, images: Iterable[Sequence[np.ndarray]], config: AnomalyConfig, incremental: bool = False
+) -> int:
+    """Fit (or, with ``incremental``, extend) the model's bank from batches of good images; returns patches seen."""
+    device = model.mean.device
+    builder = BankBuilder(model.feature_dim, config, existing=model.memory_bank if incremental else None)
+    for batch in images:
+        if config.flip_augment:
+            batch = [*batch, *(np.ascontiguousarray(im[:, ::-1]) for im in batch),
+                     *(np.ascontiguousarray(im[::-1]) for im in batch)]
+        tiles, _ = _tiled(batch, config)
+        for i in range(0, len(tiles), config.batch_size):
+            emb = model.embed(_to_device(tiles[i : i + config.batch_size], device))
+            builder.add(emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1]))
+    model.set_bank(builder.finish())
+    return builder.patches_seen
+
+
+def calibration(good_scores: Sequence[float], defect_scores: Sequence[float], config: AnomalyConfig) -> dict[str, Any]:
+    """Raw threshold and centre: from labelled defects (target escape rate) when there are any, else from good ones.
+
+    Returns:
+        ``raw_threshold``, ``raw_center``, ``threshold_source`` and the rates measured on the calibration images.
+    """
+    good = np.asarray(good_scores, dtype=np.float64)
+    defects = np.asarray(defect_scores, dtype=np.float64)
+    if defects.size:
+        threshold = threshold_for_escape_rate(defects, config.escape_rate)
+        source = f"escape rate {config.escape_rate} on {defects.size} labelled defects"
+    else:
+        threshold = threshold_for_false_reject(good, config.false_reject_rate)
+        source = f"false-reject rate {config.false_reject_rate} on {good.size} held-out good images"
+    out: dict[str, Any] = {
+        "raw_threshold": float(threshold),
+        "raw_center": float(np.median(good)),
+        "threshold_source": source,
+        "holdout_false_reject_rate": float((good >= threshold).mean()),
+    }
+    if defects.size:
+        out["calibration_escape_rate"] = float((defects < threshold).mean())
+    return out
+
+
+@dataclass(frozen=True)
+class AnomalyFitResult:
+    """What a finished good-only fit produced.
+
+    Attributes:
+        model_dir: the checkpoint folder.
+        card: the saved model card.
+        seconds: wall time.
+        timings: seconds per phase (bank, calibration).
+    """
+
+    model_dir: Path
+    card: ModelCard
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _raw_scores(model: PatchCore, paths: Sequence[Path], config: AnomalyConfig) -> list[float]:
+    return [r.score for batch in _batches(paths, config.batch_size) for r in score_raw(model, batch, config)]
+
+
+def _card(
+    name: str, config: AnomalyConfig, mean: Sequence[float], std: Sequence[float], anomaly: dict[str, Any],
+    metrics: dict[str, Any], data_fingerprint: str | None,
+) -> ModelCard:
+    return ModelCard(
+        name=name, kind=ANOMALY_KIND, backbone=config.backbone, classes=(GOOD_CLASS, ANOMALY_CLASS),
+        input_size=config.input_size, mean=tuple(mean), std=tuple(std), threshold=0.5, metrics=metrics,
+        data_fingerprint=data_fingerprint, train_config=config.to_dict(), anomaly=anomaly,
+    )
+
+
+def fit_anomaly(
+    data: GoodOnlyData | Path,
+    run_dir: Path,
+    config: AnomalyConfig | None = None,
+    name: str | None = None,
+    progress: ProgressFn | None = None,
+) -> AnomalyFitResult:
+    """Fit a good-only anomaly model and save it as a checkpoint (``safetensors`` bank + JSON model card).
+
+    Args:
+        data: a ``GoodOnlyData`` or a folder (see ``scan_good_only``).
+        run_dir: checkpoint folder to create.
+        config: the recipe; defaults to ``AnomalyConfig()``.
+        name: model version name; defaults to the folder name.
+        progress: called with a dict after each phase.
+    """
+    start = time.perf_counter()
+    config = config or AnomalyConfig()
+    data = data if isinstance(data, GoodOnlyData) else scan_good_only(Path(data))
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    bank_paths, held_out = split_holdout(data.good, config.holdout_fraction, config.seed)
+    logger.info("fitting %s anomaly bank on %d good images (%d held out, %d labelled defects), device %s",
+                config.backbone, len(bank_paths), len(held_out), len(data.defects), device)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=True), encoding="utf-8")
+    (run_dir / "split_bank.txt").write_text("\n".join(str(p) for p in bank_paths) + "\n", encoding="utf-8")
+    (run_dir / "split_holdout.txt").write_text("\n".join(str(p) for p in held_out) + "\n", encoding="utf-8")
+
+    mean, std = backbone_normalization(config.backbone)
+    model = PatchCore(config.backbone, mean, std, config.layers, config.neighbourhood).to(device)
+    patches = extend_bank(model, _batches(bank_paths, config.batch_size), config)
+    t_bank = time.perf_counter() - start
+    if progress is not None:
+        progress({"phase": "bank", "patches": patches, "bank_rows": int(model.memory_bank.shape[0])})
+    good_scores = _raw_scores(model, held_out, config)
+    defect_scores = _raw_scores(model, [p for p, _ in data.defects], config)
+    calib = calibration(good_scores, defect_scores, config)
+    t_calib = time.perf_counter() - start - t_bank
+    anomaly = {
+        **calib, "bank_rows": int(model.memory_bank.shape[0]), "patches_seen": patches,
+        "bank_mb": model.bank_bytes / 2**20, "train_images": len(bank_paths), "holdout_images": len(held_out),
+    }
+    metrics: dict[str, Any] = {"holdout_false_reject_rate": calib["holdout_false_reject_rate"]}
+    if data.defects:
+        metrics["auroc_good_vs_defect"] = roc_auc([False] * len(good_scores) + [True] * len(defect_scores),
+                                                  good_scores + defect_scores)
+    items = [(p, GOOD_CLASS) for p in data.good] + list(data.defects)
+    card = _card(name or run_dir.name, config, mean, std, anomaly, metrics, fingerprint(items))
+    save_checkpoint(run_dir, model, card)
+    (run_dir / "metrics.json").write_text(json.dumps({**metrics, **anomaly}, indent=2), encoding="utf-8")
+    seconds = time.perf_counter() - start
+    logger.info("anomaly model %s: %d bank rows (%.1f MB) from %d patches in %.1f s", card.name,
+                anomaly["bank_rows"], anomaly["bank_mb"], patches, seconds)
+    return AnomalyFitResult(run_dir, card, seconds, {"bank_s": t_bank, "calibration_s": t_calib})
+
+
+def update_anomaly(
+    model_dir: Path,
+    new_good: Sequence[Path],
+    out_dir: Path | None = None,
+    recalibrate_with: Sequence[Path] = (),
+    name: str | None = None,
+) -> AnomalyFitResult:
+    """Add good images to an existing anomaly model without rebuilding its bank.
+
+    The existing rows stay; new rows are chosen greedily among the new patches that the bank does not cover yet.
+    With ``recalibrate_with`` (held-out good images) the threshold is set again; otherwise it is kept, which can only
+    make the model more lenient on good parts since adding normal patches never raises a score.
+
+    Args:
+        model_dir: checkpoint folder of a ``patchcore`` model.
+        new_good: new defect-free images.
+        out_dir: where to save the updated model; defaults to ``model_dir`` (in place).
+        recalibrate_with: held-out good images for a new threshold.
+        name: new model version name; defaults to the output folder name.
+    """
+    start = time.perf_counter()
+    model, card = load_checkpoint(Path(model_dir), "cpu")
+    if card.kind != ANOMALY_KIND:
+        raise ConfigError(f"{model_dir} holds a {card.kind!r} model; only {ANOMALY_KIND!r} models can be updated")
+    if not new_good:
+        raise DatasetError("update_anomaly needs at least one new good image")
+    config = AnomalyConfig.from_dict(card.train_config)
+    before = int(model.memory_bank.shape[0])
+    patches = extend_bank(model, _batches(list(new_good), config.batch_size), config, incremental=True)
+    anomaly = dict(card.anomaly)
+    anomaly.update(bank_rows=int(model.memory_bank.shape[0]), bank_mb=model.bank_bytes / 2**20,
+                   patches_seen=int(anomaly.get("patches_seen", 0)) + patches,
+                   train_images=int(anomaly.get("train_images", 0)) + len(new_good))
+    if recalibrate_with:
+        anomaly.update(calibration(_raw_scores(model, list(recalibrate_with), config), [], config))
+    out_dir = Path(out_dir) if out_dir is not None else Path(model_dir)
+    new_card = card.replace(name=name or (out_dir.name if out_dir != Path(model_dir) else card.name),
+                            anomaly=anomaly)
+    save_checkpoint(out_dir, model, new_card)
+    logger.info("updated %s: bank %d → %d rows from %d new patches", card.name, before, anomaly["bank_rows"], patches)
+    return AnomalyFitResult(out_dir, new_card, time.perf_counter() - start)
+
+
+# ------------------------------------------------------------------------------------------------------ evaluation
+PIXEL_EVAL_SIDE = 192
+
+
+def _eval_shape(shape: tuple[int, int], side: int = PIXEL_EVAL_SIDE) -> tuple[int, int]:
+    """A smaller shape with the same aspect for pixel metrics (bounds memory over hundreds of images)."""
+    factor = min(1.0, side / max(shape))
+    return max(1, round(shape[0] * factor)), max(1, round(shape[1] * factor))
+
+
+def evaluate_anomaly(
+    model: PatchCore,
+    config: AnomalyConfig,
+    test: Sequence[Any],
+    false_reject_rate: float = 0.01,
+    overlay_dir: Path | None = None,
+    worst: int = 5,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Image AUROC, pixel AUROC (when masks exist), escape rate at a false-reject rate, and worst-case overlays.
+
+    Args:
+        model: a fitted PatchCore.
+        config: its recipe (tiling, smoothing).
+        test: ``data.anomaly_sets.EvalImage`` items (path, label, mask).
+        false_reject_rate: operating point set on the test's own good images, for the escape rate.
+        overlay_dir: where to save map-on-image overlays of the worst good and defective images.
+        worst: overlays per kind.
+        progress: called with (done, total) after each batch.
+
+    Returns:
+        Plain JSON-able metrics; raw scores are kept under ``scores`` in test order.
+    """
+    from inspect_app.data.anomaly_sets import read_mask
+    from inspect_app.data.image_io import write_image
+    from inspect_app.engine.explain import overlay
+
+    scores: list[float] = []
+    pixel_scores: list[np.ndarray] = []
+    pixel_truth: list[np.ndarray] = []
+    has_masks = any(item.mask is not None for item in test)
+    start = time.perf_counter()
+    for i in range(0, len(test), config.batch_size):
+        chunk = test[i : i + config.batch_size]
+        images = [read_image(item.path) for item in chunk]
+        for item, image, raw in zip(chunk, images, score_raw(model, images, config), strict=True):
+            scores.append(raw.score)
+            if has_masks:
+                shape = _eval_shape(image.shape[:2])
+                pixel_truth.append(read_mask(item.mask, shape).ravel())
+                pixel_scores.append(cv2_resize(raw.heatmap, shape).ravel())
+        if progress is not None:
+            progress(min(i + config.batch_size, len(test)), len(test))
+    seconds = time.perf_counter() - start
+    is_defect = np.array([item.is_defect for item in test])
+    values = np.asarray(scores)
+    good = values[~is_defect]
+    report: dict[str, Any] = {
+        "images": len(test), "good": int((~is_defect).sum()), "defective": int(is_defect.sum()),
+        "image_auroc": roc_auc(is_defect, values), "scoring_images_per_s": len(test) / seconds,
+    }
+    if good.size:
+        threshold = threshold_for_false_reject(good, false_reject_rate)
+        report["operating_point"] = {
+            "false_reject_rate": float((good >= threshold).mean()), "target_false_reject_rate": false_reject_rate,
+            "escape_rate": float((values[is_defect] < threshold).mean()) if is_defect.any() else None,
+        }
+    if has_masks and pixel_truth:
+        report["pixel_auroc"] = roc_auc(np.concatenate(pixel_truth), np.concatenate(pixel_scores))
+    per_class: dict[str, Any] = {}
+    for label in sorted({item.label for item in test} - {GOOD_CLASS}):
+        picked = np.array([item.label == label for item in test])
+        per_class[label] = roc_auc(np.concatenate([np.zeros(good.size, bool), np.ones(picked.sum(), bool)]),
+                                   np.concatenate([good, values[picked]]))
+    report["image_auroc_per_class"] = per_class
+    if overlay_dir is not None:
+        overlay_dir = Path(overlay_dir)
+        overlay_dir.mkdir(parents=True, exist_ok=True)
+        scale = max(float(values.max()), 1e-6)
+        # Worst cases: defects scored lowest (escapes first) and good parts scored highest (false rejects first).
+        defects = sorted(np.flatnonzero(is_defect), key=lambda k: values[k])[:worst]
+        goods = sorted(np.flatnonzero(~is_defect), key=lambda k: -values[k])[:worst]
+        written = []
+        for kind, indices in (("defect", defects), ("good", goods)):
+            for rank, k in enumerate(indices):
+                item = test[int(k)]
+                image = read_image(item.path)
+                raw = score_raw(model, [image], config)[0]
+                path = overlay_dir / f"worst_{kind}_{rank}_{item.label}_{item.path.stem}.png"
+                write_image(path, overlay(image, np.clip(raw.heatmap / scale, 0.0, 1.0)))
+                written.append(str(path))
+        report["overlays"] = written
+    report["scores"] = [float(v) for v in values]
+    return report
+
+
+def cv2_resize(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a float map to (height, width)."""
+    return cv2.resize(heatmap.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)

@@ -1,0 +1,184 @@
+"""Good-only anomaly model (PatchCore-class): a memory bank of normal patch features and nearest-neighbour scores.
+
+A patch is described by mid-level features of a pretrained timm backbone (``features_only``), averaged over its
+3x3 neighbourhood so that each descriptor sees a little context, with the deeper layer upsampled to the finer one.
+A part is anomalous where its patches are far from every patch in the bank of good parts. Fitting the bank (coreset
+selection, thresholds) lives in ``engine.anomaly``; this module only holds the bank and scores with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inspect_app.models.factory import create_backbone
+
+# Stages 2-4 (strides 8, 16, 32): fine texture plus context; measured better than 2-3 on Magnetic Tile.
+DEFAULT_LAYERS = (2, 3, 4)
+# Rows of the bank compared at once: bounds the distance matrix to query_chunk x bank_chunk floats.
+BANK_CHUNK = 8192
+QUERY_CHUNK = 4096
+# A bank larger than this stays in host memory and is streamed to an accelerator chunk by chunk.
+MAX_DEVICE_BANK_BYTES = 2 << 30
+
+
+def nearest_distances(
+    queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor | None = None, bank_chunk: int = BANK_CHUNK
+) -> torch.Tensor:
+    """Euclidean distance from every query row to its nearest bank row, computed in chunks.
+
+    Args:
+        queries: (M, D) on the compute device.
+        bank: (N, D); may live on another device (host memory), chunks are copied to the queries' device.
+        bank_sq: squared norms of the bank rows (N,), to save recomputing them.
+        bank_chunk: bank rows per distance block.
+
+    Returns:
+        (M,) distances on the queries' device.
+    """
+    if bank.shape[0] == 0:
+        raise ValueError("the memory bank is empty: fit the model on good images first")
+    device = queries.device
+    queries = queries.float()
+    if bank_sq is None:
+        bank_sq = bank.float().pow(2).sum(1)
+    best = torch.empty(queries.shape[0], device=device)
+    for q0 in range(0, queries.shape[0], QUERY_CHUNK):
+        q = queries[q0 : q0 + QUERY_CHUNK]
+        q_sq = q.pow(2).sum(1, keepdim=True)
+        running = torch.full((q.shape[0],), math.inf, device=device)
+        for b0 in range(0, bank.shape[0], bank_chunk):
+            b = bank[b0 : b0 + bank_chunk].to(device, non_blocking=True).float()
+            b_sq = bank_sq[b0 : b0 + bank_chunk].to(device, non_blocking=True)
+            # |q - b|^2 = |q|^2 - 2 q.b + |b|^2, as one matrix product instead of a (M, N, D) difference tensor.
+            d = torch.addmm(b_sq.unsqueeze(0), q, b.T, alpha=-2.0).add_(q_sq)
+            torch.minimum(running, d.min(dim=1).values, out=running)
+        best[q0 : q0 + q.shape[0]] = running.clamp_(min=0.0).sqrt_()
+    return best
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian smoothing of (B, 1, H, W) maps with reflected borders; ``sigma`` <= 0 returns them as is."""
+    if sigma <= 0:
+        return maps
+    radius = max(1, int(round(4.0 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
+    kernel = torch.exp(-(x**2) / (2.0 * sigma**2))
+    kernel = kernel / kernel.sum()
+    # Reflect padding needs the pad smaller than the side; a tiny map is padded by replication instead.
+    mode = "reflect" if min(maps.shape[-2:]) > radius else "replicate"
+    out = F.conv2d(F.pad(maps, (radius, radius, 0, 0), mode=mode), kernel.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(out, (0, 0, radius, radius), mode=mode), kernel.view(1, 1, -1, 1))
+
+
+class PatchCore(nn.Module):
+    """Backbone feature extractor + memory bank of normal patch descriptors.
+
+    Args:
+        backbone: name for ``create_backbone``.
+        mean: per-channel normalisation mean.
+        std: per-channel normalisation std.
+        layers: backbone stages (timm ``out_indices``) whose features describe a patch; the first sets the grid.
+        neighbourhood: side of the local averaging window (odd; 1 disables aggregation).
+        bank_size: rows of the (empty) bank to allocate, so that a saved bank loads with ``strict=True``.
+        pretrained: load pretrained backbone weights.
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        mean: Sequence[float],
+        std: Sequence[float],
+        layers: Sequence[int] = DEFAULT_LAYERS,
+        neighbourhood: int = 3,
+        bank_size: int = 0,
+        pretrained: bool = True,
+    ) -> None:
+        super().__init__()
+        if neighbourhood < 1 or neighbourhood % 2 == 0:
+            raise ValueError(f"neighbourhood {neighbourhood!r} must be a positive odd number")
+        self.layers = tuple(int(i) for i in layers)
+        self.neighbourhood = neighbourhood
+        self.features = create_backbone(backbone, pretrained=pretrained, features_only=True, out_indices=self.layers)
+        self.feature_dim = int(sum(self.features.feature_info.channels()))
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("memory_bank", torch.zeros(bank_size, self.feature_dim))
+        self._bank_sq: torch.Tensor | None = None
+        self.eval()
+
+    @property
+    def bank_bytes(self) -> int:
+        """Size of the memory bank in bytes."""
+        return self.memory_bank.numel() * self.memory_bank.element_size()
+
+    def set_bank(self, bank: torch.Tensor) -> None:
+        """Replace the memory bank with (N, feature_dim) rows (kept on the bank's current device)."""
+        if bank.ndim != 2 or bank.shape[1] != self.feature_dim:
+            raise ValueError(f"bank must be (N, {self.feature_dim}), got {tuple(bank.shape)}")
+        self.memory_bank = bank.detach().float().contiguous().to(self.memory_bank.device)
+        self._bank_sq = None
+
+    def place(self, device: torch.device, max_bank_bytes: int = MAX_DEVICE_BANK_BYTES) -> PatchCore:
+        """Move to ``device``, but keep a bank larger than ``max_bank_bytes`` in host memory (streamed in chunks)."""
+        bank = self.memory_bank
+        self.to(device)
+        if device.type != "cpu" and self.bank_bytes > max_bank_bytes:
+            self.memory_bank = bank.cpu()
+        self._bank_sq = None
+        return self
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # The bank's row count is only known from the file: resize before the strict shape check.
+        key = prefix + "memory_bank"
+        # A bank of another descriptor size is left for the strict load to reject with both shapes named.
+        if key in state_dict and state_dict[key].ndim == 2 and state_dict[key].shape[1] == self.feature_dim:
+            self.memory_bank = torch.empty_like(state_dict[key], device=self.memory_bank.device)
+            self._bank_sq = None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch descriptors (B, D, h, w) of [0, 1] images (B, 3, H, W), on the grid of the first layer."""
+        feats = self.features((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
+        size = feats[0].shape[-2:]
+        pad = self.neighbourhood // 2
+        out = []
+        for f in feats:
+            if self.neighbourhood > 1:
+                # Local aggregation: each descriptor averages its neighbourhood (more context, robust to shifts).
+                f = F.avg_pool2d(f, self.neighbourhood, stride=1, padding=pad, count_include_pad=False)
+            if f.shape[-2:] != size:
+                f = F.interpolate(f, size=size, mode="bilinear", align_corners=False)
+            out.append(f)
+        return torch.cat(out, dim=1).float()
+
+    def patch_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Distance of every patch to the bank, (B, h, w), for [0, 1] images (B, 3, H, W)."""
+        emb = self.embed(x)
+        b, d, h, w = emb.shape
+        if self._bank_sq is None or self._bank_sq.device != self.memory_bank.device:
+            self._bank_sq = self.memory_bank.pow(2).sum(1)
+        flat = emb.permute(0, 2, 3, 1).reshape(-1, d)
+        return nearest_distances(flat, self.memory_bank, self._bank_sq).view(b, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch-score maps upsampled to the input size, (B, H, W) (not smoothed: tiles are stitched first)."""
+        scores = self.patch_scores(x).unsqueeze(1)
+        return F.interpolate(scores, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+
+
+def stitch(
+    tile_maps: torch.Tensor, origins: Sequence[tuple[int, int]], shape: tuple[int, int]
+) -> torch.Tensor:
+    """Average overlapping (T, t, t) tile maps into one (H, W) map placed at the tiles' (y, x) origins."""
+    tile = tile_maps.shape[-1]
+    total = torch.zeros(shape, device=tile_maps.device)
+    weight = torch.zeros(shape, device=tile_maps.device)
+    for m, (y, x) in zip(tile_maps, origins, strict=True):
+        total[y : y + tile, x : x + tile] += m
+        weight[y : y + tile, x : x + tile] += 1.0
+    return total / weight.clamp_(min=1.0)

@@ -1,0 +1,212 @@
+"""Good-only anomaly fitting: coreset, thresholds, normalisation, real fits on synthetic parts, updates, Inspector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from inspect_app.data.anomaly_sets import EvalImage
+from inspect_app.data.image_io import write_image
+from inspect_app.data.synthetic import synthesize
+from inspect_app.engine.anomaly import (
+    AnomalyConfig,
+    BankBuilder,
+    GoodOnlyData,
+    calibration,
+    evaluate_anomaly,
+    fit_anomaly,
+    greedy_coreset,
+    normalize,
+    scan_good_only,
+    score_raw,
+    update_anomaly,
+)
+from inspect_app.engine.infer import Inspector
+from inspect_app.engine.metrics import roc_auc, threshold_for_escape_rate
+from inspect_app.errors import ConfigError, DatasetError
+from inspect_app.models.checkpoint import load_checkpoint
+from inspect_app.records import Decision
+
+SIZE = 96
+SURFACE = "brushed"
+
+
+def _samples(label: str, count: int, start: int) -> list:
+    """Synthetic parts of one surface kind (the tests fit one product, as a plant would)."""
+    out, seed = [], start
+    while len(out) < count:
+        sample = synthesize(label, np.random.default_rng(seed), SIZE)
+        seed += 1
+        if sample.surface == SURFACE:
+            out.append(sample)
+    return out
+
+
+def test_greedy_coreset_keeps_outliers_and_the_requested_count() -> None:
+    gen = torch.Generator().manual_seed(0)
+    points = torch.randn(3000, 8, generator=gen) * 0.1
+    points[1234] = 50.0  # one rare but normal patch: a coreset must keep it, random sampling would not
+    for chunk in (100_000, 500):
+        idx = greedy_coreset(points, 60, chunk=chunk, oversample=4.0, seed=1)
+        assert idx.numel() == 60 and idx.unique().numel() == 60
+        assert 1234 in idx.tolist()
+    assert greedy_coreset(points, 5000).numel() == 3000
+
+
+def test_chunked_coreset_covers_almost_as_well_as_the_global_one() -> None:
+    gen = torch.Generator().manual_seed(2)
+    points = torch.randn(4000, 4, generator=gen)
+
+    def radius(idx: torch.Tensor) -> float:
+        return float(torch.cdist(points, points[idx]).min(dim=1).values.max())
+
+    full = radius(greedy_coreset(points, 200, chunk=100_000))
+    chunked = radius(greedy_coreset(points, 200, chunk=500, seed=3))
+    assert chunked <= 2.0 * full
+
+
+def test_incremental_bank_keeps_old_rows_and_adds_only_uncovered_patches() -> None:
+    config = AnomalyConfig(coreset_ratio=0.1, coreset_dim=8, coreset_chunk=1000)
+    gen = torch.Generator().manual_seed(0)
+    old = torch.randn(100, 8, generator=gen)
+    builder = BankBuilder(8, config, existing=old)
+    novel = torch.randn(200, 8, generator=gen) + 30.0
+    builder.add(torch.cat([old.repeat(3, 1), novel]))
+    bank = builder.finish()
+    assert torch.equal(bank[:100], old)
+    added = bank[100:]
+    assert added.shape[0] == 50  # 10 % of the 500 new patches
+    assert (added.mean(dim=1) > 15.0).sum() >= 45  # nearly all from the uncovered cluster
+
+
+def test_thresholds_from_false_reject_and_escape_rates() -> None:
+    good = np.linspace(0.0, 1.0, 101)
+    config = AnomalyConfig(false_reject_rate=0.05, escape_rate=0.1)
+    c = calibration(good, [], config)
+    assert c["holdout_false_reject_rate"] <= 0.05 and "false-reject" in c["threshold_source"]
+    assert c["raw_center"] == pytest.approx(0.5)
+    defects = np.arange(10.0)
+    assert threshold_for_escape_rate(defects, 0.1) == 1.0  # one of ten may escape: the lowest
+    assert threshold_for_escape_rate(defects, 0.0) == 0.0
+    c = calibration(good, defects, config)
+    assert c["raw_threshold"] == 1.0 and c["calibration_escape_rate"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match=r"1\.5"):
+        threshold_for_escape_rate(defects, 1.5)
+
+
+def test_normalisation_puts_every_threshold_at_one_half() -> None:
+    for center, threshold in ((1.0, 3.0), (10.0, 11.0)):
+        assert normalize(threshold, center, threshold) == pytest.approx(0.5)
+        assert normalize(center, center, threshold) == pytest.approx(0.0)
+        assert normalize(threshold + 100, center, threshold) == pytest.approx(1.0)
+
+
+def test_config_rejects_bad_values_by_name() -> None:
+    with pytest.raises(ConfigError, match="coreset_ratio 0"):
+        AnomalyConfig(coreset_ratio=0)
+    with pytest.raises(ConfigError, match=r"'fit'.*square, keep_aspect"):
+        AnomalyConfig(resize="fit")
+    with pytest.raises(ConfigError, match="unknown anomaly option"):
+        AnomalyConfig.from_dict({"ratio": 0.1})
+
+
+def test_scan_good_only_needs_a_good_folder(tmp_path: Path) -> None:
+    (tmp_path / "scratch").mkdir()
+    write_image(tmp_path / "scratch" / "a.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(DatasetError, match="no 'good' folder"):
+        scan_good_only(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, AnomalyConfig, Path]:
+    root = tmp_path_factory.mktemp("anomaly")
+    good_dir = root / "good"
+    for i, sample in enumerate(_samples("good", 24, 0)):
+        write_image(good_dir / f"g{i:02d}.png", sample.image)
+    # Stages 2-3 only: on 96 px parts the stride-32 stage would span a third of the part and blur the map.
+    config = AnomalyConfig(input_size=SIZE, device="cpu", coreset_ratio=0.25, holdout_fraction=0.25,
+                           false_reject_rate=0.0, layers=(2, 3))
+    result = fit_anomaly(GoodOnlyData(tuple(sorted(good_dir.iterdir()))), root / "model", config, name="pc1")
+    return result.model_dir, config, root
+
+
+@pytest.mark.slow
+def test_defects_score_higher_than_their_clean_part_and_the_map_finds_them(fitted: tuple) -> None:
+    model_dir, config, _ = fitted
+    model, card = load_checkpoint(model_dir)
+    assert card.kind == "patchcore" and card.anomaly["bank_rows"] > 0
+    defects = [s for label in ("scratch", "crack", "pit", "stain") for s in _samples(label, 3, 1000)]
+    dirty = score_raw(model, [s.image for s in defects], config)
+    clean = score_raw(model, [s.clean for s in defects], config)
+    higher = sum(d.score > c.score for d, c in zip(dirty, clean, strict=True))
+    assert higher >= 10  # of 12; chance would give about 6
+    peaks_near, ranked = 0, 0
+    for sample, raw in zip(defects, dirty, strict=True):
+        mask = sample.mask > 0
+        y, x = np.unravel_index(int(raw.heatmap.argmax()), raw.heatmap.shape)
+        # The map peaks within about one feature cell (stride 8) of the drawn defect, and ranks its pixels first.
+        peaks_near += bool(cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3)[y, x] <= 10)
+        ranked += bool(roc_auc(mask.ravel(), raw.heatmap.ravel()) >= 0.85)
+    assert ranked >= 10 and peaks_near >= 8
+
+
+@pytest.mark.slow
+def test_inspector_loads_the_anomaly_kind_like_a_classifier(fitted: tuple) -> None:
+    model_dir, _, _ = fitted
+    inspector = Inspector(model_dir, device="cpu", review_band=0.1)
+    assert inspector.threshold == 0.5 and inspector.card.kind == "patchcore"
+    goods = [s.image for s in _samples("good", 4, 500)]
+    defects = [s.image for s in _samples("crack", 4, 2000)]
+    predictions = inspector.predict(goods + defects)
+    assert len(predictions) == 8
+    for p in predictions:
+        assert 0.0 <= p.score <= 1.0
+        assert p.class_scores["anomaly"] == pytest.approx(p.score)
+        if p.decision is Decision.OK:
+            assert p.heatmap is None and p.defect_class is None
+        else:
+            assert p.defect_class == "anomaly" and p.heatmap is not None and p.heatmap.shape == (SIZE, SIZE)
+    assert np.mean([p.score for p in predictions[4:]]) > np.mean([p.score for p in predictions[:4]])
+    assert inspector.predict(goods[:1])[0].score == pytest.approx(predictions[0].score, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_update_adds_new_good_images_without_rebuilding(fitted: tuple, tmp_path: Path) -> None:
+    model_dir, config, _ = fitted
+    old_model, old_card = load_checkpoint(model_dir)
+    newcomers = [synthesize("good", np.random.default_rng(s), SIZE) for s in range(900, 960)]
+    new_surface = [s for s in newcomers if s.surface != SURFACE][:4]
+    paths = []
+    for i, sample in enumerate(new_surface):
+        paths.append(write_image(tmp_path / f"n{i}.png", sample.image))
+    before = [r.score for r in score_raw(old_model, [s.image for s in new_surface], config)]
+    result = update_anomaly(model_dir, paths, tmp_path / "updated")
+    model, card = load_checkpoint(result.model_dir)
+    rows = old_card.anomaly["bank_rows"]
+    assert card.anomaly["bank_rows"] > rows
+    assert torch.equal(model.memory_bank[:rows], old_model.memory_bank)
+    after = [r.score for r in score_raw(model, [s.image for s in new_surface], config)]
+    assert all(a < b for a, b in zip(after, before, strict=True))
+    assert card.anomaly["train_images"] == old_card.anomaly["train_images"] + len(paths)
+
+
+@pytest.mark.slow
+def test_evaluation_reports_aurocs_escape_rate_and_worst_overlays(fitted: tuple, tmp_path: Path) -> None:
+    model_dir, config, _ = fitted
+    model, _ = load_checkpoint(model_dir)
+    items = []
+    for i, sample in enumerate(_samples("good", 4, 3000) + _samples("pit", 4, 4000)):
+        path = write_image(tmp_path / f"{sample.label}{i}.png", sample.image)
+        mask = write_image(tmp_path / f"{sample.label}{i}_mask.png", sample.mask) if sample.label != "good" else None
+        items.append(EvalImage(path, sample.label, mask))
+    report = evaluate_anomaly(model, config, items, overlay_dir=tmp_path / "worst", worst=2)
+    assert report["images"] == 8 and report["good"] == 4 and report["defective"] == 4
+    assert report["image_auroc"] >= 0.75
+    assert report["pixel_auroc"] >= 0.85
+    assert 0.0 <= report["operating_point"]["escape_rate"] <= 1.0
+    assert set(report["image_auroc_per_class"]) == {"pit"}
+    assert len(report["overlays"]) == 4 and all(Path(p).is_file() for p in report["overlays"])
