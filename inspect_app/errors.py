@@ -31,3 +31,11 @@ class CheckpointError(InspectAppError):
 
 class StorageError(InspectAppError):
     """The database cannot be reached or refused a write."""
+
+
+class SourceError(InspectAppError):
+    """An image source (camera, stream, video, folder, glob) is misdeclared or cannot be opened."""
+
+
+class SinkError(InspectAppError):
+    """A sink (reject hook, file output) could not deliver a result."""
