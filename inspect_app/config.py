@@ -266,13 +266,13 @@ class PipelineSpec:
             model: {path: var/models/demo, threshold: 0.5, review_band: 0.0}
             inference: {batch_size: 16, device: auto, max_wait_ms: 50, queue_size: 64}
             sinks: {database: null, csv: var/out/results.csv, jsonl: null, ng_dir: var/out/ng,
-                    reject: {webhook: http://plc-gw/reject, on: [NG]}, spool_dir: var/spool}
+                    reject: {webhook: http://plc-gw/reject, decisions: [NG]}, spool_dir: var/spool}
             stats: {interval_s: 10, file: var/stats/batch-folder.json}
 
         Unknown keys in any section are rejected by name.
         """
         data = read_yaml(Path(path))
-        allowed = {"name", "station", "source", "model", "inference", "sinks", "description"}
+        allowed = {"name", "station", "source", "model", "inference", "sinks", "stats", "description"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ConfigError(
@@ -297,9 +297,10 @@ class PipelineSpec:
         sinks = data.get("sinks") or {}
         stats = data.get("stats") or {}
         reject = sinks.get("reject") or {}
-        if not isinstance(reject, dict) or set(reject) - {"webhook", "command", "on"}:
+        # "decisions", not "on": YAML 1.1 reads a bare ``on`` key as the boolean True.
+        if not isinstance(reject, dict) or set(reject) - {"webhook", "command", "decisions"}:
             raise ConfigError(
-                f"pipeline file {str(path)!r}: sinks.reject must be a mapping of webhook / command / on, got {reject!r}"
+                f"pipeline file {str(path)!r}: sinks.reject takes webhook / command / decisions, got {reject!r}"
             )
         if "path" not in source or "path" not in model:
             raise ConfigError(f"pipeline file {str(path)!r}: source.path and model.path are required")
@@ -327,7 +328,7 @@ class PipelineSpec:
             save_ng_images=bool(sinks.get("save_ng_images", True)),
             reject_webhook=reject.get("webhook"),
             reject_command=reject.get("command"),
-            reject_on=tuple(reject.get("on", ("NG",))),
+            reject_on=tuple(reject.get("decisions", ("NG",))),
             spool_dir=sinks.get("spool_dir"),
             stats_interval_s=float(stats.get("interval_s", 10.0)),
             stats_file=stats.get("file"),

@@ -352,6 +352,17 @@ class VideoSource(Source):
         self._clock = clock
         self.delays: list[float] = []
 
+    def _frame_hash(self, rgb: np.ndarray, index: int) -> str:
+        """Pixels plus the frame's identity, so two identical-looking parts are two rows, never one.
+
+        A video file's frame is identified by its index (re-running the same file skips what was inspected); a live
+        frame by its capture time (a camera never shows the same moment twice).
+        """
+        digest = hashlib.sha256(rgb.data)
+        identity = f"{self.name}|{index}" if not self.live else f"{self.name}|{utcnow().isoformat()}|{index}"
+        digest.update(identity.encode("utf-8"))
+        return digest.hexdigest()
+
     def _wait(self, seconds: float, stop: threading.Event) -> None:
         self.delays.append(seconds)
         if self._sleep is not None:
@@ -400,8 +411,7 @@ class VideoSource(Source):
                     capture = self._reconnect(stop) if self.live else None
                     continue
                 rgb = _capture_to_rgb(bgr)
-                digest = hashlib.sha256(rgb.data).hexdigest()
-                yield self._frame(rgb, f"frame:{index}", digest, index)
+                yield self._frame(rgb, f"frame:{index}", self._frame_hash(rgb, index), index)
                 index += 1
         finally:
             if capture is not None:
