@@ -161,13 +161,15 @@ BACKENDS = ("torch", "onnx")
 _SECTION_KEYS = {
     "station": {"name", "line"},
     "source": {"kind", "path", "live", "recursive", "poll_s", "settle_s", "backoff_s", "max_backoff_s",
-               "max_attempts", "max_pixels"},
+               "max_attempts", "pace_fps", "max_pixels"},
     "model": {"path", "threshold", "review_band", "backend", "onnx_path"},
     "inference": {"batch_size", "device", "max_wait_ms", "queue_size"},
     "sinks": {"database", "csv", "jsonl", "ng_dir", "save_ng_images", "reject", "spool_dir"},
     "stats": {"interval_s", "file"},
 }
-_SOURCE_OPTIONS = ("recursive", "poll_s", "settle_s", "backoff_s", "max_backoff_s", "max_attempts", "max_pixels")
+_SOURCE_OPTIONS = (
+    "recursive", "poll_s", "settle_s", "backoff_s", "max_backoff_s", "max_attempts", "pace_fps", "max_pixels",
+)
 
 
 @dataclass(frozen=True)

@@ -126,14 +126,18 @@ class Source:
         """Yield items until exhausted or until ``stop`` is set."""
         raise NotImplementedError
 
-    def _error(self, ref: str, reason: str, index: int, digest: str | None = None) -> FrameError:
+    def _error(
+        self, ref: str, reason: str, index: int, digest: str | None = None, captured_at: datetime | None = None
+    ) -> FrameError:
         logger.warning("source %s: %s", self.name, reason)
         self.counters.errors += 1
-        return FrameError(self.name, ref, reason, utcnow(), index, self.station, self.line, digest)
+        return FrameError(self.name, ref, reason, captured_at or utcnow(), index, self.station, self.line, digest)
 
-    def _frame(self, image: np.ndarray, ref: str, digest: str, index: int) -> Frame:
+    def _frame(
+        self, image: np.ndarray, ref: str, digest: str, index: int, captured_at: datetime | None = None
+    ) -> Frame:
         self.counters.frames += 1
-        return Frame(image, self.name, ref, utcnow(), digest, index, self.station, self.line)
+        return Frame(image, self.name, ref, captured_at or utcnow(), digest, index, self.station, self.line)
 
 
 class FileListSource(Source):
@@ -180,11 +184,15 @@ class FileListSource(Source):
 
 
 def read_file_item(source: FileListSource | WatchFolderSource, path: Path, index: int) -> Captured | None:
-    """One file as a ``Frame``/``FrameError``, or ``None`` when its content hash says it was already inspected."""
+    """One file as a ``Frame``/``FrameError``, or ``None`` when its content hash says it was already inspected.
+
+    The capture time is when reading started, so the pipeline's capture stage covers reading and decoding.
+    """
+    captured_at = utcnow()
     try:
         data = path.read_bytes()
     except OSError as exc:
-        return source._error(str(path), f"{path}: cannot read file ({exc.strerror or exc})", index)
+        return source._error(str(path), f"{path}: cannot read file ({exc.strerror or exc})", index, None, captured_at)
     digest = content_hash(data)
     if digest in source.skip_hashes:
         source.counters.skipped += 1
@@ -192,8 +200,8 @@ def read_file_item(source: FileListSource | WatchFolderSource, path: Path, index
     try:
         image = decode_image(data, name=str(path), max_pixels=source.max_pixels)
     except ImageDecodeError as exc:
-        return source._error(str(path), str(exc), index, digest)
-    return source._frame(image, str(path), digest, index)
+        return source._error(str(path), str(exc), index, digest, captured_at)
+    return source._frame(image, str(path), digest, index, captured_at)
 
 
 def folder_source(
@@ -318,6 +326,7 @@ class VideoSource(Source):
         max_attempts: consecutive failed reconnection attempts before giving up; ``None`` tries forever.
         station: station name.
         line: production line.
+        pace_fps: deliver at most this many frames per second (replaying a recorded video as if it were a camera).
         open_capture: factory for the capture object (defaults to ``cv2.VideoCapture``).
         sleep: injected sleep (tests); by default waits on the stop event so Ctrl-C interrupts a back-off.
         clock: injected monotonic clock (tests).
@@ -334,6 +343,7 @@ class VideoSource(Source):
         max_attempts: int | None = None,
         station: str = "station-1",
         line: str = "line-1",
+        pace_fps: float | None = None,
         open_capture: Callable[[str | int], Any] = _open_capture,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -347,6 +357,9 @@ class VideoSource(Source):
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.max_attempts = max_attempts
+        if pace_fps is not None and pace_fps <= 0:
+            raise SourceError(f"pace_fps {pace_fps!r} must be positive")
+        self.pace_fps = pace_fps
         self._open = open_capture
         self._sleep = sleep
         self._clock = clock
@@ -403,15 +416,20 @@ class VideoSource(Source):
                 raise SourceError(f"cannot open video source {self.name!r}")
             capture = self._reconnect(stop)
         index = 0
+        next_due = time.perf_counter()
         try:
             while capture is not None and not stop.is_set():
+                if self.pace_fps is not None:
+                    stop.wait(max(0.0, next_due - time.perf_counter()))
+                    next_due = max(next_due + 1.0 / self.pace_fps, time.perf_counter())
                 ok, bgr = capture.read()
+                grabbed_at = utcnow()
                 if not ok or bgr is None:
                     capture.release()
                     capture = self._reconnect(stop) if self.live else None
                     continue
                 rgb = _capture_to_rgb(bgr)
-                yield self._frame(rgb, f"frame:{index}", self._frame_hash(rgb, index), index)
+                yield self._frame(rgb, f"frame:{index}", self._frame_hash(rgb, index), index, grabbed_at)
                 index += 1
         finally:
             if capture is not None:
@@ -448,7 +466,7 @@ def open_source(
         skip_hashes: content hashes already inspected (file sources).
         live: override whether frames may be dropped and failures reconnected (default: camera/stream are live).
         options: kind-specific settings (``recursive``, ``poll_s``, ``settle_s``, ``backoff_s``, ``max_backoff_s``,
-            ``max_attempts``, ``max_pixels``).
+            ``max_attempts``, ``pace_fps``, ``max_pixels``).
 
     Raises:
         SourceError: unknown kind, bad target or unknown option, naming the value and the allowed ones.
@@ -458,9 +476,9 @@ def open_source(
         "folder": {"recursive", "max_pixels"},
         "glob": {"max_pixels"},
         "watch": {"poll_s", "settle_s", "max_pixels"},
-        "video": {"backoff_s", "max_backoff_s", "max_attempts"},
-        "stream": {"backoff_s", "max_backoff_s", "max_attempts"},
-        "camera": {"backoff_s", "max_backoff_s", "max_attempts"},
+        "video": {"backoff_s", "max_backoff_s", "max_attempts", "pace_fps"},
+        "stream": {"backoff_s", "max_backoff_s", "max_attempts", "pace_fps"},
+        "camera": {"backoff_s", "max_backoff_s", "max_attempts", "pace_fps"},
     }
     if kind not in allowed:
         raise SourceError(f"source kind {kind!r} is not one of {', '.join(SOURCE_KINDS)}")

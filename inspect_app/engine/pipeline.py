@@ -199,7 +199,7 @@ class PipelineStats:
             latency = {}
             for stage, values in self.latencies.items():
                 if values:
-                    p50, p95, p99 = np.percentile(np.fromiter(values, dtype=np.float64), [50, 95, 99])
+                    p50, p95, p99 = (float(v) for v in np.percentile(np.fromiter(values, np.float64), [50, 95, 99]))
                     latency[stage] = {"p50": round(p50, 2), "p95": round(p95, 2), "p99": round(p99, 2)}
             elapsed = now - self.started
             last_t, last_frames = self._last
@@ -323,13 +323,12 @@ class Pipeline:
     def _capture(self, source: Source) -> None:
         try:
             items = source.frames(self._stop)
-            while True:
-                t0 = time.perf_counter()
-                item = next(items, None)
-                if item is None:
-                    break
-                t1 = time.perf_counter()
-                self.queue.put(Envelope(item, source.live, t1, (t1 - t0) * 1000.0))
+            while (item := next(items, None)) is not None:
+                # Stage clocks start at the frame's capture time (before reading/decoding a file, right after a
+                # camera grab), so a paced or idle source's waiting is not counted as latency.
+                now = time.perf_counter()
+                capture_s = max(0.0, (utcnow() - item.captured_at).total_seconds())
+                self.queue.put(Envelope(item, source.live, now, capture_s * 1000.0))
         except Exception as exc:  # a broken source must never take the station down
             logger.exception("source %s failed", source.name)
             self._failures.append(f"{source.name}: {exc}")
@@ -350,7 +349,7 @@ class Pipeline:
         done = time.perf_counter()
         self.stats.record("sinks", (done - t0) * 1000.0, len(items))
         for envelope in envelopes:
-            self.stats.record("end_to_end", (done - envelope.t_captured + envelope.capture_ms / 1000.0) * 1000.0)
+            self.stats.record("end_to_end", (done - envelope.t_captured) * 1000.0 + envelope.capture_ms)
         errors = 0
         for inspection, _, _ in items:
             self.result.decisions[inspection.decision] += 1

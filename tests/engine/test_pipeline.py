@@ -73,7 +73,7 @@ def test_folder_run_writes_every_image_once_with_errors_and_ng_files(
     assert result.per_class == {"crack": 6}
     ng = [r for r in rows if r.decision is Decision.NG]
     assert all(r.heatmap_path and Path(r.heatmap_path).is_file() for r in ng)
-    assert len(list(ng_dir.glob("*_image.png"))) == 6 and len(list(ng_dir.glob("*_overlay.png"))) == 6
+    assert len(list(ng_dir.glob("*_image.jpg"))) == 6 and len(list(ng_dir.glob("*_overlay.jpg"))) == 6
     with open(csv_path, newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 19
     lines = [json.loads(line) for line in jsonl_path.read_text().splitlines()]
