@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -17,6 +18,7 @@ from inspect_app.config import load_settings
 from inspect_app.errors import StorageError
 from inspect_app.records import InspectionSummary
 from inspect_app.storage import Database, queries
+from inspect_app.storage.live_stats import read_pipeline_stats, stats_rows
 
 logger = logging.getLogger(__name__)
 
@@ -189,10 +191,19 @@ def render_latest_ng(frame: pd.DataFrame) -> None:
     st.dataframe(frame, hide_index=True)
 
 
+def render_live_pipelines(home: Path) -> None:
+    """Live figures of the pipelines that write stats under ``<home>/stats`` (nothing when there are none)."""
+    rows = stats_rows(read_pipeline_stats(home / "stats"))
+    if rows:
+        st.subheader("Pipelines")
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
+
+
 def main() -> None:
     """Draw the Overview page."""
     st.set_page_config(page_title=PAGE_TITLE, layout="wide")
     st.title(PAGE_TITLE)
+    render_live_pipelines(load_settings().home)
     url = database_url()
     try:
         stations = load_stations(url)
