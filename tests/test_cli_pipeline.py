@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -69,3 +74,36 @@ def test_run_video_pipeline_on_onnx_backend_with_jsonl_and_stats(
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 8
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["final"] and stats["frames"] == 8 and stats["name"] == "clip"
+
+
+@pytest.mark.slow
+def test_sigint_drains_flushes_and_exits_0(tiny_checkpoint: Path, tmp_path: Path, repo_root: Path) -> None:
+    watched = tmp_path / "drop"
+    watched.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        cv2.imwrite(str(watched / f"{i}.png"), np.clip(rng.normal(230, 8, (72, 72, 3)), 0, 255).astype(np.uint8))
+    db_url = f"sqlite:///{tmp_path / 'plant.db'}"
+    stats = tmp_path / "stats.json"
+    pipeline = tmp_path / "watch.yaml"
+    pipeline.write_text(
+        f"name: drop\nsource: {{kind: watch, path: {watched}, poll_s: 0.1, settle_s: 0}}\n"
+        f"model: {{path: {tiny_checkpoint}}}\ninference: {{device: cpu}}\n"
+        f"sinks: {{database: '{db_url}', csv: {tmp_path / 'out.csv'}}}\nstats: {{interval_s: 0.2, file: {stats}}}\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "HF_HUB_OFFLINE": "1"}
+    env.pop("INSPECT_DATABASE_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "inspect_app", "--home", str(tmp_path), "run", str(pipeline)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if stats.is_file() and json.loads(stats.read_text()).get("frames") == 6:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert re.search(r"^images\s+6$", out, re.MULTILINE)
+    assert len(Repository(Database.open(db_url)).list_inspections(limit=50)) == 6
+    assert json.loads(stats.read_text())["final"] is True
+    assert "fps" in err  # live figures were printed while it ran
