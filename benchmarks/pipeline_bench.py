@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -133,6 +134,7 @@ def main() -> None:
     parser.add_argument("--live-fps", type=float, default=5.0)
     parser.add_argument("--work", default="/tmp/inspect_bench_issue6")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # figures appear as they are measured, also when redirected
     torch.set_num_threads(2)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
