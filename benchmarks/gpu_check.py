@@ -60,7 +60,8 @@ def throughput(inspector: Inspector, images: list[np.ndarray], batch: int, secon
     """Images/s of ``Inspector.predict`` at one batch size (decoded images, heatmaps on)."""
     batches = [images[(i * batch) % len(images) :][:batch] for i in range(4)]
     batches = [b if len(b) == batch else (b * batch)[:batch] for b in batches]
-    inspector.predict(batches[0])  # warm-up: cuDNN autotuning, allocator
+    for _ in range(2):  # warm-up: cuDNN autotuning / oneDNN kernel selection for this shape, allocator
+        inspector.predict(batches[0])
     sync = torch.cuda.synchronize if inspector.device.type == "cuda" else (lambda: None)
     sync()
     done, t0 = 0, time.perf_counter()
