@@ -218,30 +218,71 @@ def _train_anomaly(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def build_sinks(spec: PipelineSpec, settings: Settings, repository: object) -> list:
+    """The sinks a pipeline declares, in the order they must run (files first so rows carry their paths)."""
+    from inspect_app.engine.sinks import CsvSink, DatabaseSink, HeatmapFileSink, JsonLinesSink, RejectHookSink
+
+    spool = Path(spec.spool_dir) if spec.spool_dir else settings.home / "spool"
+    sinks: list = [HeatmapFileSink(Path(spec.ng_dir) if spec.ng_dir else settings.home / "ng", spec.save_ng_images)]
+    if spec.csv:
+        sinks.append(CsvSink(Path(spec.csv)))
+    if spec.jsonl:
+        sinks.append(JsonLinesSink(Path(spec.jsonl)))
+    if spec.reject_webhook or spec.reject_command:
+        sinks.append(RejectHookSink(
+            spool / f"reject_{spec.name}.jsonl", webhook=spec.reject_webhook, command=spec.reject_command,
+            decisions=spec.reject_on,
+        ))
+    sinks.append(DatabaseSink(repository))
+    return sinks
+
+
 def run_folder_job(spec: PipelineSpec, settings: Settings) -> InspectionSummary:
-    """Execute a folder pipeline: the shared body of ``inspect`` and ``run``."""
-    from inspect_app.engine.infer import Inspector
-    from inspect_app.engine.pipeline import inspect_folder
-    from inspect_app.engine.sinks import CsvSink, DatabaseSink, HeatmapFileSink
+    """Execute a declared pipeline (any source kind): the shared body of ``inspect``, ``run`` and ``demo``."""
+    from inspect_app.data.sources import open_source
+    from inspect_app.engine.onnx_backend import load_inspector
+    from inspect_app.engine.pipeline import Pipeline, format_stats
     from inspect_app.storage.spool import SpoolingRepository
 
     url = os.environ.get("INSPECT_DATABASE_URL") or spec.database_url or settings.resolved_database_url
     repository = _open_repository(url)
-    inspector = Inspector(Path(spec.model), device=spec.device, threshold=spec.threshold, review_band=spec.review_band)
-    register_model(repository, inspector.card, Path(spec.model))
-    sinks: list = []
-    ng_dir = Path(spec.ng_dir) if spec.ng_dir else settings.home / "ng"
-    sinks.append(HeatmapFileSink(ng_dir))
-    if spec.csv:
-        sinks.append(CsvSink(Path(spec.csv)))
-    # Batches decided while the database is unreachable wait in a local spool and are written once it answers.
-    spool = SpoolingRepository(repository, settings.home / "spool" / f"{_safe_name(spec.station)}.jsonl")
-    sinks.append(DatabaseSink(spool))
-    known = repository.known_hashes(inspector.card.name, spec.station)
-    result = inspect_folder(
-        Path(spec.source), inspector, sinks, station=spec.station, line=spec.line, batch_size=spec.batch_size,
-        skip_hashes=known, progress=_progress_bar("inspecting"),
+    inspector = load_inspector(
+        Path(spec.model), backend=spec.backend, device=spec.device, threshold=spec.threshold,
+        review_band=spec.review_band, onnx_path=Path(spec.onnx_path) if spec.onnx_path else None,
     )
+    version = register_model(repository, inspector.card, Path(spec.model))
+    if spec.follow_active:
+        from inspect_app.lifecycle.active_model import HotSwapInspector, inspector_loader
+
+        # Promotions reach the running pipeline between batches, without a restart and without losing frames.
+        active = repository.active_model() or version
+        inspector = HotSwapInspector(
+            repository, inspector_loader(spec.device, spec.threshold, spec.review_band), initial=active
+        )
+    known = repository.known_hashes(inspector.card.name, spec.station)
+    source = open_source(
+        spec.source_kind, spec.source, station=spec.station, line=spec.line, skip_hashes=known, live=spec.live,
+        options=spec.source_options,
+    )
+
+    def show_stats(snapshot: dict) -> None:
+        print(f"[{spec.name}] {format_stats(snapshot)}", file=sys.stderr, flush=True)
+
+    # Batches decided while the database is unreachable wait in a local spool and are written once it answers.
+    spool_dir = Path(spec.spool_dir) if spec.spool_dir else settings.home / "spool"
+    spool = SpoolingRepository(repository, spool_dir / f"{_safe_name(spec.station)}.jsonl")
+    finite = source.total is not None
+    pipeline = Pipeline(
+        [source], inspector, build_sinks(spec, settings, spool), name=spec.name, max_batch=spec.batch_size,
+        max_wait_ms=spec.max_wait_ms, queue_size=spec.queue_size, stats_interval_s=spec.stats_interval_s,
+        on_stats=None if finite else show_stats,
+        stats_path=Path(spec.stats_file) if spec.stats_file else settings.home / "stats" / f"{spec.name}.json",
+        progress=_progress_bar("inspecting") if finite else None,
+        spool_dir=spool_dir,
+    )
+    if not finite:
+        print(f"[{spec.name}] inspecting {source.name}; Ctrl-C stops, drains and flushes", file=sys.stderr)
+    result = pipeline.run()
     summary = result.summary()
     print(format_summary(summary, title=f"Inspection summary: {spec.source} (model {inspector.card.name})"))
     if result.skipped:
@@ -249,6 +290,12 @@ def run_folder_job(spec: PipelineSpec, settings: Settings) -> InspectionSummary:
 
         print(f"skipped {result.skipped} image(s) already inspected with this model at {spec.station}")
         print(format_summary(queries.summary(repository.db, station=spec.station), title=f"All of {spec.station}"))
+    if result.dropped:
+        print(f"dropped {sum(result.dropped.values())} live frame(s) under back-pressure")
+    for name, gaps in result.gaps.items():
+        print(f"source {name}: {len(gaps)} outage(s), {sum(g.seconds for g in gaps):.1f} s without frames")
+    for failure in result.source_failures:
+        print(f"source failed: {failure}")
     if spool.spooled or spool.pending:
         _flush_spool(spool)
     print(f"results in {url}" + (f" and {spec.csv}" if spec.csv else ""))
@@ -292,6 +339,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         return register_finetune_pipeline(args)
     spec = PipelineSpec.from_yaml(Path(args.pipeline))
     run_folder_job(spec, _settings(args))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a checkpoint for another runtime (ONNX)."""
+    from inspect_app.models.export import export_model
+
+    out = export_model(Path(args.model), args.format, Path(args.out) if args.out else None)
+    print(f"exported {args.model} as {args.format} to {out}")
     return 0
 
 
@@ -526,6 +582,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="execute a declared pipeline (pipelines/*.yaml)")
     p.add_argument("pipeline")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("export", help="export a model for another runtime (ONNX)")
+    p.add_argument("model", help="checkpoint folder")
+    p.add_argument("--format", default="onnx", choices=("onnx",))
+    p.add_argument("--out", help="output file (default <model>/model.onnx)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("dashboard", help="start the Streamlit dashboard")
     p.add_argument("--port", type=int, default=8501)

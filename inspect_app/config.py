@@ -250,7 +250,20 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-SOURCE_KINDS = ("folder",)
+SOURCE_KINDS = ("folder", "glob", "watch", "video", "stream", "camera")
+BACKENDS = ("torch", "onnx")
+_SECTION_KEYS = {
+    "station": {"name", "line"},
+    "source": {"kind", "path", "live", "recursive", "poll_s", "settle_s", "backoff_s", "max_backoff_s",
+               "max_attempts", "pace_fps", "max_pixels"},
+    "model": {"path", "threshold", "review_band", "backend", "onnx_path", "follow_active"},
+    "inference": {"batch_size", "device", "max_wait_ms", "queue_size"},
+    "sinks": {"database", "csv", "jsonl", "ng_dir", "save_ng_images", "reject", "spool_dir"},
+    "stats": {"interval_s", "file"},
+}
+_SOURCE_OPTIONS = (
+    "recursive", "poll_s", "settle_s", "backoff_s", "max_backoff_s", "max_attempts", "pace_fps", "max_pixels",
+)
 
 
 @dataclass(frozen=True)
@@ -274,6 +287,21 @@ class PipelineSpec:
         csv: optional CSV file to append results to.
         ng_dir: optional folder for NG heatmap overlays.
         device: ``auto``, ``cpu`` or ``cuda``.
+        source_options: kind-specific source settings (``recursive``, ``poll_s``, ``settle_s``, ``backoff_s``, ...).
+        live: drop oldest frames under back-pressure and reconnect on failure; ``None``: camera/stream only.
+        max_wait_ms: longest wait for an inference batch to fill after its first frame.
+        queue_size: capacity of the frame queue.
+        backend: inference backend, one of ``BACKENDS``.
+        onnx_path: exported graph for the ``onnx`` backend (default ``<model>/model.onnx``).
+        follow_active: switch to the database's active model version when it changes (between batches).
+        jsonl: optional JSON Lines file to append results to.
+        save_ng_images: write the NG image itself next to its heatmap overlay.
+        reject_webhook: URL that receives a JSON POST per rejected part.
+        reject_command: command that receives the same JSON on stdin per rejected part.
+        reject_on: decisions that trigger the reject signal.
+        spool_dir: folder for undelivered reject signals and rows a sink could not write.
+        stats_interval_s: seconds between live-figure reports.
+        stats_file: JSON file holding the latest live figures (for the dashboard).
     """
 
     name: str
@@ -289,8 +317,34 @@ class PipelineSpec:
     csv: str | None = None
     ng_dir: str | None = None
     device: str = "auto"
+    source_options: dict[str, Any] = field(default_factory=dict)
+    live: bool | None = None
+    max_wait_ms: float = 50.0
+    queue_size: int = 64
+    backend: str = "torch"
+    onnx_path: str | None = None
+    follow_active: bool = False
+    jsonl: str | None = None
+    save_ng_images: bool = True
+    reject_webhook: str | None = None
+    reject_command: str | None = None
+    reject_on: tuple[str, ...] = ("NG",)
+    spool_dir: str | None = None
+    stats_interval_s: float = 10.0
+    stats_file: str | None = None
 
     def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"pipeline backend {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if not isinstance(self.queue_size, int) or self.queue_size < 1:
+            raise ConfigError(f"pipeline queue_size {self.queue_size!r} must be a positive integer")
+        if self.max_wait_ms < 0 or self.stats_interval_s <= 0:
+            raise ConfigError(
+                f"pipeline max_wait_ms {self.max_wait_ms!r} must be >= 0 and stats interval "
+                f"{self.stats_interval_s!r} > 0"
+            )
+        if self.reject_webhook and self.reject_command:
+            raise ConfigError("pipeline reject hook: give either 'webhook' or 'command', not both")
         if self.source_kind not in SOURCE_KINDS:
             raise ConfigError(f"pipeline source kind {self.source_kind!r} is not one of {', '.join(SOURCE_KINDS)}")
         if self.device not in DEVICES:
@@ -308,11 +362,15 @@ class PipelineSpec:
             station: {name: station-1, line: line-1}
             source: {kind: folder, path: sample_data/incoming}
             model: {path: var/models/demo, threshold: 0.5, review_band: 0.0}
-            inference: {batch_size: 16, device: auto}
-            sinks: {database: null, csv: var/out/results.csv, ng_dir: var/out/ng}
+            inference: {batch_size: 16, device: auto, max_wait_ms: 50, queue_size: 64}
+            sinks: {database: null, csv: var/out/results.csv, jsonl: null, ng_dir: var/out/ng,
+                    reject: {webhook: http://plc-gw/reject, decisions: [NG]}, spool_dir: var/spool}
+            stats: {interval_s: 10, file: var/stats/batch-folder.json}
+
+        Unknown keys in any section are rejected by name.
         """
         data = read_yaml(Path(path))
-        allowed = {"name", "station", "source", "model", "inference", "sinks", "description"}
+        allowed = {"name", "station", "source", "model", "inference", "sinks", "stats", "description"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ConfigError(
@@ -321,11 +379,27 @@ class PipelineSpec:
         for required in ("source", "model"):
             if not isinstance(data.get(required), dict):
                 raise ConfigError(f"pipeline file {str(path)!r} needs a {required!r} mapping")
+        for section, keys in _SECTION_KEYS.items():
+            value = data.get(section) or {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"pipeline file {str(path)!r}: {section!r} must be a mapping")
+            bad = sorted(set(value) - keys)
+            if bad:
+                raise ConfigError(
+                    f"pipeline file {str(path)!r}: unknown key(s) {bad} in {section!r}; allowed: {sorted(keys)}"
+                )
         source = data["source"]
         model = data["model"]
         station = data.get("station") or {}
         inference = data.get("inference") or {}
         sinks = data.get("sinks") or {}
+        stats = data.get("stats") or {}
+        reject = sinks.get("reject") or {}
+        # "decisions", not "on": YAML 1.1 reads a bare ``on`` key as the boolean True.
+        if not isinstance(reject, dict) or set(reject) - {"webhook", "command", "decisions"}:
+            raise ConfigError(
+                f"pipeline file {str(path)!r}: sinks.reject takes webhook / command / decisions, got {reject!r}"
+            )
         if "path" not in source or "path" not in model:
             raise ConfigError(f"pipeline file {str(path)!r}: source.path and model.path are required")
         return cls(
@@ -342,6 +416,21 @@ class PipelineSpec:
             database_url=sinks.get("database"),
             csv=sinks.get("csv"),
             ng_dir=sinks.get("ng_dir"),
+            source_options={k: source[k] for k in _SOURCE_OPTIONS if k in source},
+            live=source.get("live"),
+            max_wait_ms=float(inference.get("max_wait_ms", 50.0)),
+            queue_size=int(inference.get("queue_size", 64)),
+            backend=str(model.get("backend", "torch")),
+            onnx_path=model.get("onnx_path"),
+            follow_active=bool(model.get("follow_active", False)),
+            jsonl=sinks.get("jsonl"),
+            save_ng_images=bool(sinks.get("save_ng_images", True)),
+            reject_webhook=reject.get("webhook"),
+            reject_command=reject.get("command"),
+            reject_on=tuple(reject.get("decisions", ("NG",))),
+            spool_dir=sinks.get("spool_dir"),
+            stats_interval_s=float(stats.get("interval_s", 10.0)),
+            stats_file=stats.get("file"),
         )
 
 

@@ -39,3 +39,11 @@ class AccessDeniedError(InspectAppError):
 
 class RunStateError(InspectAppError):
     """A training run is not in a state that allows the operation (for example cancelling a finished run)."""
+
+
+class SourceError(InspectAppError):
+    """An image source (camera, stream, video, folder, glob) is misdeclared or cannot be opened."""
+
+
+class SinkError(InspectAppError):
+    """A sink (reject hook, file output) could not deliver a result."""

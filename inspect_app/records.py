@@ -57,6 +57,9 @@ class Frame:
         ref: path of the file, or ``frame:<index>`` for live sources.
         captured_at: UTC capture time.
         content_hash: SHA-256 of the file bytes (or of the pixels for live frames).
+        index: position of the frame in its source (file order or frame counter).
+        station: station the frame was captured at.
+        line: production line of that station.
     """
 
     image: np.ndarray
@@ -64,6 +67,9 @@ class Frame:
     ref: str
     captured_at: datetime
     content_hash: str
+    index: int = 0
+    station: str = ""
+    line: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Shared fixtures: offline model hub, small synthetic images, GPU marker handling."""
+"""Shared fixtures: offline model hub, small synthetic images, GPU marker handling, a tiny real checkpoint."""
 
 from __future__ import annotations
 
@@ -33,3 +33,41 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def repo_root() -> Path:
     """The repository root."""
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3-class model at 64 px whose head calls bright parts "good" and dark ones "crack".
+
+    The head reads the pooled features' response to brightness, so decisions depend on the image (both OK and NG
+    occur) without any training.
+    """
+    # Imported here: the database and dashboard tests share this conftest and must not load torch.
+    import torch
+
+    from inspect_app.models.checkpoint import ModelCard, build_model, save_checkpoint
+
+    card = ModelCard(
+        name="tiny-pipe", kind="classifier", backbone="efficientnet_lite0", classes=("good", "crack", "pit"),
+        input_size=64, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+    )
+    torch.manual_seed(0)
+    model = build_model(card, pretrained=True).eval()
+    generator = torch.Generator().manual_seed(0)
+
+    def pooled(level: float) -> torch.Tensor:
+        noisy = (level + 0.03 * torch.randn(4, 3, 64, 64, generator=generator)).clamp(0, 1)
+        return model.net.forward_features(model.normalize(noisy)).mean(dim=(0, 2, 3))
+
+    with torch.no_grad():
+        dark, bright = pooled(0.06), pooled(0.9)
+        direction = bright - dark
+        low, high = float(dark @ direction), float(bright @ direction)
+        scale = 16.0 / (high - low)  # logit margin of +-8 between typical dark and bright parts
+        head = model.net.classifier
+        head.weight.zero_()
+        head.bias.zero_()
+        head.weight[0] = scale * direction  # good: brighter than the midpoint
+        head.bias[0] = -scale * (low + high) / 2
+        head.weight[1] = -0.1 * scale * direction  # crack: the defect class named for dark parts
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-pipe", model, card)

@@ -49,8 +49,8 @@ def test_shipped_pipeline_parses(repo_root: Path) -> None:
 
 def test_pipeline_errors_name_the_problem(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
-    path.write_text("source: {kind: camera, path: 0}\nmodel: {path: m}\n")
-    with pytest.raises(ConfigError, match="'camera'"):
+    path.write_text("source: {kind: kinect, path: 0}\nmodel: {path: m}\n")
+    with pytest.raises(ConfigError, match=r"'kinect' is not one of folder, glob, watch, video, stream, camera"):
         PipelineSpec.from_yaml(path)
     path.write_text("sources: {}\n")
     with pytest.raises(ConfigError, match="sources"):

@@ -1,42 +1,62 @@
-"""Batch folder inspection: images → decode → batched inference → decisions → sinks.
+"""The inspection pipeline: sources → bounded queue → batch assembler → inference → decisions → sinks.
 
-Folder runs never drop an image: unreadable files become ERROR inspections with the reason, already-inspected files
-(same content hash, model and station) are skipped, and every batch is written before the next one is decoded.
+Threads: one capture thread per source (read + decode), the inference loop in the calling thread, and one sink
+thread so database and file writes overlap the next batch's inference. Between them sit bounded queues:
+
+* live sources (camera, stream) drop their *oldest* queued frame when the queue is full and count the drop, so the
+  station always inspects the freshest part;
+* file sources (folder, glob, watched folder, video file) block instead, so nothing is ever dropped.
+
+The batch assembler hands the model up to ``max_batch`` frames, waiting at most ``max_wait_ms`` after the first one,
+so a live station gets low latency and a folder run gets full batches. Unreadable inputs become ERROR rows.
+``stop()`` (wired to Ctrl-C / SIGTERM by ``run``) stops the sources, drains the queues and flushes the sinks.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import queue
+import signal
+import tempfile
+import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from inspect_app.data.folders import list_images
-from inspect_app.data.image_io import content_hash, decode_image
+from inspect_app.data.sources import Captured, FrameError, Gap, Source, folder_source
 from inspect_app.engine.infer import Inspector
-from inspect_app.engine.sinks import Item, Sink
-from inspect_app.errors import ImageDecodeError
-from inspect_app.records import Decision, Inspection, InspectionSummary, utcnow
+from inspect_app.engine.sinks import Item, ResilientSink, Sink
+from inspect_app.records import Decision, Frame, Inspection, InspectionSummary, utcnow
 
 logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
+StatsFn = Callable[[dict[str, Any]], None]
+STAGES = ("capture", "queue", "infer", "sinks", "end_to_end")
+_POLL_S = 0.2  # how often blocked loops look at the stop flag and the stats clock
 
 
 @dataclass
 class FolderRunResult:
-    """Outcome of one folder run.
+    """Outcome of one pipeline run (the name is kept from the batch-folder flow it started as).
 
     Attributes:
-        total: images found.
+        total: inputs the sources announced (files listed), or frames seen for live sources.
         skipped: images already inspected earlier with the same model at the same station.
         decisions: count per decision for images handled in this run.
         per_class: NG/REVIEW count per defect class in this run.
         seconds: wall time.
+        dropped: live frames dropped under back-pressure, per source.
+        gaps: outages of live sources, per source.
+        source_failures: sources that stopped on an unexpected error (the run went on without them).
+        stats: the last live-figures snapshot.
     """
 
     total: int = 0
@@ -44,6 +64,10 @@ class FolderRunResult:
     decisions: Counter = field(default_factory=Counter)
     per_class: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    dropped: dict[str, int] = field(default_factory=dict)
+    gaps: dict[str, list[Gap]] = field(default_factory=dict)
+    source_failures: list[str] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> InspectionSummary:
         """The run's counts as an ``InspectionSummary``."""
@@ -57,9 +81,399 @@ class FolderRunResult:
         )
 
 
-def _chunks(paths: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
-    for start in range(0, len(paths), size):
-        yield paths[start : start + size]
+@dataclass
+class Envelope:
+    """A captured item on its way through the queues, with the timings the live figures need."""
+
+    item: Captured
+    live: bool
+    t_captured: float
+    capture_ms: float
+
+
+class FrameQueue:
+    """Bounded queue between capture threads and the batch assembler.
+
+    ``put`` of a live envelope into a full queue drops the oldest queued *live* envelope (counted per source); any
+    other put blocks until there is room, so file sources never lose an image.
+
+    Args:
+        maxsize: capacity in envelopes.
+        producers: number of capture threads that will call ``producer_done``.
+    """
+
+    def __init__(self, maxsize: int, producers: int) -> None:
+        if maxsize < 1:
+            raise ValueError(f"queue size {maxsize!r} must be a positive integer")
+        self.maxsize = maxsize
+        self._items: deque[Envelope] = deque()
+        self._cond = threading.Condition()
+        self._producers = producers
+        self.dropped: Counter[str] = Counter()
+
+    @property
+    def depth(self) -> int:
+        """Envelopes waiting now."""
+        return len(self._items)
+
+    def put(self, envelope: Envelope) -> None:
+        """Enqueue, dropping the oldest live frame or blocking when full (see class doc)."""
+        with self._cond:
+            while len(self._items) >= self.maxsize:
+                if envelope.live:
+                    victim = next((e for e in self._items if e.live), None)
+                    if victim is not None:
+                        self._items.remove(victim)
+                        self.dropped[victim.item.source] += 1
+                        continue
+                self._cond.wait(_POLL_S)
+            self._items.append(envelope)
+            self._cond.notify_all()
+
+    def producer_done(self) -> None:
+        """A capture thread has finished."""
+        with self._cond:
+            self._producers -= 1
+            self._cond.notify_all()
+
+    def get_batch(self, max_batch: int, max_wait_s: float, poll_s: float = _POLL_S) -> list[Envelope] | None:
+        """Up to ``max_batch`` envelopes, waiting at most ``max_wait_s`` after the first one.
+
+        Returns:
+            A batch; an empty list when nothing arrived within ``poll_s`` (so the caller can report figures); or
+            ``None`` once every producer is done and the queue is empty.
+        """
+        with self._cond:
+            if not self._items:
+                if self._producers <= 0:
+                    return None
+                self._cond.wait(poll_s)
+                if not self._items:
+                    return None if self._producers <= 0 else []
+            batch = [self._items.popleft()]
+            deadline = time.perf_counter() + max_wait_s
+            while len(batch) < max_batch:
+                if self._items:
+                    batch.append(self._items.popleft())
+                    continue
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0 or self._producers <= 0:
+                    break
+                self._cond.wait(remaining)
+            self._cond.notify_all()
+            return batch
+
+
+class PipelineStats:
+    """Live figures: frames/s, per-stage latency percentiles, queue depth, drops, gaps.
+
+    Args:
+        name: pipeline name (written into the snapshot).
+        window: latencies kept per stage (the most recent ones).
+    """
+
+    def __init__(self, name: str, window: int = 20_000) -> None:
+        self.name = name
+        self.started = time.perf_counter()
+        self.latencies: dict[str, deque[float]] = {stage: deque(maxlen=window) for stage in STAGES}
+        self.frames = 0
+        self.errors = 0
+        self._lock = threading.Lock()
+        self._last = (self.started, 0)
+
+    def record(self, stage: str, milliseconds: float, count: int = 1) -> None:
+        """Add ``count`` observations of one latency to a stage."""
+        with self._lock:
+            self.latencies[stage].extend([milliseconds] * count)
+
+    def count(self, frames: int, errors: int) -> None:
+        """Add handled frames and error rows."""
+        with self._lock:
+            self.frames += frames
+            self.errors += errors
+
+    def snapshot(self, queue: FrameQueue | None = None, sources: Sequence[Source] = ()) -> dict[str, Any]:
+        """A JSON-ready dict of the figures so far (``fps_recent`` covers the time since the last snapshot)."""
+        now = time.perf_counter()
+        with self._lock:
+            latency = {}
+            for stage, values in self.latencies.items():
+                if values:
+                    p50, p95, p99 = (float(v) for v in np.percentile(np.fromiter(values, np.float64), [50, 95, 99]))
+                    latency[stage] = {"p50": round(p50, 2), "p95": round(p95, 2), "p99": round(p99, 2)}
+            elapsed = now - self.started
+            last_t, last_frames = self._last
+            recent = (self.frames - last_frames) / (now - last_t) if now > last_t else 0.0
+            self._last = (now, self.frames)
+            frames, errors = self.frames, self.errors
+        return {
+            "name": self.name,
+            "updated_at": utcnow().isoformat(),
+            "elapsed_s": round(elapsed, 2),
+            "frames": frames,
+            "errors": errors,
+            "fps": round(frames / elapsed, 2) if elapsed > 0 else 0.0,
+            "fps_recent": round(recent, 2),
+            "queue_depth": queue.depth if queue is not None else 0,
+            "dropped": dict(queue.dropped) if queue is not None else {},
+            "skipped": sum(s.counters.skipped for s in sources),
+            "gaps": {s.name: len(s.counters.gaps) for s in sources if s.counters.gaps},
+            "latency_ms": latency,
+        }
+
+
+def format_stats(snapshot: dict[str, Any]) -> str:
+    """One line of live figures for a terminal or a log."""
+    parts = [f"{snapshot['frames']} frames", f"{snapshot['fps_recent']:.1f} fps", f"queue {snapshot['queue_depth']}"]
+    dropped = sum(snapshot["dropped"].values())
+    parts.append(f"dropped {dropped}")
+    if snapshot["errors"]:
+        parts.append(f"errors {snapshot['errors']}")
+    if snapshot["gaps"]:
+        parts.append(f"gaps {sum(snapshot['gaps'].values())}")
+    for stage in ("infer", "end_to_end"):
+        if stage in snapshot["latency_ms"]:
+            q = snapshot["latency_ms"][stage]
+            parts.append(f"{stage} p50/p95/p99 {q['p50']:.0f}/{q['p95']:.0f}/{q['p99']:.0f} ms")
+    return " | ".join(parts)
+
+
+def write_stats_file(path: Path, snapshot: dict[str, Any]) -> None:
+    """Replace ``path`` atomically with the snapshot as JSON (the dashboard may read it at any moment)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(snapshot, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class Pipeline:
+    """Runs sources through one ``Inspector`` into sinks (see the module doc for the flow).
+
+    Args:
+        sources: where frames come from; each gets its own capture thread.
+        inspector: loaded model and decision rule (``Inspector`` or a backend with the same ``predict``).
+        sinks: applied in order to every batch (heatmap files first so later rows carry their paths).
+        name: pipeline name for logs and figures.
+        max_batch: most frames per inference call.
+        max_wait_ms: longest wait for a batch to fill after its first frame.
+        queue_size: capacity of the frame queue.
+        stats_interval_s: how often ``on_stats`` is called and the stats file rewritten.
+        on_stats: receives each live-figures snapshot.
+        stats_path: JSON file that holds the latest snapshot (for the dashboard).
+        progress: called with (handled, total) after each written batch when every source knows its total.
+        spool_dir: where a sink's rows go when it still fails after its retries (default: the temp folder).
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        inspector: Inspector,
+        sinks: Iterable[Sink],
+        name: str = "pipeline",
+        max_batch: int = 16,
+        max_wait_ms: float = 50.0,
+        queue_size: int = 64,
+        stats_interval_s: float = 10.0,
+        on_stats: StatsFn | None = None,
+        stats_path: Path | None = None,
+        progress: ProgressFn | None = None,
+        spool_dir: Path | None = None,
+    ) -> None:
+        if not sources:
+            raise ValueError("a pipeline needs at least one source")
+        if max_batch < 1 or max_wait_ms < 0:
+            raise ValueError(f"max_batch {max_batch!r} must be >= 1 and max_wait_ms {max_wait_ms!r} >= 0")
+        self.sources = list(sources)
+        self.inspector = inspector
+        spool = Path(spool_dir) if spool_dir is not None else Path(tempfile.gettempdir()) / "inspect_app_spool"
+        self.sinks = [s if isinstance(s, ResilientSink) else ResilientSink(s, spool) for s in sinks]
+        self.name = name
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.queue = FrameQueue(queue_size, producers=len(self.sources))
+        # Two batches in flight towards the sinks keep inference busy while the database writes; the sink queue
+        # blocks when full (never drops), which slows inference down to what the sinks can store.
+        self._to_sinks: queue.Queue[tuple[list[Item], list[Envelope]] | None] = queue.Queue(maxsize=2)
+        self.stats = PipelineStats(name)
+        self.stats_interval_s = stats_interval_s
+        self.on_stats = on_stats
+        self.stats_path = Path(stats_path) if stats_path else None
+        self.progress = progress
+        self.result = FolderRunResult()
+        self._stop = threading.Event()
+        self._handled = 0
+        self._failures: list[str] = []
+
+    # control -----------------------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the sources to stop; queued frames are still inspected and written."""
+        if not self._stop.is_set():
+            logger.info("pipeline %s stopping: draining queues and flushing sinks", self.name)
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop`` was called."""
+        return self._stop.is_set()
+
+    # threads -----------------------------------------------------------------------------------------------------
+
+    def _capture(self, source: Source) -> None:
+        try:
+            items = source.frames(self._stop)
+            while (item := next(items, None)) is not None:
+                # Stage clocks start at the frame's capture time (before reading/decoding a file, right after a
+                # camera grab), so a paced or idle source's waiting is not counted as latency.
+                now = time.perf_counter()
+                capture_s = max(0.0, (utcnow() - item.captured_at).total_seconds())
+                self.queue.put(Envelope(item, source.live, now, capture_s * 1000.0))
+        except Exception as exc:  # a broken source must never take the station down
+            logger.exception("source %s failed", source.name)
+            self._failures.append(f"{source.name}: {exc}")
+        finally:
+            self.queue.producer_done()
+
+    def _sink_loop(self) -> None:
+        while (work := self._to_sinks.get()) is not None:
+            try:
+                self._write(*work)
+            except Exception:  # the sinks are guarded; this only protects the counting from taking the thread down
+                logger.exception("pipeline %s: failed to account for a written batch", self.name)
+
+    def _write(self, items: list[Item], envelopes: list[Envelope]) -> None:
+        t0 = time.perf_counter()
+        for sink in self.sinks:
+            items = list(sink.write(items))
+        done = time.perf_counter()
+        self.stats.record("sinks", (done - t0) * 1000.0, len(items))
+        for envelope in envelopes:
+            self.stats.record("end_to_end", (done - envelope.t_captured) * 1000.0 + envelope.capture_ms)
+        errors = 0
+        for inspection, _, _ in items:
+            self.result.decisions[inspection.decision] += 1
+            errors += inspection.decision is Decision.ERROR
+            if inspection.defect_class and inspection.decision in (Decision.NG, Decision.REVIEW):
+                self.result.per_class[inspection.defect_class] += 1
+        self.stats.count(len(items) - errors, errors)
+        self._handled += len(items)
+        totals = [s.total for s in self.sources]
+        if self.progress is not None and all(t is not None for t in totals):
+            skipped = sum(s.counters.skipped for s in self.sources)
+            self.progress(self._handled + skipped, sum(totals))  # type: ignore[arg-type]
+
+    # inference ---------------------------------------------------------------------------------------------------
+
+    def _infer(self, batch: list[Envelope]) -> list[Item]:
+        # A model-following inspector (lifecycle.active_model) swaps only here, between batches, never inside one.
+        poll = getattr(self.inspector, "poll", None)
+        if poll is not None:
+            poll()
+        start = time.perf_counter()
+        frames = [e.item for e in batch if isinstance(e.item, Frame)]
+        for envelope in batch:
+            self.stats.record("capture", envelope.capture_ms)
+            self.stats.record("queue", (start - envelope.t_captured) * 1000.0)
+        predictions = iter(self.inspector.predict([f.image for f in frames]) if frames else [])
+        infer_ms = (time.perf_counter() - start) * 1000.0
+        if frames:
+            self.stats.record("infer", infer_ms, len(frames))
+        model_version = self.inspector.card.name
+        items: list[Item] = []
+        for envelope in batch:
+            item = envelope.item
+            if isinstance(item, FrameError):
+                row = Inspection(
+                    station=item.station, line=item.line, source=item.source, image_path=item.ref,
+                    decision=Decision.ERROR, created_at=item.captured_at, content_hash=item.content_hash,
+                    model_version=model_version, error=item.reason,
+                )
+                items.append((row, None, None))
+                continue
+            prediction = next(predictions)
+            row = Inspection(
+                station=item.station, line=item.line, source=item.source, image_path=item.ref,
+                decision=prediction.decision, created_at=item.captured_at, content_hash=item.content_hash,
+                model_version=model_version, defect_class=prediction.defect_class, score=prediction.score,
+                threshold=self.inspector.threshold, latency_ms=infer_ms / len(frames),
+            )
+            items.append((row, item.image, prediction))
+        return items
+
+    def _report(self, final: bool = False) -> None:
+        snapshot = self.stats.snapshot(self.queue, self.sources)
+        self.result.stats = snapshot
+        if self.stats_path is not None:
+            write_stats_file(self.stats_path, {**snapshot, "final": final})
+        if self.on_stats is not None:
+            self.on_stats(snapshot)
+
+    def run(self, handle_signals: bool = True, max_seconds: float | None = None) -> FolderRunResult:
+        """Run until every source is exhausted or ``stop`` is called; returns the counts.
+
+        Args:
+            handle_signals: turn SIGINT/SIGTERM into ``stop`` (only possible from the main thread).
+            max_seconds: stop the sources after this long (live benchmarks and demos).
+        """
+        start = time.perf_counter()
+        restore = self._install_signals() if handle_signals else {}
+        capture_threads = [
+            threading.Thread(target=self._capture, args=(s,), name=f"capture-{i}", daemon=True)
+            for i, s in enumerate(self.sources)
+        ]
+        sink_thread = threading.Thread(target=self._sink_loop, name="sinks", daemon=True)
+        sink_thread.start()
+        for thread in capture_threads:
+            thread.start()
+        next_report = time.perf_counter() + self.stats_interval_s
+        try:
+            while True:
+                if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+                    self.stop()
+                batch = self.queue.get_batch(self.max_batch, self.max_wait_s)
+                if batch is None:
+                    break
+                if batch:
+                    items = self._infer(batch)
+                    self._to_sinks.put((items, batch))
+                if time.perf_counter() >= next_report:
+                    self._report()
+                    next_report = time.perf_counter() + self.stats_interval_s
+        finally:
+            # Whatever happened in inference, let the sink thread write what it already has.
+            self.stop()
+            self._to_sinks.put(None)
+            sink_thread.join()
+            for thread in capture_threads:
+                thread.join(timeout=5.0)
+            for sink in self.sinks:
+                close = getattr(sink, "close", None)
+                if close is not None:
+                    close()
+            for sig, handler in restore.items():
+                signal.signal(sig, handler)
+        self.result.skipped = sum(s.counters.skipped for s in self.sources)
+        totals = [s.total for s in self.sources]
+        self.result.total = sum(t for t in totals if t is not None) + sum(
+            s.counters.frames + s.counters.errors for s, t in zip(self.sources, totals, strict=True) if t is None
+        )
+        self.result.dropped = dict(self.queue.dropped)
+        self.result.gaps = {s.name: list(s.counters.gaps) for s in self.sources if s.counters.gaps}
+        self.result.source_failures = list(self._failures)
+        self.result.seconds = time.perf_counter() - start
+        self._report(final=True)
+        logger.info("pipeline %s: %s in %.1f s", self.name, dict(self.result.decisions), self.result.seconds)
+        return self.result
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, lambda _sig, _frame: self.stop())
+        return previous
 
 
 def inspect_folder(
@@ -72,7 +486,7 @@ def inspect_folder(
     skip_hashes: set[str] | None = None,
     progress: ProgressFn | None = None,
 ) -> FolderRunResult:
-    """Inspect every image under ``folder`` (recursive, stable order) and send each batch through the sinks.
+    """Inspect every image under ``folder`` (recursive, stable order) through the pipeline; nothing is dropped.
 
     Args:
         folder: image folder.
@@ -84,80 +498,6 @@ def inspect_folder(
         skip_hashes: content hashes already inspected (idempotent re-runs).
         progress: called with (done, total) after each batch.
     """
-    start = time.perf_counter()
-    folder = Path(folder)
-    paths = list_images(folder)
-    sinks = list(sinks)
-    skip = skip_hashes or set()
-    result = FolderRunResult(total=len(paths))
-    done = 0
-    for chunk in _chunks(paths, batch_size):
-        # Read per batch: a hot-swapping inspector (lifecycle.active_model) may change model between batches.
-        model_version = inspector.card.name
-        items: list[Item] = []
-        decoded: list[tuple[Path, str, np.ndarray]] = []
-        for path in chunk:
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                reason = f"cannot read file: {exc}"
-                items.append((_error(path, None, reason, folder, station, line, inspector), None, None))
-                continue
-            digest = content_hash(data)
-            if digest in skip:
-                result.skipped += 1
-                continue
-            try:
-                decoded.append((path, digest, decode_image(data, name=str(path))))
-            except ImageDecodeError as exc:
-                items.append((_error(path, digest, str(exc), folder, station, line, inspector), None, None))
-        if decoded:
-            t0 = time.perf_counter()
-            predictions = inspector.predict([image for _, _, image in decoded])
-            latency_ms = (time.perf_counter() - t0) * 1000.0 / len(decoded)
-            for (path, digest, image), prediction in zip(decoded, predictions, strict=True):
-                inspection = Inspection(
-                    station=station,
-                    line=line,
-                    source=str(folder),
-                    image_path=str(path),
-                    decision=prediction.decision,
-                    created_at=utcnow(),
-                    content_hash=digest,
-                    model_version=model_version,
-                    defect_class=prediction.defect_class,
-                    score=prediction.score,
-                    threshold=inspector.threshold,
-                    latency_ms=latency_ms,
-                )
-                items.append((inspection, image, prediction))
-        for sink in sinks:
-            items = list(sink.write(items))
-        for inspection, _, _ in items:
-            result.decisions[inspection.decision] += 1
-            if inspection.defect_class and inspection.decision in (Decision.NG, Decision.REVIEW):
-                result.per_class[inspection.defect_class] += 1
-            if inspection.content_hash:
-                skip.add(inspection.content_hash)
-        done += len(chunk)
-        if progress is not None:
-            progress(done, len(paths))
-    result.seconds = time.perf_counter() - start
-    logger.info("inspected %s: %s in %.1f s", folder, dict(result.decisions), result.seconds)
-    return result
-
-
-def _error(
-    path: Path, digest: str | None, reason: str, folder: Path, station: str, line: str, inspector: Inspector
-) -> Inspection:
-    logger.warning("error row for %s: %s", path, reason)
-    return Inspection(
-        station=station,
-        line=line,
-        source=str(folder),
-        image_path=str(path),
-        decision=Decision.ERROR,
-        content_hash=digest,
-        model_version=inspector.card.name,
-        error=reason,
-    )
+    source = folder_source(Path(folder), skip_hashes=skip_hashes, station=station, line=line)
+    pipeline = Pipeline([source], inspector, sinks, name=str(folder), max_batch=batch_size, progress=progress)
+    return pipeline.run(handle_signals=False)

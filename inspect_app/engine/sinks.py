@@ -1,22 +1,32 @@
-"""Sinks: where decided inspections go (database, CSV, NG image + heatmap files).
+"""Sinks: where decided inspections go (database, CSV, JSON Lines, NG image + heatmap files, reject signal).
 
 Each sink takes a batch of ``(Inspection, image, Prediction)`` triples; image and prediction are ``None`` for error
-rows. Sinks write per batch, so a crash in the middle of a folder loses nothing already decided.
+rows. Sinks write per batch, so a crash in the middle of a folder loses nothing already decided. The pipeline wraps
+every sink in ``ResilientSink`` (retries, then rows spooled to disk); ``RejectHookSink`` keeps its own spool of
+undelivered reject signals and replays it, in order, once the PLC's endpoint answers again.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
-from collections.abc import Sequence
+import os
+import shlex
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from inspect_app.data.image_io import write_image
 from inspect_app.engine.explain import overlay
+from inspect_app.errors import ConfigError, SinkError
 from inspect_app.records import Decision, Inspection, Prediction
 
 logger = logging.getLogger(__name__)
@@ -42,11 +52,16 @@ class HeatmapFileSink:
 
     Args:
         folder: output folder; files are named after the content hash so re-runs overwrite, not duplicate.
+        save_image: also write the NG/REVIEW image itself (``<hash>_image<ext>``) next to its overlay.
+        ext: file format of both; JPEG by default because PNG (level 6) costs about 20x more CPU per image here, which
+            a 2-core station PC takes straight out of inference. ``.png`` keeps the NG image lossless.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, save_image: bool = True, ext: str = ".jpg") -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.save_image = save_image
+        self.ext = ext
 
     def write(self, items: Sequence[Item]) -> list[Item]:
         """Save overlays for non-OK items that carry a heatmap."""
@@ -54,8 +69,10 @@ class HeatmapFileSink:
         for inspection, image, prediction in items:
             if image is not None and prediction is not None and prediction.heatmap is not None:
                 stem = (inspection.content_hash or Path(inspection.image_path).stem)[:16]
-                path = self.folder / f"{stem}_overlay.png"
+                path = self.folder / f"{stem}_overlay{self.ext}"
                 write_image(path, overlay(image, prediction.heatmap))
+                if self.save_image:
+                    write_image(self.folder / f"{stem}_image{self.ext}", image)
                 inspection = replace(inspection, heatmap_path=str(path))
             out.append((inspection, image, prediction))
         return out
@@ -94,6 +111,219 @@ class DatabaseSink:
         """Insert the batch's inspection rows."""
         self.inserted += self.repository.add_inspections([inspection for inspection, _, _ in items])
         return items
+
+
+def inspection_to_dict(inspection: Inspection) -> dict[str, Any]:
+    """JSON-ready dict of an inspection (the CSV columns, timestamps in ISO-8601 UTC)."""
+    row = {name: getattr(inspection, name) for name in CSV_FIELDS}
+    row["created_at"] = inspection.created_at.isoformat()
+    row["decision"] = inspection.decision.value
+    return row
+
+
+class JsonLinesSink:
+    """Appends one JSON object per inspection to a ``.jsonl`` file, flushed to disk per batch."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, items: Sequence[Item]) -> Sequence[Item]:
+        """Append the batch and fsync, so a power cut loses at most the batch being written."""
+        with open(self.path, "a", encoding="utf-8") as fh:
+            for inspection, _, _ in items:
+                fh.write(json.dumps(inspection_to_dict(inspection)) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        return items
+
+
+def _append_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(json.dumps(record) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+class ResilientSink:
+    """Wraps a sink: a failing write is retried with back-off, then its rows are spooled to disk and the run goes on.
+
+    Args:
+        sink: the wrapped sink.
+        spool_dir: folder for ``<SinkClass>.jsonl`` files holding rows that could not be written.
+        retries: extra attempts after the first failure.
+        backoff_s: first delay between attempts (doubled per attempt).
+        sleep: injected sleep (tests).
+    """
+
+    def __init__(
+        self,
+        sink: Sink,
+        spool_dir: Path,
+        retries: int = 3,
+        backoff_s: float = 0.2,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.sink = sink
+        self.spool_path = Path(spool_dir) / f"{type(sink).__name__}.jsonl"
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self._sleep = sleep
+        self.spooled = 0
+
+    def write(self, items: Sequence[Item]) -> Sequence[Item]:
+        """Write through the wrapped sink; on persistent failure spool the rows and return the items unchanged."""
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                return self.sink.write(items)
+            except Exception as exc:  # any sink error: retry, then spool; never lose the rows, never stop the run
+                logger.warning("sink %s failed (attempt %d/%d): %s", type(self.sink).__name__, attempt + 1,
+                               self.retries + 1, exc)
+                if attempt < self.retries:
+                    self._sleep(delay)
+                    delay *= 2.0
+        _append_jsonl(self.spool_path, [inspection_to_dict(inspection) for inspection, _, _ in items])
+        self.spooled += len(items)
+        logger.error("sink %s: %d row(s) spooled to %s", type(self.sink).__name__, len(items), self.spool_path)
+        return items
+
+    def close(self) -> None:
+        """Close the wrapped sink when it has a ``close``."""
+        close = getattr(self.sink, "close", None)
+        if close is not None:
+            close()
+
+
+class RejectHookSink:
+    """Sends a reject signal for each NG part to the line's PLC gateway: an HTTP webhook or a local command.
+
+    The webhook receives a JSON POST; the command receives the same JSON on stdin (run without a shell). A signal that
+    still fails after ``retries`` is appended to ``spool_path`` and replayed, oldest first, before newer signals once
+    the endpoint answers again, so none is lost and the order is kept.
+
+    Args:
+        webhook: URL to POST to.
+        command: command line to run per signal (exit status 0 = delivered).
+        spool_path: JSON Lines file of undelivered signals.
+        decisions: decisions that trigger a signal (default NG only).
+        retries: extra attempts per signal before spooling.
+        backoff_s: first delay between attempts (doubled per attempt).
+        timeout_s: per-attempt timeout.
+        sleep: injected sleep (tests).
+    """
+
+    def __init__(
+        self,
+        spool_path: Path,
+        webhook: str | None = None,
+        command: str | None = None,
+        decisions: Sequence[str] = (Decision.NG.value,),
+        retries: int = 2,
+        backoff_s: float = 0.2,
+        timeout_s: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if (webhook is None) == (command is None):
+            raise ConfigError("reject hook needs exactly one of 'webhook' or 'command'")
+        allowed = [d.value for d in Decision]
+        bad = [d for d in decisions if d not in allowed]
+        if bad:
+            raise ConfigError(f"reject hook decision(s) {bad} are not among {allowed}")
+        self.webhook = webhook
+        self.command = shlex.split(command) if command else None
+        self.spool_path = Path(spool_path)
+        self.decisions = frozenset(decisions)
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.timeout_s = timeout_s
+        self._sleep = sleep
+        self.delivered = 0
+        self.spooled = 0
+
+    def _deliver_once(self, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode("utf-8")
+        if self.webhook is not None:
+            request = urllib.request.Request(
+                self.webhook, data=body, headers={"Content-Type": "application/json"}, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    if not 200 <= response.status < 300:
+                        raise SinkError(f"webhook {self.webhook} answered HTTP {response.status}")
+            except (urllib.error.URLError, OSError) as exc:
+                raise SinkError(f"webhook {self.webhook} failed: {exc}") from exc
+            return
+        try:
+            done = subprocess.run(self.command, input=body, capture_output=True, timeout=self.timeout_s, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SinkError(f"reject command {self.command} failed: {exc}") from exc
+        if done.returncode != 0:
+            raise SinkError(f"reject command {self.command} exited with status {done.returncode}")
+
+    def _deliver(self, payload: dict[str, Any], retries: int) -> bool:
+        delay = self.backoff_s
+        for attempt in range(retries + 1):
+            try:
+                self._deliver_once(payload)
+                self.delivered += 1
+                return True
+            except SinkError as exc:
+                logger.warning("reject signal for %s not delivered (attempt %d): %s", payload["image_path"],
+                               attempt + 1, exc)
+                if attempt < retries:
+                    self._sleep(delay)
+                    delay *= 2.0
+        return False
+
+    def pending(self) -> list[dict[str, Any]]:
+        """Signals waiting in the spool, oldest first."""
+        if not self.spool_path.is_file():
+            return []
+        lines = self.spool_path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def _replay(self) -> bool:
+        """Deliver spooled signals in order; True when the spool is empty afterwards."""
+        waiting = self.pending()
+        if not waiting:
+            return True
+        for i, payload in enumerate(waiting):
+            # One attempt each: the endpoint was down moments ago, so do not stall the line on a long retry loop.
+            if not self._deliver(payload, retries=0):
+                remaining = waiting[i:]
+                tmp = self.spool_path.with_name(f".{self.spool_path.name}.tmp")
+                tmp.write_text("".join(json.dumps(p) + "\n" for p in remaining), encoding="utf-8")
+                os.replace(tmp, self.spool_path)
+                return False
+        self.spool_path.unlink()
+        logger.info("replayed %d spooled reject signal(s)", len(waiting))
+        return True
+
+    def write(self, items: Sequence[Item]) -> Sequence[Item]:
+        """Signal each item whose decision triggers a reject; spool what cannot be delivered."""
+        payloads = [
+            inspection_to_dict(inspection) for inspection, _, _ in items if inspection.decision.value in self.decisions
+        ]
+        if not payloads:
+            return items
+        clear = self._replay()
+        failed: list[dict[str, Any]] = []
+        for payload in payloads:
+            # Once anything is spooled, newer signals queue behind it so the PLC sees them in order.
+            if not clear or failed or not self._deliver(payload, self.retries):
+                failed.append(payload)
+        if failed:
+            _append_jsonl(self.spool_path, failed)
+            self.spooled += len(failed)
+            logger.error("%d reject signal(s) spooled to %s", len(failed), self.spool_path)
+        return items
+
+    def close(self) -> None:
+        """Try once more to empty the spool before the process ends."""
+        self._replay()
 
 
 def count_decisions(items: Sequence[Item]) -> dict[Decision, int]:

@@ -12,9 +12,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from inspect_app.config import load_settings
 from inspect_app.errors import StorageError
 from inspect_app.records import Inspection
 from inspect_app.storage import Repository, dashboard_queries
+from inspect_app.storage.live_stats import read_pipeline_stats, stats_rows
 from inspect_app.ui.common import ALL_STATIONS, database, database_url, load_stations, require_viewing, station_filter
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,16 @@ def render_gallery(rows: list[Inspection]) -> None:
                 st.image(picture, caption=caption, width="stretch")
 
 
+def render_live_pipelines(home: Path) -> None:
+    """Figures the running pipelines write under ``<home>/stats``: frames/s, latency, queue depth, dropped frames."""
+    rows = stats_rows(read_pipeline_stats(home / "stats"))
+    if rows:
+        st.subheader("Pipelines")
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
+    else:
+        st.caption(f"No running pipeline reports figures under {home / 'stats'}.")
+
+
 def render_live(url: str, station: str | None) -> None:
     """The refreshing part of the page."""
     repository = Repository(database(url))
@@ -85,8 +97,8 @@ def render_live(url: str, station: str | None) -> None:
     st.caption(
         f"Updated {datetime.now(UTC):%H:%M:%S} UTC; "
         + (f"last frame {last:%H:%M:%S} UTC." if last else "no frame in the last minute.")
-        + " Dropped frames are counted by the running pipeline and are not stored in the database."
     )
+    render_live_pipelines(load_settings().home)
     render_gallery(repository.list_inspections(limit=NG_GALLERY, decision="NG", station=station))
     st.subheader("Latest frames")
     st.dataframe(_frames_table(repository.list_inspections(limit=LATEST_FRAMES, station=station)), hide_index=True)

@@ -20,7 +20,7 @@ from inspect_app.data.synthetic import generate_sample_data
 from inspect_app.storage import Database
 
 POSTGRES_ENV = "INSPECT_TEST_POSTGRES_URL"
-FAST_TRAIN = TrainConfig(epochs=3, input_size=64, batch_size=8, lr=3e-3, device="cpu", val_fraction=0.25)
+FAST_TRAIN = TrainConfig(epochs=6, input_size=64, batch_size=8, lr=3e-3, device="cpu", val_fraction=0.25)
 
 
 def fast_spec(test_dir: Path | None, **train: object) -> FinetuneSpec:

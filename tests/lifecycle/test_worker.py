@@ -66,7 +66,7 @@ def test_better_candidate_is_promoted_and_worse_one_kept_with_its_comparison(
 
     # Each run left its log, its data snapshot and its progress.
     run = runs[second]
-    assert Path(run.log_path).is_file() and "epoch 3/3" in Path(run.log_path).read_text()
+    assert Path(run.log_path).is_file() and "epoch 6/6" in Path(run.log_path).read_text()
     assert run.data_fingerprint and run.progress["phase"] == "done"
     manifest = json.loads((Path(run.log_path).parent / "manifest.json").read_text())
     assert manifest["fingerprint"] == run.data_fingerprint

@@ -1,0 +1,88 @@
+"""onnxruntime backend: the same ``predict`` as ``Inspector``, running an exported ``model.onnx`` without PyTorch."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inspect_app.config import BACKENDS
+from inspect_app.engine.infer import Inspector
+from inspect_app.engine.thresholds import check_threshold
+from inspect_app.errors import CheckpointError, ConfigError
+from inspect_app.models.checkpoint import read_card
+from inspect_app.models.export import INPUT_NAME, ONNX_FILE
+from inspect_app.records import Prediction
+
+logger = logging.getLogger(__name__)
+
+class OnnxInspector(Inspector):
+    """An ``Inspector`` whose forward pass runs in onnxruntime on the CPU.
+
+    Decisions, defect classes and heatmaps come from the same code as the PyTorch path (``Inspector._decide``).
+
+    Args:
+        model_dir: checkpoint folder (for the model card).
+        onnx_path: exported graph (default ``<model_dir>/model.onnx``, written by ``inspect-app export``).
+        threshold: defect-score threshold; defaults to the model card's.
+        review_band: half-width of the REVIEW band.
+        heatmaps: compute a heatmap for every non-OK prediction.
+        threads: onnxruntime intra-op threads (0 = its default).
+    """
+
+    def __init__(
+        self,
+        model_dir: Path,
+        onnx_path: Path | None = None,
+        threshold: float | None = None,
+        review_band: float = 0.0,
+        heatmaps: bool = True,
+        threads: int = 0,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.card = read_card(Path(model_dir))
+        path = Path(onnx_path) if onnx_path is not None else Path(model_dir) / ONNX_FILE
+        if not path.is_file():
+            raise CheckpointError(f"ONNX file {str(path)!r} not found; run `inspect-app export {model_dir}` first")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.device = torch.device("cpu")
+        self.model = None
+        self.threshold = self.card.threshold if threshold is None else threshold
+        check_threshold(self.threshold, review_band)
+        self.review_band = review_band
+        self.heatmaps = heatmaps
+        self.classes = list(self.card.classes)
+        self.good_index = self.classes.index(self.card.good_class) if self.card.good_class in self.classes else None
+        logger.info("loaded ONNX model %s from %s", self.card.name, path)
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
+        """Predictions for HxWx3 uint8 RGB images, in order."""
+        if not images:
+            return []
+        logits, maps = self.session.run(None, {INPUT_NAME: self.preprocess(images).numpy()})
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+        maps_t = torch.from_numpy(maps)
+        return [self._decide(probs[i], maps_t[i : i + 1]) for i in range(len(images))]
+
+
+def load_inspector(
+    model_dir: Path,
+    backend: str = "torch",
+    device: str = "auto",
+    threshold: float | None = None,
+    review_band: float = 0.0,
+    onnx_path: Path | None = None,
+) -> Inspector:
+    """An ``Inspector`` for the chosen backend (``torch`` on ``device``, or ``onnx`` on the CPU)."""
+    if backend == "torch":
+        return Inspector(Path(model_dir), device=device, threshold=threshold, review_band=review_band)
+    if backend == "onnx":
+        return OnnxInspector(Path(model_dir), onnx_path=onnx_path, threshold=threshold, review_band=review_band)
+    raise ConfigError(f"inference backend {backend!r} is not one of {', '.join(BACKENDS)}")

@@ -1,0 +1,120 @@
+"""Sinks: JSON Lines, retry-and-spool wrapper, and the PLC reject hook over a real HTTP server and a real command."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from inspect_app.engine.sinks import CsvSink, JsonLinesSink, RejectHookSink, ResilientSink
+from inspect_app.errors import ConfigError
+from inspect_app.records import Decision, Inspection
+
+
+def _items(decisions: list[Decision]) -> list:
+    return [
+        (Inspection(station="s", line="l", source="cam", image_path=f"frame:{i}", decision=d, score=0.9,
+                    content_hash=f"h{i}"), None, None)
+        for i, d in enumerate(decisions)
+    ]
+
+
+class _Plc:
+    """A real HTTP endpoint that fails while ``down`` is set and records what it accepted."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.received: list[dict] = []
+        plc = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if plc.down:
+                    self.send_response(503)
+                else:
+                    plc.received.append(json.loads(body))
+                    self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/reject"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture()
+def plc() -> Iterator[_Plc]:
+    endpoint = _Plc()
+    yield endpoint
+    endpoint.server.shutdown()
+
+
+def test_webhook_outage_is_retried_spooled_and_replayed_in_order(plc: _Plc, tmp_path: Path) -> None:
+    delays: list[float] = []
+    sink = RejectHookSink(tmp_path / "spool" / "reject.jsonl", webhook=plc.url, retries=2, backoff_s=0.1,
+                          sleep=delays.append)
+    sink.write(_items([Decision.NG, Decision.OK, Decision.REVIEW]))
+    assert [p["image_path"] for p in plc.received] == ["frame:0"]  # only NG triggers by default
+    assert plc.received[0]["decision"] == "NG" and plc.received[0]["station"] == "s"
+
+    plc.down = True
+    sink.write(_items([Decision.OK, Decision.NG, Decision.NG]))
+    assert delays == [0.1, 0.2]  # one signal retried with back-off, then it and the next one spooled in order
+    assert [p["image_path"] for p in sink.pending()] == ["frame:1", "frame:2"]
+
+    plc.down = False
+    sink.write(_items([Decision.NG]))
+    assert [p["image_path"] for p in plc.received] == ["frame:0", "frame:1", "frame:2", "frame:0"]
+    assert sink.pending() == [] and not sink.spool_path.exists()
+
+
+def test_reject_command_gets_json_on_stdin_and_failures_are_spooled(tmp_path: Path) -> None:
+    out = tmp_path / "signals.jsonl"
+    script = f"import sys; open({str(out)!r}, 'a').write(sys.stdin.read() + chr(10))"
+    sink = RejectHookSink(tmp_path / "reject.jsonl", command=f"{sys.executable} -c \"{script}\"",
+                          decisions=("NG", "REVIEW"))
+    sink.write(_items([Decision.NG, Decision.REVIEW, Decision.OK]))
+    assert [json.loads(line)["decision"] for line in out.read_text().splitlines()] == ["NG", "REVIEW"]
+
+    failing = RejectHookSink(tmp_path / "failed.jsonl", command="false", retries=1, sleep=lambda _s: None)
+    failing.write(_items([Decision.NG]))
+    assert failing.spooled == 1 and len(failing.pending()) == 1
+
+
+def test_reject_hook_configuration_errors_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="exactly one"):
+        RejectHookSink(tmp_path / "x.jsonl")
+    with pytest.raises(ConfigError, match=r"\['BAD'\]"):
+        RejectHookSink(tmp_path / "x.jsonl", command="true", decisions=("BAD",))
+
+
+def test_failing_sink_is_retried_then_rows_are_spooled(tmp_path: Path) -> None:
+    blocker = tmp_path / "not_a_dir"
+    csv_sink = CsvSink(tmp_path / "ok.csv")
+    csv_sink.path = blocker / "out.csv"  # the folder vanished under the sink: every write now fails for real
+    blocker.write_text("a file where a folder should be")
+    delays: list[float] = []
+    guarded = ResilientSink(csv_sink, tmp_path / "spool", retries=2, backoff_s=0.05, sleep=delays.append)
+    items = _items([Decision.NG, Decision.OK])
+    assert guarded.write(items) == items
+    assert delays == [0.05, 0.1]
+    spooled = [json.loads(line) for line in guarded.spool_path.read_text().splitlines()]
+    assert [row["image_path"] for row in spooled] == ["frame:0", "frame:1"]
+    assert guarded.spool_path.name == "CsvSink.jsonl" and guarded.spooled == 2
+
+
+def test_jsonl_sink_appends_across_runs(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "results.jsonl"
+    JsonLinesSink(path).write(_items([Decision.OK]))
+    JsonLinesSink(path).write(_items([Decision.NG, Decision.ERROR]))
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["decision"] for r in rows] == ["OK", "NG", "ERROR"]
+    assert rows[0]["created_at"].endswith("+00:00")

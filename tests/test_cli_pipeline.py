@@ -1,0 +1,109 @@
+"""``inspect-app run`` over declared pipelines and ``inspect-app export``, end to end through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inspect_app.cli import main
+from inspect_app.config import PipelineSpec
+from inspect_app.errors import ConfigError
+from inspect_app.storage.db import Database
+from inspect_app.storage.repository import Repository
+
+
+def test_shipped_camera_station_pipeline_parses(repo_root: Path) -> None:
+    spec = PipelineSpec.from_yaml(repo_root / "pipelines" / "camera_station.yaml")
+    assert (spec.source_kind, spec.source, spec.live) == ("camera", "0", None)
+    assert spec.source_options == {"backoff_s": 0.5, "max_backoff_s": 30}
+    assert spec.reject_webhook and spec.reject_on == ("NG",) and spec.jsonl and spec.stats_file
+    assert spec.batch_size == 4 and spec.max_wait_ms == 10 and spec.queue_size == 8
+
+
+def test_unknown_keys_in_a_section_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("source: {kind: folder, path: x, fps: 3}\nmodel: {path: m}\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['fps'\] in 'source'"):
+        PipelineSpec.from_yaml(path)
+    path.write_text("source: {kind: folder, path: x}\nmodel: {path: m, backend: tvm}\n")
+    with pytest.raises(ConfigError, match="'tvm' is not one of torch, onnx"):
+        PipelineSpec.from_yaml(path)
+
+
+def _write_video(path: Path, frames: int) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (72, 72))
+    rng = np.random.default_rng(0)
+    for i in range(frames):
+        writer.write(np.clip(rng.normal(15 if i % 2 else 230, 8, (72, 72, 3)), 0, 255).astype(np.uint8))
+    writer.release()
+
+
+def test_run_video_pipeline_on_onnx_backend_with_jsonl_and_stats(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    onnx = tmp_path / "tiny.onnx"
+    assert main(["--home", str(tmp_path), "export", str(tiny_checkpoint), "--format", "onnx", "--out", str(onnx)]) == 0
+    assert onnx.stat().st_size > 1_000_000
+    video = tmp_path / "clip.avi"
+    _write_video(video, 8)
+    db_url = f"sqlite:///{tmp_path / 'plant.db'}"
+    pipeline = tmp_path / "video.yaml"
+    pipeline.write_text(
+        f"name: clip\nstation: {{name: st-V, line: L9}}\nsource: {{kind: video, path: {video}}}\n"
+        f"model: {{path: {tiny_checkpoint}, backend: onnx, onnx_path: {onnx}}}\n"
+        f"inference: {{batch_size: 3, max_wait_ms: 5}}\n"
+        f"sinks: {{database: '{db_url}', jsonl: {tmp_path / 'out.jsonl'}, ng_dir: {tmp_path / 'ng'}}}\n"
+        f"stats: {{interval_s: 0.5, file: {tmp_path / 'stats.json'}}}\n"
+    )
+    assert main(["--home", str(tmp_path), "run", str(pipeline)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^images\s+8$", out, re.MULTILINE) and re.search(r"^NG\s+4$", out, re.MULTILINE)
+    rows = Repository(Database.open(db_url)).list_inspections(limit=50)
+    assert len(rows) == 8 and {r.station for r in rows} == {"st-V"} and {r.line for r in rows} == {"L9"}
+    assert sorted(r.decision.value for r in rows) == ["NG"] * 4 + ["OK"] * 4
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 8
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["final"] and stats["frames"] == 8 and stats["name"] == "clip"
+
+
+@pytest.mark.slow
+def test_sigint_drains_flushes_and_exits_0(tiny_checkpoint: Path, tmp_path: Path, repo_root: Path) -> None:
+    watched = tmp_path / "drop"
+    watched.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        cv2.imwrite(str(watched / f"{i}.png"), np.clip(rng.normal(230, 8, (72, 72, 3)), 0, 255).astype(np.uint8))
+    db_url = f"sqlite:///{tmp_path / 'plant.db'}"
+    stats = tmp_path / "stats.json"
+    pipeline = tmp_path / "watch.yaml"
+    pipeline.write_text(
+        f"name: drop\nsource: {{kind: watch, path: {watched}, poll_s: 0.1, settle_s: 0}}\n"
+        f"model: {{path: {tiny_checkpoint}}}\ninference: {{device: cpu}}\n"
+        f"sinks: {{database: '{db_url}', csv: {tmp_path / 'out.csv'}}}\nstats: {{interval_s: 0.2, file: {stats}}}\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "HF_HUB_OFFLINE": "1"}
+    env.pop("INSPECT_DATABASE_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "inspect_app", "--home", str(tmp_path), "run", str(pipeline)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if stats.is_file() and json.loads(stats.read_text()).get("frames") == 6:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert re.search(r"^images\s+6$", out, re.MULTILINE)
+    assert len(Repository(Database.open(db_url)).list_inspections(limit=50)) == 6
+    assert json.loads(stats.read_text())["final"] is True
+    assert "fps" in err  # live figures were printed while it ran
