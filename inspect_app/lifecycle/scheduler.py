@@ -20,16 +20,14 @@ from inspect_app.errors import ConfigError
 from inspect_app.records import Schedule, utcnow
 from inspect_app.storage.db import Database
 from inspect_app.storage.runs import RunQueue
-from inspect_app.storage.schedules import ScheduleStore
+from inspect_app.storage.schedules import ScheduleStore, schedule_config
+
+# schedule_config lives in storage so the dashboard writes schedules in the form fired here; re-exported for callers.
+__all__ = ["Scheduler", "read_finetune_pipeline", "schedule_config", "split_schedule_config"]
 
 logger = logging.getLogger(__name__)
 
 SCHEDULE_KEYS = ("data_dir", "only_if_new_data")
-
-
-def schedule_config(data_dir: str | Path, spec: FinetuneSpec, only_if_new_data: bool = False) -> dict[str, Any]:
-    """A schedule's stored config: the run spec plus where the data is and whether to skip without new data."""
-    return {"data_dir": str(Path(data_dir).resolve()), "only_if_new_data": bool(only_if_new_data), **spec.to_dict()}
 
 
 def split_schedule_config(config: dict[str, Any]) -> tuple[str, bool, FinetuneSpec]:

@@ -10,28 +10,29 @@ from __future__ import annotations
 
 import logging
 import math
-import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
-from inspect_app.config import TrainConfig
+from inspect_app.config import FinetuneSpec, TrainConfig
 from inspect_app.errors import AccessDeniedError
 from inspect_app.records import (
     AuditEvent,
     Decision,
-    ModelStatus,
     ModelVersion,
     Review,
-    RunStatus,
     Schedule,
     TrainingRun,
     User,
 )
+from inspect_app.storage import promotions
 from inspect_app.storage.db import Database
 from inspect_app.storage.repository import Repository, _model_version_from_row
-from inspect_app.storage.tables import REVIEW_VERDICTS, USER_ROLES, ModelVersionRow, ScheduleRow
+from inspect_app.storage.runs import RunQueue
+from inspect_app.storage.schedules import ScheduleStore, schedule_config
+from inspect_app.storage.tables import REVIEW_VERDICTS, USER_ROLES, ModelVersionRow
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ ROLE_RANK = {role: rank for rank, role in enumerate(USER_ROLES)}
 ACTION_ROLES: dict[str, str] = {
     "review": "operator",
     "train": "engineer",
+    "cancel": "engineer",
     "schedule": "engineer",
     "threshold": "engineer",
     "promote": "engineer",
@@ -48,17 +50,14 @@ ACTION_ROLES: dict[str, str] = {
     "purge": "admin",
     "users": "admin",
 }
-SCHEDULE_KINDS = ("train", "inspect", "purge")
-# Five cron fields, each made of digits, '*', '/', ',' and '-' (the worker parses them; this rejects typos early).
-_CRON_FIELD = re.compile(r"^[\d*/,\-]+$")
 
 __all__ = [
     "ACTION_ROLES",
     "ROLE_RANK",
-    "SCHEDULE_KINDS",
     "add_schedule",
     "allowed",
     "authorize",
+    "cancel_run",
     "create_user",
     "enqueue_training",
     "promote_model",
@@ -189,90 +188,76 @@ def enqueue_training(
     data_dir: str,
     recipe: dict[str, Any],
     model_name: str | None = None,
-    review_manifest: str | None = None,
+    use_reviews: bool = True,
+    test_dir: str | None = None,
 ) -> int:
     """Queue a fine-tuning run for the lifecycle worker; returns the run id.
 
-    The run's ``config`` is a complete ``TrainConfig`` dict, so the worker can build the recipe with
-    ``TrainConfig.from_dict``; who asked and the optional CSV manifest of reviewed parts ride in ``config["extra"]``.
+    The run's ``config`` is a ``FinetuneSpec`` dict (what ``lifecycle.worker`` reads): the recipe as its ``train``
+    part, with who asked in ``train.extra.requested_by``; ``use_reviews`` adds the reviewed parts to the data.
 
     Raises:
         AccessDeniedError: the user is not at least an engineer.
-        ValueError: ``data_dir`` is not an existing folder.
+        ValueError: ``data_dir`` (or a given ``test_dir``) is not an existing folder.
         ConfigError: the recipe has an unknown option or a bad value (named).
     """
     user = authorize(user, "train")
     if not data_dir or not Path(data_dir).is_dir():
         raise ValueError(f"training data folder {data_dir!r} does not exist")
-    config = TrainConfig.from_dict(dict(recipe)).to_dict()
-    config["extra"] = {**config.get("extra", {}), "requested_by": user.username}
-    if review_manifest:
-        config["extra"]["review_manifest"] = review_manifest
-    repository = Repository(db)
-    run_id = repository.add_training_run(
-        TrainingRun(config=config, data_dir=str(data_dir), status=RunStatus.QUEUED, model_name=model_name or None)
-    )
-    repository.audit(AuditEvent(actor=user.username, action="training.enqueue", target=f"training_run:{run_id}",
-                                details={"data_dir": str(data_dir), "model_name": model_name,
-                                         "review_manifest": review_manifest}))
+    if test_dir and not Path(test_dir).is_dir():
+        raise ValueError(f"test folder {test_dir!r} does not exist")
+    train = TrainConfig.from_dict(dict(recipe))
+    train.extra["requested_by"] = user.username
+    spec = FinetuneSpec(train=train, test_dir=str(Path(test_dir).resolve()) if test_dir else None,
+                        use_reviews=bool(use_reviews))
+    run_id = RunQueue(db).enqueue(spec.to_dict(), str(Path(data_dir).resolve()), model_name=model_name or None)
+    Repository(db).audit(AuditEvent(actor=user.username, action="training.enqueue", target=f"training_run:{run_id}",
+                                    details={"data_dir": str(data_dir), "model_name": model_name,
+                                             "use_reviews": bool(use_reviews), "test_dir": test_dir}))
     return run_id
 
 
+def cancel_run(db: Database, user: User | None, run_id: int) -> TrainingRun:
+    """Cancel a run (``RunQueue.cancel``: a queued one at once, a running one at its next step), audited.
+
+    Raises:
+        AccessDeniedError: the user is not at least an engineer.
+        LookupError: no run has ``run_id``.
+        RunStateError: the run has already finished (its status named).
+    """
+    user = authorize(user, "cancel")
+    run = RunQueue(db).cancel(int(run_id))
+    Repository(db).audit(AuditEvent(actor=user.username, action="training.cancel", target=f"training_run:{run_id}",
+                                    details={"status": run.status.value,
+                                             "cancel_requested": run.cancel_requested}))
+    return run
+
+
 def promote_model(db: Database, user: User | None, name: str) -> ModelVersion:
-    """Make ``name`` the active model (``Repository.promote``) and audit who did it and what was active before.
+    """Make ``name`` the active model through ``promotions.promote`` (audited with the model it replaced).
 
     Raises:
         AccessDeniedError: the user is not at least an engineer.
         LookupError: no model version is called ``name`` (known names listed).
     """
     user = authorize(user, "promote")
-    return _promote(db, user, name, action="model.promote")
-
-
-def _promote(db: Database, user: User, name: str, action: str) -> ModelVersion:
-    """Promote and append the audit entry naming the previous active model."""
-    repository = Repository(db)
-    previous = repository.active_model()
-    promoted = repository.promote(name)
-    repository.audit(AuditEvent(actor=user.username, action=action, target=f"model:{name}",
-                                details={"previous": None if previous is None else previous.name}))
-    return promoted
+    return promotions.promote(Repository(db), name, actor=user.username, reason="dashboard")
 
 
 def rollback_target(db: Database) -> ModelVersion | None:
-    """The model a rollback would re-activate: the one active before the current one, else ``None``.
-
-    The audit log's latest promotion of the current model names its predecessor; without one (a model promoted by
-    the CLI before auditing existed), the newest retired model is taken.
-    """
-    repository = Repository(db)
-    current = repository.active_model()
-    if current is None:
-        return None
-    for event in repository.list_audit(limit=200):
-        if event.action in ("model.promote", "model.rollback") and event.target == f"model:{current.name}":
-            previous = event.details.get("previous")
-            if previous and previous != current.name:
-                found = repository.get_model_version(previous)
-                if found is not None:
-                    return found
-            break
-    retired = [v for v in repository.list_model_versions() if v.status == ModelStatus.RETIRED]
-    return retired[-1] if retired else None
+    """The model a rollback would re-activate (``promotions.rollback_target``), else ``None``."""
+    return promotions.rollback_target(Repository(db))
 
 
 def rollback_model(db: Database, user: User | None) -> ModelVersion:
-    """Re-activate the model that was active before the current one (see ``rollback_target``).
+    """Re-activate the model the current one replaced, through ``promotions.rollback`` (audited).
 
     Raises:
         AccessDeniedError: the user is not at least an engineer.
         LookupError: there is no earlier model to roll back to.
     """
     user = authorize(user, "rollback")
-    target = rollback_target(db)
-    if target is None:
-        raise LookupError("no earlier model version to roll back to")
-    return _promote(db, user, target.name, action="model.rollback")
+    return promotions.rollback(Repository(db), actor=user.username)
 
 
 def set_model_threshold(db: Database, user: User | None, name: str, threshold: float) -> ModelVersion:
@@ -299,49 +284,46 @@ def set_model_threshold(db: Database, user: User | None, name: str, threshold: f
         return _model_version_from_row(row)
 
 
-def _check_cron(cron: str) -> None:
-    """Reject cron expressions that are not five fields of cron characters."""
-    fields = cron.split()
-    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
-        raise ValueError(f"cron {cron!r} must have 5 fields (minute hour day month weekday), e.g. '0 2 * * *'")
-
-
 def add_schedule(
-    db: Database, user: User | None, name: str, kind: str, cron: str, config: dict[str, Any] | None = None
-) -> int:
-    """Create an enabled recurring job for the lifecycle worker; returns its id.
+    db: Database,
+    user: User | None,
+    name: str,
+    cron: str,
+    data_dir: str,
+    spec: FinetuneSpec | None = None,
+    only_if_new_data: bool = False,
+    now: datetime | None = None,
+) -> Schedule:
+    """Create an enabled fine-tuning schedule through ``ScheduleStore`` (the store ``lifecycle.scheduler`` fires).
 
     Raises:
-        AccessDeniedError: the user is not at least an engineer (``purge`` schedules need an admin).
-        ValueError: empty name, unknown kind (allowed named) or a malformed cron expression.
+        AccessDeniedError: the user is not at least an engineer.
+        ValueError: empty name or a missing data folder (named).
+        ConfigError: the cron expression is not valid for croniter (named, with the expected form).
         StorageError: the name is taken.
     """
-    user = authorize(user, "purge" if kind == "purge" else "schedule")
+    user = authorize(user, "schedule")
     if not name or not name.strip():
         raise ValueError(f"schedule name {name!r} must be non-empty")
-    if kind not in SCHEDULE_KINDS:
-        raise ValueError(f"schedule kind {kind!r} is not one of {list(SCHEDULE_KINDS)}")
-    _check_cron(cron)
-    repository = Repository(db)
-    schedule_id = repository.add_schedule(Schedule(name=name, kind=kind, cron=cron, config=dict(config or {})))
-    repository.audit(AuditEvent(actor=user.username, action="schedule.add", target=f"schedule:{name}",
-                                details={"kind": kind, "cron": cron}))
-    return schedule_id
+    if not data_dir or not Path(data_dir).is_dir():
+        raise ValueError(f"schedule data folder {data_dir!r} does not exist")
+    spec = spec or FinetuneSpec(model_prefix=name.strip())
+    schedule = ScheduleStore(db).add(name.strip(), cron, schedule_config(data_dir, spec, only_if_new_data), now=now)
+    Repository(db).audit(AuditEvent(actor=user.username, action="schedule.add", target=f"schedule:{schedule.name}",
+                                    details={"cron": schedule.cron, "data_dir": schedule.config["data_dir"],
+                                             "only_if_new_data": bool(only_if_new_data)}))
+    return schedule
 
 
-def set_schedule_enabled(db: Database, user: User | None, name: str, enabled: bool) -> None:
-    """Pause or resume a schedule, audited.
+def set_schedule_enabled(db: Database, user: User | None, name: str, enabled: bool) -> Schedule:
+    """Pause or resume a schedule through ``ScheduleStore.update`` (resuming recomputes its next run), audited.
 
     Raises:
         AccessDeniedError: the user is not at least an engineer.
         LookupError: no schedule is called ``name``.
     """
     user = authorize(user, "schedule")
-    with db.session() as session:
-        row = session.scalar(select(ScheduleRow).where(ScheduleRow.name == name))
-        if row is None:
-            known = session.scalars(select(ScheduleRow.name).order_by(ScheduleRow.name)).all()
-            raise LookupError(f"schedule {name!r} not found; known: {list(known)}")
-        row.enabled = bool(enabled)
-        Repository._audit(session, AuditEvent(actor=user.username, action="schedule.enable" if enabled
-                                              else "schedule.disable", target=f"schedule:{name}"))
+    schedule = ScheduleStore(db).update(name, enabled=bool(enabled))
+    Repository(db).audit(AuditEvent(actor=user.username, action="schedule.enable" if enabled
+                                    else "schedule.disable", target=f"schedule:{name}"))
+    return schedule

@@ -31,8 +31,29 @@ def promote(repository: Repository, name: str, actor: str, reason: str = "manual
     return version
 
 
+def rollback_target(repository: Repository) -> ModelVersion | None:
+    """The model a rollback would re-activate: the one the active model replaced, else ``None``.
+
+    Without an audit trail (models promoted before the lifecycle existed), the newest retired model is taken.
+    """
+    active = repository.active_model()
+    if active is None:
+        return None
+    # Older dashboard builds audited the target as "model:<name>"; both forms name the same promotion.
+    targets = (active.name, f"model:{active.name}")
+    for event in repository.list_audit(limit=1000, action=PROMOTE_ACTION):
+        previous = event.details.get("previous")
+        if event.target in targets and previous and previous != active.name:
+            found = repository.get_model_version(previous)
+            if found is not None:
+                return found
+            break
+    retired = [v for v in repository.list_model_versions() if v.status is ModelStatus.RETIRED]
+    return retired[-1] if retired else None
+
+
 def rollback(repository: Repository, actor: str) -> ModelVersion:
-    """Re-activate the model that the current active one replaced.
+    """Re-activate the model that the current active one replaced (see ``rollback_target``).
 
     Raises:
         LookupError: there is no active model, or no earlier model to go back to.
@@ -40,13 +61,8 @@ def rollback(repository: Repository, actor: str) -> ModelVersion:
     active = repository.active_model()
     if active is None:
         raise LookupError("no active model to roll back from")
-    for event in repository.list_audit(limit=1000, action=PROMOTE_ACTION):
-        if event.target == active.name and event.details.get("previous"):
-            previous = event.details["previous"]
-            logger.info("rolling back from %s to %s", active.name, previous)
-            return promote(repository, previous, actor, reason=f"rollback from {active.name}")
-    retired = [v for v in repository.list_model_versions() if v.status is ModelStatus.RETIRED]
-    if not retired:
+    target = rollback_target(repository)
+    if target is None:
         raise LookupError(f"active model {active.name!r} replaced no earlier model; nothing to roll back to")
-    # Without an audit trail (models promoted before the lifecycle existed), the newest retired model is the best guess.
-    return promote(repository, retired[-1].name, actor, reason=f"rollback from {active.name}")
+    logger.info("rolling back from %s to %s", active.name, target.name)
+    return promote(repository, target.name, actor, reason=f"rollback from {active.name}")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from croniter import croniter
 from sqlalchemy import delete, select, update
 
+from inspect_app.config import FinetuneSpec
 from inspect_app.errors import ConfigError
 from inspect_app.records import Schedule, utcnow
 from inspect_app.storage.db import Database
@@ -32,6 +34,11 @@ def check_cron(cron: str) -> str:
     if len(text.split()) != 5 or not croniter.is_valid(text):
         raise ConfigError(f"cron expression {cron!r} is not valid; expected {CRON_HELP}")
     return text
+
+
+def schedule_config(data_dir: str | Path, spec: FinetuneSpec, only_if_new_data: bool = False) -> dict[str, Any]:
+    """A schedule's stored config, the form ``lifecycle.scheduler`` fires: run spec, data folder, new-data flag."""
+    return {"data_dir": str(Path(data_dir).resolve()), "only_if_new_data": bool(only_if_new_data), **spec.to_dict()}
 
 
 def next_fire(cron: str, after: datetime) -> datetime:

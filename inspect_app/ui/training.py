@@ -1,8 +1,8 @@
-"""Training page: queue a fine-tuning run (recipe + data selection), watch runs with progress and log tail, and
-manage schedules.
+"""Training page: queue and cancel fine-tuning runs, watch them (progress, queue fields, log tail), manage the
+schedules ``lifecycle.scheduler`` fires, and read the champion/challenger comparisons.
 
-The start button only queues a ``training_runs`` row (engineer role, audited); the lifecycle worker runs it. Reviewed
-parts can ride along as a CSV manifest written from the stored verdicts.
+Every control goes through ``storage.access`` (role checked, audited); the lifecycle worker does the work. Reviewed
+parts join a run's data through its spec's ``use_reviews`` (the worker freezes them at the run's start).
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import streamlit as st
 
 from inspect_app.config import TrainConfig, load_settings
 from inspect_app.errors import StorageError
-from inspect_app.records import TrainingRun, utcnow
-from inspect_app.storage import Repository, access, dashboard_queries
+from inspect_app.records import TrainingRun
+from inspect_app.storage import Repository, access
+from inspect_app.storage.runs import RunQueue
+from inspect_app.storage.schedules import CRON_HELP
 from inspect_app.ui.common import (
     CACHE_TTL_S,
     current_user,
@@ -32,14 +34,30 @@ logger = logging.getLogger(__name__)
 
 PAGE_TITLE = "Training"
 RUNS_SHOWN = 30
+COMPARISONS_SHOWN = 20
 LOG_TAIL_LINES = 40
 ACTIVE_STATUSES = ("queued", "running")
 
 
 @st.cache_data(ttl=5, show_spinner=False)
 def load_runs(url: str) -> list[TrainingRun]:
-    """The newest training runs (short cache: runs move while people watch)."""
-    return Repository(database(url)).list_training_runs(limit=RUNS_SHOWN)
+    """The newest training runs with their queue fields (short cache: runs move while people watch)."""
+    return RunQueue(database(url)).list(limit=RUNS_SHOWN)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def load_comparisons(url: str) -> pd.DataFrame:
+    """Champion/challenger evaluations, newest first."""
+    return pd.DataFrame(
+        [
+            {"When (UTC)": c.created_at, "Run": c.training_run_id, "Candidate": c.candidate, "Champion": c.champion,
+             "Promoted": c.promoted, "Candidate escape": (c.details.get("candidate") or {}).get("escape_rate"),
+             "Champion escape": (c.details.get("champion") or {}).get("escape_rate"), "Reason": c.reason}
+            for c in RunQueue(database(url)).list_comparisons(limit=COMPARISONS_SHOWN)
+        ],
+        columns=["When (UTC)", "Run", "Candidate", "Champion", "Promoted", "Candidate escape", "Champion escape",
+                 "Reason"],
+    )
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
@@ -47,21 +65,24 @@ def load_schedules(url: str) -> pd.DataFrame:
     """Schedules as a table."""
     return pd.DataFrame(
         [
-            {"Name": s.name, "Kind": s.kind, "Cron": s.cron, "Enabled": s.enabled, "Last run (UTC)": s.last_run_at,
+            {"Name": s.name, "Cron": s.cron, "Enabled": s.enabled, "Data": s.config.get("data_dir"),
+             "Only if new data": bool(s.config.get("only_if_new_data")), "Last run (UTC)": s.last_run_at,
              "Next run (UTC)": s.next_run_at}
             for s in Repository(database(url)).list_schedules()
         ],
-        columns=["Name", "Kind", "Cron", "Enabled", "Last run (UTC)", "Next run (UTC)"],
+        columns=["Name", "Cron", "Enabled", "Data", "Only if new data", "Last run (UTC)", "Next run (UTC)"],
     )
 
 
 def run_progress(run: TrainingRun) -> float | None:
-    """Share done of a run from the worker's ``metrics`` (``progress`` in [0, 1], or ``epoch``/``epochs``)."""
-    metrics = run.metrics
+    """Share done of a run from the worker's heartbeat ``progress`` or ``metrics`` (``progress`` in [0, 1], or
+    ``epoch``/``epochs``)."""
+    metrics = {**run.metrics, **run.progress}
     value = metrics.get("progress")
     if isinstance(value, int | float):
         return min(max(float(value), 0.0), 1.0)
-    epoch, epochs = metrics.get("epoch"), metrics.get("epochs") or run.config.get("epochs")
+    recipe = run.config.get("train") or run.config
+    epoch, epochs = metrics.get("epoch"), metrics.get("epochs") or recipe.get("epochs")
     if isinstance(epoch, int) and isinstance(epochs, int) and epochs > 0:
         return min(epoch / epochs, 1.0)
     return 1.0 if run.status.value == "succeeded" else None
@@ -80,14 +101,17 @@ def runs_table(runs: list[TrainingRun]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
-                "Run": r.id, "Status": r.status.value, "Progress": run_progress(r), "Model": r.model_name,
-                "Data": r.data_dir, "By": r.config.get("extra", {}).get("requested_by"), "Queued (UTC)": r.created_at,
-                "Started (UTC)": r.started_at, "Finished (UTC)": r.finished_at, "Error": r.error,
+                "Run": r.id, "Status": r.status.value, "Progress": run_progress(r),
+                "Phase": r.progress.get("phase"), "Model": r.model_name, "Data": r.data_dir,
+                "By": (r.config.get("train") or r.config).get("extra", {}).get("requested_by") or r.schedule,
+                "Attempts": r.attempts, "Worker": r.worker, "Heartbeat (UTC)": r.heartbeat_at,
+                "Queued (UTC)": r.created_at, "Started (UTC)": r.started_at, "Finished (UTC)": r.finished_at,
+                "Error": r.error,
             }
             for r in runs
         ],
-        columns=["Run", "Status", "Progress", "Model", "Data", "By", "Queued (UTC)", "Started (UTC)",
-                 "Finished (UTC)", "Error"],
+        columns=["Run", "Status", "Progress", "Phase", "Model", "Data", "By", "Attempts", "Worker", "Heartbeat (UTC)",
+                 "Queued (UTC)", "Started (UTC)", "Finished (UTC)", "Error"],
     )
 
 
@@ -99,7 +123,10 @@ def render_start(url: str) -> None:
     with st.form("start_run"):
         data_dir = st.text_input("Training data folder (one sub-folder per class)",
                                  value=str(settings.home / "train"), key="train_data_dir")
-        name = st.text_input("Model name (optional)", key="train_model_name")
+        cols = st.columns(2)
+        name = cols[0].text_input("Model name (optional)", key="train_model_name")
+        test_dir = cols[1].text_input("Frozen test folder (optional; else a hold-out of the data)",
+                                      key="train_test_dir")
         cols = st.columns(4)
         backbone = cols[0].text_input("Backbone", value=defaults.backbone, key="train_backbone")
         epochs = cols[1].number_input("Epochs", 1, 500, defaults.epochs, key="train_epochs")
@@ -110,17 +137,10 @@ def render_start(url: str) -> None:
         submitted = st.form_submit_button("Queue run", help=role_hint("train"))
     if not submitted:
         return
-    manifest = None
-    if with_reviews and access.allowed(current_user(), "train"):
-        path = settings.runs_dir / f"reviews-{utcnow():%Y%m%d-%H%M%S}.csv"
-        try:
-            dashboard_queries.write_review_manifest(database(url), path)
-            manifest = str(path)
-        except ValueError as exc:
-            st.caption(f"No reviewed parts added: {exc}")
     recipe = {"backbone": backbone.strip(), "epochs": int(epochs), "batch_size": int(batch), "lr": float(lr)}
     run_id = run_control(access.enqueue_training, database(url), current_user(), data_dir.strip(), recipe,
-                         model_name=name.strip() or None, review_manifest=manifest, success="run queued")
+                         model_name=name.strip() or None, use_reviews=with_reviews, test_dir=test_dir.strip() or None,
+                         success="run queued")
     if run_id is not None:
         st.caption(f"Run {run_id} waits for the worker.")
 
@@ -143,6 +163,16 @@ def render_runs(url: str) -> None:
         st.caption("No log on this server yet." if run.log_path is None else f"Log {run.log_path} not found.")
     else:
         st.code(tail, language="text")
+    active_ids = [r.id for r in active]
+    if active_ids:
+        cols = st.columns([2, 1])
+        run_id = cols[0].selectbox("Run to cancel", active_ids, key="cancel_pick")
+        if cols[1].button("Cancel run", key="cancel_run", help=role_hint("cancel")):
+            run = run_control(access.cancel_run, database(url), current_user(), run_id, success=f"run {run_id}: "
+                              "cancel requested")
+            if run is not None:
+                st.caption(f"Run {run.id} is {run.status.value}" +
+                           (" until its next training step." if run.cancel_requested else "."))
 
 
 def render_schedules(url: str) -> None:
@@ -162,12 +192,25 @@ def render_schedules(url: str) -> None:
     with st.form("add_schedule"):
         cols = st.columns(3)
         name = cols[0].text_input("Name", key="schedule_name")
-        kind = cols[1].selectbox("Kind", access.SCHEDULE_KINDS, key="schedule_kind")
-        cron = cols[2].text_input("Cron (UTC)", value="0 2 * * *", key="schedule_cron")
-        submitted = st.form_submit_button("Add schedule", help=role_hint("schedule"))
+        cron = cols[1].text_input("Cron (UTC)", value="0 2 * * *", help=CRON_HELP, key="schedule_cron")
+        data_dir = cols[2].text_input("Data folder (one sub-folder per class)",
+                                      value=str(load_settings().home / "train"), key="schedule_data")
+        only_new = st.checkbox("Only when reviews or newer files arrived since the last run", value=True,
+                               key="schedule_only_new")
+        submitted = st.form_submit_button("Add fine-tuning schedule", help=role_hint("schedule"))
     if submitted:
-        run_control(access.add_schedule, database(url), current_user(), name.strip(), kind, cron.strip(),
-                    success=f"schedule {name} added")
+        run_control(access.add_schedule, database(url), current_user(), name.strip(), cron.strip(), data_dir.strip(),
+                    only_if_new_data=only_new, success=f"schedule {name} added")
+
+
+def render_comparisons(url: str) -> None:
+    """Champion/challenger outcomes of the worker (read-only)."""
+    st.subheader("Model comparisons")
+    frame = load_comparisons(url)
+    if frame.empty:
+        st.caption("No candidate evaluated yet.")
+    else:
+        st.dataframe(frame, hide_index=True)
 
 
 def render() -> None:
@@ -181,6 +224,7 @@ def render() -> None:
         render_start(url)
         render_runs(url)
         render_schedules(url)
+        render_comparisons(url)
     except StorageError as exc:
         logger.error("training page cannot read the database: %s", exc)
         st.error(f"Cannot read the plant database: {exc}")

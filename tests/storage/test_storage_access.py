@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from inspect_app.errors import AccessDeniedError, ConfigError, StorageError
-from inspect_app.records import Decision, ModelStatus, User
+from inspect_app.config import FinetuneSpec
+from inspect_app.errors import AccessDeniedError, ConfigError, RunStateError, StorageError
+from inspect_app.records import Decision, ModelStatus, RunStatus, User
 from inspect_app.storage import Database, Repository, access
 from inspect_app.storage.passwords import verify_password
+from inspect_app.storage.runs import RunQueue
+from inspect_app.storage.schedules import ScheduleStore
 from inspect_app.storage.tables import UserRow
 
 PASSWORD = "s3cret-enough"
@@ -94,7 +98,9 @@ def test_promote_rollback_and_threshold(db: Database, repo: Repository, model_ve
     assert access.rollback_target(db).name == "c"  # the one active before b, not the newest retired by date
     assert access.rollback_model(db, engineer).name == "c"
     assert repo.active_model().name == "c"
-    assert repo.list_audit(action="model.rollback")[0].details == {"previous": "b"}
+    rolled = repo.list_audit(action="model.promote")[0]  # one audited path for both: storage.promotions
+    assert (rolled.actor, rolled.target, rolled.details) == ("engineer-1", "c",
+                                                               {"previous": "b", "reason": "rollback from b"})
     with pytest.raises(AccessDeniedError):
         access.rollback_model(db, _user("operator"))
     with pytest.raises(LookupError, match="'nope' not found; known: \\['a', 'b', 'c'\\]"):
@@ -114,31 +120,57 @@ def test_enqueue_training_validates_and_audits(db: Database, repo: Repository, t
     engineer = _user("engineer")
     with pytest.raises(ValueError, match="does not exist"):
         access.enqueue_training(db, engineer, str(tmp_path / "missing"), {})
+    with pytest.raises(ValueError, match=r"test folder .*missing.* does not exist"):
+        access.enqueue_training(db, engineer, str(tmp_path), {}, test_dir=str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="unknown training option"):
         access.enqueue_training(db, engineer, str(tmp_path), {"epoch": 3})
     with pytest.raises(AccessDeniedError):
         access.enqueue_training(db, _user("operator"), str(tmp_path), {})
-    run_id = access.enqueue_training(db, engineer, str(tmp_path), {"epochs": 3}, model_name="m9",
-                                     review_manifest="/runs/r.csv")
-    run = repo.get_training_run(run_id)
-    assert run.status.value == "queued" and run.config["epochs"] == 3 and run.model_name == "m9"
-    assert run.config["extra"] == {"requested_by": "engineer-1", "review_manifest": "/runs/r.csv"}
+    run_id = access.enqueue_training(db, engineer, str(tmp_path), {"epochs": 3}, model_name="m9", use_reviews=False)
+    run = RunQueue(db).get(run_id)
+    spec = FinetuneSpec.from_dict(run.config)  # the form lifecycle.worker reads
+    assert run.status.value == "queued" and spec.train.epochs == 3 and run.model_name == "m9"
+    assert spec.train.extra == {"requested_by": "engineer-1"} and spec.use_reviews is False
     assert repo.list_audit(action="training.enqueue")[0].target == f"training_run:{run_id}"
 
 
-def test_schedules(db: Database, repo: Repository) -> None:
+def test_cancel_run_needs_the_role_and_audits(db: Database, repo: Repository, tmp_path: Path) -> None:
+    queue = RunQueue(db)
+    running, queued = (queue.enqueue(FinetuneSpec().to_dict(), str(tmp_path)) for _ in range(2))
+    assert queue.claim("w1").id == running  # the oldest is taken
+    with pytest.raises(AccessDeniedError, match="may not 'cancel'"):
+        access.cancel_run(db, _user("operator"), running)
+    assert queue.get(running).cancel_requested is False
+    assert access.cancel_run(db, _user("engineer"), running).cancel_requested is True
+    assert access.cancel_run(db, _user("engineer"), queued).status is RunStatus.CANCELLED
+    with pytest.raises(RunStateError, match="'cancelled'"):
+        access.cancel_run(db, _user("engineer"), queued)
+    with pytest.raises(LookupError, match="99"):
+        access.cancel_run(db, _user("engineer"), 99)
+    assert [e.details["status"] for e in repo.list_audit(action="training.cancel")] == ["cancelled", "running"]
+
+
+def test_schedules(db: Database, repo: Repository, tmp_path: Path) -> None:
     engineer = _user("engineer")
-    access.add_schedule(db, engineer, "nightly", "train", "0 2 * * *")
-    with pytest.raises(ValueError, match="cron '0 2 \\* \\*' must have 5 fields"):
-        access.add_schedule(db, engineer, "bad", "train", "0 2 * *")
-    with pytest.raises(ValueError, match=r"kind 'bake' is not one of \['train', 'inspect', 'purge'\]"):
-        access.add_schedule(db, engineer, "bad", "bake", "0 2 * * *")
-    with pytest.raises(AccessDeniedError, match="may not 'purge'"):
-        access.add_schedule(db, engineer, "clean", "purge", "0 4 * * *")
-    access.add_schedule(db, _user("admin"), "clean", "purge", "0 4 * * *")
+    now = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+    schedule = access.add_schedule(db, engineer, "nightly", "0 2 * * *", str(tmp_path), only_if_new_data=True,
+                                   now=now)
+    assert schedule.next_run_at == datetime(2025, 1, 2, 2, 0, tzinfo=UTC)
+    stored = ScheduleStore(db).get("nightly").config  # the form lifecycle.scheduler fires
+    assert (stored["data_dir"], stored["only_if_new_data"], stored["model_prefix"]) == (
+        str(tmp_path.resolve()), True, "nightly")
+    with pytest.raises(ConfigError, match="'0 2 \\* \\*' is not valid"):
+        access.add_schedule(db, engineer, "bad", "0 2 * *", str(tmp_path))
+    with pytest.raises(ConfigError, match="'61 2 \\* \\* \\*' is not valid"):  # five fields, but no minute 61
+        access.add_schedule(db, engineer, "bad", "61 2 * * *", str(tmp_path))
+    with pytest.raises(ValueError, match=r"data folder .*missing.* does not exist"):
+        access.add_schedule(db, engineer, "bad", "0 2 * * *", str(tmp_path / "missing"))
+    with pytest.raises(AccessDeniedError, match="may not 'schedule'"):
+        access.add_schedule(db, _user("operator"), "op", "0 4 * * *", str(tmp_path))
     access.set_schedule_enabled(db, engineer, "nightly", False)
-    assert {s.name: s.enabled for s in repo.list_schedules()} == {"clean": True, "nightly": False}
+    assert {s.name: s.enabled for s in repo.list_schedules()} == {"nightly": False}
     with pytest.raises(LookupError, match="'nope' not found"):
         access.set_schedule_enabled(db, engineer, "nope", True)
+    assert access.set_schedule_enabled(db, engineer, "nightly", True).next_run_at > now  # resuming recomputes it
     assert [e.action for e in repo.list_audit() if e.action.startswith("schedule")] == [
-        "schedule.disable", "schedule.add", "schedule.add"]
+        "schedule.enable", "schedule.disable", "schedule.add"]

@@ -11,8 +11,12 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from inspect_app.records import Decision, Inspection, ModelStatus, ModelVersion, RunStatus, Schedule, TrainingRun
+from inspect_app.config import FinetuneSpec
+from inspect_app.lifecycle.scheduler import Scheduler
+from inspect_app.records import Decision, Inspection, ModelComparison, ModelStatus, ModelVersion, RunStatus, TrainingRun
 from inspect_app.storage import Database, Repository, access, dashboard_queries, queries
+from inspect_app.storage.runs import RunQueue
+from inspect_app.storage.schedules import ScheduleStore, schedule_config
 from inspect_app.ui import app, common
 
 APP_FILE = Path(app.__file__).resolve()
@@ -78,8 +82,8 @@ def plant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
         (tmp_path / "run.log").write_text("".join(f"epoch {i} loss 0.{i}\n" for i in range(1, 61)))
         repo.add_training_run(TrainingRun(config={"epochs": 4}, data_dir="/data", status=RunStatus.RUNNING,
                                           metrics={"epoch": 2, "epochs": 4}, log_path=str(tmp_path / "run.log")))
-        repo.add_schedule(Schedule(name="nightly", kind="train", cron="0 2 * * *"))
-    (tmp_path / "train" / "good").mkdir(parents=True)
+        (tmp_path / "train" / "good").mkdir(parents=True)
+        ScheduleStore(db).add("nightly", "0 2 * * *", schedule_config(tmp_path / "train", FinetuneSpec()))
     monkeypatch.setenv("INSPECT_DATABASE_URL", url)
     monkeypatch.setenv("INSPECT_HOME", str(tmp_path))
     return {"url": url, "rows": rows, "tmp": tmp_path}
@@ -239,7 +243,9 @@ def test_engineer_applies_threshold_and_rolls_back(plant: dict) -> None:
     at = _run(at)
     with Database.open(plant["url"]) as db:
         assert Repository(db).active_model().name == "m0"
-    assert _audit(plant["url"], "model.rollback")[0].actor == "engineer"
+    [event] = _audit(plant["url"], "model.promote")  # the one audited path: storage.promotions
+    assert (event.actor, event.target, event.details["previous"]) == ("engineer", "m0", "m1")
+    assert event.details["reason"] == "rollback from m1"
 
 
 def test_operator_cannot_promote(plant: dict) -> None:
@@ -264,10 +270,7 @@ def test_training_page_shows_runs_progress_and_log_tail(plant: dict) -> None:
     assert log.splitlines()[-1] == "epoch 60 loss 0.60" and len(log.splitlines()) == 40
 
 
-def test_engineer_queues_a_run_with_reviewed_parts(plant: dict) -> None:
-    with Database.open(plant["url"]) as db:
-        engineer = Repository(db).get_user("engineer")
-        access.review_inspection(db, engineer, 4, "OK")
+def test_engineer_queues_a_run_the_worker_can_read(plant: dict) -> None:
     at = _open("training", user="engineer")
     at.text_input(key="train_data_dir").input(str(plant["tmp"] / "train"))
     at.number_input(key="train_epochs").set_value(2)
@@ -275,38 +278,96 @@ def test_engineer_queues_a_run_with_reviewed_parts(plant: dict) -> None:
     at = _run(at)
     assert at.success[0].value == "run queued"
     with Database.open(plant["url"]) as db:
-        run = Repository(db).list_training_runs(status="queued")[0]
-    assert run.config["epochs"] == 2 and run.config["extra"]["requested_by"] == "engineer"
-    manifest = Path(run.config["extra"]["review_manifest"]).read_text().splitlines()
-    assert manifest == ["path,label", "/in/3.png,good"]
+        run = RunQueue(db).list(status="queued")[0]
+    spec = FinetuneSpec.from_dict(run.config)  # what lifecycle.worker reads
+    assert spec.train.epochs == 2 and spec.use_reviews and spec.train.extra["requested_by"] == "engineer"
+    assert _audit(plant["url"], "training.enqueue")[0].target == f"training_run:{run.id}"
 
 
-def test_operator_cannot_queue_a_run_or_pause_a_schedule(plant: dict) -> None:
+def test_operator_cannot_queue_cancel_or_pause(plant: dict) -> None:
     at = _open("training", user="operator")
     at.text_input(key="train_data_dir").input(str(plant["tmp"] / "train"))
     next(b for b in at.button if b.label == "Queue run").click()
     at = _run(at)
     assert "may not 'train'" in at.error[0].value
+    at.button(key="cancel_run").click()
+    at = _run(at)
+    assert any("may not 'cancel'" in e.value for e in at.error)
     at.button(key="schedule_toggle").click()
     at = _run(at)
     assert any("may not 'schedule'" in e.value for e in at.error)
     with Database.open(plant["url"]) as db:
-        assert Repository(db).list_training_runs(status="queued") == []
+        runs = RunQueue(db).list()
+        assert [(r.status, r.cancel_requested) for r in runs] == [(RunStatus.RUNNING, False)]
         assert Repository(db).list_schedules()[0].enabled is True
+    assert _audit(plant["url"], "training.cancel") == []
 
 
-def test_engineer_adds_and_pauses_schedules(plant: dict) -> None:
+def test_engineer_cancels_queued_and_running_runs(plant: dict) -> None:
+    with Database.open(plant["url"]) as db:
+        queued = RunQueue(db).enqueue(FinetuneSpec().to_dict(), str(plant["tmp"] / "train"))
     at = _open("training", user="engineer")
-    at.button(key="schedule_toggle").click()
+    runs = at.dataframe[0].value
+    assert {"Attempts", "Worker", "Heartbeat (UTC)"} <= set(runs.columns)
+    at.selectbox(key="cancel_pick").set_value(queued)
+    at.button(key="cancel_run").click()
+    at = _run(at)
+    with Database.open(plant["url"]) as db:
+        assert RunQueue(db).get(queued).status is RunStatus.CANCELLED
+        running = RunQueue(db).list(status="running")[0]
+    at.selectbox(key="cancel_pick").set_value(running.id)
+    at.button(key="cancel_run").click()
+    at = _run(at)
+    with Database.open(plant["url"]) as db:
+        # A running run stops at its worker's next progress report.
+        assert RunQueue(db).get(running.id).cancel_requested is True
+    assert [e.target for e in _audit(plant["url"], "training.cancel")] == [
+        f"training_run:{running.id}", f"training_run:{queued}"]
+
+
+def test_schedule_added_on_the_page_is_fired_by_the_scheduler(plant: dict) -> None:
+    at = _open("training", user="engineer")
+    at.button(key="schedule_toggle").click()  # pause "nightly"
     at = _run(at)
     at.text_input(key="schedule_name").input("weekly")
     at.text_input(key="schedule_cron").input("0 3 * * 0")
-    next(b for b in at.button if b.label == "Add schedule").click()
+    next(b for b in at.button if b.label == "Add fine-tuning schedule").click()
     at = _run(at)
     with Database.open(plant["url"]) as db:
-        schedules = {s.name: s for s in Repository(db).list_schedules()}
-    assert schedules["nightly"].enabled is False and schedules["weekly"].cron == "0 3 * * 0"
+        schedules = {s.name: s for s in ScheduleStore(db).list()}
+        weekly = schedules["weekly"]
+        assert schedules["nightly"].enabled is False and weekly.cron == "0 3 * * 0"
+        assert weekly.config["data_dir"] == str((plant["tmp"] / "train").resolve())
+        due = weekly.next_run_at
+        assert due is not None and (due.weekday(), due.hour, due.minute) == (6, 3, 0)
+        queued = Scheduler(db, clock=lambda: due + timedelta(seconds=1)).tick()
+        [run] = [RunQueue(db).get(run_id) for run_id in queued]  # the paused one does not fire
+    assert run.schedule == "weekly" and run.data_dir == weekly.config["data_dir"]
+    assert FinetuneSpec.from_dict(run.config).model_prefix == "weekly"
     assert [e.action for e in _audit(plant["url"], "schedule.add")] == ["schedule.add"]
+
+
+def test_bad_cron_is_named_not_raised(plant: dict) -> None:
+    at = _open("training", user="engineer")
+    at.text_input(key="schedule_name").input("bad")
+    at.text_input(key="schedule_cron").input("every night")
+    next(b for b in at.button if b.label == "Add fine-tuning schedule").click()
+    at = _run(at)
+    assert any("'every night' is not valid" in e.value for e in at.error)
+    with Database.open(plant["url"]) as db:
+        assert [s.name for s in ScheduleStore(db).list()] == ["nightly"]
+
+
+def test_model_comparisons_table(plant: dict) -> None:
+    with Database.open(plant["url"]) as db:
+        RunQueue(db).add_comparison(ModelComparison(
+            candidate="m2", champion="m1", promoted=False, reason="escape rate not lower",
+            details={"candidate": {"escape_rate": 0.1}, "champion": {"escape_rate": 0.05}}, training_run_id=1,
+            created_at=datetime.now(UTC)))
+    at = _open("training")
+    frame = next(d.value for d in at.dataframe if "Candidate" in d.value.columns)
+    assert list(frame["Candidate"]) == ["m2"] and list(frame["Champion escape"]) == [0.05]
+    assert not frame["Promoted"].iloc[0]
 
 
 # --- Drift ----------------------------------------------------------------------------------------------------------
