@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from inspect_app.records import (
     TrainingRun,
     User,
 )
-from inspect_app.storage import promotions
+from inspect_app.storage import promotions, retention
 from inspect_app.storage.db import Database
 from inspect_app.storage.repository import Repository, _model_version_from_row
 from inspect_app.storage.runs import RunQueue
@@ -61,6 +61,7 @@ __all__ = [
     "create_user",
     "enqueue_training",
     "promote_model",
+    "purge",
     "review_inspection",
     "rollback_model",
     "rollback_target",
@@ -327,3 +328,28 @@ def set_schedule_enabled(db: Database, user: User | None, name: str, enabled: bo
     Repository(db).audit(AuditEvent(actor=user.username, action="schedule.enable" if enabled
                                     else "schedule.disable", target=f"schedule:{name}"))
     return schedule
+
+
+def purge(
+    db: Database,
+    user: User | None,
+    older_than: str | timedelta,
+    keep_files: bool = False,
+    *,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> retention.PurgeResult:
+    """Delete inspections older than ``older_than`` (and, unless ``keep_files``, their files) via ``retention.purge``.
+
+    ``retention.purge`` writes the one audit entry (``db.purge``) with the user as actor, so none is added here. A
+    dry run only counts and is not audited, but needs the role too: the count is the first half of the control.
+    Passing the dry run's ``now`` to the confirmed purge deletes exactly the rows that were counted.
+
+    Raises:
+        AccessDeniedError: the user is not an admin.
+        ValueError: ``older_than`` is not an age such as ``90d`` (the text and the allowed units named) or not
+            positive, or ``now`` is naive.
+    """
+    user = authorize(user, "purge")
+    age = retention.parse_age(older_than) if isinstance(older_than, str) else older_than
+    return retention.purge(db, age, now=now, delete_files=not keep_files, dry_run=dry_run, actor=user.username)

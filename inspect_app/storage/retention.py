@@ -146,7 +146,8 @@ def purge(
             actor=actor,
             action="db.purge",
             target="inspections",
-            details={"cutoff": cutoff.isoformat(), "rows": rows, "files_deleted": deleted, "files_kept": kept},
+            details={"cutoff": cutoff.isoformat(), "rows": rows, "delete_files": delete_files, "files_deleted": deleted,
+                     "files_kept": kept},
         )
     )
     logger.info("purged %d inspections created before %s", rows, cutoff.isoformat())

@@ -26,6 +26,7 @@ from inspect_app.ui.common import (
     render_filters,
     require_viewing,
 )
+from inspect_app.ui.maintenance import render_maintenance
 
 logger = logging.getLogger(__name__)
 
@@ -203,34 +204,41 @@ def render_latest_ng(frame: pd.DataFrame) -> None:
 
 
 def render() -> None:
-    """Draw the Overview page."""
+    """Draw the Overview page, then the maintenance (purge) expander below the figures."""
     st.title(PAGE_TITLE)
     require_viewing()
     url = database_url()
     try:
-        stations = load_stations(url)
-        if not stations:
-            st.info(EMPTY_DATABASE_MESSAGE)
-            return
-        station, line, period = render_filters(stations, load_lines(url))
-        since, default_bucket = period_window(period, datetime.now(UTC))
-        summary = load_summary(url, since, station, line)
-        render_kpis(summary)
-        if summary.total == 0:
-            st.info(EMPTY_PERIOD_MESSAGE)
-            return
-        bucket = st.radio(
-            "Group defect rate by", list(BUCKET_LABELS), index=list(BUCKET_LABELS).index(default_bucket),
-            format_func=BUCKET_LABELS.get, horizontal=True, key="bucket",
-        )
-        left, right = st.columns(2)
-        with left:
-            render_p_chart(load_p_chart(url, bucket, since, station, line), bucket)
-        with right:
-            render_pareto(load_pareto(url, since, station, line))
-        render_station_comparison(load_station_comparison(url, since, line))
-        render_latest_ng(load_latest_ng(url, since, station))
+        render_figures(url)
+        # Below the figures and reached even when the period is empty: old data is what a purge is for.
+        render_maintenance(url)
     except StorageError as exc:
         # The message already names the database with its password masked.
         logger.error("dashboard cannot read the database: %s", exc)
         st.error(f"Cannot read the plant database: {exc}")
+
+
+def render_figures(url: str) -> None:
+    """KPIs, charts and tables for the sidebar filters (or a hint when there is nothing to show)."""
+    stations = load_stations(url)
+    if not stations:
+        st.info(EMPTY_DATABASE_MESSAGE)
+        return
+    station, line, period = render_filters(stations, load_lines(url))
+    since, default_bucket = period_window(period, datetime.now(UTC))
+    summary = load_summary(url, since, station, line)
+    render_kpis(summary)
+    if summary.total == 0:
+        st.info(EMPTY_PERIOD_MESSAGE)
+        return
+    bucket = st.radio(
+        "Group defect rate by", list(BUCKET_LABELS), index=list(BUCKET_LABELS).index(default_bucket),
+        format_func=BUCKET_LABELS.get, horizontal=True, key="bucket",
+    )
+    left, right = st.columns(2)
+    with left:
+        render_p_chart(load_p_chart(url, bucket, since, station, line), bucket)
+    with right:
+        render_pareto(load_pareto(url, since, station, line))
+    render_station_comparison(load_station_comparison(url, since, line))
+    render_latest_ng(load_latest_ng(url, since, station))
