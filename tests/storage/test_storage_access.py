@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from inspect_app.storage import Database, Repository, access
 from inspect_app.storage.passwords import verify_password
 from inspect_app.storage.runs import RunQueue
 from inspect_app.storage.schedules import ScheduleStore
-from inspect_app.storage.tables import UserRow
+from inspect_app.storage.tables import InspectionRow, UserRow
 
 PASSWORD = "s3cret-enough"
 
@@ -174,3 +174,34 @@ def test_schedules(db: Database, repo: Repository, tmp_path: Path) -> None:
     assert access.set_schedule_enabled(db, engineer, "nightly", True).next_run_at > now  # resuming recomputes it
     assert [e.action for e in repo.list_audit() if e.action.startswith("schedule")] == [
         "schedule.enable", "schedule.disable", "schedule.add"]
+
+
+def _inspection_count(db: Database) -> int:
+    with db.session() as session:
+        return session.query(InspectionRow).count()
+
+
+def test_purge_needs_an_admin_and_is_audited_once(db: Database, tmp_path: Path, inspection_factory: Any) -> None:
+    now = datetime.now(UTC)
+    image = tmp_path / "old.png"
+    image.write_bytes(b"img")
+    repo = Repository(db)
+    repo.add_inspections([
+        inspection_factory(0, created_at=now - timedelta(days=10), image_path=str(image), content_hash="old"),
+        inspection_factory(1, created_at=now - timedelta(hours=1), content_hash="new"),
+    ])
+    for role in ("operator", "engineer"):
+        with pytest.raises(AccessDeniedError, match=rf"role '{role}' may not 'purge'; needs role admin"):
+            access.purge(db, _user(role), "1d")
+    with pytest.raises(AccessDeniedError, match="sign in first"):
+        access.purge(db, None, "1d", dry_run=True)
+    assert _inspection_count(db) == 2 and image.exists() and repo.list_audit(action="db.purge") == []
+    with pytest.raises(ValueError, match=r"age '1 day'.*m, h, d, w"):
+        access.purge(db, _user("admin"), "1 day")
+    assert access.purge(db, _user("admin"), "1d", dry_run=True, now=now).rows == 1
+    assert _inspection_count(db) == 2 and repo.list_audit(action="db.purge") == []  # a dry run changes nothing
+    result = access.purge(db, _user("admin"), "1d", keep_files=True, now=now)
+    assert result.rows == 1 and result.cutoff == now - timedelta(days=1) and image.exists()
+    assert _inspection_count(db) == 1
+    [event] = repo.list_audit(action="db.purge")
+    assert (event.actor, event.details["rows"], event.details["delete_files"]) == ("admin-1", 1, False)

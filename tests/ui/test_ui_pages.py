@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from inspect_app.config import FinetuneSpec
@@ -17,6 +18,7 @@ from inspect_app.records import Decision, Inspection, ModelComparison, ModelStat
 from inspect_app.storage import Database, Repository, access, dashboard_queries, queries
 from inspect_app.storage.runs import RunQueue
 from inspect_app.storage.schedules import ScheduleStore, schedule_config
+from inspect_app.storage.tables import InspectionRow
 from inspect_app.ui import app, common
 
 APP_FILE = Path(app.__file__).resolve()
@@ -154,6 +156,90 @@ def test_wrong_password_is_refused_and_audited(plant: dict) -> None:
     at = _run(at)
     assert "sign-in failed for user 'admin'" in at.sidebar.error[0].value
     assert [e.actor for e in _audit(plant["url"], "auth.sign_in_failed")] == ["admin"]
+
+
+def _seed_old(plant: dict) -> tuple[datetime, list[Path]]:
+    """Three inspections 40-60 days old with real image and heatmap files; returns the seeding time and the files."""
+    now, tmp = datetime.now(UTC), plant["tmp"]
+    files = []
+    rows = []
+    for i, days in enumerate((40, 50, 60)):
+        image, heatmap = tmp / f"old{i}.png", tmp / f"old{i}_heat.png"
+        image.write_bytes(b"img")
+        heatmap.write_bytes(b"heat")
+        files += [image, heatmap]
+        rows.append(Inspection(station="cell-a", line="line-1", source="/in", image_path=str(image),
+                               heatmap_path=str(heatmap), decision=Decision.NG, created_at=now - timedelta(days=days),
+                               content_hash=f"old{i}", model_version="m1", defect_class="scratch", score=0.9))
+    with Database.open(plant["url"]) as db:
+        Repository(db).add_inspections(rows)
+    return now, files
+
+
+def _inspection_ages(url: str) -> list[datetime]:
+    """Creation time of every stored inspection, read straight from the table (independent of the purge code)."""
+    with Database.open(url) as db, db.session() as session:
+        return [t if t.tzinfo else t.replace(tzinfo=UTC) for t in session.scalars(select(InspectionRow.created_at))]
+
+
+def _purge_form(at: AppTest, age: str) -> AppTest:
+    at.text_input(key="purge_age").input(age)
+    at.button(key="purge_dry_run").click()
+    return _run(at)
+
+
+def test_engineer_sees_purge_disabled_and_is_refused(plant: dict) -> None:
+    _, files = _seed_old(plant)
+    before = _inspection_ages(plant["url"])
+    at = _open(user="engineer")
+    assert at.button(key="purge_dry_run").disabled and at.text_input(key="purge_age").disabled
+    assert any("Purging needs role admin" in c.value for c in at.caption)
+    # A forged click on the disabled button (AppTest refuses to send one, so its flag is lifted on the test's copy of
+    # the element) is discarded by the server: no count, no confirm step. access.purge refuses it as well
+    # (tests/storage/test_storage_access.py).
+    button = at.button(key="purge_dry_run")
+    button.proto.disabled = False
+    button.click()
+    at = _run(at)
+    assert not at.warning and not any(b.key == "purge_confirm" for b in at.button)
+    assert sorted(_inspection_ages(plant["url"])) == sorted(before) and all(f.exists() for f in files)
+    assert _audit(plant["url"], "db.purge") == []
+
+
+def test_admin_bad_age_is_named(plant: dict) -> None:
+    at = _purge_form(_open(user="admin"), "3 months")
+    assert any("age '3 months'" in e.value and "m, h, d, w" in e.value for e in at.error)
+    assert not any(b.key == "purge_confirm" for b in at.button)
+
+
+def test_admin_dry_run_counts_then_confirmed_purge_deletes_exactly_the_old_rows(plant: dict) -> None:
+    seeded_at, files = _seed_old(plant)
+    before = _inspection_ages(plant["url"])
+    at = _purge_form(_open(user="admin"), "30d")
+    expected_old = sum(t < seeded_at - timedelta(days=30) for t in before)
+    assert expected_old == 3
+    assert any(f"Would delete {expected_old} inspection(s) older than 30d" in w.value for w in at.warning)
+    assert sorted(_inspection_ages(plant["url"])) == sorted(before)  # the dry run deleted nothing
+    assert _audit(plant["url"], "db.purge") == [] and all(f.exists() for f in files)
+    at.button(key="purge_confirm").click()
+    at = _run(at)
+    assert at.success and "older than 30d" in at.success[0].value
+    after = _inspection_ages(plant["url"])
+    assert sorted(after) == sorted(t for t in before if t >= seeded_at - timedelta(days=30))
+    assert len(after) == len(before) - expected_old and not any(f.exists() for f in files)
+    [event] = _audit(plant["url"], "db.purge")  # one entry: retention's, with the admin as actor
+    assert event.actor == "admin" and event.details["rows"] == expected_old and event.details["files_deleted"] == 6
+    at = _run(at)  # the next rerun offers no second purge
+    assert not any(b.key == "purge_confirm" for b in at.button)
+
+
+def test_changing_the_age_after_a_dry_run_drops_the_confirm_step(plant: dict) -> None:
+    _seed_old(plant)
+    at = _purge_form(_open(user="admin"), "30d")
+    assert any(b.key == "purge_confirm" for b in at.button)
+    at.text_input(key="purge_age").input("1d")
+    at = _run(at)
+    assert not any(b.key == "purge_confirm" for b in at.button) and not at.warning
 
 
 # --- Live -----------------------------------------------------------------------------------------------------------
