@@ -223,8 +223,8 @@ def _run_to_row(run: TrainingRun) -> TrainingRunRow:
     return row
 
 
-def _run_from_row(row: TrainingRunRow) -> TrainingRun:
-    """Record for a ``TrainingRunRow``."""
+def run_from_row(row: TrainingRunRow) -> TrainingRun:
+    """Record for a ``TrainingRunRow``, queue columns included (the one row → run conversion)."""
     return TrainingRun(
         id=row.id,
         status=RunStatus(row.status),
@@ -237,6 +237,13 @@ def _run_from_row(row: TrainingRunRow) -> TrainingRun:
         created_at=row.created_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        worker=row.worker,
+        heartbeat_at=row.heartbeat_at,
+        progress=dict(row.progress or {}),
+        attempts=row.attempts or 0,
+        cancel_requested=bool(row.cancel_requested),
+        schedule=row.schedule,
+        data_fingerprint=row.data_fingerprint,
     )
 
 
@@ -496,7 +503,7 @@ class Repository:
             for name, value in fields.items():
                 setattr(row, name, value)
             session.flush()
-            return _run_from_row(row)
+            return run_from_row(row)
 
     def get_training_run(self, run_id: int) -> TrainingRun:
         """The training run with ``run_id``.
@@ -508,7 +515,7 @@ class Repository:
             row = session.get(TrainingRunRow, run_id)
             if row is None:
                 raise LookupError(f"training run {run_id!r} not found")
-            return _run_from_row(row)
+            return run_from_row(row)
 
     def list_training_runs(self, limit: int = 50, status: RunStatus | str | None = None) -> list[TrainingRun]:
         """Newest training runs first, optionally only those with one status."""
@@ -518,7 +525,7 @@ class Repository:
             stmt = stmt.where(TrainingRunRow.status == RunStatus(status).value)
         stmt = stmt.order_by(TrainingRunRow.created_at.desc(), TrainingRunRow.id.desc()).limit(limit)
         with self.db.session() as session:
-            return [_run_from_row(row) for row in session.scalars(stmt)]
+            return [run_from_row(row) for row in session.scalars(stmt)]
 
 
     # reviews -----------------------------------------------------------------------------------------------------

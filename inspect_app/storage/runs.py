@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from inspect_app.errors import RunStateError, StorageError
 from inspect_app.records import ModelComparison, ModelStatus, RunStatus, TrainingRun, utcnow
 from inspect_app.storage.db import Database
+from inspect_app.storage.repository import run_from_row
 from inspect_app.storage.tables import InspectionRow, ModelComparisonRow, ModelVersionRow, ReviewRow, TrainingRunRow
 
 logger = logging.getLogger(__name__)
@@ -33,30 +34,6 @@ def _aware(name: str, value: datetime | None) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} {value.isoformat()!r} is naive; pass a timezone-aware UTC datetime")
     return value
-
-
-def run_from_row(row: TrainingRunRow) -> TrainingRun:
-    """Record for a ``TrainingRunRow``, queue columns included."""
-    return TrainingRun(
-        id=row.id,
-        status=RunStatus(row.status),
-        config=dict(row.config),
-        data_dir=row.data_dir,
-        model_name=row.model_name,
-        metrics=dict(row.metrics),
-        log_path=row.log_path,
-        error=row.error,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        worker=row.worker,
-        heartbeat_at=row.heartbeat_at,
-        progress=dict(row.progress or {}),
-        attempts=row.attempts or 0,
-        cancel_requested=bool(row.cancel_requested),
-        schedule=row.schedule,
-        data_fingerprint=row.data_fingerprint,
-    )
 
 
 def _comparison_from_row(row: ModelComparisonRow) -> ModelComparison:
