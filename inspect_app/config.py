@@ -81,6 +81,14 @@ def load_settings(**overrides: Any) -> Settings:
     return settings
 
 
+def check_known_keys(cls: type, values: dict[str, Any], what: str) -> None:
+    """Refuse keys that are not fields of the dataclass ``cls``, naming them and the allowed ones."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what} option(s) {unknown}; allowed: {sorted(known)}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """A fine-tuning recipe, saved with every run.
@@ -217,10 +225,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from a dict, rejecting unknown keys by name."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown training option(s) {unknown}; allowed: {sorted(known)}")
+        check_known_keys(cls, values, "training")
         return cls(**values)
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
@@ -493,15 +498,9 @@ class FinetuneSpec:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FinetuneSpec:
         """Build from a dict, rejecting unknown keys by name (nested ``train`` and ``promotion`` too)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown fine-tuning option(s) {unknown}; allowed: {sorted(known)}")
+        check_known_keys(cls, values, "fine-tuning")
         policy_values = dict(values.get("promotion") or {})
-        policy_known = {f.name for f in dataclasses.fields(PromotionPolicy)}
-        bad = sorted(set(policy_values) - policy_known)
-        if bad:
-            raise ConfigError(f"unknown promotion option(s) {bad}; allowed: {sorted(policy_known)}")
+        check_known_keys(PromotionPolicy, policy_values, "promotion")
         rest = {k: v for k, v in values.items() if k not in ("train", "promotion")}
         return cls(
             train=TrainConfig.from_dict(dict(values.get("train") or {})),

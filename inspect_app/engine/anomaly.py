@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import yaml
 
+from inspect_app.config import check_known_keys
 from inspect_app.data.folders import fingerprint, list_images
 from inspect_app.data.image_io import read_image
 from inspect_app.data.tiling import RESIZE_MODES, cut_tiles, standardize_intensity
@@ -128,10 +129,7 @@ class AnomalyConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AnomalyConfig:
         """Build from a dict, rejecting unknown keys by name."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown anomaly option(s) {unknown}; allowed: {sorted(known)}")
+        check_known_keys(cls, values, "anomaly")
         return cls(**values)
 
     def with_overrides(self, **overrides: Any) -> AnomalyConfig:
