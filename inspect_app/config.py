@@ -140,7 +140,7 @@ class TrainConfig:
 
     backbone: str = "efficientnet_lite0"
     input_size: int = 224
-    epochs: int = 12
+    epochs: int = 20
     batch_size: int = 16
     lr: float = 1e-3
     backbone_lr_scale: float = 0.3

@@ -57,3 +57,9 @@ def test_pipeline_errors_name_the_problem(tmp_path: Path) -> None:
         PipelineSpec.from_yaml(path)
     with pytest.raises(ConfigError, match="does not exist"):
         PipelineSpec.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_default_recipe_file_is_the_default_config(repo_root: Path) -> None:
+    from inspect_app.config import load_recipe
+
+    assert load_recipe(repo_root / "recipes" / "default.yaml") == TrainConfig()
