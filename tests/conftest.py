@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -71,3 +74,31 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         head.bias[0] = -scale * (low + high) / 2
         head.weight[1] = -0.1 * scale * direction  # crack: the defect class named for dark parts
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-pipe", model, card)
+
+
+@contextlib.contextmanager
+def postgres_schema_url(prefix: str) -> Iterator[str]:
+    """A URL confined to a fresh PostgreSQL schema (dropped afterwards); skips without ``INSPECT_TEST_POSTGRES_URL``."""
+    from sqlalchemy import create_engine, make_url, text
+
+    server = os.environ.get("INSPECT_TEST_POSTGRES_URL")
+    if not server:
+        pytest.skip("INSPECT_TEST_POSTGRES_URL is not set; set it to a PostgreSQL URL to run the PostgreSQL variant")
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    # search_path confines the tables and alembic_version to this test's schema.
+    url = make_url(server).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_schema() -> Callable[[str], contextlib.AbstractContextManager[str]]:
+    """``postgres_schema_url`` for fixtures in sub-folders (test code never imports conftest modules)."""
+    return postgres_schema_url

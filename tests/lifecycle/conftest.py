@@ -7,13 +7,10 @@ set with the good and scratch folders exchanged, which trains a model that is ge
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from inspect_app.config import FinetuneSpec, PromotionPolicy, Settings, TrainConfig
 from inspect_app.data.synthetic import generate_sample_data
@@ -51,25 +48,13 @@ def tiny_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def lifecycle_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def lifecycle_db_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_schema) -> Iterator[str]:
     """A fresh database URL: a SQLite file, or a PostgreSQL schema dropped afterwards (skipped without a server)."""
     if request.param == "sqlite":
         yield f"sqlite:///{(tmp_path / 'inspect.db').as_posix()}"
         return
-    server = os.environ.get(POSTGRES_ENV)
-    if not server:
-        pytest.skip(f"{POSTGRES_ENV} is not set; set it to a PostgreSQL URL to run the PostgreSQL variant")
-    schema = f"inspect_life_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(server).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema("inspect_life") as url:
+        yield url
 
 
 @pytest.fixture

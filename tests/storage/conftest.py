@@ -6,16 +6,12 @@ that is dropped afterwards; without the variable those variants are skipped with
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from inspect_app.records import Decision, Inspection, ModelVersion, TrainingRun
 from inspect_app.storage import Database, Repository
@@ -30,26 +26,13 @@ def sqlite_url(folder: Path) -> str:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_schema) -> Iterator[str]:
     """A database URL with nothing in it yet: a SQLite file, or a fresh PostgreSQL schema."""
     if request.param == "sqlite":
         yield sqlite_url(tmp_path)
         return
-    server = os.environ.get(POSTGRES_ENV)
-    if not server:
-        pytest.skip(f"{POSTGRES_ENV} is not set; set it to a PostgreSQL URL to run the PostgreSQL variant")
-    schema = f"inspect_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    # search_path confines the tables and alembic_version to this test's schema.
-    url = make_url(server).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema("inspect_test") as url:
+        yield url
 
 
 @pytest.fixture
