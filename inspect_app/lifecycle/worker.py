@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from inspect_app.config import FinetuneSpec, Settings
-from inspect_app.errors import RunStateError, StorageError
+from inspect_app.errors import RunStateError
 from inspect_app.lifecycle.promotion import compare
 from inspect_app.lifecycle.snapshot import build_snapshot
 from inspect_app.records import DatasetSnapshot, ModelComparison, ModelVersion, RunStatus, TrainingRun, utcnow
@@ -196,13 +196,8 @@ class Worker:
         }
 
     def _record_snapshot(self, snapshot: DatasetSnapshot) -> None:
-        """Register the snapshot; another worker registering the same data at the same moment is not an error."""
-        try:
-            self.repository.add_dataset_snapshot(snapshot)
-        except StorageError:
-            # add_dataset_snapshot checks then inserts: two workers can both pass the check on PostgreSQL.
-            if self.repository.get_dataset_snapshot(snapshot.fingerprint) is None:
-                raise
+        """Register the snapshot (an atomic insert-or-ignore: another worker may register the same data at once)."""
+        self.repository.add_dataset_snapshot(snapshot)
 
     def _judge(
         self, run: TrainingRun, name: str, model_dir: Path, test_items: list, spec: FinetuneSpec

@@ -684,18 +684,18 @@ class Repository:
         """Record a dataset snapshot, or return the id of the one with the same fingerprint (idempotent)."""
         _require_aware("created_at", snapshot.created_at)
         with self.db.session() as session:
-            found = session.scalar(
+            # One atomic insert-or-ignore, so two workers recording the same data set at once cannot clash.
+            module = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+            session.execute(
+                module.insert(DatasetSnapshotRow.__table__).values(
+                    fingerprint=snapshot.fingerprint, path=snapshot.path, classes=list(snapshot.classes),
+                    image_count=snapshot.image_count, manifest_path=snapshot.manifest_path,
+                    created_at=snapshot.created_at,
+                ).on_conflict_do_nothing(index_elements=["fingerprint"])
+            )
+            return session.scalar(
                 select(DatasetSnapshotRow.id).where(DatasetSnapshotRow.fingerprint == snapshot.fingerprint)
             )
-            if found is not None:
-                return found
-            row = DatasetSnapshotRow(
-                fingerprint=snapshot.fingerprint, path=snapshot.path, classes=list(snapshot.classes),
-                image_count=snapshot.image_count, manifest_path=snapshot.manifest_path, created_at=snapshot.created_at,
-            )
-            session.add(row)
-            session.flush()
-            return row.id
 
     def get_dataset_snapshot(self, fingerprint: str) -> DatasetSnapshot | None:
         """The snapshot with ``fingerprint`` (a model's ``data_fingerprint``), or ``None``."""

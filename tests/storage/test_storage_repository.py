@@ -360,6 +360,22 @@ def test_dataset_snapshot_is_idempotent_by_fingerprint(repo: Repository) -> None
     assert repo.get_dataset_snapshot("missing") is None
 
 
+def test_dataset_snapshot_registered_by_many_workers_at_once_is_one_row(repo: Repository) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import text
+
+    from inspect_app.records import DatasetSnapshot
+
+    snapshot = DatasetSnapshot(fingerprint="race", path="/data/train", classes=("good",), image_count=7,
+                               created_at=T0)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        ids = list(pool.map(lambda _: repo.add_dataset_snapshot(snapshot), range(12)))
+    assert len(set(ids)) == 1 and ids[0] is not None
+    with repo.db.session() as session:
+        assert session.scalar(text("SELECT count(*) FROM dataset_snapshots WHERE fingerprint = 'race'")) == 1
+
+
 def test_schedules_round_trip(repo: Repository) -> None:
     from inspect_app.records import Schedule
 
