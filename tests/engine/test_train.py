@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -279,6 +280,22 @@ def test_torchrun_two_cpu_processes_with_gloo(tmp_path: Path) -> None:
     _model, card = load_checkpoint(tmp_path / "run")
     assert card.classes == ("good", "scratch")
     assert (tmp_path / "run" / "split_train.csv").read_text().count("\n") == 11
+
+
+@pytest.mark.slow
+def test_compiled_training_runs_on_cpu_and_saves_plain_weights(tmp_path: Path) -> None:
+    """``compile: true`` (TorchInductor, a C++ compiler on the CPU) trains and saves a checkpoint like eager mode."""
+    data = _easy_dataset(tmp_path / "data", per_class=8)
+    config = TrainConfig(epochs=2, batch_size=8, input_size=64, lr=3e-3, device="cpu", seed=2)
+    eager = fit(data, tmp_path / "eager", config)
+    compiled = fit(data, tmp_path / "compiled", dataclasses.replace(config, compile=True))
+    assert compiled.card.train_config["compile"] is True
+    assert compiled.card.metrics["accuracy"] >= 0.75
+    eager_model, _ = load_checkpoint(eager.model_dir)
+    model, _ = load_checkpoint(compiled.model_dir)
+    # The saved weights are the plain module's: no "_orig_mod." prefix from the compiled wrapper.
+    assert list(model.state_dict()) == list(eager_model.state_dict())
+    assert not any(key.startswith("_orig_mod") for key in model.state_dict())
 
 
 @pytest.mark.gpu
