@@ -257,7 +257,7 @@ def run_folder_job(spec: PipelineSpec, settings: Settings) -> InspectionSummary:
         # Promotions reach the running pipeline between batches, without a restart and without losing frames.
         active = repository.active_model() or version
         inspector = HotSwapInspector(
-            repository, inspector_loader(spec.device, spec.threshold, spec.review_band), initial=active
+            repository, inspector_loader(spec.device, spec.threshold, spec.review_band, spec.backend), initial=active
         )
     known = repository.known_hashes(inspector.card.name, spec.station)
     source = open_source(

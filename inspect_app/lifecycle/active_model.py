@@ -127,10 +127,29 @@ class HotSwapInspector:
         return True
 
 
-def inspector_loader(device: str = "auto", threshold: float | None = None, review_band: float = 0.0) -> Loader:
-    """A ``Loader`` that opens a model version's checkpoint folder with the pipeline's decision settings."""
+def inspector_loader(
+    device: str = "auto", threshold: float | None = None, review_band: float = 0.0, backend: str = "torch"
+) -> Loader:
+    """A ``Loader`` that opens a model version's checkpoint folder with the pipeline's decision settings.
+
+    With ``backend="onnx"`` every version runs on onnxruntime like the one the pipeline started with: a promoted
+    version whose folder has no exported graph yet is exported first. Good-only (``patchcore``) models have no ONNX
+    graph; they run on PyTorch, with a warning.
+    """
+    from inspect_app.engine.onnx_backend import load_inspector
+    from inspect_app.models.export import ONNX_FILE, export_model
 
     def load(version: ModelVersion) -> Inspector:
-        return Inspector(Path(version.path), device=device, threshold=threshold, review_band=review_band)
+        model_dir = Path(version.path)
+        if backend == "onnx" and version.kind == "patchcore":
+            logger.warning("model %s is a good-only (patchcore) model without an ONNX graph; it runs on PyTorch",
+                           version.name)
+        elif backend == "onnx":
+            if not (model_dir / ONNX_FILE).is_file():
+                logger.info("exporting %s to ONNX before the swap", version.name)
+                export_model(model_dir)
+            return load_inspector(model_dir, backend="onnx", threshold=threshold, review_band=review_band)
+        return load_inspector(model_dir, backend="torch", device=device, threshold=threshold,
+                              review_band=review_band)
 
     return load

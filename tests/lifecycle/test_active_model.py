@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from inspect_app.config import TrainConfig
@@ -57,6 +59,29 @@ def test_promotion_mid_run_swaps_between_batches_without_losing_frames(
     old_paths = {r.image_path for r in rows if r.model_version == "m-old"}
     assert all(r.image_path > max(old_paths) for r in rows if r.model_version == "m-new")
     assert hot.swaps == 1 and hot.card.name == "m-new"
+
+
+def test_an_onnx_pipeline_stays_on_onnxruntime_after_a_promotion(
+    sqlite_db: Database, tmp_path: Path, two_models: list[Path]
+) -> None:
+    from inspect_app.engine.onnx_backend import OnnxInspector
+
+    repo = Repository(sqlite_db)
+    copies = []
+    for model_dir in two_models:  # copies: the export writes model.onnx into the version's folder
+        copy = tmp_path / model_dir.name
+        shutil.copytree(model_dir, copy)
+        copies.append(copy)
+        _register(repo, copy)
+    repo.promote("m-old")
+    hot = HotSwapInspector(repo, inspector_loader(backend="onnx"), poll_s=0.0, background=False)
+    assert isinstance(hot.current, OnnxInspector) and hot.card.name == "m-old"
+    assert not (copies[1] / "model.onnx").exists()
+    repo.promote("m-new")
+    assert hot.poll()
+    assert isinstance(hot.current, OnnxInspector) and hot.card.name == "m-new"
+    assert (copies[1] / "model.onnx").is_file()  # exported for the swap
+    assert len(hot.predict([np.zeros((64, 64, 3), np.uint8)])) == 1
 
 
 def test_background_load_keeps_the_old_model_until_the_new_one_is_ready(
