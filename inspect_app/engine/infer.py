@@ -51,7 +51,7 @@ class Inspector:
         self.anomaly_config = None
         if self.card.kind == ANOMALY_KIND:
             # Tiling, smoothing and the score normalisation travel in the card; only the device is this process's.
-            self.anomaly_config = AnomalyConfig.from_dict({**self.card.train_config, "device": self.device.type})
+            self.anomaly_config = AnomalyConfig.from_card(self.card.train_config, device=self.device.type)
         elif self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         logger.info("loaded model %s (%s) on %s", self.card.name, self.card.backbone, self.device)
@@ -90,6 +90,9 @@ class Inspector:
         """Good-only models: normalised score (threshold 0.5 for every model) and the map in the same units."""
         center = float(self.card.anomaly["raw_center"])
         raw_threshold = float(self.card.anomaly["raw_threshold"])
+        # The map has its own units (cards from before the split share the image score's).
+        map_center = float(self.card.anomaly.get("raw_map_center", center))
+        map_threshold = float(self.card.anomaly.get("raw_map_threshold", raw_threshold))
         out = []
         for raw in score_raw(self.model, images, self.anomaly_config):
             score = float(normalize(raw.score, center, raw_threshold))
@@ -97,8 +100,9 @@ class Inspector:
             defect = decision is not Decision.OK
             heatmap = None
             if self.heatmaps and defect:
-                # Same units as the score, not min-max per image: a faint map means faint evidence.
-                heatmap = normalize(raw.heatmap, center, raw_threshold).astype(np.float32)
+                # Fixed units, not min-max per image: 0.5 is where a good part's hottest pixel rarely reaches, so a
+                # faint map means faint evidence.
+                heatmap = normalize(raw.heatmap, map_center, map_threshold).astype(np.float32)
             out.append(Prediction(
                 label=ANOMALY_CLASS if score >= self.threshold else self.card.good_class, score=score,
                 decision=decision, class_scores={self.card.good_class: 1.0 - score, ANOMALY_CLASS: score},

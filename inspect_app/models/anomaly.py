@@ -27,7 +27,11 @@ MAX_DEVICE_BANK_BYTES = 2 << 30
 
 
 def nearest_distances(
-    queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor | None = None, bank_chunk: int = BANK_CHUNK
+    queries: torch.Tensor,
+    bank: torch.Tensor,
+    bank_sq: torch.Tensor | None = None,
+    bank_chunk: int = BANK_CHUNK,
+    exclude: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Euclidean distance from every query row to its nearest bank row, computed in chunks.
 
@@ -36,12 +40,16 @@ def nearest_distances(
         bank: (N, D); may live on another device (host memory), chunks are copied to the queries' device.
         bank_sq: squared norms of the bank rows (N,), to save recomputing them.
         bank_chunk: bank rows per distance block.
+        exclude: (N,) bool, bank rows to ignore (leave-one-out scoring of an image whose own patches are in the
+            bank); at least one row must stay.
 
     Returns:
         (M,) distances on the queries' device.
     """
     if bank.shape[0] == 0:
         raise ValueError("the memory bank is empty: fit the model on good images first")
+    if exclude is not None and bool(exclude.all()):
+        raise ValueError("every memory bank row is excluded: nothing is left to compare with")
     device = queries.device
     queries = queries.float()
     if bank_sq is None:
@@ -56,6 +64,8 @@ def nearest_distances(
             b_sq = bank_sq[b0 : b0 + bank_chunk].to(device, non_blocking=True)
             # |q - b|^2 = |q|^2 - 2 q.b + |b|^2, as one matrix product instead of a (M, N, D) difference tensor.
             d = torch.addmm(b_sq.unsqueeze(0), q, b.T, alpha=-2.0).add_(q_sq)
+            if exclude is not None:
+                d.masked_fill_(exclude[b0 : b0 + bank_chunk].to(device).unsqueeze(0), math.inf)
             torch.minimum(running, d.min(dim=1).values, out=running)
         best[q0 : q0 + q.shape[0]] = running.clamp_(min=0.0).sqrt_()
     return best
@@ -156,18 +166,23 @@ class PatchCore(nn.Module):
             out.append(f)
         return torch.cat(out, dim=1).float()
 
-    def patch_scores(self, x: torch.Tensor) -> torch.Tensor:
-        """Distance of every patch to the bank, (B, h, w), for [0, 1] images (B, 3, H, W)."""
+    def patch_scores(self, x: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """Distance of every patch to the bank, (B, h, w), for [0, 1] images (B, 3, H, W).
+
+        Args:
+            x: the images.
+            exclude: (N,) bool bank rows to ignore (see ``nearest_distances``).
+        """
         emb = self.embed(x)
         b, d, h, w = emb.shape
         if self._bank_sq is None or self._bank_sq.device != self.memory_bank.device:
             self._bank_sq = self.memory_bank.pow(2).sum(1)
         flat = emb.permute(0, 2, 3, 1).reshape(-1, d)
-        return nearest_distances(flat, self.memory_bank, self._bank_sq).view(b, h, w)
+        return nearest_distances(flat, self.memory_bank, self._bank_sq, exclude=exclude).view(b, h, w)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """Patch-score maps upsampled to the input size, (B, H, W) (not smoothed: tiles are stitched first)."""
-        scores = self.patch_scores(x).unsqueeze(1)
+        scores = self.patch_scores(x, exclude).unsqueeze(1)
         return F.interpolate(scores, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
 
 

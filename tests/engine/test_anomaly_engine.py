@@ -13,6 +13,7 @@ from inspect_app.data.anomaly_sets import EvalImage
 from inspect_app.data.image_io import write_image
 from inspect_app.data.synthetic import synthesize
 from inspect_app.engine.anomaly import (
+    LEGACY_CARD_DEFAULTS,
     AnomalyConfig,
     BankBuilder,
     GoodOnlyData,
@@ -23,6 +24,7 @@ from inspect_app.engine.anomaly import (
     normalize,
     scan_good_only,
     score_raw,
+    top_fraction_mean,
     update_anomaly,
 )
 from inspect_app.engine.infer import Inspector
@@ -83,6 +85,37 @@ def test_incremental_bank_keeps_old_rows_and_adds_only_uncovered_patches() -> No
     assert (added.mean(dim=1) > 15.0).sum() >= 45  # nearly all from the uncovered cluster
 
 
+def test_bank_rows_remember_their_source_image() -> None:
+    config = AnomalyConfig(coreset_ratio=0.5, coreset_dim=4, coreset_chunk=64)
+    builder = BankBuilder(4, config)
+    gen = torch.Generator().manual_seed(3)
+    # Image k's descriptors sit around k * 10 in every coordinate, so a row's value tells its source.
+    for k in range(5):
+        builder.add(torch.randn(40, 4, generator=gen) + 10.0 * k, torch.full((40,), k))
+    bank = builder.finish()
+    assert builder.owners is not None and builder.owners.shape == (bank.shape[0],)
+    assert torch.equal(torch.round(bank.mean(dim=1) / 10.0).long(), builder.owners)
+    assert set(builder.owners.tolist()) == set(range(5))
+
+
+def test_image_score_is_the_mean_of_the_hottest_share() -> None:
+    values = torch.arange(100, dtype=torch.float32)
+    assert top_fraction_mean(values, 0.0) == 99.0
+    assert top_fraction_mean(values, 0.1) == pytest.approx(94.5)  # mean of 90..99
+    assert top_fraction_mean(values, 1.0) == pytest.approx(49.5)
+    with pytest.raises(ConfigError, match=r"score_top_fraction 1\.5"):
+        AnomalyConfig(score_top_fraction=1.5)
+
+
+def test_cards_saved_before_an_option_existed_keep_their_behaviour() -> None:
+    old = AnomalyConfig().to_dict()
+    for key in LEGACY_CARD_DEFAULTS:
+        del old[key]
+    config = AnomalyConfig.from_card(old, device="cpu")
+    assert config.score_top_fraction == 0.0 and config.holdout_in_bank is False and config.device == "cpu"
+    assert AnomalyConfig.from_card(AnomalyConfig().to_dict()) == AnomalyConfig()
+
+
 def test_thresholds_from_false_reject_and_escape_rates() -> None:
     good = np.linspace(0.0, 1.0, 101)
     config = AnomalyConfig(false_reject_rate=0.05, escape_rate=0.1)
@@ -132,6 +165,23 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, AnomalyConfi
                            false_reject_rate=0.0, layers=(2, 3))
     result = fit_anomaly(GoodOnlyData(tuple(sorted(good_dir.iterdir()))), root / "model", config, name="pc1")
     return result.model_dir, config, root
+
+
+@pytest.mark.slow
+def test_every_good_image_is_in_the_bank_and_held_out_ones_are_scored_leave_one_out(fitted: tuple) -> None:
+    model_dir, config, _ = fitted
+    model, card = load_checkpoint(model_dir)
+    bank_list = (model_dir / "split_bank.txt").read_text().split()
+    held_out = (model_dir / "split_holdout.txt").read_text().split()
+    assert len(bank_list) == card.anomaly["train_images"] == 24 and len(held_out) == 6
+    assert set(held_out) <= set(bank_list)
+    # In the bank, a held-out image finds its own patches and scores near zero; the calibration did not let it.
+    from inspect_app.data.image_io import read_image
+
+    in_bank = [r.score for r in score_raw(model, [read_image(Path(p)) for p in held_out], config)]
+    assert max(in_bank) < card.anomaly["raw_center"]
+    assert card.anomaly["raw_map_threshold"] >= card.anomaly["raw_threshold"]
+    assert card.anomaly["raw_map_center"] >= card.anomaly["raw_center"]
 
 
 @pytest.mark.slow

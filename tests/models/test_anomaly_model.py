@@ -23,6 +23,22 @@ def test_chunked_nearest_distances_match_brute_force() -> None:
     assert nearest_distances(bank[:5], bank).abs().max() < 1e-2
 
 
+def test_excluded_bank_rows_are_ignored() -> None:
+    gen = torch.Generator().manual_seed(1)
+    queries = torch.randn(23, 8, generator=gen)
+    bank = torch.randn(60, 8, generator=gen)
+    exclude = torch.zeros(60, dtype=torch.bool)
+    exclude[::3] = True
+    expected = torch.cdist(queries, bank[~exclude]).min(dim=1).values
+    assert torch.allclose(nearest_distances(queries, bank, bank_chunk=7, exclude=exclude), expected, atol=1e-4)
+    # A query that is itself a bank row finds itself unless that row is excluded.
+    own = torch.zeros(60, dtype=torch.bool)
+    own[4] = True
+    assert nearest_distances(bank[4:5], bank)[0] < 1e-2 < nearest_distances(bank[4:5], bank, exclude=own)[0]
+    with pytest.raises(ValueError, match="every memory bank row is excluded"):
+        nearest_distances(queries, bank, exclude=torch.ones(60, dtype=torch.bool))
+
+
 def test_blur_keeps_a_flat_map_and_spreads_a_peak() -> None:
     flat = torch.full((1, 1, 20, 30), 3.0)
     assert torch.allclose(gaussian_blur(flat, 2.0), flat, atol=1e-5)
