@@ -86,7 +86,7 @@ class AnomalyConfig:
         device: ``auto``, ``cpu`` or ``cuda``.
     """
 
-    # lite2 over lite0: image AUROC 0.990 vs 0.989 on Magnetic Tile at the same bank size, features 1.1x slower.
+    # lite2 over lite0 on Magnetic Tile: image AUROC 0.989 vs 0.987, escape rate at 1 % false reject 5.6 % vs 13 %.
     backbone: str = "efficientnet_lite2"
     layers: tuple[int, ...] = DEFAULT_LAYERS
     neighbourhood: int = 3
