@@ -22,16 +22,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import cv2
 import numpy as np
 import torch
+from anomaly_magnetic_tile import DEFAULT_ROOT  # the sibling benchmark script: same data-set lookup
 
 from inspect_app.data.anomaly_sets import magnetic_tile
 from inspect_app.data.image_io import read_image, write_image
 from inspect_app.engine.anomaly import AnomalyConfig, _batches, extend_bank
 from inspect_app.models.anomaly import PatchCore
 from inspect_app.models.factory import backbone_normalization
-
-REPO = Path(__file__).resolve().parents[1]
-CANDIDATES = [base / "shared" / "datasets" / "magnetic-tile" for base in (REPO.parent, REPO.parent.parent)]
-DEFAULT_ROOT = next((c for c in CANDIDATES if c.is_dir()), CANDIDATES[0])
 
 
 def variant(image: np.ndarray, k: int) -> np.ndarray:

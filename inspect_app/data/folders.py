@@ -123,10 +123,7 @@ class ClassFolderLayout:
     @property
     def counts(self) -> dict[str, int]:
         """Number of images per class, in class order."""
-        counts = dict.fromkeys(self.classes, 0)
-        for _, label in self.items:
-            counts[label] += 1
-        return counts
+        return class_counts(self.classes, self.items)
 
 
 def scan_class_folders(root: str | os.PathLike[str]) -> list[Item]:
@@ -137,6 +134,14 @@ def scan_class_folders(root: str | os.PathLike[str]) -> list[Item]:
 def class_names(root: str | os.PathLike[str]) -> list[str]:
     """Class names of a ``root/<class>/*.img`` data set, sorted with ``good`` first; validated like ``scan``."""
     return list(ClassFolderLayout.scan(root).classes)
+
+
+def class_counts(classes: Sequence[str], items: Iterable[Item]) -> dict[str, int]:
+    """Number of images per class, in class order (classes without images count 0)."""
+    counts = dict.fromkeys(classes, 0)
+    for _, label in items:
+        counts[label] += 1
+    return counts
 
 
 def _class_seed(seed: int, label: str) -> int:

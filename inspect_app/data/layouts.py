@@ -25,6 +25,7 @@ from inspect_app.data.folders import (
     _class_seed,
     _order_classes,
     _require_dir,
+    class_counts,
     list_images,
     stratified_split,
 )
@@ -64,10 +65,7 @@ class LabelledSet:
     @property
     def counts(self) -> dict[str, int]:
         """Number of images per class, in class order."""
-        counts = dict.fromkeys(self.classes, 0)
-        for _, label in self.items:
-            counts[label] += 1
-        return counts
+        return class_counts(self.classes, self.items)
 
     def subset(self, name: str) -> list[Item]:
         """Items of the fixed ``train`` or ``test`` subset (empty when the layout fixes none)."""

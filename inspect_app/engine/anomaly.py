@@ -183,7 +183,7 @@ def top_fraction_mean(values: torch.Tensor, fraction: float) -> float:
     """Mean of the largest ``fraction`` of ``values`` (at least one value; 0 gives the maximum)."""
     flat = values.reshape(-1)
     count = max(1, min(flat.numel(), round(fraction * flat.numel())))
-    return float(flat.max()) if count == 1 else float(flat.topk(count).values.mean())
+    return float(flat.topk(count).values.mean())
 
 
 def _to_device(tiles: np.ndarray, device: torch.device) -> torch.Tensor:

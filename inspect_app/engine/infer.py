@@ -42,12 +42,7 @@ class Inspector:
     ) -> None:
         self.device = resolve_device(device)
         self.model, self.card = load_checkpoint(Path(model_dir), self.device)
-        self.threshold = self.card.threshold if threshold is None else threshold
-        check_threshold(self.threshold, review_band)
-        self.review_band = review_band
-        self.heatmaps = heatmaps
-        self.classes = list(self.card.classes)
-        self.good_index = self.classes.index(self.card.good_class) if self.card.good_class in self.classes else None
+        self._set_decision(threshold, review_band, heatmaps)
         self.anomaly_config = None
         if self.card.kind == ANOMALY_KIND:
             # Tiling, smoothing and the score normalisation travel in the card; only the device is this process's.
@@ -55,6 +50,15 @@ class Inspector:
         elif self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         logger.info("loaded model %s (%s) on %s", self.card.name, self.card.backbone, self.device)
+
+    def _set_decision(self, threshold: float | None, review_band: float, heatmaps: bool) -> None:
+        """Threshold (the card's unless given), REVIEW band, heatmap switch and class order from ``self.card``."""
+        self.threshold = self.card.threshold if threshold is None else threshold
+        check_threshold(self.threshold, review_band)
+        self.review_band = review_band
+        self.heatmaps = heatmaps
+        self.classes = list(self.card.classes)
+        self.good_index = self.classes.index(self.card.good_class) if self.card.good_class in self.classes else None
 
     @property
     def model_card(self) -> ModelCard:

@@ -11,7 +11,6 @@ import torch
 
 from inspect_app.config import BACKENDS
 from inspect_app.engine.infer import Inspector
-from inspect_app.engine.thresholds import check_threshold
 from inspect_app.errors import CheckpointError, ConfigError
 from inspect_app.models.checkpoint import read_card
 from inspect_app.models.export import INPUT_NAME, ONNX_FILE
@@ -53,12 +52,7 @@ class OnnxInspector(Inspector):
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.device = torch.device("cpu")
         self.model = None
-        self.threshold = self.card.threshold if threshold is None else threshold
-        check_threshold(self.threshold, review_band)
-        self.review_band = review_band
-        self.heatmaps = heatmaps
-        self.classes = list(self.card.classes)
-        self.good_index = self.classes.index(self.card.good_class) if self.card.good_class in self.classes else None
+        self._set_decision(threshold, review_band, heatmaps)
         logger.info("loaded ONNX model %s from %s", self.card.name, path)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
