@@ -44,6 +44,7 @@ from inspect_app.errors import ConfigError, DatasetError
 from inspect_app.models.anomaly import DEFAULT_LAYERS, PatchCore, gaussian_blur, nearest_distances, stitch
 from inspect_app.models.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from inspect_app.models.factory import backbone_normalization
+from inspect_app.models.nn_search import check_search_mode
 from inspect_app.records import GOOD_CLASS
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,10 @@ class AnomalyConfig:
             0 takes the single hottest pixel (PatchCore's maximum).
         false_reject_rate: target share of good parts called NG (threshold from held-out good images).
         escape_rate: target share of defective parts called OK, used when labelled defects are given.
+        nn_search: how patches find their nearest bank row: ``exact``, ``hnsw`` (a faiss graph on the CPU: 99 % of
+            distances exact, several times faster scoring) or ``auto`` (HNSW for a model on the CPU with a bank of
+            at least ``MIN_HNSW_ROWS`` rows, when faiss is installed). Leave-one-out scores are always exact.
+        hnsw_ef_search: HNSW candidate list per query; larger is slower and closer to exact.
         batch_size: tiles per forward pass.
         seed: seed for the hold-out split, chunking and projection.
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -106,6 +111,8 @@ class AnomalyConfig:
     score_top_fraction: float = 0.1
     false_reject_rate: float = 0.01
     escape_rate: float = 0.01
+    nn_search: str = "auto"
+    hnsw_ef_search: int = 64
     batch_size: int = 16
     seed: int = 0
     device: str = "auto"
@@ -135,6 +142,7 @@ class AnomalyConfig:
             raise ConfigError(f"tile_overlap {self.tile_overlap!r} must lie in [0, 0.9)")
         if not self.layers:
             raise ConfigError("layers must name at least one backbone stage")
+        check_search_mode(self.nn_search, self.hnsw_ef_search)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON/YAML (tuples as lists)."""
@@ -221,6 +229,7 @@ def score_raw(
     if not images:
         return []
     device = model.mean.device
+    model.configure_search(config.nn_search, config.hnsw_ef_search)
     tiles, layout = _tiled(images, config)
     maps = torch.cat([
         model(_to_device(tiles[i : i + config.batch_size], device), exclude)
@@ -390,22 +399,36 @@ class BankBuilder:
         self._reduce_pending()
         if not self.kept:
             raise DatasetError("no patch descriptors were added: the memory bank would be empty")
-        pool = torch.cat(self.kept)
+        # Select on the small projected copies, then gather full rows chunk by chunk: concatenating the full-size
+        # chunk coresets first would hold them twice at the peak of a large build.
+        projected = torch.cat([_project(rows, self.matrix) for rows in self.kept])
         pool_owners = torch.cat(self.kept_owners)
-        self.kept, self.kept_owners = [], []
         count = max(1, math.ceil(self.config.coreset_ratio * self.patches_seen))
-        projected = _project(pool, self.matrix)
         if self.existing is None:
             chosen = greedy_coreset(projected, count, self.config.coreset_chunk, self.config.coreset_oversample,
                                     self.config.seed)
             self.owners = pool_owners[chosen]
-            return pool[chosen]
+            return self._gather(chosen)
         # Continue the greedy selection from the existing centres: only what they do not cover yet is added.
         old = _project(self.existing.float().cpu(), self.matrix)
         min_dist = nearest_distances(projected, old).pow(2)
         chosen = greedy_k_center(projected, count, min_dist=min_dist)
         self.owners = torch.cat([torch.full((self.existing.shape[0],), -1, dtype=torch.long), pool_owners[chosen]])
-        return torch.cat([self.existing.float().cpu(), pool[chosen]])
+        return torch.cat([self.existing.float().cpu(), self._gather(chosen)])
+
+    def _gather(self, chosen: torch.Tensor) -> torch.Tensor:
+        """Rows ``chosen`` (indices into the concatenated chunk coresets), releasing each chunk once it is read."""
+        out = torch.empty(chosen.numel(), self.kept[0].shape[1])
+        start = 0
+        for c, rows in enumerate(self.kept):
+            end = start + rows.shape[0]
+            where = torch.nonzero((chosen >= start) & (chosen < end)).squeeze(1)
+            out[where] = rows[chosen[where] - start]
+            self.kept[c] = torch.empty(0)
+            del rows
+            start = end
+        self.kept, self.kept_owners = [], []
+        return out
 
 
 # --------------------------------------------------------------------------------------------------------- fitting

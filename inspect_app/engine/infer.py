@@ -47,6 +47,8 @@ class Inspector:
         if self.card.kind == ANOMALY_KIND:
             # Tiling, smoothing and the score normalisation travel in the card; only the device is this process's.
             self.anomaly_config = AnomalyConfig.from_card(self.card.train_config, device=self.device.type)
+            self.model.configure_search(self.anomaly_config.nn_search, self.anomaly_config.hnsw_ef_search)
+            self.model.prepare_search()  # the graph is built at load time, not on the first frame of a live line
         elif self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         logger.info("loaded model %s (%s) on %s", self.card.name, self.card.backbone, self.device)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inspect_app.models.factory import create_backbone
+from inspect_app.models.nn_search import HnswIndex, check_search_mode, resolve_search
 
 # Stages 2-4 (strides 8, 16, 32): fine texture plus context; measured better than 2-3 on Magnetic Tile.
 DEFAULT_LAYERS = (2, 3, 4)
@@ -119,6 +120,8 @@ class PatchCore(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("memory_bank", torch.zeros(bank_size, self.feature_dim))
         self._bank_sq: torch.Tensor | None = None
+        self._search = ("exact", 64)
+        self._index: HnswIndex | None = None
         self.eval()
 
     @property
@@ -132,6 +135,18 @@ class PatchCore(nn.Module):
             raise ValueError(f"bank must be (N, {self.feature_dim}), got {tuple(bank.shape)}")
         self.memory_bank = bank.detach().float().contiguous().to(self.memory_bank.device)
         self._bank_sq = None
+        self._index = None
+
+    def configure_search(self, mode: str, ef_search: int = 64) -> None:
+        """How patches find their nearest bank row: ``exact``, ``hnsw`` (faiss graph, CPU) or ``auto``.
+
+        The graph is built on first use after the bank or the setting changed. Leave-one-out scoring (``exclude``)
+        is always exact.
+        """
+        check_search_mode(mode, ef_search)
+        if (mode, ef_search) != self._search:
+            self._search = (mode, ef_search)
+            self._index = None
 
     def place(self, device: torch.device, max_bank_bytes: int = MAX_DEVICE_BANK_BYTES) -> PatchCore:
         """Move to ``device``, but keep a bank larger than ``max_bank_bytes`` in host memory (streamed in chunks)."""
@@ -140,6 +155,7 @@ class PatchCore(nn.Module):
         if device.type != "cpu" and self.bank_bytes > max_bank_bytes:
             self.memory_bank = bank.cpu()
         self._bank_sq = None
+        self._index = None
         return self
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -149,7 +165,17 @@ class PatchCore(nn.Module):
         if key in state_dict and state_dict[key].ndim == 2 and state_dict[key].shape[1] == self.feature_dim:
             self.memory_bank = torch.empty_like(state_dict[key], device=self.memory_bank.device)
             self._bank_sq = None
+            self._index = None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def prepare_search(self) -> HnswIndex | None:
+        """Build the HNSW graph now if the configured search uses one (else ``None``), so no frame waits for it."""
+        mode, ef_search = self._search
+        if resolve_search(mode, self.memory_bank.shape[0], self.mean.device) != "hnsw":
+            return None
+        if self._index is None:
+            self._index = HnswIndex(self.memory_bank, ef_search)
+        return self._index
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Patch descriptors (B, D, h, w) of [0, 1] images (B, 3, H, W), on the grid of the first layer."""
@@ -175,9 +201,12 @@ class PatchCore(nn.Module):
         """
         emb = self.embed(x)
         b, d, h, w = emb.shape
+        flat = emb.permute(0, 2, 3, 1).reshape(-1, d)
+        index = self.prepare_search() if exclude is None else None
+        if index is not None:
+            return index.search(flat).view(b, h, w)
         if self._bank_sq is None or self._bank_sq.device != self.memory_bank.device:
             self._bank_sq = self.memory_bank.pow(2).sum(1)
-        flat = emb.permute(0, 2, 3, 1).reshape(-1, d)
         return nearest_distances(flat, self.memory_bank, self._bank_sq, exclude=exclude).view(b, h, w)
 
     def forward(self, x: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:

@@ -30,6 +30,7 @@ from inspect_app.engine.anomaly import (
 from inspect_app.engine.infer import Inspector
 from inspect_app.engine.metrics import roc_auc, threshold_for_escape_rate
 from inspect_app.errors import ConfigError, DatasetError
+from inspect_app.models import nn_search
 from inspect_app.models.checkpoint import load_checkpoint
 from inspect_app.records import Decision
 
@@ -90,10 +91,15 @@ def test_bank_rows_remember_their_source_image() -> None:
     builder = BankBuilder(4, config)
     gen = torch.Generator().manual_seed(3)
     # Image k's descriptors sit around k * 10 in every coordinate, so a row's value tells its source.
-    for k in range(5):
-        builder.add(torch.randn(40, 4, generator=gen) + 10.0 * k, torch.full((40,), k))
+    added = [torch.randn(40, 4, generator=gen) + 10.0 * k for k in range(5)]
+    for k, rows in enumerate(added):
+        builder.add(rows, torch.full((40,), k))
     bank = builder.finish()
     assert builder.owners is not None and builder.owners.shape == (bank.shape[0],)
+    # Gathered from several chunk coresets: every bank row is one of the added rows, exactly, and none twice.
+    exact = torch.cdist(bank, torch.cat(added), compute_mode="donot_use_mm_for_euclid_dist")
+    assert exact.min(dim=1).values.max() == 0.0
+    assert torch.unique(bank, dim=0).shape[0] == bank.shape[0]
     assert torch.equal(torch.round(bank.mean(dim=1) / 10.0).long(), builder.owners)
     assert set(builder.owners.tolist()) == set(range(5))
 
@@ -222,6 +228,25 @@ def test_inspector_loads_the_anomaly_kind_like_a_classifier(fitted: tuple) -> No
             assert p.defect_class == "anomaly" and p.heatmap is not None and p.heatmap.shape == (SIZE, SIZE)
     assert np.mean([p.score for p in predictions[4:]]) > np.mean([p.score for p in predictions[:4]])
     assert inspector.predict(goods[:1])[0].score == pytest.approx(predictions[0].score, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_graph_search_scores_like_exact_search_and_is_built_when_the_inspector_loads(
+    fitted: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("faiss")
+    model_dir, config, _ = fitted
+    model, _ = load_checkpoint(model_dir)
+    images = [s.image for label in ("good", "crack") for s in _samples(label, 3, 3000)]
+    exact = score_raw(model, images, config.with_overrides(nn_search="exact"))
+    graph = score_raw(model, images, config.with_overrides(nn_search="hnsw"))
+    assert model._index is not None
+    for e, g in zip(exact, graph, strict=True):
+        assert g.score == pytest.approx(e.score, rel=0.02)
+    # This small bank is under the auto threshold; lowered, the inspector builds the graph before the first frame.
+    monkeypatch.setattr(nn_search, "MIN_HNSW_ROWS", 1)
+    inspector = Inspector(model_dir, device="cpu")
+    assert inspector.model._index is not None
 
 
 @pytest.mark.slow
