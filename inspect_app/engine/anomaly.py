@@ -44,7 +44,7 @@ from inspect_app.errors import ConfigError, DatasetError
 from inspect_app.models.anomaly import DEFAULT_LAYERS, PatchCore, gaussian_blur, nearest_distances, stitch
 from inspect_app.models.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from inspect_app.models.factory import backbone_normalization
-from inspect_app.models.nn_search import check_search_mode
+from inspect_app.models.nn_search import DEFAULT_EF_SEARCH, check_search_mode
 from inspect_app.records import GOOD_CLASS
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class AnomalyConfig:
     false_reject_rate: float = 0.01
     escape_rate: float = 0.01
     nn_search: str = "auto"
-    hnsw_ef_search: int = 64
+    hnsw_ef_search: int = DEFAULT_EF_SEARCH
     batch_size: int = 16
     seed: int = 0
     device: str = "auto"

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inspect_app.models.factory import create_backbone
-from inspect_app.models.nn_search import HnswIndex, check_search_mode, resolve_search
+from inspect_app.models.nn_search import DEFAULT_EF_SEARCH, HnswIndex, check_search_mode, resolve_search
 
 # Stages 2-4 (strides 8, 16, 32): fine texture plus context; measured better than 2-3 on Magnetic Tile.
 DEFAULT_LAYERS = (2, 3, 4)
@@ -120,7 +120,7 @@ class PatchCore(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("memory_bank", torch.zeros(bank_size, self.feature_dim))
         self._bank_sq: torch.Tensor | None = None
-        self._search = ("exact", 64)
+        self._search = ("exact", DEFAULT_EF_SEARCH)
         self._index: HnswIndex | None = None
         self.eval()
 
@@ -134,10 +134,14 @@ class PatchCore(nn.Module):
         if bank.ndim != 2 or bank.shape[1] != self.feature_dim:
             raise ValueError(f"bank must be (N, {self.feature_dim}), got {tuple(bank.shape)}")
         self.memory_bank = bank.detach().float().contiguous().to(self.memory_bank.device)
+        self._forget_derived()
+
+    def _forget_derived(self) -> None:
+        # Row norms and the search graph are computed from the bank: a new or moved bank needs new ones.
         self._bank_sq = None
         self._index = None
 
-    def configure_search(self, mode: str, ef_search: int = 64) -> None:
+    def configure_search(self, mode: str, ef_search: int = DEFAULT_EF_SEARCH) -> None:
         """How patches find their nearest bank row: ``exact``, ``hnsw`` (faiss graph, CPU) or ``auto``.
 
         The graph is built on first use after the bank or the setting changed. Leave-one-out scoring (``exclude``)
@@ -154,8 +158,7 @@ class PatchCore(nn.Module):
         self.to(device)
         if device.type != "cpu" and self.bank_bytes > max_bank_bytes:
             self.memory_bank = bank.cpu()
-        self._bank_sq = None
-        self._index = None
+        self._forget_derived()
         return self
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -164,8 +167,7 @@ class PatchCore(nn.Module):
         # A bank of another descriptor size is left for the strict load to reject with both shapes named.
         if key in state_dict and state_dict[key].ndim == 2 and state_dict[key].shape[1] == self.feature_dim:
             self.memory_bank = torch.empty_like(state_dict[key], device=self.memory_bank.device)
-            self._bank_sq = None
-            self._index = None
+            self._forget_derived()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def prepare_search(self) -> HnswIndex | None:
