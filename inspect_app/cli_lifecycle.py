@@ -1,4 +1,4 @@
-"""The lifecycle commands of ``inspect-app``: worker, scheduler, runs, schedules, ``train --queue``, rollback.
+"""The lifecycle commands of ``inspect-app``: worker, scheduler, runs, schedules, ``train --queue``, rollback, reviews.
 
 Kept apart from ``cli.py`` so that the fine-tuning lifecycle can grow without touching the other commands; ``cli``
 adds these sub-commands to its parser with ``add_lifecycle_commands``. Heavy imports stay inside the commands.
@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from inspect_app.config import Settings, TrainConfig, load_settings, read_yaml
-from inspect_app.errors import DatasetError
+from inspect_app.errors import ConfigError, DatasetError
 from inspect_app.records import ModelStatus
 
 
@@ -202,8 +202,30 @@ def cmd_models_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reviews_export(args: argparse.Namespace) -> int:
+    """Write the reviewed parts as a ``path,label`` CSV manifest (``train`` and ``evaluate`` read it)."""
+    from datetime import UTC, datetime
+
+    from inspect_app.storage.dashboard_queries import write_review_manifest
+
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError as exc:
+            raise ConfigError(f"--since {args.since!r} is not an ISO date or date-time (e.g. 2026-11-01)") from exc
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)  # plant records are UTC
+    try:
+        count = write_review_manifest(_open_db(args), Path(args.out), since=since)
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from exc
+    print(f"wrote {count} reviewed parts to {args.out}")
+    return 0
+
+
 def add_lifecycle_commands(sub: argparse._SubParsersAction, models: argparse._SubParsersAction) -> None:
-    """Add ``worker``, ``scheduler``, ``runs``, ``schedules`` and ``models rollback`` to the CLI parser."""
+    """Add ``worker``, ``scheduler``, ``runs``, ``schedules``, ``reviews`` and ``models rollback`` to the parser."""
     p = models.add_parser("rollback", help="re-activate the model the active one replaced")
     p.set_defaults(func=cmd_models_rollback)
 
@@ -259,3 +281,10 @@ def add_lifecycle_commands(sub: argparse._SubParsersAction, models: argparse._Su
     p = schedules.add_parser("remove", help="delete a schedule")
     p.add_argument("name")
     p.set_defaults(func=cmd_schedules_remove)
+
+    reviews = sub.add_parser("reviews", help="verdicts of the review queue").add_subparsers(
+        dest="reviews_command", required=True)
+    p = reviews.add_parser("export", help="write reviewed parts as a path,label CSV manifest for train/evaluate")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--since", help="only reviews from this UTC date or date-time on (ISO, e.g. 2026-11-01)")
+    p.set_defaults(func=cmd_reviews_export)

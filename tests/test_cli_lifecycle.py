@@ -89,3 +89,45 @@ def test_models_promote_and_rollback(db_args: list[str], capsys) -> None:
     assert main([*db_args, "models", "promote", "b"]) == 0
     assert main([*db_args, "models", "rollback"]) == 0
     assert "model a is now active" in capsys.readouterr().out
+
+
+def test_reviews_export_writes_a_manifest_that_training_reads(db_args: list[str], tmp_path: Path, capsys) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+    from PIL import Image
+
+    from inspect_app.data.layouts import load_dataset
+    from inspect_app.records import Decision, Inspection, Review
+
+    out = tmp_path / "export" / "reviewed.csv"
+    assert main([*db_args, "reviews", "export", "--out", str(out)]) == 2
+    assert "no reviewed parts" in capsys.readouterr().err
+    now = datetime.now(UTC)
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / "parts" / f"p{i}.png")
+        paths[-1].parent.mkdir(exist_ok=True)
+        Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(paths[-1])
+    with _db(db_args) as db:
+        repo = Repository(db)
+        repo.add_inspections([
+            Inspection(station="s1", line="l1", source="cam", image_path=str(p), decision=Decision.NG,
+                       created_at=now, defect_class="scratch", score=0.9, model_version="m1")
+            for p in paths
+        ])
+        repo.add_review(Review(inspection_id=1, verdict=Decision.OK, reviewer="op",
+                               created_at=now - timedelta(days=3)))
+        repo.add_review(Review(inspection_id=2, verdict=Decision.NG, reviewer="op", defect_class="dent",
+                               created_at=now))
+    assert main([*db_args, "reviews", "export", "--out", str(out)]) == 0
+    assert f"wrote 2 reviewed parts to {out}" in capsys.readouterr().out
+    manifest = load_dataset(out)
+    assert manifest.layout == "csv"
+    named = sorted((Path(path).name, label) for path, label in manifest.items)
+    assert named == [("p0.png", "good"), ("p1.png", "dent")]
+    since = (now - timedelta(days=1)).date().isoformat()
+    assert main([*db_args, "reviews", "export", "--out", str(out), "--since", since]) == 0
+    assert "wrote 1 reviewed parts" in capsys.readouterr().out
+    assert main([*db_args, "reviews", "export", "--out", str(out), "--since", "yesterday"]) == 2
+    assert "--since 'yesterday' is not an ISO date" in capsys.readouterr().err
