@@ -113,6 +113,11 @@ def main() -> int:
         "bank_rows": card.anomaly["bank_rows"], "patches_seen": card.anomaly["patches_seen"],
         "bank_mb": round(card.anomaly["bank_mb"], 2),
         "image_auroc": round(report["image_auroc"], 4),
+        "image_auroc_interval_95": [round(v, 4) for v in report["image_auroc_interval"]],
+        "costliest_good": [(Path(e["name"]).name, e["misordered"], round(e["auroc_cost"], 4))
+                           for e in report["costliest"]["good"][:3]],
+        "costliest_defect": [(Path(e["name"]).name, e["misordered"], round(e["auroc_cost"], 4))
+                             for e in report["costliest"]["defect"][:3]],
         "pixel_auroc": round(report["pixel_auroc"], 4) if report.get("pixel_auroc") is not None else None,
         "escape_rate_at_1pct_false_reject": report["operating_point"]["escape_rate"],
         "false_reject_rate_at_operating_point": report["operating_point"]["false_reject_rate"],

@@ -172,8 +172,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               f"n={row['support']}")
     if report.get("auroc_good_vs_defect") is not None:
         point = report["operating_point"]
-        print(f"good-vs-defect AUROC {report['auroc_good_vs_defect']:.4f}; escape rate {point['escape_rate']:.4f} "
+        low, high = report["auroc_interval"]
+        print(f"good-vs-defect AUROC {report['auroc_good_vs_defect']:.4f} "
+              f"(95 % bootstrap interval {low:.4f}-{high:.4f}); escape rate {point['escape_rate']:.4f} "
               f"at {point['false_reject_rate']:.1%} false reject (threshold {point['threshold']:.4f})")
+        for side, label in (("good", "good parts scored above the most defects"),
+                            ("defect", "defects scored below the most good parts")):
+            if report["costliest"][side]:
+                print(f"  {label}:")
+            for entry in report["costliest"][side][:3]:
+                print(f"    {entry['name']}  score {entry['score']:.4f}, {entry['misordered']:g} pairs "
+                      f"(AUROC cost {entry['auroc_cost']:.4f})")
     for name, target in report["targets"].items():
         print(f"threshold for {name} {target['target']}: {target['threshold']:.4f} ({target})")
     if report["unreadable"]:

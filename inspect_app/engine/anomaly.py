@@ -39,7 +39,14 @@ from inspect_app.data.folders import fingerprint, list_images
 from inspect_app.data.image_io import read_image
 from inspect_app.data.tiling import RESIZE_MODES, cut_tiles, standardize_intensity
 from inspect_app.engine.device import resolve_device
-from inspect_app.engine.metrics import roc_auc, threshold_for_escape_rate, threshold_for_false_reject
+from inspect_app.engine.metrics import (
+    auroc_per_class,
+    costliest_samples,
+    roc_auc,
+    roc_auc_interval,
+    threshold_for_escape_rate,
+    threshold_for_false_reject,
+)
 from inspect_app.errors import ConfigError, DatasetError
 from inspect_app.models.anomaly import DEFAULT_LAYERS, PatchCore, gaussian_blur, nearest_distances, stitch
 from inspect_app.models.checkpoint import ModelCard, load_checkpoint, save_checkpoint
@@ -789,7 +796,9 @@ def evaluate_anomaly(
     good = values[~is_defect]
     report: dict[str, Any] = {
         "images": len(test), "good": int((~is_defect).sum()), "defective": int(is_defect.sum()),
-        "image_auroc": roc_auc(is_defect, values), "scoring_images_per_s": len(test) / seconds,
+        "image_auroc": roc_auc(is_defect, values), "image_auroc_interval": roc_auc_interval(is_defect, values),
+        "costliest": costliest_samples(is_defect, values, [str(item.path) for item in test]),
+        "scoring_images_per_s": len(test) / seconds,
     }
     if good.size:
         threshold = threshold_for_false_reject(good, false_reject_rate)
@@ -799,12 +808,7 @@ def evaluate_anomaly(
         }
     if has_masks and pixel_truth:
         report["pixel_auroc"] = roc_auc(np.concatenate(pixel_truth), np.concatenate(pixel_scores))
-    per_class: dict[str, Any] = {}
-    for label in sorted({item.label for item in test} - {GOOD_CLASS}):
-        picked = np.array([item.label == label for item in test])
-        per_class[label] = roc_auc(np.concatenate([np.zeros(good.size, bool), np.ones(picked.sum(), bool)]),
-                                   np.concatenate([good, values[picked]]))
-    report["image_auroc_per_class"] = per_class
+    report["image_auroc_per_class"] = auroc_per_class([item.label for item in test], values, GOOD_CLASS)
     if overlay_dir is not None:
         overlay_dir = Path(overlay_dir)
         overlay_dir.mkdir(parents=True, exist_ok=True)

@@ -24,12 +24,16 @@ import numpy as np
 
 from inspect_app.data.image_io import read_image, write_image
 from inspect_app.data.layouts import load_dataset
+from inspect_app.engine.anomaly import ANOMALY_CLASS, ANOMALY_KIND
 from inspect_app.engine.explain import overlay
 from inspect_app.engine.infer import Inspector
 from inspect_app.engine.metrics import (
+    auroc_per_class,
     classification_report,
+    costliest_samples,
     escape_rate,
     false_reject_rate,
+    roc_auc_interval,
     roc_curve,
     threshold_for_escape_rate,
     threshold_for_false_reject,
@@ -138,12 +142,21 @@ def evaluate_model(
     classes = list(inspector.card.classes)
     dataset = load_dataset(data)
     items = dataset.subset("test") or list(dataset.items)
-    unknown = sorted({label for _, label in items} - set(classes))
+    good = inspector.card.good_class
+    good_only = inspector.card.kind == ANOMALY_KIND
+
+    def truth_of(label: str) -> str:
+        # A good-only model knows "good" and "anomaly": every defect label of the data set is an anomaly to it (the
+        # labels themselves are kept for the per-defect-class AUROC).
+        return ANOMALY_CLASS if good_only and label != good else label
+
+    unknown = sorted({truth_of(label) for _, label in items} - set(classes))
     if unknown:
         raise DatasetError(f"{data}: labels {unknown} are not classes of model {inspector.card.name!r}: {classes}")
     y_true: list[int] = []
     y_pred: list[int] = []
     scores: list[float] = []
+    labels: list[str] = []
     rows: list[tuple[str, str, str, float, str]] = []
     unreadable: list[dict[str, str]] = []
     heatmaps = 0
@@ -157,7 +170,8 @@ def evaluate_model(
             except ImageDecodeError as exc:
                 unreadable.append({"path": str(path), "reason": str(exc)})
         for (path, label), image, prediction in zip(kept, images, inspector.predict(images), strict=True):
-            y_true.append(classes.index(label))
+            y_true.append(classes.index(truth_of(label)))
+            labels.append(label)
             y_pred.append(classes.index(prediction.label))
             scores.append(prediction.score)
             rows.append((str(path), label, prediction.label, prediction.score, prediction.decision.value))
@@ -169,10 +183,13 @@ def evaluate_model(
             progress(min(begin + batch_size, len(items)), len(items))
     if not y_true:
         raise DatasetError(f"{data}: none of the {len(items)} images could be read")
-    good = inspector.card.good_class
     report = classification_report(y_true, y_pred, scores, classes, good, false_reject)
     values = np.asarray(scores)
     truth_defect = np.asarray(y_true) != (classes.index(good) if good in classes else -1)
+    if report.get("auroc_good_vs_defect") is not None:
+        report["auroc_interval"] = roc_auc_interval(truth_defect, values)
+        report["costliest"] = costliest_samples(truth_defect, values, [row[0] for row in rows])
+        report["auroc_per_defect_class"] = auroc_per_class(labels, values, good)
     targets: dict[str, Any] = {}
     if target_escape is not None and truth_defect.any():
         threshold = threshold_for_escape_rate(values[truth_defect], target_escape)

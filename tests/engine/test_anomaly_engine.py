@@ -270,6 +270,25 @@ def test_update_adds_new_good_images_without_rebuilding(fitted: tuple, tmp_path:
 
 
 @pytest.mark.slow
+def test_evaluate_command_takes_defect_class_folders_for_a_good_only_model(fitted: tuple, tmp_path: Path) -> None:
+    from inspect_app.engine.evaluate import evaluate_model
+
+    model_dir, _, _ = fitted
+    data = tmp_path / "labelled"
+    for label, start in (("good", 5000), ("pit", 6000), ("scratch", 7000)):
+        for i, sample in enumerate(_samples(label, 4, start)):
+            write_image(data / label / f"{label}{i}.png", sample.image)
+    report = evaluate_model(model_dir, data, tmp_path / "out", device="cpu")
+    # Every defect class is an anomaly to a good-only model; the classes themselves get their own AUROC.
+    assert report["classes"] == ["good", "anomaly"] and report["per_class"]["anomaly"]["support"] == 8
+    assert set(report["auroc_per_defect_class"]) == {"pit", "scratch"}
+    low, high = report["auroc_interval"]
+    assert low <= report["auroc_good_vs_defect"] <= high
+    with open(tmp_path / "out" / "predictions.csv") as fh:
+        assert {line.split(",")[1] for line in fh.read().splitlines()[1:]} == {"good", "pit", "scratch"}
+
+
+@pytest.mark.slow
 def test_evaluation_reports_aurocs_escape_rate_and_worst_overlays(fitted: tuple, tmp_path: Path) -> None:
     model_dir, config, _ = fitted
     model, _ = load_checkpoint(model_dir)
@@ -281,6 +300,10 @@ def test_evaluation_reports_aurocs_escape_rate_and_worst_overlays(fitted: tuple,
     report = evaluate_anomaly(model, config, items, overlay_dir=tmp_path / "worst", worst=2)
     assert report["images"] == 8 and report["good"] == 4 and report["defective"] == 4
     assert report["image_auroc"] >= 0.75
+    low, high = report["image_auroc_interval"]
+    assert low <= report["image_auroc"] <= high
+    pairs = sum(e["misordered"] for e in report["costliest"]["defect"])
+    assert pairs == pytest.approx((1.0 - report["image_auroc"]) * 4 * 4)  # at most 4 defects: all of them listed
     assert report["pixel_auroc"] >= 0.85
     assert 0.0 <= report["operating_point"]["escape_rate"] <= 1.0
     assert set(report["image_auroc_per_class"]) == {"pit"}

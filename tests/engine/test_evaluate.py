@@ -40,6 +40,15 @@ def test_evaluate_writes_report_plots_and_ng_heatmaps(trained: tuple[Path, Path]
     assert set(report["per_class"]) == {"good", "scratch"}
     assert {"precision", "recall", "f1", "support"} <= set(report["per_class"]["scratch"])
     assert report["auroc_good_vs_defect"] is not None and report["operating_point"]["false_reject_rate"] == 0.01
+    low, high = report["auroc_interval"]
+    assert low <= report["auroc_good_vs_defect"] <= high
+    # The parts that cost AUROC are named by path, and their pair counts add up to the AUROC lost.
+    scratches = sum(1 for p in (data / "scratch").iterdir())
+    goods = sum(1 for p in (data / "good").iterdir())
+    lost = (1.0 - report["auroc_good_vs_defect"]) * scratches * goods
+    costly = report["costliest"]["good"] + report["costliest"]["defect"]
+    assert all(Path(e["name"]).is_file() for e in costly)
+    assert sum(e["misordered"] for e in report["costliest"]["good"]) <= lost + 1e-9
     escape_target = report["targets"]["escape_rate"]
     assert escape_target["target"] == 0.0 and 0.0 <= escape_target["false_reject_rate"] <= 1.0
     assert report["targets"]["false_reject_rate"]["escape_rate"] is not None
@@ -65,6 +74,7 @@ def test_evaluate_cli_and_unknown_labels(trained: tuple[Path, Path], tmp_path: P
     assert code == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "escape rate" in out and "threshold for escape_rate 0.05" in out
+    assert "95 % bootstrap interval" in out
     other = tmp_path / "other"
     shutil.copytree(data, other)
     (other / "scratch").rename(other / "dent")

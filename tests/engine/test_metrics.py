@@ -8,8 +8,11 @@ import pytest
 from inspect_app.engine.metrics import (
     classification_report,
     confusion_matrix,
+    costliest_samples,
     escape_rate,
+    misordered_pairs,
     roc_auc,
+    roc_auc_interval,
     threshold_for_false_reject,
 )
 
@@ -82,3 +85,49 @@ def test_threshold_for_escape_rate_meets_the_target_with_fewest_false_rejects() 
     assert false_reject_rate([], 0.5) is None
     with pytest.raises(ValueError, match=r"1\.5"):
         threshold_for_escape_rate(defects, 1.5)
+
+
+def test_misordered_pairs_by_hand_and_sum_to_the_auroc_loss() -> None:
+    labels = [True, True, False, False, False]
+    scores = [0.9, 0.3, 0.5, 0.1, 0.3]
+    # Defect 0.3: good 0.5 above it, good 0.3 tied (half). Good 0.5: defect 0.3 below it. Good 0.3: the tie.
+    assert misordered_pairs(labels, scores).tolist() == [0.0, 1.5, 1.0, 0.0, 0.5]
+    rng = np.random.default_rng(1)
+    labels = rng.random(300) < 0.4
+    scores = np.round(rng.random(300) + labels * 0.4, 2)
+    pairs = misordered_pairs(labels, scores)
+    loss = (1.0 - roc_auc(labels, scores)) * labels.sum() * (~labels).sum()
+    assert pairs[labels].sum() == pytest.approx(loss) and pairs[~labels].sum() == pytest.approx(loss)
+
+
+def test_costliest_samples_name_the_parts_that_cost_the_most() -> None:
+    labels = [False] * 4 + [True] * 4
+    scores = [0.1, 0.2, 0.95, 0.3, 0.9, 0.8, 0.25, 0.99]
+    names = [f"g{i}" for i in range(4)] + [f"d{i}" for i in range(4)]
+    worst = costliest_samples(labels, scores, names, count=2)
+    # g2 (0.95) outranks three defects; d2 (0.25) sits below g3 (0.3) and g2.
+    assert [(e["name"], e["misordered"]) for e in worst["good"]] == [("g2", 3.0), ("g3", 1.0)]
+    assert [(e["name"], e["misordered"]) for e in worst["defect"]] == [("d2", 2.0), ("d0", 1.0)]
+    assert worst["good"][0]["auroc_cost"] == pytest.approx(3 / 16)
+    assert costliest_samples([False, True], [0.1, 0.9], ["g", "d"]) == {"good": [], "defect": []}
+    with pytest.raises(ValueError, match="3 names for 2 scores"):
+        costliest_samples([False, True], [0.1, 0.9], ["a", "b", "c"])
+
+
+def test_roc_auc_interval_brackets_the_figure_and_narrows_with_more_parts() -> None:
+    rng = np.random.default_rng(2)
+
+    def sample(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.random(n) < 0.5
+        return labels, rng.normal(size=n) + 1.5 * labels
+
+    small, large = sample(100), sample(2000)
+    low_s, high_s = roc_auc_interval(*small)
+    low_l, high_l = roc_auc_interval(*large)
+    assert low_s <= roc_auc(*small) <= high_s and low_l <= roc_auc(*large) <= high_l
+    assert high_l - low_l < 0.5 * (high_s - low_s)
+    assert roc_auc_interval(*small, seed=3) == roc_auc_interval(*small, seed=3)
+    assert roc_auc_interval([False, True, True], [0.1, 0.8, 0.9]) == (1.0, 1.0)
+    assert roc_auc_interval([True, True], [0.1, 0.2]) is None
+    with pytest.raises(ValueError, match=r"interval level 1\.5"):
+        roc_auc_interval(*small, level=1.5)
