@@ -58,6 +58,16 @@ logger = logging.getLogger(__name__)
 
 ANOMALY_KIND = "patchcore"
 ANOMALY_CLASS = "anomaly"
+
+
+def expected_label(kind: str, label: str, good_class: str = GOOD_CLASS) -> str:
+    """The class a model of ``kind`` should answer for a part labelled ``label``.
+
+    A good-only model knows only good and ``ANOMALY_CLASS``: every defect class is an anomaly to it. A classifier
+    should answer the label itself.
+    """
+    return ANOMALY_CLASS if kind == ANOMALY_KIND and label != good_class else label
+
 ProgressFn = Callable[[dict[str, Any]], None]
 # Options added after the first anomaly models were saved, with the values those models were calibrated under.
 LEGACY_CARD_DEFAULTS: dict[str, Any] = {"score_top_fraction": 0.0, "holdout_in_bank": False}

@@ -24,7 +24,7 @@ import numpy as np
 
 from inspect_app.data.image_io import read_image, write_image
 from inspect_app.data.layouts import load_dataset
-from inspect_app.engine.anomaly import ANOMALY_CLASS, ANOMALY_KIND
+from inspect_app.engine.anomaly import expected_label
 from inspect_app.engine.explain import overlay
 from inspect_app.engine.infer import Inspector
 from inspect_app.engine.metrics import (
@@ -143,12 +143,10 @@ def evaluate_model(
     dataset = load_dataset(data)
     items = dataset.subset("test") or list(dataset.items)
     good = inspector.card.good_class
-    good_only = inspector.card.kind == ANOMALY_KIND
 
     def truth_of(label: str) -> str:
-        # A good-only model knows "good" and "anomaly": every defect label of the data set is an anomaly to it (the
-        # labels themselves are kept for the per-defect-class AUROC).
-        return ANOMALY_CLASS if good_only and label != good else label
+        # Every defect label is an anomaly to a good-only model; the labels themselves give per-defect-class AUROC.
+        return expected_label(inspector.card.kind, label, good)
 
     unknown = sorted({truth_of(label) for _, label in items} - set(classes))
     if unknown:

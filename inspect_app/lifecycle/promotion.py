@@ -18,6 +18,7 @@ import numpy as np
 from inspect_app.config import PromotionPolicy
 from inspect_app.data.folders import Item
 from inspect_app.data.image_io import read_image
+from inspect_app.engine.anomaly import expected_label
 from inspect_app.engine.infer import Inspector
 from inspect_app.engine.metrics import escape_rate, roc_auc, threshold_for_false_reject
 from inspect_app.errors import DatasetError
@@ -51,7 +52,7 @@ def evaluate_model(
         predictions = inspector.predict([read_image(path) for path, _ in chunk])
         for (_, label), prediction in zip(chunk, predictions, strict=True):
             scores.append(prediction.score)
-            correct += int(prediction.label == label)
+            correct += int(prediction.label == expected_label(inspector.card.kind, label, inspector.card.good_class))
     labels = np.array([label for _, label in items])
     values = np.asarray(scores, dtype=np.float64)
     is_defect = labels != GOOD_CLASS

@@ -46,3 +46,27 @@ def test_policy_and_spec_reject_bad_values_by_name() -> None:
         FinetuneSpec.from_dict({"promotion": {"frr": 0.1}})
     with pytest.raises(ConfigError, match="test_fraction"):
         FinetuneSpec(test_fraction=0.0)
+
+
+
+@pytest.mark.slow
+def test_a_good_only_champion_is_judged_on_anomaly_for_every_defect_class(tiny_sets, tmp_path) -> None:
+    from inspect_app.data.folders import ClassFolderLayout
+    from inspect_app.data.image_io import read_image
+    from inspect_app.engine.anomaly import AnomalyConfig, GoodOnlyData, expected_label, fit_anomaly
+    from inspect_app.engine.infer import Inspector
+    from inspect_app.lifecycle.promotion import evaluate_model
+
+    goods = tuple(sorted((tiny_sets["train"] / "good").iterdir()))
+    # A threshold that rejects half the good parts: on 64 px toy parts that is what makes some scratches anomalies.
+    config = AnomalyConfig(input_size=64, device="cpu", layers=(2, 3), holdout_fraction=0.25, false_reject_rate=0.5)
+    model_dir = fit_anomaly(GoodOnlyData(goods), tmp_path / "pc", config, name="pc").model_dir
+    items = list(ClassFolderLayout.scan(tiny_sets["test"]).items)
+    figures = evaluate_model(model_dir, items, POLICY, device="cpu")
+    answers = [p.label for p in Inspector(model_dir, device="cpu", heatmaps=False).predict(
+        [read_image(path) for path, _ in items])]
+    pairs = list(zip(answers, [label for _, label in items], strict=True))
+    assert ("anomaly", "scratch") in pairs  # before, such a detection was never counted right ("anomaly" != "scratch")
+    right = sum(answer == expected_label("patchcore", label) for answer, label in pairs)
+    assert figures["accuracy"] == right / len(items) > sum(answer == label for answer, label in pairs) / len(items)
+    assert expected_label("classifier", "scratch") == "scratch" and expected_label("patchcore", "good") == "good"
