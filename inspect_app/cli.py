@@ -176,6 +176,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"good-vs-defect AUROC {report['auroc_good_vs_defect']:.4f} "
               f"(95 % bootstrap interval {low:.4f}-{high:.4f}); escape rate {point['escape_rate']:.4f} "
               f"at {point['false_reject_rate']:.1%} false reject (threshold {point['threshold']:.4f})")
+        per_defect = ", ".join(f"{name} {value:.4f}" for name, value in report["auroc_per_defect_class"].items()
+                               if value is not None)
+        if per_defect:
+            print(f"  AUROC per defect class (against the good parts): {per_defect}")
         for side, label in (("good", "good parts scored above the most defects"),
                             ("defect", "defects scored below the most good parts")):
             if report["costliest"][side]:

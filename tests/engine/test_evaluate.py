@@ -74,7 +74,7 @@ def test_evaluate_cli_and_unknown_labels(trained: tuple[Path, Path], tmp_path: P
     assert code == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "escape rate" in out and "threshold for escape_rate 0.05" in out
-    assert "95 % bootstrap interval" in out
+    assert "95 % bootstrap interval" in out and "AUROC per defect class (against the good parts): scratch" in out
     other = tmp_path / "other"
     shutil.copytree(data, other)
     (other / "scratch").rename(other / "dent")
