@@ -58,6 +58,9 @@ logger = logging.getLogger(__name__)
 
 ANOMALY_KIND = "patchcore"
 ANOMALY_CLASS = "anomaly"
+ProgressFn = Callable[[dict[str, Any]], None]
+# Options added after the first anomaly models were saved, with the values those models were calibrated under.
+LEGACY_CARD_DEFAULTS: dict[str, Any] = {"score_top_fraction": 0.0, "holdout_in_bank": False}
 
 
 def expected_label(kind: str, label: str, good_class: str = GOOD_CLASS) -> str:
@@ -67,10 +70,6 @@ def expected_label(kind: str, label: str, good_class: str = GOOD_CLASS) -> str:
     should answer the label itself.
     """
     return ANOMALY_CLASS if kind == ANOMALY_KIND and label != good_class else label
-
-ProgressFn = Callable[[dict[str, Any]], None]
-# Options added after the first anomaly models were saved, with the values those models were calibrated under.
-LEGACY_CARD_DEFAULTS: dict[str, Any] = {"score_top_fraction": 0.0, "holdout_in_bank": False}
 
 
 @dataclass(frozen=True)

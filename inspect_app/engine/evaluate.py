@@ -154,7 +154,6 @@ def evaluate_model(
     y_true: list[int] = []
     y_pred: list[int] = []
     scores: list[float] = []
-    labels: list[str] = []
     rows: list[tuple[str, str, str, float, str]] = []
     unreadable: list[dict[str, str]] = []
     heatmaps = 0
@@ -169,7 +168,6 @@ def evaluate_model(
                 unreadable.append({"path": str(path), "reason": str(exc)})
         for (path, label), image, prediction in zip(kept, images, inspector.predict(images), strict=True):
             y_true.append(classes.index(truth_of(label)))
-            labels.append(label)
             y_pred.append(classes.index(prediction.label))
             scores.append(prediction.score)
             rows.append((str(path), label, prediction.label, prediction.score, prediction.decision.value))
@@ -187,7 +185,7 @@ def evaluate_model(
     if report.get("auroc_good_vs_defect") is not None:
         report["auroc_interval"] = roc_auc_interval(truth_defect, values)
         report["costliest"] = costliest_samples(truth_defect, values, [row[0] for row in rows])
-        report["auroc_per_defect_class"] = auroc_per_class(labels, values, good)
+        report["auroc_per_defect_class"] = auroc_per_class([row[1] for row in rows], values, good)
     targets: dict[str, Any] = {}
     if target_escape is not None and truth_defect.any():
         threshold = threshold_for_escape_rate(values[truth_defect], target_escape)

@@ -125,10 +125,10 @@ def misordered_pairs(is_positive: Sequence[bool], scores: Sequence[float]) -> np
     pos, neg = np.sort(values[labels]), np.sort(values[~labels])
     out = np.zeros(values.size, dtype=np.float64)
     # Goods strictly above a defect, plus half of the tied ones; defects strictly below a good, plus half the ties.
-    out[labels] = (neg.size - np.searchsorted(neg, values[labels], side="right")) + 0.5 * (
-        np.searchsorted(neg, values[labels], side="right") - np.searchsorted(neg, values[labels], side="left"))
-    out[~labels] = np.searchsorted(pos, values[~labels], side="left") + 0.5 * (
-        np.searchsorted(pos, values[~labels], side="right") - np.searchsorted(pos, values[~labels], side="left"))
+    below, not_above = (np.searchsorted(neg, values[labels], side=side) for side in ("left", "right"))
+    out[labels] = (neg.size - not_above) + 0.5 * (not_above - below)
+    below, not_above = (np.searchsorted(pos, values[~labels], side=side) for side in ("left", "right"))
+    out[~labels] = below + 0.5 * (not_above - below)
     return out
 
 
