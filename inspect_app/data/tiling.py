@@ -79,6 +79,35 @@ def standardize_intensity(image: np.ndarray, mean: float = 110.0, std: float = 4
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
+# Side the illumination estimate is computed at: shading is smooth, so a small copy finds it at a fraction of the
+# cost of blurring a large image with a kernel a fifth of its size.
+FIELD_SIDE = 64
+
+
+def flatten_field(image: np.ndarray, sigma_share: float) -> np.ndarray:
+    """Divide out slow shading: every pixel over the image's own heavily blurred copy, rescaled to its mean level.
+
+    Uneven lighting, vignetting and a part's overall finish vary from part to part; a patch model sees each as a
+    change of texture everywhere. Defects are small next to the blur, so they survive the division.
+
+    Args:
+        image: HxWx3 (or HxW) uint8.
+        sigma_share: Gaussian sigma of the illumination estimate as a share of the image's shorter side, > 0.
+    """
+    if sigma_share <= 0:
+        raise ConfigError(f"flat-field sigma share {sigma_share!r} must be positive")
+    h, w = image.shape[:2]
+    factor = min(1.0, FIELD_SIDE / min(h, w))
+    small_shape = (max(1, round(w * factor)), max(1, round(h * factor)))
+    small = cv2.resize(image, small_shape, interpolation=cv2.INTER_AREA).astype(np.float32)
+    field = cv2.GaussianBlur(small, (0, 0), sigma_share * min(small.shape[:2]), borderType=cv2.BORDER_REFLECT)
+    field = cv2.resize(field, (w, h), interpolation=cv2.INTER_LINEAR).reshape(image.shape)
+    # The floor keeps near-black background (outside the part) from being amplified into noise.
+    level = np.maximum(field, 1.0)
+    out = image.astype(np.float32) / level * float(field.mean())
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
 def cut_tiles(
     image: np.ndarray, tile: int, mode: str = "square", scale: float = 1.0, overlap: float = 0.25
 ) -> tuple[np.ndarray, list[tuple[int, int]], tuple[int, int]]:

@@ -37,7 +37,14 @@ import yaml
 from inspect_app.config import check_known_keys
 from inspect_app.data.folders import fingerprint, list_images
 from inspect_app.data.image_io import read_image
-from inspect_app.data.tiling import RESIZE_MODES, cut_tiles, standardize_intensity
+from inspect_app.data.tiling import (
+    RESIZE_MODES,
+    cut_tiles,
+    flatten_field,
+    resize_to,
+    standardize_intensity,
+    target_shape,
+)
 from inspect_app.engine.device import resolve_device
 from inspect_app.engine.metrics import (
     auroc_per_class,
@@ -60,7 +67,7 @@ ANOMALY_KIND = "patchcore"
 ANOMALY_CLASS = "anomaly"
 ProgressFn = Callable[[dict[str, Any]], None]
 # Options added after the first anomaly models were saved, with the values those models were calibrated under.
-LEGACY_CARD_DEFAULTS: dict[str, Any] = {"score_top_fraction": 0.0, "holdout_in_bank": False}
+LEGACY_CARD_DEFAULTS: dict[str, Any] = {"score_top_fraction": 0.0, "holdout_in_bank": False, "flat_field": 0.0}
 
 
 def expected_label(kind: str, label: str, good_class: str = GOOD_CLASS) -> str:
@@ -84,6 +91,8 @@ class AnomalyConfig:
         resize: ``square`` (distort to a square) or ``keep_aspect`` (shorter side = tile, long side tiled).
         tile_scale: resolution factor; > 1 tiles large images with small defects at a finer scale.
         tile_overlap: least overlap between neighbouring tiles, as a share of the tile side.
+        flat_field: divide out slow shading first (uneven lighting, finish): Gaussian sigma of the illumination
+            estimate as a share of the image's shorter side; 0 turns it off.
         standardize: give every image the same mean grey level and contrast first (lighting drift).
         flip_augment: also put the mirrored good images into the bank (parts with no fixed orientation).
         coreset_ratio: share of all training patches kept in the memory bank, in (0, 1].
@@ -115,6 +124,8 @@ class AnomalyConfig:
     resize: str = "square"
     tile_scale: float = 1.0
     tile_overlap: float = 0.25
+    # Flat field on Magnetic Tile (cached features, two coreset draws): image AUROC 0.9906 / 0.9910 vs 0.9905 / 0.9894.
+    flat_field: float = 0.15
     standardize: bool = True
     flip_augment: bool = False
     coreset_ratio: float = 0.1
@@ -154,6 +165,8 @@ class AnomalyConfig:
                 raise ConfigError(f"{name} {value!r} must be a positive integer")
         if self.tile_scale < 1.0:
             raise ConfigError(f"tile_scale {self.tile_scale!r} must be at least 1")
+        if not 0.0 <= self.flat_field <= 1.0:
+            raise ConfigError(f"flat_field {self.flat_field!r} must lie in [0, 1] (0 turns it off)")
         if not 0.0 <= self.tile_overlap < 0.9:
             raise ConfigError(f"tile_overlap {self.tile_overlap!r} must lie in [0, 0.9)")
         if not self.layers:
@@ -221,6 +234,11 @@ def _tiled(images: Sequence[np.ndarray], config: AnomalyConfig) -> tuple[np.ndar
     all_tiles = []
     layout = []
     for image in images:
+        if config.flat_field > 0:
+            # At the size the tiles are cut from (cut_tiles then leaves it as is): the field is smooth, so this
+            # equals flattening the full image, without the full-size float passes on a large camera frame.
+            shape = target_shape(image.shape[0], image.shape[1], config.input_size, config.resize, config.tile_scale)
+            image = flatten_field(resize_to(image, shape), config.flat_field)
         if config.standardize:
             image = standardize_intensity(image)
         tiles, origins, shape = cut_tiles(image, config.input_size, config.resize, config.tile_scale,

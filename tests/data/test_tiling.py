@@ -1,11 +1,11 @@
-"""Tiling for patch models: shapes, coverage with overlap, aspect handling, intensity standardisation."""
+"""Tiling for patch models: shapes, coverage with overlap, aspect handling, intensity standardisation, flat field."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from inspect_app.data.tiling import cut_tiles, standardize_intensity, target_shape, tile_origins
+from inspect_app.data.tiling import cut_tiles, flatten_field, standardize_intensity, target_shape, tile_origins
 from inspect_app.errors import ConfigError
 
 
@@ -55,3 +55,37 @@ def test_standardize_intensity_equalises_brightness_and_contrast() -> None:
     assert abs(float(a.mean()) - float(b.mean())) < 1.5
     assert abs(float(a.std()) - float(b.std())) < 1.5
     assert np.corrcoef(a[..., 0].ravel(), b[..., 0].ravel())[0, 1] > 0.99
+
+
+def _shaded_part(height: int = 120, width: int = 200) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """Textured part lit from the left (grey level x0.4 on the right edge) with a small dark pit in the middle."""
+    rng = np.random.default_rng(3)
+    texture = 120 + 12 * rng.normal(0, 1, (height, width))
+    pit = (slice(55, 63), slice(96, 104))
+    texture[pit] -= 60
+    light = np.linspace(1.0, 0.4, width)[None, :]
+    image = np.clip(texture * light, 0, 255).astype(np.uint8)
+    return np.repeat(image[..., None], 3, axis=2), pit
+
+
+def test_flatten_field_removes_shading_and_keeps_a_small_defect() -> None:
+    image, pit = _shaded_part()
+    flat = flatten_field(image, 0.15)
+    assert flat.shape == image.shape and flat.dtype == np.uint8
+
+    def left_right(a: np.ndarray) -> float:
+        return float(a[:, :30].mean()) / float(a[:, -30:].mean())
+
+    assert left_right(image) > 2.0
+    assert abs(left_right(flat) - 1.0) < 0.1
+    # The pit is far smaller than the blur: it stays a pit, darker than the surface around it.
+    around = flat[45:73, 86:114].astype(float)
+    assert float(flat[pit].mean()) < 0.75 * float(np.median(around))
+
+
+def test_flatten_field_takes_grey_images_and_rejects_a_bad_sigma() -> None:
+    image, _ = _shaded_part()
+    grey = image[..., 0]
+    assert flatten_field(grey, 0.15).shape == grey.shape
+    with pytest.raises(ConfigError, match=r"-0\.1"):
+        flatten_field(grey, -0.1)

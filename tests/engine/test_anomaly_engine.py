@@ -111,6 +111,8 @@ def test_image_score_is_the_mean_of_the_hottest_share() -> None:
     assert top_fraction_mean(values, 1.0) == pytest.approx(49.5)
     with pytest.raises(ConfigError, match=r"score_top_fraction 1\.5"):
         AnomalyConfig(score_top_fraction=1.5)
+    with pytest.raises(ConfigError, match=r"flat_field 2\.0"):
+        AnomalyConfig(flat_field=2.0)
 
 
 def test_cards_saved_before_an_option_existed_keep_their_behaviour() -> None:
@@ -119,6 +121,7 @@ def test_cards_saved_before_an_option_existed_keep_their_behaviour() -> None:
         del old[key]
     config = AnomalyConfig.from_card(old, device="cpu")
     assert config.score_top_fraction == 0.0 and config.holdout_in_bank is False and config.device == "cpu"
+    assert config.flat_field == 0.0 and AnomalyConfig().flat_field > 0
     assert AnomalyConfig.from_card(AnomalyConfig().to_dict()) == AnomalyConfig()
 
 
