@@ -121,7 +121,7 @@ def test_cards_saved_before_an_option_existed_keep_their_behaviour() -> None:
         del old[key]
     config = AnomalyConfig.from_card(old, device="cpu")
     assert config.score_top_fraction == 0.0 and config.holdout_in_bank is False and config.device == "cpu"
-    assert config.flat_field == 0.0 and AnomalyConfig().flat_field > 0
+    assert config.flat_field == 0.0
     assert AnomalyConfig.from_card(AnomalyConfig().to_dict()) == AnomalyConfig()
 
 
@@ -311,3 +311,23 @@ def test_evaluation_reports_aurocs_escape_rate_and_worst_overlays(fitted: tuple,
     assert 0.0 <= report["operating_point"]["escape_rate"] <= 1.0
     assert set(report["image_auroc_per_class"]) == {"pit"}
     assert len(report["overlays"]) == 4 and all(Path(p).is_file() for p in report["overlays"])
+
+
+@pytest.mark.slow
+def test_flat_field_scores_good_parts_under_uneven_light_lower(fitted: tuple, tmp_path: Path) -> None:
+    plain_dir, config, root = fitted
+    assert config.flat_field == 0.0
+    flat_dir = fit_anomaly(GoodOnlyData(tuple(sorted((root / "good").iterdir()))), tmp_path / "flat",
+                           config.with_overrides(flat_field=0.15), name="flat").model_dir
+    # Clean parts lit from one side: the far edge gets a third of the light, a shading the bank never saw.
+    light = np.linspace(1.0, 0.35, SIZE)[None, :, None]
+    shaded = [np.clip(s.image * light, 0, 255).astype(np.uint8) for s in _samples("good", 6, 2000)]
+    normalised = {}
+    for name, directory in (("flat", flat_dir), ("plain", plain_dir)):
+        model, card = load_checkpoint(directory)
+        run_config = AnomalyConfig.from_card(card.train_config, device="cpu")
+        raw = np.array([r.score for r in score_raw(model, shaded, run_config)])
+        normalised[name] = normalize(raw, card.anomaly["raw_center"], card.anomaly["raw_threshold"])
+    assert AnomalyConfig.from_card(load_checkpoint(flat_dir)[1].train_config).flat_field == 0.15
+    assert float(np.mean(normalised["flat"])) < float(np.mean(normalised["plain"]))
+    assert int((normalised["flat"] >= 0.5).sum()) <= int((normalised["plain"] >= 0.5).sum())
