@@ -34,6 +34,7 @@ from inspect_app.engine.anomaly import (
     greedy_k_center,
     score_raw,
 )
+from inspect_app.engine.metrics import escape_rate, false_reject_rate
 from inspect_app.models.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,8 +132,8 @@ def main() -> int:
         "search_images_per_s": {mode: round(r, 2) for mode, r in rates.items()},
         "search_speedup_vs_exact": round(rates[config.nn_search] / rates["exact"], 2),
         "holdout_false_reject_rate": card.anomaly["holdout_false_reject_rate"],
-        "at_model_threshold": {"false_reject_rate": round(float((scores[~is_defect] >= own).mean()), 4),
-                               "escape_rate": round(float((scores[is_defect] < own).mean()), 4)},
+        "at_model_threshold": {"false_reject_rate": round(false_reject_rate(scores[~is_defect], own), 4),
+                               "escape_rate": round(escape_rate(scores[is_defect], own), 4)},
         "peak_rss_mb": round(peak_mb),
         "global_greedy_iter_per_s": round(rate, 1),
         "global_greedy_estimated_s": round(card.anomaly["bank_rows"] / rate),
