@@ -15,6 +15,8 @@ image score, a mean over the hottest share of the map, sits below the map's peak
 
 Held-out images also go into the bank by default and are scored leave-one-out, with the bank rows that came from
 them masked: on Magnetic Tile the 20 % more coverage was worth more than any other single setting (see RESULTS).
+Their unscaled patch distances also give each position of a tile's patch grid its own scale (``position_scale``),
+which the model divides by from then on, before the threshold is set from their scaled scores.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 import yaml
 
 from inspect_app.config import check_known_keys
@@ -67,7 +70,9 @@ ANOMALY_KIND = "patchcore"
 ANOMALY_CLASS = "anomaly"
 ProgressFn = Callable[[dict[str, Any]], None]
 # Options added after the first anomaly models were saved, with the values those models were calibrated under.
-LEGACY_CARD_DEFAULTS: dict[str, Any] = {"score_top_fraction": 0.0, "holdout_in_bank": False, "flat_field": 0.0}
+LEGACY_CARD_DEFAULTS: dict[str, Any] = {
+    "score_top_fraction": 0.0, "holdout_in_bank": False, "flat_field": 0.0, "position_norm": False,
+}
 
 
 def expected_label(kind: str, label: str, good_class: str = GOOD_CLASS) -> str:
@@ -103,6 +108,9 @@ class AnomalyConfig:
         holdout_fraction: share of the good images whose scores set the threshold.
         holdout_in_bank: also put the held-out images into the bank and score each of them leave-one-out (its own
             bank rows masked), so every good image adds coverage; ``False`` keeps them out of the bank.
+        position_norm: divide every patch distance by the distance good held-out images have at the same position
+            of a tile (tile borders sit farther from the bank than the middle); needs ``MIN_SCALE_TILES`` held-out
+            tiles.
         score_top_fraction: the image score is the mean of this share of the hottest pixels of the smoothed map;
             0 takes the single hottest pixel (PatchCore's maximum).
         false_reject_rate: target share of good parts called NG (threshold from held-out good images).
@@ -134,6 +142,7 @@ class AnomalyConfig:
     coreset_chunk: int = 16384
     coreset_oversample: float = 4.0
     blur_sigma: float = 4.0
+    position_norm: bool = True
     holdout_fraction: float = 0.2
     holdout_in_bank: bool = True
     score_top_fraction: float = 0.1
@@ -249,11 +258,66 @@ def _tiled(images: Sequence[np.ndarray], config: AnomalyConfig) -> tuple[np.ndar
     return np.concatenate(all_tiles), layout
 
 
+@dataclass(frozen=True)
+class TileGrids:
+    """Patch-grid distances of the tiles of some images, and where the tiles lie.
+
+    Attributes:
+        grids: (T, h, w) patch distances of all tiles, in image order.
+        layout: per image (tile count, tile origins, resized image shape).
+        tile: tile side in pixels.
+    """
+
+    grids: torch.Tensor
+    layout: list[tuple[int, Any, Any]]
+    tile: int
+
+
 @torch.inference_mode()
+def patch_grids(
+    model: PatchCore, images: Sequence[np.ndarray], config: AnomalyConfig, exclude: torch.Tensor | None = None,
+    scaled: bool = True,
+) -> TileGrids:
+    """Patch distances of every tile of the images, tiles batched across images.
+
+    Args:
+        model: a fitted PatchCore.
+        images: HxWx3 uint8 RGB images.
+        config: its recipe (tiling, search, batch size).
+        exclude: (N,) bool bank rows to ignore for every image here (leave-one-out calibration).
+        scaled: divide by the model's patch scale (``False`` gives the distances the scale is computed from).
+    """
+    device = model.mean.device
+    model.configure_search(config.nn_search, config.hnsw_ef_search)
+    tiles, layout = _tiled(images, config)
+    distances = model.patch_scores if scaled else model.patch_distances
+    grids = torch.cat([
+        distances(_to_device(tiles[i : i + config.batch_size], device), exclude)
+        for i in range(0, len(tiles), config.batch_size)
+    ])
+    return TileGrids(grids, layout, int(tiles.shape[1]))
+
+
+@torch.inference_mode()
+def scores_from_grids(tiles: TileGrids, config: AnomalyConfig) -> list[RawScore]:
+    """Image scores and smoothed maps: each tile's grid upsampled to the tile, stitched, smoothed and summarised."""
+    out: list[RawScore] = []
+    start = 0
+    for count, origins, shape in tiles.layout:
+        grids = tiles.grids[start : start + count].unsqueeze(1)
+        start += count
+        maps = F.interpolate(grids, size=(tiles.tile, tiles.tile), mode="bilinear", align_corners=False)[:, 0]
+        full = stitch(maps, origins, shape)
+        smooth = gaussian_blur(full[None, None], config.blur_sigma * config.tile_scale)[0, 0]
+        out.append(RawScore(score=top_fraction_mean(smooth, config.score_top_fraction), peak=float(smooth.max()),
+                            heatmap=smooth.cpu().numpy().astype(np.float32)))
+    return out
+
+
 def score_raw(
     model: PatchCore, images: Sequence[np.ndarray], config: AnomalyConfig, exclude: torch.Tensor | None = None
 ) -> list[RawScore]:
-    """Raw image scores and smoothed maps for HxWx3 uint8 RGB images, tiles batched across images.
+    """Raw image scores and smoothed maps for HxWx3 uint8 RGB images.
 
     Args:
         model: a fitted PatchCore.
@@ -263,22 +327,27 @@ def score_raw(
     """
     if not images:
         return []
-    device = model.mean.device
-    model.configure_search(config.nn_search, config.hnsw_ef_search)
-    tiles, layout = _tiled(images, config)
-    maps = torch.cat([
-        model(_to_device(tiles[i : i + config.batch_size], device), exclude)
-        for i in range(0, len(tiles), config.batch_size)
-    ])
-    out: list[RawScore] = []
-    start = 0
-    for count, origins, shape in layout:
-        full = stitch(maps[start : start + count], origins, shape)
-        start += count
-        smooth = gaussian_blur(full[None, None], config.blur_sigma * config.tile_scale)[0, 0]
-        out.append(RawScore(score=top_fraction_mean(smooth, config.score_top_fraction), peak=float(smooth.max()),
-                            heatmap=smooth.cpu().numpy().astype(np.float32)))
-    return out
+    return scores_from_grids(patch_grids(model, images, config, exclude), config)
+
+
+# A per-position level estimated from fewer tiles would follow those few images' own defects and texture.
+MIN_SCALE_TILES = 32
+
+
+def position_scale(tiles: Sequence[TileGrids]) -> torch.Tensor | None:
+    """Expected good distance per grid position, relative to its mean over positions, from good images' tiles.
+
+    Lightly smoothed (one patch) and floored, so a position never divides by a value near zero. ``None`` when there
+    are fewer than ``MIN_SCALE_TILES`` tiles to estimate it from.
+
+    Args:
+        tiles: unscaled patch distances of held-out good images (``patch_grids(..., scaled=False)``).
+    """
+    grids = torch.cat([t.grids for t in tiles]) if tiles else torch.empty(0)
+    if grids.shape[0] < MIN_SCALE_TILES:
+        return None
+    level = gaussian_blur(grids.float().mean(0)[None, None], 1.0)[0, 0]
+    return (level / level.mean()).clamp(min=0.25)
 
 
 def normalize(raw: np.ndarray | float, center: float, threshold: float) -> np.ndarray | float:
@@ -624,11 +693,15 @@ def _raw_scores(model: PatchCore, paths: Sequence[Path], config: AnomalyConfig) 
     return [r for batch in _batches(paths, config.batch_size) for r in score_raw(model, batch, config)]
 
 
-def _leave_one_out_scores(
+def _raw_grids(model: PatchCore, paths: Sequence[Path], config: AnomalyConfig) -> list[TileGrids]:
+    return [patch_grids(model, batch, config, scaled=False) for batch in _batches(paths, config.batch_size)]
+
+
+def _leave_one_out_grids(
     model: PatchCore, paths: Sequence[Path], owners: Sequence[int] | torch.Tensor, bank_owners: torch.Tensor,
     config: AnomalyConfig,
-) -> list[RawScore]:
-    """Scores of images that are in the bank, each against the bank without its own rows (as if held out)."""
+) -> list[TileGrids]:
+    """Unscaled patch distances of images that are in the bank, each without its own bank rows (as if held out)."""
     out = []
     for path, owner in zip(paths, owners, strict=True):
         exclude = (bank_owners == int(owner)).to(model.memory_bank.device)
@@ -636,8 +709,33 @@ def _leave_one_out_scores(
             # A bank made of this one image only: nothing else to compare with, so score it as it is.
             logger.warning("%s: every bank row comes from this image; scored without leaving it out", path)
             exclude = None
-        out.extend(score_raw(model, [read_image(path)], config, exclude=exclude))
+        out.append(patch_grids(model, [read_image(path)], config, exclude=exclude, scaled=False))
     return out
+
+
+def _calibrated_scores(model: PatchCore, held_out: Sequence[TileGrids], config: AnomalyConfig) -> list[RawScore]:
+    """Set the model's patch scale from held-out good images (when the recipe normalises positions), then score them.
+
+    With too few tiles for a scale, the model keeps the one it has (none for a new model).
+    """
+    if config.position_norm:
+        scale = position_scale(held_out)
+        if scale is None:
+            logger.info("%d held-out tiles are too few for a per-position scale (need %d); keeping the model's",
+                        sum(g.grids.shape[0] for g in held_out), MIN_SCALE_TILES)
+        else:
+            model.set_patch_scale(scale)
+    return [
+        r for g in held_out
+        for r in scores_from_grids(dataclasses.replace(g, grids=model.scale_patches(g.grids)), config)
+    ]
+
+
+def _scale_range(model: PatchCore) -> list[float] | None:
+    """Lowest and highest per-position scale, for the card (``None`` without one)."""
+    if model.patch_scale.numel() == 0:
+        return None
+    return [round(float(model.patch_scale.min()), 4), round(float(model.patch_scale.max()), 4)]
 
 
 def _card(
@@ -694,9 +792,10 @@ def fit_anomaly(
         progress({"phase": "bank", "patches": patches, "bank_rows": int(model.memory_bank.shape[0])})
     if config.holdout_in_bank:
         first = len(bank_paths) - len(held_out)
-        good = _leave_one_out_scores(model, held_out, range(first, len(bank_paths)), fitted.owners, config)
+        grids = _leave_one_out_grids(model, held_out, range(first, len(bank_paths)), fitted.owners, config)
     else:
-        good = _raw_scores(model, held_out, config)
+        grids = _raw_grids(model, held_out, config)
+    good = _calibrated_scores(model, grids, config)
     good_scores = [r.score for r in good]
     defect_scores = [r.score for r in _raw_scores(model, [p for p, _ in data.defects], config)]
     calib = calibration(good_scores, defect_scores, config, good_peaks=[r.peak for r in good])
@@ -704,6 +803,7 @@ def fit_anomaly(
     anomaly = {
         **calib, "bank_rows": int(model.memory_bank.shape[0]), "patches_seen": patches,
         "bank_mb": model.bank_bytes / 2**20, "train_images": len(bank_paths), "holdout_images": len(held_out),
+        "patch_scale_range": _scale_range(model),
     }
     metrics: dict[str, Any] = {"holdout_false_reject_rate": calib["holdout_false_reject_rate"]}
     if data.defects:
@@ -753,8 +853,9 @@ def update_anomaly(
                    patches_seen=int(anomaly.get("patches_seen", 0)) + patches,
                    train_images=int(anomaly.get("train_images", 0)) + len(new_good))
     if recalibrate_with:
-        scores = _raw_scores(model, list(recalibrate_with), config)
-        anomaly.update(calibration([r.score for r in scores], [], config, good_peaks=[r.peak for r in scores]))
+        scores = _calibrated_scores(model, _raw_grids(model, list(recalibrate_with), config), config)
+        anomaly.update(calibration([r.score for r in scores], [], config, good_peaks=[r.peak for r in scores]),
+                       patch_scale_range=_scale_range(model))
     out_dir = Path(out_dir) if out_dir is not None else Path(model_dir)
     new_card = card.replace(name=name or (out_dir.name if out_dir != Path(model_dir) else card.name),
                             anomaly=anomaly)

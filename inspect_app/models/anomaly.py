@@ -119,6 +119,9 @@ class PatchCore(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("memory_bank", torch.zeros(bank_size, self.feature_dim))
+        # Expected distance of a good patch at each grid position of a tile, relative to the mean over positions
+        # (see ``set_patch_scale``); empty: every position counts alike (models saved before it existed).
+        self.register_buffer("patch_scale", torch.empty(0))
         self._bank_sq: torch.Tensor | None = None
         self._search = ("exact", DEFAULT_EF_SEARCH)
         self._index: HnswIndex | None = None
@@ -135,6 +138,32 @@ class PatchCore(nn.Module):
             raise ValueError(f"bank must be (N, {self.feature_dim}), got {tuple(bank.shape)}")
         self.memory_bank = bank.detach().float().contiguous().to(self.memory_bank.device)
         self._forget_derived()
+
+    def set_patch_scale(self, scale: torch.Tensor | None) -> None:
+        """Divide every patch distance by its grid position's expected good distance from now on (``None``: don't).
+
+        Patches near a tile's border are described partly by the backbone's zero padding, so good parts sit farther
+        from the bank there than in the middle; dividing by the position's own level makes a border defect stand out
+        as much as one in the middle, and the border's noise no more than the middle's.
+
+        Args:
+            scale: (h, w) positive values on the patch grid of a tile, or ``None``.
+        """
+        if scale is None:
+            self.patch_scale = torch.empty(0, device=self.memory_bank.device)
+            return
+        if scale.ndim != 2 or not bool((scale > 0).all()):
+            raise ValueError(f"patch scale must be a positive (h, w) grid, got shape {tuple(scale.shape)}")
+        self.patch_scale = scale.detach().float().to(self.memory_bank.device)
+
+    def scale_patches(self, distances: torch.Tensor) -> torch.Tensor:
+        """(B, h, w) patch distances divided by the patch scale, when the model has one."""
+        if self.patch_scale.numel() == 0:
+            return distances
+        if distances.shape[-2:] != self.patch_scale.shape:
+            raise ValueError(f"patch grid {tuple(distances.shape[-2:])} does not match the model's patch scale "
+                             f"{tuple(self.patch_scale.shape)}: was the tile size changed?")
+        return distances / self.patch_scale.to(distances.device)
 
     def _forget_derived(self) -> None:
         # Row norms and the search graph are computed from the bank: a new or moved bank needs new ones.
@@ -168,6 +197,12 @@ class PatchCore(nn.Module):
         if key in state_dict and state_dict[key].ndim == 2 and state_dict[key].shape[1] == self.feature_dim:
             self.memory_bank = torch.empty_like(state_dict[key], device=self.memory_bank.device)
             self._forget_derived()
+        scale_key = prefix + "patch_scale"
+        if scale_key in state_dict:
+            self.patch_scale = torch.empty_like(state_dict[scale_key], device=self.memory_bank.device)
+        else:
+            # Saved before positions were normalised: those models were calibrated without it.
+            state_dict[scale_key] = torch.empty(0)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def prepare_search(self) -> HnswIndex | None:
@@ -195,7 +230,16 @@ class PatchCore(nn.Module):
         return torch.cat(out, dim=1).float()
 
     def patch_scores(self, x: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
-        """Distance of every patch to the bank, (B, h, w), for [0, 1] images (B, 3, H, W).
+        """Distance of every patch to the bank over its position's scale, (B, h, w), for [0, 1] images (B, 3, H, W).
+
+        Args:
+            x: the images.
+            exclude: (N,) bool bank rows to ignore (see ``nearest_distances``).
+        """
+        return self.scale_patches(self.patch_distances(x, exclude))
+
+    def patch_distances(self, x: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """Distance of every patch to the bank, (B, h, w), for [0, 1] images (B, 3, H, W), before any scale.
 
         Args:
             x: the images.

@@ -14,14 +14,18 @@ from inspect_app.data.image_io import write_image
 from inspect_app.data.synthetic import synthesize
 from inspect_app.engine.anomaly import (
     LEGACY_CARD_DEFAULTS,
+    MIN_SCALE_TILES,
     AnomalyConfig,
     BankBuilder,
     GoodOnlyData,
+    TileGrids,
     calibration,
     evaluate_anomaly,
     fit_anomaly,
     greedy_coreset,
     normalize,
+    patch_grids,
+    position_scale,
     scan_good_only,
     score_raw,
     top_fraction_mean,
@@ -121,8 +125,21 @@ def test_cards_saved_before_an_option_existed_keep_their_behaviour() -> None:
         del old[key]
     config = AnomalyConfig.from_card(old, device="cpu")
     assert config.score_top_fraction == 0.0 and config.holdout_in_bank is False and config.device == "cpu"
-    assert config.flat_field == 0.0
+    assert config.flat_field == 0.0 and config.position_norm is False
     assert AnomalyConfig.from_card(AnomalyConfig().to_dict()) == AnomalyConfig()
+
+
+def test_position_scale_is_each_positions_good_level_over_the_mean() -> None:
+    grid = torch.ones(28, 28)
+    grid[0] = 3.0  # good parts sit farther from the bank along the tile's top edge
+    grid[14, 14] = 0.0  # and exactly on it at one position: the scale must not divide by zero there
+    assert position_scale([TileGrids(grid.expand(MIN_SCALE_TILES - 1, 28, 28).clone(), [], 224)]) is None
+    assert position_scale([]) is None
+    scale = position_scale([TileGrids(grid.expand(20, 28, 28).clone(), [], 224)] * 2)
+    assert scale is not None and scale.shape == (28, 28)
+    assert float(scale.mean()) == pytest.approx(1.0, rel=0.1)
+    assert float(scale[0].mean()) > 1.5 * float(scale[7:21, 7:21].mean())
+    assert float(scale.min()) >= 0.25
 
 
 def test_thresholds_from_false_reject_and_escape_rates() -> None:
@@ -331,3 +348,39 @@ def test_flat_field_scores_good_parts_under_uneven_light_lower(fitted: tuple, tm
     assert AnomalyConfig.from_card(load_checkpoint(flat_dir)[1].train_config).flat_field == 0.15
     assert float(np.mean(normalised["flat"])) < float(np.mean(normalised["plain"]))
     assert int((normalised["flat"] >= 0.5).sum()) <= int((normalised["plain"] >= 0.5).sum())
+
+
+@pytest.mark.slow
+def test_fit_levels_good_distances_across_tile_positions_and_update_rescales(fitted: tuple, tmp_path: Path) -> None:
+    _, _, root = fitted
+    good = tuple(sorted((root / "good").iterdir()))
+    fresh = _samples("good", 6, 500)
+    # Tiled at twice the scale, the 12 held-out images give 108 tiles: enough for a per-position scale.
+    base = AnomalyConfig(input_size=SIZE, device="cpu", coreset_ratio=0.25, holdout_fraction=0.5, layers=(2, 3),
+                         tile_scale=2.0)
+    plain_dir = fit_anomaly(GoodOnlyData(good), tmp_path / "plain", base.with_overrides(position_norm=False)).model_dir
+    norm_dir = fit_anomaly(GoodOnlyData(good), tmp_path / "norm", base).model_dir
+    plain, _ = load_checkpoint(plain_dir)
+    model, card = load_checkpoint(norm_dir)
+    assert plain.patch_scale.numel() == 0 and load_checkpoint(plain_dir)[1].anomaly["patch_scale_range"] is None
+    assert model.patch_scale.shape == (SIZE // 8, SIZE // 8)
+    low, high = card.anomaly["patch_scale_range"]
+    assert low < 1.0 < high
+    assert torch.equal(plain.memory_bank, model.memory_bank)
+
+    def spread(m: torch.Tensor) -> float:
+        """How much good parts' mean distance varies across tile positions (coefficient of variation)."""
+        level = patch_grids(m, [s.image for s in fresh], base).grids.mean(0)
+        return float(level.std() / level.mean())
+
+    assert spread(model) < 0.7 * spread(plain)
+    # An update with new held-out images sets the scale again from them; one without keeps it.
+    kept = update_anomaly(norm_dir, good[:2], out_dir=tmp_path / "kept").model_dir
+    assert torch.equal(load_checkpoint(kept)[0].patch_scale, model.patch_scale)
+    fresh_dir = tmp_path / "fresh"
+    for i, sample in enumerate(fresh):
+        write_image(fresh_dir / f"f{i}.png", sample.image)
+    redone = update_anomaly(norm_dir, good[:2], out_dir=tmp_path / "redone",
+                            recalibrate_with=sorted(fresh_dir.iterdir())).model_dir
+    new_scale = load_checkpoint(redone)[0].patch_scale
+    assert new_scale.shape == model.patch_scale.shape and not torch.equal(new_scale, model.patch_scale)

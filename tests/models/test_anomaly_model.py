@@ -87,3 +87,40 @@ def test_bank_of_another_layer_set_is_rejected(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "pc", model, card)
     with pytest.raises(CheckpointError, match="memory_bank"):
         load_checkpoint(tmp_path / "pc")
+
+
+def test_patch_scale_divides_each_position_and_survives_save_and_old_checkpoints(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from inspect_app.models.checkpoint import WEIGHTS_FILE
+
+    model = PatchCore("efficientnet_lite0", IMAGENET_MEAN, IMAGENET_STD, pretrained=False)
+    model.set_bank(torch.randn(40, model.feature_dim, generator=torch.Generator().manual_seed(1)))
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        plain = model.patch_scores(x)
+        scale = torch.linspace(0.5, 2.0, plain[0].numel()).view(plain.shape[1:])
+        model.set_patch_scale(scale)
+        assert torch.allclose(model.patch_scores(x), plain / scale)
+        assert torch.allclose(model.patch_distances(x), plain)
+    card = ModelCard(
+        name="pc", kind="patchcore", backbone="efficientnet_lite0", classes=("good", "anomaly"), input_size=64,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, train_config={"layers": [2, 3, 4], "neighbourhood": 3},
+    )
+    save_checkpoint(tmp_path / "pc", model, card)
+    loaded, _ = load_checkpoint(tmp_path / "pc")
+    assert torch.equal(loaded.patch_scale, scale)
+    # A checkpoint written before the scale existed has no such tensor: it loads and scores unscaled, as it was fitted.
+    weights = tmp_path / "pc" / WEIGHTS_FILE
+    state = load_file(str(weights))
+    del state["patch_scale"]
+    save_file(state, str(weights))
+    old, _ = load_checkpoint(tmp_path / "pc")
+    assert old.patch_scale.numel() == 0
+    with torch.inference_mode():
+        assert torch.allclose(old.patch_scores(x), plain, atol=1e-5)
+        model.set_patch_scale(torch.ones(3, 3))
+        with pytest.raises(ValueError, match=r"\(8, 8\).*\(3, 3\)"):
+            model.patch_scores(x)
+    with pytest.raises(ValueError, match="positive"):
+        model.set_patch_scale(torch.zeros(8, 8))
