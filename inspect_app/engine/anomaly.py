@@ -829,8 +829,9 @@ def update_anomaly(
     """Add good images to an existing anomaly model without rebuilding its bank.
 
     The existing rows stay; new rows are chosen greedily among the new patches that the bank does not cover yet.
-    With ``recalibrate_with`` (held-out good images) the threshold is set again; otherwise it is kept, which can only
-    make the model more lenient on good parts since adding normal patches never raises a score.
+    With ``recalibrate_with`` (held-out good images) the threshold, and the per-position scale when there are enough
+    of their tiles, are set again; otherwise both are kept, which can only make the model more lenient on good parts
+    since adding normal patches never raises a distance.
 
     Args:
         model_dir: checkpoint folder of a ``patchcore`` model.
