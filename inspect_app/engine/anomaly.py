@@ -665,6 +665,12 @@ def calibration(
     }
     if defects.size:
         out["calibration_escape_rate"] = float((defects < threshold).mean())
+        if good.size and out["holdout_false_reject_rate"] > max(0.1, 5 * config.false_reject_rate):
+            # A plant would otherwise learn this from the reject bin: the defects given look like good parts here.
+            logger.warning("the threshold for escape rate %s calls %.1f %% of the %d held-out good images NG; the "
+                           "labelled defects overlap the good parts (more good images, a higher escape_rate, or no "
+                           "defects and a false_reject_rate instead)", config.escape_rate,
+                           100 * out["holdout_false_reject_rate"], good.size)
     if len(good_peaks):
         peaks = np.asarray(good_peaks, dtype=np.float64)
         out["raw_map_threshold"] = float(threshold_for_false_reject(peaks, config.false_reject_rate))
@@ -721,8 +727,9 @@ def _calibrated_scores(model: PatchCore, held_out: Sequence[TileGrids], config: 
     if config.position_norm:
         scale = position_scale(held_out)
         if scale is None:
-            logger.info("%d held-out tiles are too few for a per-position scale (need %d); keeping the model's",
-                        sum(g.grids.shape[0] for g in held_out), MIN_SCALE_TILES)
+            logger.info("%d held-out tiles are too few for a per-position scale (need %d); %s",
+                        sum(g.grids.shape[0] for g in held_out), MIN_SCALE_TILES,
+                        "keeping the model's" if model.patch_scale.numel() else "all positions count alike")
         else:
             model.set_patch_scale(scale)
     return [

@@ -157,6 +157,18 @@ def test_thresholds_from_false_reject_and_escape_rates() -> None:
         threshold_for_escape_rate(defects, 1.5)
 
 
+def test_an_escape_rate_threshold_that_rejects_most_good_parts_is_reported(caplog: pytest.LogCaptureFixture) -> None:
+    good = np.linspace(0.0, 1.0, 101)
+    config = AnomalyConfig(escape_rate=0.1)
+    with caplog.at_level("WARNING", logger="inspect_app.engine.anomaly"):
+        calibration(good, np.linspace(0.95, 2.0, 10), config)  # the threshold lies above every good part
+    assert not caplog.records
+    with caplog.at_level("WARNING", logger="inspect_app.engine.anomaly"):
+        c = calibration(good, np.linspace(0.2, 0.3, 10), config)
+    assert c["holdout_false_reject_rate"] > 0.7
+    assert f"calls {100 * c['holdout_false_reject_rate']:.1f} % of the 101 held-out good images NG" in caplog.text
+
+
 def test_normalisation_puts_every_threshold_at_one_half() -> None:
     for center, threshold in ((1.0, 3.0), (10.0, 11.0)):
         assert normalize(threshold, center, threshold) == pytest.approx(0.5)
