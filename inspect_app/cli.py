@@ -224,9 +224,8 @@ def _train_anomaly(args: argparse.Namespace, settings: Settings) -> int:
         result = fit_anomaly(Path(args.data_dir), out, config, name=args.name or out.name)
     info = result.card.anomaly
     print(f"anomaly model {result.card.name} saved to {result.model_dir} in {result.seconds:.0f} s: "
-          f"{info['bank_rows']} bank rows ({info['bank_mb']:.1f} MB); threshold from {info['threshold_source']}"
-          + (f", calling {info['holdout_false_reject_rate']:.1%} of the held-out good images NG"
-             if "holdout_false_reject_rate" in info else ""))
+          f"{info['bank_rows']} bank rows ({info['bank_mb']:.1f} MB); threshold from {info['threshold_source']}, "
+          f"calling {info['holdout_false_reject_rate']:.1%} of the held-out good images NG")
     if not args.no_register:
         register_model(_open_repository(settings.resolved_database_url), result.card, result.model_dir)
         print(f"registered model version {result.card.name} in {settings.resolved_database_url}")

@@ -34,7 +34,6 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 
 from inspect_app.config import check_known_keys
@@ -58,7 +57,14 @@ from inspect_app.engine.metrics import (
     threshold_for_false_reject,
 )
 from inspect_app.errors import ConfigError, DatasetError
-from inspect_app.models.anomaly import DEFAULT_LAYERS, PatchCore, gaussian_blur, nearest_distances, stitch
+from inspect_app.models.anomaly import (
+    DEFAULT_LAYERS,
+    PatchCore,
+    gaussian_blur,
+    nearest_distances,
+    stitch,
+    upsample_patches,
+)
 from inspect_app.models.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from inspect_app.models.factory import backbone_normalization
 from inspect_app.models.nn_search import DEFAULT_EF_SEARCH, check_search_mode
@@ -304,9 +310,8 @@ def scores_from_grids(tiles: TileGrids, config: AnomalyConfig) -> list[RawScore]
     out: list[RawScore] = []
     start = 0
     for count, origins, shape in tiles.layout:
-        grids = tiles.grids[start : start + count].unsqueeze(1)
+        maps = upsample_patches(tiles.grids[start : start + count], (tiles.tile, tiles.tile))
         start += count
-        maps = F.interpolate(grids, size=(tiles.tile, tiles.tile), mode="bilinear", align_corners=False)[:, 0]
         full = stitch(maps, origins, shape)
         smooth = gaussian_blur(full[None, None], config.blur_sigma * config.tile_scale)[0, 0]
         out.append(RawScore(score=top_fraction_mean(smooth, config.score_top_fraction), peak=float(smooth.max()),

@@ -139,19 +139,16 @@ class PatchCore(nn.Module):
         self.memory_bank = bank.detach().float().contiguous().to(self.memory_bank.device)
         self._forget_derived()
 
-    def set_patch_scale(self, scale: torch.Tensor | None) -> None:
-        """Divide every patch distance by its grid position's expected good distance from now on (``None``: don't).
+    def set_patch_scale(self, scale: torch.Tensor) -> None:
+        """Divide every patch distance by its grid position's expected good distance from now on.
 
         Patches near a tile's border are described partly by the backbone's zero padding, so good parts sit farther
         from the bank there than in the middle; dividing by the position's own level makes a border defect stand out
         as much as one in the middle, and the border's noise no more than the middle's.
 
         Args:
-            scale: (h, w) positive values on the patch grid of a tile, or ``None``.
+            scale: (h, w) positive values on the patch grid of a tile.
         """
-        if scale is None:
-            self.patch_scale = torch.empty(0, device=self.memory_bank.device)
-            return
         if scale.ndim != 2 or not bool((scale > 0).all()):
             raise ValueError(f"patch scale must be a positive (h, w) grid, got shape {tuple(scale.shape)}")
         self.patch_scale = scale.detach().float().to(self.memory_bank.device)
@@ -257,8 +254,12 @@ class PatchCore(nn.Module):
 
     def forward(self, x: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """Patch-score maps upsampled to the input size, (B, H, W) (not smoothed: tiles are stitched first)."""
-        scores = self.patch_scores(x, exclude).unsqueeze(1)
-        return F.interpolate(scores, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        return upsample_patches(self.patch_scores(x, exclude), x.shape[-2:])
+
+
+def upsample_patches(scores: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """(B, h, w) patch scores bilinearly upsampled to (B, *size) pixels of the tile they describe."""
+    return F.interpolate(scores.unsqueeze(1), size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
 
 
 def stitch(
