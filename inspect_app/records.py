@@ -107,6 +107,7 @@ class Inspection:
     model_version: str | None = None
     defect_class: str | None = None
     score: float | None = None
+    raw_score: float | None = None
     threshold: float | None = None
     latency_ms: float | None = None
     heatmap_path: str | None = None

@@ -69,7 +69,7 @@ _ROLLUP_SOURCE = ("created_at", "station", "line", "decision", "defect_class", "
 _PG_ARRAY_TYPES = {
     "created_at": "timestamptz[]", "station": "varchar[]", "line": "varchar[]", "source": "text[]",
     "image_path": "text[]", "content_hash": "varchar[]", "model_version": "varchar[]", "decision": "varchar[]",
-    "defect_class": "varchar[]", "score": "float8[]", "threshold": "float8[]", "latency_ms": "float8[]",
+    "defect_class": "varchar[]", "score": "float8[]", "raw_score": "float8[]", "threshold": "float8[]", "latency_ms": "float8[]",
     "heatmap_path": "text[]", "error": "text[]",
 }
 _PG_INSERT = text(
@@ -140,6 +140,7 @@ def inspection_to_values(inspection: Inspection) -> dict[str, Any]:
         "decision": Decision(inspection.decision).value,
         "defect_class": inspection.defect_class,
         "score": inspection.score,
+        "raw_score": inspection.raw_score,
         "threshold": inspection.threshold,
         "latency_ms": inspection.latency_ms,
         "heatmap_path": inspection.heatmap_path,
@@ -160,6 +161,7 @@ def inspection_from_row(row: Any) -> Inspection:
         model_version=row.model_version,
         defect_class=row.defect_class,
         score=row.score,
+        raw_score=row.raw_score,
         threshold=row.threshold,
         latency_ms=row.latency_ms,
         heatmap_path=row.heatmap_path,

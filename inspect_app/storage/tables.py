@@ -193,6 +193,8 @@ class InspectionRow(Base):
     decision: Mapped[str] = mapped_column(String(8))
     defect_class: Mapped[str | None] = mapped_column(String(100))
     score: Mapped[float | None]
+    # revision 0004: the model's own unbounded score (good-only models), beside the normalised one.
+    raw_score: Mapped[float | None]
     threshold: Mapped[float | None]
     latency_ms: Mapped[float | None]
     heatmap_path: Mapped[str | None] = mapped_column(Text)
