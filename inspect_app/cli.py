@@ -132,6 +132,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         backbone=args.backbone, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         input_size=args.input_size, seed=args.seed, device=args.device, optimizer=args.optimizer,
         val_fraction=args.val_fraction, folds=args.folds, fold=args.fold, time_budget_s=args.time_budget_s,
+        good_class=args.good_class,
     )
     if args.queue:
         return queue_training(args, settings, config)
@@ -146,8 +147,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = result.card.metrics
     print(f"model {result.card.name} saved to {result.model_dir} in {result.seconds:.0f} s")
     if "accuracy" in metrics:
-        print(f"validation: accuracy {metrics['accuracy']:.3f}, macro recall {metrics['macro_recall']:.3f}, "
-              f"AUROC good-vs-defect {metrics.get('auroc_good_vs_defect')}")
+        good = result.card.good_class
+        versus = (f"AUROC {good}-vs-defect {metrics['auroc_good_vs_defect']:.4f}"
+                  if good and metrics.get("auroc_good_vs_defect") is not None else "no good class: defect typing")
+        print(f"validation: accuracy {metrics['accuracy']:.3f}, macro recall {metrics['macro_recall']:.3f}, {versus}")
     else:
         print(f"validation: severity MAE {metrics['mae']:.4f}, RMSE {metrics['rmse']:.4f}")
     if not args.no_register:
@@ -187,6 +190,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             for entry in report["costliest"][side][:3]:
                 print(f"    {entry['name']}  score {entry['score']:.4f}, {entry['misordered']:g} pairs "
                       f"(AUROC cost {entry['auroc_cost']:.4f})")
+    point = report["at_model_threshold"]
+    parts = [f"at the model's own threshold {report['model_threshold']:.4f}"
+             f" (REVIEW band {report['model_review_band']:.4f} below it):"]
+    for key, text in (("false_reject_rate", "false rejects"), ("escape_rate", "escapes (not NG)"),
+                      ("escape_into_ok_rate", "escapes into OK"), ("review_share", "parts to REVIEW")):
+        if point[key] is not None:
+            parts.append(f"{text} {point[key]:.1%}")
+    print(" ".join(parts[:1]) + " " + ", ".join(parts[1:]))
+    if report.get("pixel_auroc") is not None:
+        print(f"pixel AUROC {report['pixel_auroc']:.4f}")
     for name, target in report["targets"].items():
         print(f"threshold for {name} {target['target']}: {target['threshold']:.4f} ({target})")
     if report["unreadable"]:
@@ -211,7 +224,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 def _train_anomaly(args: argparse.Namespace, settings: Settings) -> int:
     """Fit (or with --update extend) a good-only anomaly model and register it."""
     from inspect_app.data.folders import list_images
-    from inspect_app.engine.anomaly import AnomalyConfig, fit_anomaly, update_anomaly
+    from inspect_app.engine.anomaly import AnomalyConfig, fit_anomaly, scan_good_only, update_anomaly
 
     name = args.name or time.strftime("anomaly-%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else settings.models_dir / name
@@ -221,11 +234,22 @@ def _train_anomaly(args: argparse.Namespace, settings: Settings) -> int:
         base = AnomalyConfig.from_dict(read_yaml(Path(args.recipe))) if args.recipe else AnomalyConfig()
         config = base.with_overrides(backbone=args.backbone, input_size=args.input_size, seed=args.seed,
                                      device=args.device, batch_size=args.batch_size)
-        result = fit_anomaly(Path(args.data_dir), out, config, name=args.name or out.name)
+        data = scan_good_only(Path(args.data_dir), args.good_class)
+        result = fit_anomaly(data, out, config, name=args.name or out.name)
     info = result.card.anomaly
     print(f"anomaly model {result.card.name} saved to {result.model_dir} in {result.seconds:.0f} s: "
           f"{info['bank_rows']} bank rows ({info['bank_mb']:.1f} MB); threshold from {info['threshold_source']}, "
           f"calling {info['holdout_false_reject_rate']:.1%} of the held-out good images NG")
+    geometry = info.get("geometry") or {}
+    if geometry:
+        print(f"input geometry: {geometry['resize']} ({geometry['reason']})"
+              + (f"; {geometry['hint']}" if geometry.get("hint") else ""))
+    if info.get("expected_false_reject_rate") is not None:
+        interval = info.get("false_reject_interval")
+        spread = f" (90 % interval {interval[0]:.1%}-{interval[1]:.1%})" if interval else ""
+        print(f"expected on new good parts: {info['expected_false_reject_rate']:.1%} false rejects{spread}; "
+              f"REVIEW band {result.card.review_band:.3f} below the threshold 0.5 "
+              f"(about {result.card.train_config.get('review_rate', 0):.0%} of good parts at or above it)")
     if not args.no_register:
         register_model(_open_repository(settings.resolved_database_url), result.card, result.model_dir)
         print(f"registered model version {result.card.name} in {settings.resolved_database_url}")
@@ -540,6 +564,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data_dir", help="folder with one sub-folder per class (good, scratch, ...); for --kind anomaly "
                    "also a plain folder of good images")
     p.add_argument("--kind", choices=("classifier", "anomaly"), default="classifier")
+    p.add_argument("--good-class", metavar="NAME",
+                   help="class folder of the defect-free parts (default: found from names such as good, ok, pass, "
+                        "normal, no_defect; 'none' when every class is a defect type)")
     p.add_argument("--update", metavar="MODEL", help="--kind anomaly: add DATA_DIR's good images to this model")
     p.add_argument("--out", help="run/checkpoint folder (default: <home>/models/<name>)")
     p.add_argument("--name", help="model version name (default: the folder name)")
@@ -587,7 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--line")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threshold", type=float, help="defect-score threshold (default: the model's)")
-    p.add_argument("--review-band", type=float, default=0.0)
+    p.add_argument("--review-band", type=float, default=None,
+                   help="REVIEW band just below the threshold (default: the model's; 0 for binary OK/NG)")
     p.add_argument("--csv", help="also append results to this CSV file")
     p.add_argument("--ng-dir", help="folder for NG heatmap overlays (default <home>/ng)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))

@@ -136,6 +136,9 @@ class TrainConfig:
         fold: which fold is the validation set when ``folds`` is set.
         time_budget_s: wall-time budget; after the first epoch the run shortens its epoch count (and its schedule)
             to end within it.
+        good_class: the class of defect-free parts; ``None`` finds it from the folder names (``good``, ``ok``,
+            ``pass``, ``normal``, ``no_defect``, or a name that begins or ends with one), ``"none"`` says there is
+            none (defect typing: every class is a defect).
     """
 
     backbone: str = "efficientnet_lite0"
@@ -182,6 +185,7 @@ class TrainConfig:
     folds: int | None = None
     fold: int = 0
     time_budget_s: float | None = None
+    good_class: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -288,7 +292,7 @@ class PipelineSpec:
         database_url: overrides the settings' database (the environment still wins).
         batch_size: images per inference batch.
         threshold: defect-score threshold; ``None`` keeps the model's.
-        review_band: half-width of the REVIEW band.
+        review_band: width of the REVIEW band just below the threshold; ``None`` keeps the model's.
         csv: optional CSV file to append results to.
         ng_dir: optional folder for NG heatmap overlays.
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -318,7 +322,7 @@ class PipelineSpec:
     database_url: str | None = None
     batch_size: int = 16
     threshold: float | None = None
-    review_band: float = 0.0
+    review_band: float | None = None
     csv: str | None = None
     ng_dir: str | None = None
     device: str = "auto"
@@ -366,7 +370,7 @@ class PipelineSpec:
             name: batch-folder
             station: {name: station-1, line: line-1}
             source: {kind: folder, path: sample_data/incoming}
-            model: {path: var/models/demo, threshold: 0.5, review_band: 0.0}
+            model: {path: var/models/demo, threshold: 0.5}
             inference: {batch_size: 16, device: auto, max_wait_ms: 50, queue_size: 64}
             sinks: {database: null, csv: var/out/results.csv, jsonl: null, ng_dir: var/out/ng,
                     reject: {webhook: http://plc-gw/reject, decisions: [NG]}, spool_dir: var/spool}
@@ -413,7 +417,7 @@ class PipelineSpec:
             source=str(source["path"]),
             model=str(model["path"]),
             threshold=model.get("threshold"),
-            review_band=float(model.get("review_band", 0.0)),
+            review_band=None if model.get("review_band") is None else float(model["review_band"]),
             station=str(station.get("name", "station-1")),
             line=str(station.get("line", "line-1")),
             batch_size=int(inference.get("batch_size", 16)),

@@ -29,6 +29,10 @@ class CheckpointError(InspectAppError):
     """A checkpoint folder is missing files or its model card does not match its weights."""
 
 
+class ReloadCheckError(CheckpointError):
+    """A saved model, loaded back, does not score as the model that was calibrated did."""
+
+
 class StorageError(InspectAppError):
     """The database cannot be reached or refused a write."""
 

@@ -83,6 +83,8 @@ class Prediction:
         class_scores: probability per class name.
         heatmap: optional HxW float32 map in [0, 1] showing where the defect evidence is.
         defect_class: most likely defect class when the decision is not OK, else ``None``.
+        raw_score: the model's own unbounded score (a good-only model's patch distance) that ``score`` normalises;
+            ``None`` for a classifier, whose probability is its score.
     """
 
     label: str
@@ -91,6 +93,7 @@ class Prediction:
     class_scores: dict[str, float] = field(default_factory=dict)
     heatmap: np.ndarray | None = None
     defect_class: str | None = None
+    raw_score: float | None = None
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,55 @@ def test_data_check_command_reports_counts_and_duplicates(tmp_path: Path, capsys
     assert "3" in out and "exact duplicate groups: 1" in out
     assert json.loads((tmp_path / "r.json").read_text())["counts"] == {"good": 3, "dent": 2}
     assert main(["data", "check", str(tmp_path / "missing")]) == 2
+
+
+def _ok_ng_parts(root: Path, names: tuple[str, str], per_class: int = 14) -> Path:
+    """Plain grey parts in ``names[0]``, the same with a bright scratch in ``names[1]``."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    for label in names:
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            image = np.full((64, 64, 3), 110, np.uint8) + rng.integers(0, 20, (64, 64, 1), dtype=np.uint8)
+            if label == names[1]:
+                y = int(rng.integers(8, 56))
+                cv2.line(image, (4, y), (60, y + int(rng.integers(-6, 6))), (250, 250, 250), 3)
+            cv2.imwrite(str(root / label / f"{label}_{i:03d}.png"), image)
+    return root
+
+
+@pytest.mark.slow
+def test_a_class_folder_set_named_ok_and_ng_trains_and_inspects_correctly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import csv
+
+    data = _ok_ng_parts(tmp_path / "data", ("ok", "ng"))
+    home = ["--home", str(tmp_path / "home")]
+    assert main([*home, "train", str(data), "--out", str(tmp_path / "m"), "--epochs", "3", "--input-size", "64",
+                 "--lr", "3e-3", "--device", "cpu", "--no-register"]) == 0
+    out = capsys.readouterr().out
+    assert "AUROC ok-vs-defect" in out
+    assert json.loads((tmp_path / "m" / "model_card.json").read_text())["good_class"] == "ok"
+    csv_path = tmp_path / "results.csv"
+    assert main([*home, "inspect", str(data), "--model", str(tmp_path / "m"), "--csv", str(csv_path),
+                 "--device", "cpu"]) == 0
+    rows = list(csv.DictReader(csv_path.open()))
+    called = {(Path(r["image_path"]).parent.name, r["decision"]) for r in rows}
+    ok_right = sum(1 for r in rows if Path(r["image_path"]).parent.name == "ok" and r["decision"] == "OK")
+    ng_right = sum(1 for r in rows if Path(r["image_path"]).parent.name == "ng" and r["decision"] == "NG")
+    assert len(rows) == 28 and ok_right >= 12 and ng_right >= 12, called
+
+
+def test_training_without_a_recognisable_good_class_stops_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _ok_ng_parts(tmp_path / "data", ("front", "back"), per_class=2)
+    code = main(["--home", str(tmp_path / "home"), "train", str(data), "--out", str(tmp_path / "m"),
+                 "--epochs", "1", "--device", "cpu", "--no-register"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "['back', 'front']" in err and "--good-class" in err and "Traceback" not in err
+    assert not (tmp_path / "m" / "model_card.json").exists()

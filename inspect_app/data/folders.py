@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,61 @@ def list_images(folder: str | os.PathLike[str], recursive: bool = True) -> list[
             found.append((path.relative_to(root).as_posix(), path))
     found.sort(key=lambda pair: pair[0])
     return [path for _, path in found]
+
+
+# Folder names that mean "defect-free" as a whole, and words that do at the start or end of a name (``ok_front``,
+# ``front-good``) unless the name also says otherwise (``not_ok``, ``ng_ok``).
+GOOD_NAMES = ("good", "ok", "pass", "passed", "normal", "no_defect", "nodefect", "defect_free", "free")
+GOOD_WORDS = ("good", "ok", "pass", "passed", "normal", "free")
+NEGATING_WORDS = ("not", "non", "no", "nok", "ng", "bad", "fail", "failed", "reject", "defect", "defective", "def")
+NO_GOOD_CLASS = "none"
+
+
+def _words(name: str) -> list[str]:
+    return [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
+
+
+def looks_good(name: str) -> bool:
+    """Whether a class folder's name says it holds defect-free parts (see ``GOOD_NAMES``)."""
+    words = _words(name)
+    if not words:
+        return False
+    if "_".join(words) in GOOD_NAMES:
+        return True
+    ends = {words[0], words[-1]}
+    return bool(ends & set(GOOD_WORDS)) and not set(words) & set(NEGATING_WORDS)
+
+
+def find_good_class(classes: Sequence[str], given: str | None = None) -> str | None:
+    """The class that holds the defect-free parts: ``given``, or the one name among ``classes`` that says so.
+
+    Args:
+        classes: the data set's class names.
+        given: the user's choice; ``NO_GOOD_CLASS`` says there is none (every class is a defect type).
+
+    Returns:
+        The class name, or ``None`` when ``given`` is ``NO_GOOD_CLASS``.
+
+    Raises:
+        DatasetError: ``given`` is not a class, or no single class name says it is the good one (lists them).
+    """
+    if given is not None:
+        if given == NO_GOOD_CLASS:
+            return None
+        if given not in classes:
+            raise DatasetError(f"good class {given!r} is not one of the classes {list(classes)}")
+        return given
+    if GOOD_CLASS in classes:
+        return GOOD_CLASS
+    candidates = [c for c in classes if looks_good(c)]
+    if len(candidates) == 1:
+        logger.info("good class: %r (from its folder name)", candidates[0])
+        return candidates[0]
+    found = f"several look like it: {candidates}" if candidates else "none is named like one"
+    raise DatasetError(
+        f"cannot tell which class holds the good parts among {list(classes)} ({found}); pass --good-class NAME "
+        f"(or --good-class {NO_GOOD_CLASS} when every class is a defect type)"
+    )
 
 
 def _order_classes(names: Iterable[str]) -> list[str]:

@@ -37,7 +37,7 @@ import torch
 import yaml
 
 from inspect_app.config import check_known_keys
-from inspect_app.data.folders import fingerprint, list_images
+from inspect_app.data.folders import NO_GOOD_CLASS, find_good_class, fingerprint, list_images
 from inspect_app.data.image_io import read_image
 from inspect_app.data.tiling import (
     RESIZE_MODES,
@@ -56,7 +56,8 @@ from inspect_app.engine.metrics import (
     threshold_for_escape_rate,
     threshold_for_false_reject,
 )
-from inspect_app.errors import ConfigError, DatasetError
+from inspect_app.engine.tail import false_reject_interval, tail_threshold
+from inspect_app.errors import ConfigError, DatasetError, ReloadCheckError
 from inspect_app.models.anomaly import (
     DEFAULT_LAYERS,
     PatchCore,
@@ -78,6 +79,7 @@ ProgressFn = Callable[[dict[str, Any]], None]
 # Options added after the first anomaly models were saved, with the values those models were calibrated under.
 LEGACY_CARD_DEFAULTS: dict[str, Any] = {
     "score_top_fraction": 0.0, "holdout_in_bank": False, "flat_field": 0.0, "position_norm": False,
+    "min_calibration_images": 1, "review_rate": 0.0,
 }
 
 
@@ -99,7 +101,8 @@ class AnomalyConfig:
         layers: backbone stages (timm ``out_indices``) that describe a patch.
         neighbourhood: side of the local feature averaging window (odd).
         input_size: square tile side in pixels.
-        resize: ``square`` (distort to a square) or ``keep_aspect`` (shorter side = tile, long side tiled).
+        resize: ``square`` (distort to a square), ``keep_aspect`` (shorter side = tile, long side tiled) or ``auto``
+            (the default: ``keep_aspect`` when the good images are far from square, see ``choose_geometry``).
         tile_scale: resolution factor; > 1 tiles large images with small defects at a finer scale.
         tile_overlap: least overlap between neighbouring tiles, as a share of the tile side.
         flat_field: divide out slow shading first (uneven lighting, vignetting): Gaussian sigma of the illumination
@@ -112,6 +115,9 @@ class AnomalyConfig:
         coreset_oversample: the chunk stage keeps this many times the final share before the final reduction.
         blur_sigma: Gaussian smoothing of the anomaly map, in pixels of the tile.
         holdout_fraction: share of the good images whose scores set the threshold.
+        min_calibration_images: with ``holdout_in_bank``, score at least this many good images leave-one-out for
+            the threshold (all of them in a smaller set): a false-reject rate of 1 % is a tail quantile, and 40 or
+            150 scores place it about as well as their maximum would.
         holdout_in_bank: also put the held-out images into the bank and score each of them leave-one-out (its own
             bank rows masked), so every good image adds coverage; ``False`` keeps them out of the bank.
         position_norm: divide every patch distance by the distance good held-out images have at the same position
@@ -119,7 +125,10 @@ class AnomalyConfig:
             tiles.
         score_top_fraction: the image score is the mean of this share of the hottest pixels of the smoothed map;
             0 takes the single hottest pixel (PatchCore's maximum).
-        false_reject_rate: target share of good parts called NG (threshold from held-out good images).
+        false_reject_rate: target share of good parts called NG (threshold from held-out good images, through a
+            tail fitted to their highest scores: ``engine.tail``).
+        review_rate: share of good parts expected at or above the REVIEW band's lower edge (in REVIEW or NG): the
+            default band sends the doubtful parts just under the threshold to a person; 0 gives no band.
         escape_rate: target share of defective parts called OK, used when labelled defects are given.
         nn_search: how patches find their nearest bank row: ``exact``, ``hnsw`` (a faiss graph on the CPU: 99 % of
             distances exact, several times faster scoring) or ``auto`` (HNSW for a model on the CPU with a bank of
@@ -135,7 +144,7 @@ class AnomalyConfig:
     layers: tuple[int, ...] = DEFAULT_LAYERS
     neighbourhood: int = 3
     input_size: int = 224
-    resize: str = "square"
+    resize: str = "auto"
     tile_scale: float = 1.0
     tile_overlap: float = 0.25
     # Off by default: on Magnetic Tile (3 seeds) it moved image AUROC within the seed spread (0.9894 vs 0.9886 on
@@ -150,9 +159,11 @@ class AnomalyConfig:
     blur_sigma: float = 4.0
     position_norm: bool = True
     holdout_fraction: float = 0.2
+    min_calibration_images: int = 300
     holdout_in_bank: bool = True
     score_top_fraction: float = 0.1
     false_reject_rate: float = 0.01
+    review_rate: float = 0.08
     escape_rate: float = 0.01
     nn_search: str = "auto"
     hnsw_ef_search: int = DEFAULT_EF_SEARCH
@@ -162,20 +173,23 @@ class AnomalyConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
-        if self.resize not in RESIZE_MODES:
-            raise ConfigError(f"resize {self.resize!r} is not one of {', '.join(RESIZE_MODES)}")
+        if self.resize not in (AUTO_RESIZE, *RESIZE_MODES):
+            raise ConfigError(f"resize {self.resize!r} is not one of {', '.join((AUTO_RESIZE, *RESIZE_MODES))}")
         if not 0.0 < self.coreset_ratio <= 1.0:
             raise ConfigError(f"coreset_ratio {self.coreset_ratio!r} must lie in (0, 1]")
         if not 0.0 < self.holdout_fraction < 1.0:
             raise ConfigError(f"holdout_fraction {self.holdout_fraction!r} must lie strictly between 0 and 1")
         if not 0.0 <= self.score_top_fraction <= 1.0:
             raise ConfigError(f"score_top_fraction {self.score_top_fraction!r} must lie in [0, 1]")
+        if not 0.0 <= self.review_rate < 1.0 or (self.review_rate and self.review_rate <= self.false_reject_rate):
+            raise ConfigError(f"review_rate {self.review_rate!r} must be 0 or lie in (false_reject_rate "
+                              f"{self.false_reject_rate!r}, 1)")
         for name in ("false_reject_rate", "escape_rate"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} {getattr(self, name)!r} must lie in [0, 1)")
         if self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
             raise ConfigError(f"neighbourhood {self.neighbourhood!r} must be a positive odd number")
-        for name in ("input_size", "batch_size", "coreset_dim", "coreset_chunk"):
+        for name in ("input_size", "batch_size", "coreset_dim", "coreset_chunk", "min_calibration_images"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} {value!r} must be a positive integer")
@@ -216,6 +230,43 @@ class AnomalyConfig:
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
+# Images whose long side is at least this many times their short one are tiled along it instead of squashed (a
+# 500 x 1250 part squashed to a square loses 60 % of its length resolution, and with it small cracks); nearly square
+# parts (bottle 1.0; Magnetic Tile's median 1.4, where keep_aspect was measured no better) keep one square.
+AUTO_RESIZE = "auto"
+KEEP_ASPECT_RATIO = 1.5
+GEOMETRY_SAMPLE = 32
+
+
+def auto_resize(height: float, width: float) -> str:
+    """``keep_aspect`` for a shape whose long side is ``KEEP_ASPECT_RATIO`` times its short one, else ``square``."""
+    return "keep_aspect" if max(height, width) >= KEEP_ASPECT_RATIO * max(min(height, width), 1.0) else "square"
+
+
+def choose_geometry(shapes: Sequence[tuple[int, int]], config: AnomalyConfig) -> tuple[AnomalyConfig, dict[str, Any]]:
+    """Resolve ``resize: auto`` from the good images' (height, width) and describe the choice for the card.
+
+    Returns:
+        The recipe with a concrete ``resize`` and a dict (median size, aspect, choice, reason) for the card.
+    """
+    sizes = np.asarray(shapes, dtype=np.float64).reshape(-1, 2)
+    aspect = float(np.median(sizes.max(1) / np.maximum(sizes.min(1), 1.0))) if sizes.size else 1.0
+    median = [int(v) for v in np.median(sizes, axis=0)] if sizes.size else None
+    info: dict[str, Any] = {"median_size": median, "median_aspect": round(aspect, 3), "asked": config.resize}
+    if config.resize != AUTO_RESIZE:
+        info.update(resize=config.resize, reason="set in the recipe")
+        return config, info
+    chosen = auto_resize(aspect, 1.0)
+    reason = (f"long side {aspect:.2f}x the short one: tiled along it, not squashed" if chosen == "keep_aspect"
+              else f"nearly square (aspect {aspect:.2f})")
+    info.update(resize=chosen, reason=reason)
+    if median and min(median) >= 3 * config.input_size and config.tile_scale == 1.0:
+        info["hint"] = (f"images are {min(median) / config.input_size:.1f}x the input size; if defects are only a few "
+                        "pixels across, tile_scale 2 looks 2x closer (4x the scoring time)")
+    logger.info("input geometry: %s (%s)%s", chosen, reason, f"; {info['hint']}" if "hint" in info else "")
+    return config.with_overrides(resize=chosen), info
+
+
 # --------------------------------------------------------------------------------------------------------- scoring
 @dataclass(frozen=True)
 class RawScore:
@@ -250,15 +301,16 @@ def _tiled(images: Sequence[np.ndarray], config: AnomalyConfig) -> tuple[np.ndar
     all_tiles = []
     layout = []
     for image in images:
+        # A fitted model's card holds the resolved mode; a recipe still at ``auto`` is resolved per image.
+        resize = config.resize if config.resize != AUTO_RESIZE else auto_resize(image.shape[0], image.shape[1])
         if config.flat_field > 0:
             # At the size the tiles are cut from (cut_tiles then leaves it as is): the field is smooth, so this
             # equals flattening the full image, without the full-size float passes on a large camera frame.
-            shape = target_shape(image.shape[0], image.shape[1], config.input_size, config.resize, config.tile_scale)
+            shape = target_shape(image.shape[0], image.shape[1], config.input_size, resize, config.tile_scale)
             image = flatten_field(resize_to(image, shape), config.flat_field)
         if config.standardize:
             image = standardize_intensity(image)
-        tiles, origins, shape = cut_tiles(image, config.input_size, config.resize, config.tile_scale,
-                                          config.tile_overlap)
+        tiles, origins, shape = cut_tiles(image, config.input_size, resize, config.tile_scale, config.tile_overlap)
         all_tiles.append(tiles)
         layout.append((len(tiles), origins, shape))
     return np.concatenate(all_tiles), layout
@@ -355,10 +407,32 @@ def position_scale(tiles: Sequence[TileGrids]) -> torch.Tensor | None:
     return (level / level.mean()).clamp(min=0.25)
 
 
+# A typical good part (the centre) scores 0.1: x = -4 in ``normalize``.
+CENTER_UNITS = 4.0
+SCORE_UNITS = ("score = 0.5 + 0.5 x / (1 + |x|), x = 4 (raw_score - raw_threshold) / (raw_threshold - raw_center); "
+               "raw_score is the image's patch distance to the memory bank")
+
+
 def normalize(raw: np.ndarray | float, center: float, threshold: float) -> np.ndarray | float:
-    """Map raw scores (or maps) to [0, 1] with the raw threshold at exactly 0.5 (see the module docstring)."""
-    scale = max(threshold - center, 1e-6 * max(1.0, abs(threshold)))
-    return np.clip(0.5 + 0.5 * (np.asarray(raw, dtype=np.float64) - threshold) / scale, 0.0, 1.0)
+    """Map raw scores (or maps) into (0, 1), the raw threshold at exactly 0.5, strictly increasing everywhere.
+
+    ``0.5 + 0.5 x / (1 + |x|)`` with ``x = CENTER_UNITS (raw - threshold) / (threshold - center)``: unlike a clip,
+    no two raw scores share a value (float64 keeps them apart up to x of about 1e15), so NG parts keep their order
+    and a threshold can be moved anywhere; unlike a logistic, the tail is too slow to round to exactly 1.
+    """
+    scale = max(threshold - center, 1e-6 * max(1.0, abs(threshold))) / CENTER_UNITS
+    x = (np.asarray(raw, dtype=np.float64) - threshold) / scale
+    return 0.5 + 0.5 * x / (1.0 + np.abs(x))
+
+
+def denormalize(score: float, center: float, threshold: float) -> float:
+    """The raw score that ``normalize`` maps to ``score`` (in (0, 1)): the inverse, for thresholds set by hand."""
+    if not 0.0 < score < 1.0:
+        raise ValueError(f"normalised score {score!r} must lie strictly between 0 and 1")
+    y = 2.0 * score - 1.0
+    x = y / (1.0 - abs(y))
+    scale = max(threshold - center, 1e-6 * max(1.0, abs(threshold))) / CENTER_UNITS
+    return threshold + x * scale
 
 
 # --------------------------------------------------------------------------------------------------------- coreset
@@ -554,26 +628,32 @@ class GoodOnlyData:
     defects: tuple[tuple[Path, str], ...] = ()
 
 
-def scan_good_only(data_dir: Path) -> GoodOnlyData:
-    """A folder of good images, or a class-folder data set whose ``good`` class is the good images.
+def scan_good_only(data_dir: Path, good_class: str | None = None) -> GoodOnlyData:
+    """A folder of good images, or a class-folder data set whose good class holds the good images.
 
     In the class-folder case, every other class folder holds labelled defects.
 
+    Args:
+        data_dir: the folder.
+        good_class: the good class folder's name; ``None`` finds it (``data.folders.find_good_class``).
+
     Raises:
-        DatasetError: no images, or class folders without a ``good`` folder.
+        DatasetError: no images, or class folders none (or several) of which is named as the good one.
     """
     data_dir = Path(data_dir)
     subdirs = sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) \
         if data_dir.is_dir() else []
     if subdirs:
         names = [p.name for p in subdirs]
-        if GOOD_CLASS not in names:
-            raise DatasetError(
-                f"{data_dir}: class folders {names} have no {GOOD_CLASS!r} folder; pass a folder of good images "
-                f"or a data set with a {GOOD_CLASS}/ folder"
-            )
-        good = tuple(list_images(data_dir / GOOD_CLASS))
-        defects = tuple((p, d.name) for d in subdirs if d.name != GOOD_CLASS for p in list_images(d))
+        if good_class == NO_GOOD_CLASS:
+            raise DatasetError(f"{data_dir}: a good-only model needs good images; --good-class {NO_GOOD_CLASS} "
+                               "leaves none")
+        try:
+            good_name = find_good_class(names, good_class)
+        except DatasetError as exc:
+            raise DatasetError(f"{data_dir}: {exc}; or pass a folder of good images only") from None
+        good = tuple(list_images(data_dir / str(good_name)))
+        defects = tuple((p, d.name) for d in subdirs if d.name != good_name for p in list_images(d))
     else:
         good = tuple(list_images(data_dir))
         defects = ()
@@ -582,10 +662,20 @@ def scan_good_only(data_dir: Path) -> GoodOnlyData:
     return GoodOnlyData(good=good, defects=defects)
 
 
-def split_holdout(paths: Sequence[Path], fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
-    """(bank, held-out) split of good images, reproducible from the seed and the sorted paths."""
+def split_holdout(
+    paths: Sequence[Path], fraction: float, seed: int, at_least: int = 1, allow_all: bool = False
+) -> tuple[list[Path], list[Path]]:
+    """(bank, held-out) split of good images, reproducible from the seed and the sorted paths.
+
+    Args:
+        paths: the good images.
+        fraction: share held out.
+        seed: seed of the draw.
+        at_least: hold out at least this many (as far as there are images).
+        allow_all: every image may be held out (they all join the bank anyway); else one stays in the bank.
+    """
     ordered = sorted(paths, key=str)
-    n_hold = min(max(1, round(len(ordered) * fraction)), len(ordered) - 1)
+    n_hold = min(max(1, round(len(ordered) * fraction), at_least), len(ordered) - (0 if allow_all else 1))
     chosen = set(np.random.default_rng(seed).permutation(len(ordered))[:n_hold].tolist())
     return [p for i, p in enumerate(ordered) if i not in chosen], [p for i, p in enumerate(ordered) if i in chosen]
 
@@ -609,13 +699,46 @@ class BankFit:
     owners: torch.Tensor
 
 
+# Patches kept, with their exact distances, to check an approximate search whenever one is built (see
+# ``PatchCore.set_probes``): 2048 x 520 float16 is 2 MB beside a bank of tens of MB.
+PROBE_PATCHES = 2048
+
+
+class ProbeSampler:
+    """A uniform random sample of ``size`` rows from a stream of descriptor batches (reservoir by random keys)."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.rows: torch.Tensor | None = None
+        self.keys = torch.empty(0)
+
+    def add(self, rows: torch.Tensor) -> None:
+        """Offer (M, D) rows; the ``size`` with the smallest random keys so far are kept."""
+        keys = torch.rand(rows.shape[0], generator=self.generator)
+        if self.rows is not None and self.keys.numel() >= self.size:
+            wanted = keys < self.keys.max()  # only rows that would displace a kept one are copied
+            rows, keys = rows[wanted.to(rows.device)], keys[wanted]
+        rows = rows.detach().float().cpu()
+        pool = rows if self.rows is None else torch.cat([self.rows, rows])
+        keys = torch.cat([self.keys, keys])
+        keep = torch.argsort(keys)[: self.size]
+        self.rows, self.keys = pool[keep], keys[keep]
+
+
 @torch.inference_mode()
 def extend_bank(
     model: PatchCore, images: Iterable[Sequence[np.ndarray]], config: AnomalyConfig, incremental: bool = False
 ) -> BankFit:
-    """Fit (or, with ``incremental``, extend) the model's bank from batches of good images."""
+    """Fit (or, with ``incremental``, extend) the model's bank from batches of good images.
+
+    The bank's search probes are drawn from the same patches (an update keeps a share of the old ones).
+    """
     device = model.mean.device
     builder = BankBuilder(model.feature_dim, config, existing=model.memory_bank if incremental else None)
+    probes = ProbeSampler(PROBE_PATCHES, config.seed)
+    if incremental and model.probe_queries.shape[0]:
+        probes.add(model.probe_queries.float())
     first = 0
     for batch in images:
         ids = list(range(first, first + len(batch)))
@@ -629,8 +752,12 @@ def extend_bank(
         for i in range(0, len(tiles), config.batch_size):
             emb = model.embed(_to_device(tiles[i : i + config.batch_size], device))
             owners = tile_ids[i : i + config.batch_size].repeat_interleave(emb.shape[2] * emb.shape[3])
-            builder.add(emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1]), owners)
+            rows = emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1])
+            builder.add(rows, owners)
+            probes.add(rows)
     model.set_bank(builder.finish())
+    if probes.rows is not None:
+        model.set_probes(probes.rows)
     assert builder.owners is not None and builder.owners.numel() == model.memory_bank.shape[0]
     return BankFit(builder.patches_seen, builder.owners)
 
@@ -660,14 +787,26 @@ def calibration(
         threshold = threshold_for_escape_rate(defects, config.escape_rate)
         source = f"escape rate {config.escape_rate} on {defects.size} labelled defects"
     else:
-        threshold = threshold_for_false_reject(good, config.false_reject_rate)
-        source = f"false-reject rate {config.false_reject_rate} on {good.size} held-out good images"
+        threshold, method = tail_threshold(good, config.false_reject_rate)
+        source = f"false-reject rate {config.false_reject_rate} on {good.size} held-out good images ({method})"
+    center = float(np.median(good))
     out: dict[str, Any] = {
         "raw_threshold": float(threshold),
-        "raw_center": float(np.median(good)),
+        "raw_center": center,
         "threshold_source": source,
         "holdout_false_reject_rate": float((good >= threshold).mean()),
+        # What a plant should expect on new good parts, and how sure the calibration can be of it.
+        "expected_false_reject_rate": config.false_reject_rate if not defects.size else None,
+        "false_reject_interval": false_reject_interval(good, float(threshold), config.seed),
+        "review_band": 0.0,
+        "score_units": SCORE_UNITS,
     }
+    if config.review_rate > 0.0 and good.size:
+        edge, _ = tail_threshold(good, config.review_rate)
+        if edge < threshold:
+            # The band in normalised units: from the edge's score up to the threshold at 0.5.
+            out["review_band"] = float(0.5 - normalize(edge, center, float(threshold)))
+            out["raw_review_edge"] = float(edge)
     if defects.size:
         out["calibration_escape_rate"] = float((defects < threshold).mean())
         if good.size and out["holdout_false_reject_rate"] > max(0.1, 5 * config.false_reject_rate):
@@ -678,7 +817,7 @@ def calibration(
                            100 * out["holdout_false_reject_rate"], good.size)
     if len(good_peaks):
         peaks = np.asarray(good_peaks, dtype=np.float64)
-        out["raw_map_threshold"] = float(threshold_for_false_reject(peaks, config.false_reject_rate))
+        out["raw_map_threshold"] = float(tail_threshold(peaks, config.false_reject_rate)[0])
         out["raw_map_center"] = float(np.median(peaks))
     return out
 
@@ -756,7 +895,8 @@ def _card(
 ) -> ModelCard:
     return ModelCard(
         name=name, kind=ANOMALY_KIND, backbone=config.backbone, classes=(GOOD_CLASS, ANOMALY_CLASS),
-        input_size=config.input_size, mean=tuple(mean), std=tuple(std), threshold=0.5, metrics=metrics,
+        input_size=config.input_size, mean=tuple(mean), std=tuple(std), threshold=0.5,
+        review_band=float(anomaly.get("review_band", 0.0)), metrics=metrics,
         data_fingerprint=data_fingerprint, train_config=config.to_dict(), anomaly=anomaly,
     )
 
@@ -780,11 +920,15 @@ def fit_anomaly(
     start = time.perf_counter()
     config = config or AnomalyConfig()
     data = data if isinstance(data, GoodOnlyData) else scan_good_only(Path(data))
+    step = max(1, len(data.good) // GEOMETRY_SAMPLE)
+    config, geometry = choose_geometry([read_image(p).shape[:2] for p in data.good[::step]], config)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
-    bank_paths, held_out = split_holdout(data.good, config.holdout_fraction, config.seed)
+    bank_paths, held_out = split_holdout(data.good, config.holdout_fraction, config.seed,
+                                         at_least=config.min_calibration_images if config.holdout_in_bank else 1,
+                                         allow_all=config.holdout_in_bank)
     if config.holdout_in_bank:
         # The held-out images join the bank last (image ids len(bank_paths)...) and are scored leave-one-out.
         bank_paths = bank_paths + held_out
@@ -815,7 +959,7 @@ def fit_anomaly(
     anomaly = {
         **calib, "bank_rows": int(model.memory_bank.shape[0]), "patches_seen": patches,
         "bank_mb": model.bank_bytes / 2**20, "train_images": len(bank_paths), "holdout_images": len(held_out),
-        "patch_scale_range": _scale_range(model),
+        "patch_scale_range": _scale_range(model), "geometry": geometry,
     }
     metrics: dict[str, Any] = {"holdout_false_reject_rate": calib["holdout_false_reject_rate"]}
     if data.defects:
@@ -823,12 +967,94 @@ def fit_anomaly(
                                                   good_scores + defect_scores)
     items = [(p, GOOD_CLASS) for p in data.good] + list(data.defects)
     card = _card(name or run_dir.name, config, mean, std, anomaly, metrics, fingerprint(items))
+    sample = bank_paths[:: max(1, len(bank_paths) // RELOAD_SAMPLE)][:RELOAD_SAMPLE]
+    expected = [r.score for r in _raw_scores(model, sample, config.with_overrides(nn_search="exact"))]
     save_checkpoint(run_dir, model, card)
+    (run_dir / "calibration_scores.json").write_text(json.dumps(
+        {"held_out": [str(p) for p in held_out], "raw_scores": good_scores}, indent=1), encoding="utf-8")
+    first = len(bank_paths) - len(held_out) if config.holdout_in_bank else None
+    check_reload(run_dir, calib, list(zip(sample, expected, strict=True)),
+                 list(zip(held_out, good_scores, strict=True)), fitted.owners if first is not None else None, first)
     (run_dir / "metrics.json").write_text(json.dumps({**metrics, **anomaly}, indent=2), encoding="utf-8")
     seconds = time.perf_counter() - start
     logger.info("anomaly model %s: %d bank rows (%.1f MB) from %d patches in %.1f s", card.name,
                 anomaly["bank_rows"], anomaly["bank_mb"], patches, seconds)
     return AnomalyFitResult(run_dir, card, seconds, {"bank_s": t_bank, "calibration_s": t_calib})
+
+
+# Images scored again by the reloaded model after a fit (bank images, and held-out ones each).
+RELOAD_SAMPLE = 8
+# Scores of the reloaded model may differ from the calibrated ones by this share of (threshold - centre): exactly
+# the same computation must agree to float rounding; the search the line uses (HNSW) to a small part of the margin.
+EXACT_TOLERANCE = 1e-3
+SEARCH_TOLERANCE = 0.05
+
+
+def load_anomaly_model(folder: Path, device: str | torch.device = "cpu") -> tuple[PatchCore, ModelCard, AnomalyConfig]:
+    """A saved good-only model ready to score as the line scores: its recipe from the card, its search built."""
+    model, card = load_checkpoint(Path(folder), device)
+    if card.kind != ANOMALY_KIND:
+        raise ConfigError(f"{folder} holds a {card.kind!r} model, not a {ANOMALY_KIND!r} one")
+    device = model.mean.device
+    config = AnomalyConfig.from_card(card.train_config, device=device.type)
+    model.configure_search(config.nn_search, config.hnsw_ef_search)
+    model.prepare_search()  # the graph is built (and checked) at load time, not on the first frame of a live line
+    return model, card, config
+
+
+def check_reload(
+    model_dir: Path,
+    calib: dict[str, Any],
+    bank_sample: Sequence[tuple[Path, float]],
+    held_out: Sequence[tuple[Path, float]],
+    bank_owners: torch.Tensor | None,
+    first_held_out: int | None,
+) -> None:
+    """Load the saved model back and check that it scores as the calibrated model did; raise if it does not.
+
+    Held-out images are scored as calibration scored them (leave-one-out, exact search), which must agree to float
+    rounding: the file holds the bank, the scale and the recipe that set the threshold. Bank images are scored as
+    the line will score them (the search chosen at load time) and must agree with exact search within
+    ``SEARCH_TOLERANCE`` of the score margin: an approximate search that misses the nearest rows would call good
+    parts NG although the calibration promised otherwise.
+
+    Args:
+        model_dir: the saved checkpoint.
+        calib: the calibration (raw threshold and centre set the tolerance).
+        bank_sample: (image, exact score of the in-memory model) pairs of images in the bank.
+        held_out: (image, calibration score) pairs, in the order the held-out images were given ids.
+        bank_owners: source image id of every bank row, for leave-one-out (``None``: held out of the bank).
+        first_held_out: image id of the first held-out image when they are in the bank.
+
+    Raises:
+        ReloadCheckError: naming the image, both scores and the tolerance.
+    """
+    # On the CPU, where the approximate search runs (an accelerator searches exactly).
+    model, _, config = load_anomaly_model(model_dir, "cpu")
+    margin = max(calib["raw_threshold"] - calib["raw_center"], 1e-6)
+    checks = []
+    step = max(1, len(held_out) // RELOAD_SAMPLE)
+    exact = config.with_overrides(nn_search="exact")
+    for k in range(0, len(held_out), step)[:RELOAD_SAMPLE]:
+        path, expected = held_out[k]
+        if bank_owners is not None and first_held_out is not None:
+            grids = _leave_one_out_grids(model, [path], [first_held_out + k], bank_owners, exact)[0]
+            got = scores_from_grids(dataclasses.replace(grids, grids=model.scale_patches(grids.grids)), exact)[0]
+        else:
+            got = score_raw(model, [read_image(path)], exact)[0]
+        checks.append(("held-out, as calibrated", path, expected, got.score, EXACT_TOLERANCE))
+    for path, expected in bank_sample:
+        got = score_raw(model, [read_image(path)], config)[0]
+        checks.append((f"in the bank, searched by {model.search_in_use}", path, expected, got.score,
+                       SEARCH_TOLERANCE))
+    for what, path, expected, got, tolerance in checks:
+        if abs(got - expected) > tolerance * margin + 1e-5 * abs(expected):
+            raise ReloadCheckError(
+                f"the saved model {str(model_dir)!r} scores {path} ({what}) {got:.4f}, the calibrated model "
+                f"{expected:.4f}: more than {tolerance:g} x the threshold margin {margin:.4f} apart; it would not "
+                "decide as its calibration promised"
+            )
+    logger.info("reload check: %d images score as calibrated (search: %s)", len(checks), model.search_in_use)
 
 
 def update_anomaly(
@@ -871,7 +1097,7 @@ def update_anomaly(
                        patch_scale_range=_scale_range(model))
     out_dir = Path(out_dir) if out_dir is not None else Path(model_dir)
     new_card = card.replace(name=name or (out_dir.name if out_dir != Path(model_dir) else card.name),
-                            anomaly=anomaly)
+                            anomaly=anomaly, review_band=float(anomaly.get("review_band", card.review_band)))
     save_checkpoint(out_dir, model, new_card)
     logger.info("updated %s: bank %d → %d rows from %d new patches", card.name, before, anomaly["bank_rows"], patches)
     return AnomalyFitResult(out_dir, new_card, time.perf_counter() - start)

@@ -3,9 +3,11 @@
 The images go through ``Inspector`` exactly as in production (same resize, same score = 1 − p(good), same CAM
 heatmaps), so the figures describe what the line will see. Written into the output folder:
 
-* ``evaluation.json``: per-class precision/recall/F1, confusion matrix, good-vs-defect ROC AUC, escape rate at the
-  configured false-reject rate, and the thresholds meeting the target escape / false-reject rates;
-* ``predictions.csv``: one row per image (path, true label, predicted label, defect score);
+* ``evaluation.json``: per-class precision/recall/F1, confusion matrix, good-vs-defect ROC AUC, the plant's
+  operating point (false rejects, escapes and the share sent to REVIEW at the model's *own* threshold and band),
+  pixel AUROC where the data set has masks, the escape rate at the configured false-reject rate (a threshold set on
+  this test set, for comparison), and the thresholds meeting the target escape / false-reject rates;
+* ``predictions.csv``: one row per image (path, true label, predicted label, defect score, raw score, decision);
 * ``confusion_matrix.png``, ``roc.png``, ``score_histogram.png``;
 * ``heatmaps/``: CAM overlays of the images the model calls NG.
 """
@@ -16,12 +18,15 @@ import csv
 import json
 import logging
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from inspect_app.data.anomaly_sets import read_mask
+from inspect_app.data.folders import find_good_class
 from inspect_app.data.image_io import read_image, write_image
 from inspect_app.data.layouts import load_dataset
 from inspect_app.engine.anomaly import expected_label
@@ -33,6 +38,7 @@ from inspect_app.engine.metrics import (
     costliest_samples,
     escape_rate,
     false_reject_rate,
+    roc_auc,
     roc_auc_interval,
     roc_curve,
     threshold_for_escape_rate,
@@ -101,6 +107,61 @@ def _plots(report: dict[str, Any], truth_defect: np.ndarray, scores: np.ndarray,
     return written
 
 
+def decision_rates(is_defect: np.ndarray, decisions: Sequence[str]) -> dict[str, Any]:
+    """What the line would do with these parts at the model's own threshold and REVIEW band.
+
+    ``false_reject_rate``: good parts called NG; ``escape_rate``: defects not called NG (OK or REVIEW: the threshold
+    alone lets them through); ``escape_into_ok_rate``: defects called OK (what the band still lets through);
+    ``review_share``: all parts sent to REVIEW; ``good_to_review_rate``: good parts sent to REVIEW.
+    """
+    decided = np.asarray(decisions)
+    good, defect = decided[~is_defect], decided[is_defect]
+
+    def share(values: np.ndarray, *wanted: str) -> float | None:
+        return float(np.isin(values, wanted).mean()) if values.size else None
+
+    return {
+        "false_reject_rate": share(good, Decision.NG.value),
+        "escape_rate": share(defect, Decision.OK.value, Decision.REVIEW.value),
+        "escape_into_ok_rate": share(defect, Decision.OK.value),
+        "review_share": share(decided, Decision.REVIEW.value),
+        "good_to_review_rate": share(good, Decision.REVIEW.value),
+        "good": int(good.size), "defective": int(defect.size),
+    }
+
+
+class PixelAuroc:
+    """Pixel AUROC over parts with ground-truth masks, maps and masks shrunk to one small side (bounded memory).
+
+    A good part has no mask and counts as all good pixels; the caller leaves out defects without one.
+    """
+
+    SIDE = 192
+
+    def __init__(self) -> None:
+        self.truth: list[np.ndarray] = []
+        self.scores: list[np.ndarray] = []
+
+    def add(self, heatmap: np.ndarray, mask_path: Path | None, image_shape: tuple[int, int]) -> None:
+        """One part's map (any size) and its mask file (``None``: a good part, no defect pixels)."""
+        import cv2
+
+        factor = min(1.0, self.SIDE / max(image_shape))
+        shape = (max(1, round(image_shape[0] * factor)), max(1, round(image_shape[1] * factor)))
+        resized = cv2.resize(heatmap.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+        self.truth.append(read_mask(mask_path, shape).ravel())
+        self.scores.append(resized.ravel())
+
+    def auroc(self) -> float | None:
+        """The AUROC over every pixel added; ``None`` without both kinds of pixel."""
+        if not self.truth:
+            return None
+        truth = np.concatenate(self.truth)
+        if truth.all() or not truth.any():
+            return None
+        return roc_auc(truth, np.concatenate(self.scores))
+
+
 def evaluate_model(
     model_dir: str | os.PathLike[str],
     data: str | os.PathLike[str],
@@ -138,15 +199,19 @@ def evaluate_model(
     """
     out = Path(out_dir)
     (out / "heatmaps").mkdir(parents=True, exist_ok=True)
-    inspector = Inspector(Path(model_dir), device=device)
-    classes = list(inspector.card.classes)
     dataset = load_dataset(data)
     items = dataset.subset("test") or list(dataset.items)
+    masks = {path: dataset.masks[path] for path, _ in items if path in dataset.masks}
+    # With masks, every part needs its map (pixel AUROC), not only the NG ones.
+    inspector = Inspector(Path(model_dir), device=device, heatmaps="all" if masks else True)
+    classes = list(inspector.card.classes)
     good = inspector.card.good_class
+    # The data set may name its good parts otherwise than the model did (a good-only model calls them "good").
+    data_good = good if good in dataset.classes or not good else find_good_class(dataset.classes)
 
     def truth_of(label: str) -> str:
         # Every defect label is an anomaly to a good-only model; the labels themselves give per-defect-class AUROC.
-        return expected_label(inspector.card.kind, label, good)
+        return expected_label(inspector.card.kind, good if label == data_good else label, good)
 
     unknown = sorted({truth_of(label) for _, label in items} - set(classes))
     if unknown:
@@ -154,9 +219,11 @@ def evaluate_model(
     y_true: list[int] = []
     y_pred: list[int] = []
     scores: list[float] = []
-    rows: list[tuple[str, str, str, float, str]] = []
+    rows: list[tuple[str, str, str, float, float | None, str]] = []
     unreadable: list[dict[str, str]] = []
+    pixels = PixelAuroc()
     heatmaps = 0
+    start = time.perf_counter()
     for begin in range(0, len(items), batch_size):
         batch = items[begin : begin + batch_size]
         images, kept = [], []
@@ -170,7 +237,10 @@ def evaluate_model(
             y_true.append(classes.index(truth_of(label)))
             y_pred.append(classes.index(prediction.label))
             scores.append(prediction.score)
-            rows.append((str(path), label, prediction.label, prediction.score, prediction.decision.value))
+            rows.append((str(path), label, prediction.label, prediction.score, prediction.raw_score,
+                         prediction.decision.value))
+            if masks and prediction.heatmap is not None and (path in masks or label == data_good):
+                pixels.add(prediction.heatmap, masks.get(path), image.shape[:2])
             if prediction.decision is Decision.NG and prediction.heatmap is not None and heatmaps < max_heatmaps:
                 name = f"{heatmaps:04d}_{label}_as_{prediction.defect_class}_{Path(path).stem}.png"
                 write_image(out / "heatmaps" / name, overlay(image, prediction.heatmap))
@@ -179,13 +249,16 @@ def evaluate_model(
             progress(min(begin + batch_size, len(items)), len(items))
     if not y_true:
         raise DatasetError(f"{data}: none of the {len(items)} images could be read")
+    seconds = time.perf_counter() - start
     report = classification_report(y_true, y_pred, scores, classes, good, false_reject)
+    report["images_per_s"] = len(y_true) / seconds if seconds > 0 else None
+    report["pixel_auroc"] = pixels.auroc()
     values = np.asarray(scores)
     truth_defect = np.asarray(y_true) != (classes.index(good) if good in classes else -1)
     if report.get("auroc_good_vs_defect") is not None:
         report["auroc_interval"] = roc_auc_interval(truth_defect, values)
         report["costliest"] = costliest_samples(truth_defect, values, [row[0] for row in rows])
-        report["auroc_per_defect_class"] = auroc_per_class([row[1] for row in rows], values, good)
+        report["auroc_per_defect_class"] = auroc_per_class([row[1] for row in rows], values, data_good)
     targets: dict[str, Any] = {}
     if target_escape is not None and truth_defect.any():
         threshold = threshold_for_escape_rate(values[truth_defect], target_escape)
@@ -197,13 +270,15 @@ def evaluate_model(
                                         "escape_rate": escape_rate(values[truth_defect], threshold)}
     report.update({
         "model": inspector.card.name, "data": str(data), "model_threshold": inspector.threshold,
+        "model_review_band": inspector.review_band,
+        "at_model_threshold": decision_rates(truth_defect, [row[5] for row in rows]),
         "targets": targets, "unreadable": unreadable, "heatmaps": heatmaps,
     })
     report["plots"] = _plots(report, truth_defect, values, out)
     with (out / "predictions.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "label", "predicted", "score", "decision"])
-        writer.writerows(rows)
+        writer.writerow(["path", "label", "predicted", "score", "raw_score", "decision"])
+        writer.writerows([["" if v is None else v for v in row] for row in rows])
     (out / "evaluation.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     logger.info("evaluated %s on %d images: accuracy %.4f", inspector.card.name, len(y_true), report["accuracy"])
     return report

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 
 from inspect_app.data.presets import fit_square, to_chw_uint8
-from inspect_app.engine.anomaly import ANOMALY_CLASS, ANOMALY_KIND, AnomalyConfig, normalize, score_raw
+from inspect_app.engine.anomaly import ANOMALY_CLASS, ANOMALY_KIND, load_anomaly_model, normalize, score_raw
 from inspect_app.engine.device import resolve_device
 from inspect_app.engine.explain import normalize_map
 from inspect_app.engine.thresholds import check_threshold, decide
-from inspect_app.models.checkpoint import ModelCard, load_checkpoint
+from inspect_app.errors import ConfigError
+from inspect_app.models.checkpoint import ModelCard, load_checkpoint, read_card
 from inspect_app.models.classifier import upsample_maps
 from inspect_app.records import Decision, Prediction
 
@@ -28,8 +29,12 @@ class Inspector:
         model_dir: checkpoint folder (``model.safetensors`` + ``model_card.json``).
         device: ``auto``, ``cpu`` or ``cuda``.
         threshold: defect-score threshold; defaults to the model card's.
-        review_band: half-width of the REVIEW band around the threshold (0 = binary decisions).
-        heatmaps: compute a heatmap for every non-OK prediction.
+        review_band: width of the REVIEW band just below the threshold (0 = binary decisions); defaults to the
+            model card's.
+        heatmaps: compute a heatmap for every non-OK prediction; ``"all"`` for every prediction (evaluation).
+
+    Raises:
+        ConfigError: the checkpoint is a severity model, which grades parts but has no OK/NG rule.
     """
 
     def __init__(
@@ -37,27 +42,30 @@ class Inspector:
         model_dir: Path,
         device: str = "auto",
         threshold: float | None = None,
-        review_band: float = 0.0,
-        heatmaps: bool = True,
+        review_band: float | None = None,
+        heatmaps: bool | str = True,
     ) -> None:
         self.device = resolve_device(device)
-        self.model, self.card = load_checkpoint(Path(model_dir), self.device)
-        self._set_decision(threshold, review_band, heatmaps)
+        kind = read_card(Path(model_dir)).kind
+        if kind == "severity":
+            raise ConfigError(f"model {str(model_dir)!r} is a severity model: it grades parts on a numeric scale and "
+                              "has no OK/NG decision rule; inspect with a classifier or a good-only model")
         self.anomaly_config = None
-        if self.card.kind == ANOMALY_KIND:
-            # Tiling, smoothing and the score normalisation travel in the card; only the device is this process's.
-            self.anomaly_config = AnomalyConfig.from_card(self.card.train_config, device=self.device.type)
-            self.model.configure_search(self.anomaly_config.nn_search, self.anomaly_config.hnsw_ef_search)
-            self.model.prepare_search()  # the graph is built at load time, not on the first frame of a live line
-        elif self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        if kind == ANOMALY_KIND:
+            # Tiling, smoothing, search and the score normalisation travel in the card; the device is this process's.
+            self.model, self.card, self.anomaly_config = load_anomaly_model(Path(model_dir), self.device)
+        else:
+            self.model, self.card = load_checkpoint(Path(model_dir), self.device)
+            if self.device.type == "cuda":
+                self.model = self.model.to(memory_format=torch.channels_last)
+        self._set_decision(threshold, review_band, heatmaps)
         logger.info("loaded model %s (%s) on %s", self.card.name, self.card.backbone, self.device)
 
-    def _set_decision(self, threshold: float | None, review_band: float, heatmaps: bool) -> None:
-        """Threshold (the card's unless given), REVIEW band, heatmap switch and class order from ``self.card``."""
+    def _set_decision(self, threshold: float | None, review_band: float | None, heatmaps: bool | str) -> None:
+        """Threshold and REVIEW band (the card's unless given), heatmap switch and class order from ``self.card``."""
         self.threshold = self.card.threshold if threshold is None else threshold
-        check_threshold(self.threshold, review_band)
-        self.review_band = review_band
+        self.review_band = min(self.card.review_band, self.threshold) if review_band is None else review_band
+        check_threshold(self.threshold, self.review_band)
         self.heatmaps = heatmaps
         self.classes = list(self.card.classes)
         self.good_index = self.classes.index(self.card.good_class) if self.card.good_class in self.classes else None
@@ -105,14 +113,14 @@ class Inspector:
             decision = decide(score, self.threshold, self.review_band)
             defect = decision is not Decision.OK
             heatmap = None
-            if self.heatmaps and defect:
+            if self.heatmaps == "all" or (self.heatmaps and defect):
                 # Fixed units, not min-max per image: 0.5 is where a good part's hottest pixel rarely reaches, so a
                 # faint map means faint evidence.
                 heatmap = normalize(raw.heatmap, map_center, map_threshold).astype(np.float32)
             out.append(Prediction(
                 label=ANOMALY_CLASS if score >= self.threshold else self.card.good_class, score=score,
                 decision=decision, class_scores={self.card.good_class: 1.0 - score, ANOMALY_CLASS: score},
-                heatmap=heatmap, defect_class=ANOMALY_CLASS if defect else None,
+                heatmap=heatmap, defect_class=ANOMALY_CLASS if defect else None, raw_score=raw.score,
             ))
         return out
 
@@ -127,7 +135,10 @@ class Inspector:
             order = np.argsort(-probs)
             defect_index = next((int(i) for i in order if i != self.good_index), label_index)
             defect_class = self.classes[defect_index]
-        if self.heatmaps and defect_class is not None:
+        if self.heatmaps and (defect_class is not None or self.heatmaps == "all"):
+            if defect_class is None:
+                order = np.argsort(-probs)
+                defect_index = next((int(i) for i in order if i != self.good_index), label_index)
             size = (self.card.input_size, self.card.input_size)
             cam = upsample_maps(maps[:, defect_index : defect_index + 1].float(), size)[0, 0].clamp_(min=0)
             heatmap = normalize_map(cam.cpu().numpy())

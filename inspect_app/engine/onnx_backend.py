@@ -27,7 +27,7 @@ class OnnxInspector(Inspector):
         model_dir: checkpoint folder (for the model card).
         onnx_path: exported graph (default ``<model_dir>/model.onnx``, written by ``inspect-app export``).
         threshold: defect-score threshold; defaults to the model card's.
-        review_band: half-width of the REVIEW band.
+        review_band: REVIEW band below the threshold; ``None`` keeps the model card's.
         heatmaps: compute a heatmap for every non-OK prediction.
         threads: onnxruntime intra-op threads (0 = its default).
     """
@@ -37,7 +37,7 @@ class OnnxInspector(Inspector):
         model_dir: Path,
         onnx_path: Path | None = None,
         threshold: float | None = None,
-        review_band: float = 0.0,
+        review_band: float | None = None,
         heatmaps: bool = True,
         threads: int = 0,
     ) -> None:
@@ -71,7 +71,7 @@ def load_inspector(
     backend: str = "torch",
     device: str = "auto",
     threshold: float | None = None,
-    review_band: float = 0.0,
+    review_band: float | None = None,
     onnx_path: Path | None = None,
 ) -> Inspector:
     """An ``Inspector`` for the chosen backend (``torch`` on ``device``, or ``onnx`` on the CPU)."""

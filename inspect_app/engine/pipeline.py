@@ -396,7 +396,7 @@ class Pipeline:
                 station=item.station, line=item.line, source=item.source, image_path=item.ref,
                 decision=prediction.decision, created_at=item.captured_at, content_hash=item.content_hash,
                 model_version=model_version, defect_class=prediction.defect_class, score=prediction.score,
-                threshold=self.inspector.threshold, latency_ms=infer_ms / len(frames),
+                raw_score=prediction.raw_score, threshold=self.inspector.threshold, latency_ms=infer_ms / len(frames),
             )
             items.append((row, item.image, prediction))
         return items

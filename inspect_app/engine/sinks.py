@@ -35,7 +35,7 @@ Item = tuple[Inspection, np.ndarray | None, Prediction | None]
 
 CSV_FIELDS = (
     "created_at", "station", "line", "source", "image_path", "content_hash", "model_version", "decision",
-    "defect_class", "score", "threshold", "latency_ms", "heatmap_path", "error",
+    "defect_class", "score", "raw_score", "threshold", "latency_ms", "heatmap_path", "error",
 )
 
 
@@ -79,24 +79,31 @@ class HeatmapFileSink:
 
 
 class CsvSink:
-    """Appends one CSV line per inspection (header written once)."""
+    """Appends one CSV line per inspection (header written once).
+
+    A file that already has a header keeps its columns (one written before a column was added gets no new column,
+    rather than rows that no longer line up with it).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fields: tuple[str, ...] = CSV_FIELDS
         if not self.path.exists() or self.path.stat().st_size == 0:
             with open(self.path, "w", newline="", encoding="utf-8") as fh:
                 csv.writer(fh).writerow(CSV_FIELDS)
+        else:
+            with open(self.path, newline="", encoding="utf-8") as fh:
+                header = next(csv.reader(fh), [])
+            self.fields = tuple(header) or CSV_FIELDS
 
     def write(self, items: Sequence[Item]) -> Sequence[Item]:
         """Append the batch and flush."""
         with open(self.path, "a", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             for inspection, _, _ in items:
-                row = [getattr(inspection, name) for name in CSV_FIELDS]
-                row[0] = inspection.created_at.isoformat()
-                row[7] = inspection.decision.value
-                writer.writerow(["" if v is None else v for v in row])
+                row = inspection_to_dict(inspection)
+                writer.writerow(["" if row.get(name) is None else row[name] for name in self.fields])
         return items
 
 

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampl
 
 from inspect_app.config import TrainConfig
 from inspect_app.data.dataset import LabelledImages
-from inspect_app.data.folders import fingerprint
+from inspect_app.data.folders import find_good_class, fingerprint
 from inspect_app.data.layouts import load_dataset, split_dataset
 from inspect_app.engine.device import resolve_device
 from inspect_app.engine.metrics import classification_report
@@ -577,6 +577,8 @@ def fit(
 
     data = load_dataset(data_dir)
     classes = list(data.classes)
+    # A severity model has no classes to be good; a classifier must know which class is, or its score means nothing.
+    good_class = find_good_class(classes, config.good_class) if config.loss != "mse" else None
     if config.loss == "mse" and not data.severity:
         raise ConfigError(f"loss 'mse' needs a CSV manifest with a numeric severity column; {data_dir} has none")
     if world > 1 and config.sampler == "balanced":
@@ -687,7 +689,8 @@ def fit(
         clock["steps_done"] += len(train_loader)
         scored = ema.module if ema is not None else model
         val_metrics = evaluate(
-            scored, val_loader, device, classes, false_reject_rate=config.false_reject_rate, loss=config.loss,
+            scored, val_loader, device, classes, good_class=good_class or "",
+            false_reject_rate=config.false_reject_rate, loss=config.loss,
             channels_last=config.channels_last,
         )
         row = {"epoch": epoch, **train_stats, "val_loss": val_metrics["loss"], "processes": world}
@@ -732,6 +735,7 @@ def fit(
         kind="severity" if config.loss == "mse" else "classifier",
         backbone=config.backbone,
         classes=("severity",) if config.loss == "mse" else tuple(classes),
+        good_class=good_class or "",
         input_size=config.input_size,
         mean=tuple(mean),
         std=tuple(std),

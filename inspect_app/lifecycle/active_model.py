@@ -128,7 +128,7 @@ class HotSwapInspector:
 
 
 def inspector_loader(
-    device: str = "auto", threshold: float | None = None, review_band: float = 0.0, backend: str = "torch"
+    device: str = "auto", threshold: float | None = None, review_band: float | None = None, backend: str = "torch"
 ) -> Loader:
     """A ``Loader`` that opens a model version's checkpoint folder with the pipeline's decision settings.
 

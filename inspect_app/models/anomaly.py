@@ -122,9 +122,14 @@ class PatchCore(nn.Module):
         # Expected distance of a good patch at each grid position of a tile, relative to the mean over positions
         # (see ``set_patch_scale``); empty: every position counts alike (models saved before it existed).
         self.register_buffer("patch_scale", torch.empty(0))
+        # Patches of training images with their exact distance to the bank: an approximate search is checked
+        # against them whenever it is built (see ``set_probes``); empty in models saved before them.
+        self.register_buffer("probe_queries", torch.empty(0, self.feature_dim))
+        self.register_buffer("probe_distances", torch.empty(0))
         self._bank_sq: torch.Tensor | None = None
         self._search = ("exact", DEFAULT_EF_SEARCH)
         self._index: HnswIndex | None = None
+        self._exact_only = False
         self.eval()
 
     @property
@@ -153,6 +158,25 @@ class PatchCore(nn.Module):
             raise ValueError(f"patch scale must be a positive (h, w) grid, got shape {tuple(scale.shape)}")
         self.patch_scale = scale.detach().float().to(self.memory_bank.device)
 
+    def set_probes(self, queries: torch.Tensor) -> None:
+        """Keep (P, D) patch descriptors and their exact distances to the current bank, to check any faster search.
+
+        Stored as float16 (half the size); the exact distances are those of the stored values.
+        """
+        if queries.ndim != 2 or queries.shape[1] != self.feature_dim:
+            raise ValueError(f"probes must be (P, {self.feature_dim}), got {tuple(queries.shape)}")
+        stored = queries.detach().cpu().to(torch.float16)
+        device = self.memory_bank.device
+        self.probe_queries = stored.to(device)
+        self.probe_distances = nearest_distances(stored.float().to(device), self.memory_bank)
+        self._forget_derived()
+
+    @property
+    def search_in_use(self) -> str:
+        """``exact`` or ``hnsw ef N``: what scoring without ``exclude`` uses now (after ``prepare_search``)."""
+        index = self.prepare_search()
+        return "exact" if index is None else f"hnsw ef {index.ef_search}"
+
     def scale_patches(self, distances: torch.Tensor) -> torch.Tensor:
         """(B, h, w) patch distances divided by the patch scale, when the model has one."""
         if self.patch_scale.numel() == 0:
@@ -166,6 +190,7 @@ class PatchCore(nn.Module):
         # Row norms and the search graph are computed from the bank: a new or moved bank needs new ones.
         self._bank_sq = None
         self._index = None
+        self._exact_only = False
 
     def configure_search(self, mode: str, ef_search: int = DEFAULT_EF_SEARCH) -> None:
         """How patches find their nearest bank row: ``exact``, ``hnsw`` (faiss graph, CPU) or ``auto``.
@@ -177,6 +202,7 @@ class PatchCore(nn.Module):
         if (mode, ef_search) != self._search:
             self._search = (mode, ef_search)
             self._index = None
+            self._exact_only = False
 
     def place(self, device: torch.device, max_bank_bytes: int = MAX_DEVICE_BANK_BYTES) -> PatchCore:
         """Move to ``device``, but keep a bank larger than ``max_bank_bytes`` in host memory (streamed in chunks)."""
@@ -200,15 +226,25 @@ class PatchCore(nn.Module):
         else:
             # Saved before positions were normalised: those models were calibrated without it.
             state_dict[scale_key] = torch.empty(0)
+        for name, empty in (("probe_queries", torch.empty(0, self.feature_dim)), ("probe_distances", torch.empty(0))):
+            key = prefix + name
+            if key not in state_dict:
+                state_dict[key] = empty  # saved before probes: the search is not checked
+            setattr(self, name, torch.empty_like(state_dict[key], device=self.memory_bank.device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def prepare_search(self) -> HnswIndex | None:
         """Build the HNSW graph now if the configured search uses one (else ``None``), so no frame waits for it."""
         mode, ef_search = self._search
-        if resolve_search(mode, self.memory_bank.shape[0], self.mean.device) != "hnsw":
+        if self._exact_only or resolve_search(mode, self.memory_bank.shape[0], self.mean.device) != "hnsw":
             return None
         if self._index is None:
-            self._index = HnswIndex(self.memory_bank, ef_search)
+            index = HnswIndex(self.memory_bank, ef_search)
+            # A graph is built anew at every load (faiss builds in parallel, not reproducibly): check each one.
+            if self.probe_queries.shape[0] and not index.tune(self.probe_queries.float(), self.probe_distances):
+                self._exact_only = True
+                return None
+            self._index = index
         return self._index
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

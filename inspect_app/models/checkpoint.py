@@ -42,6 +42,8 @@ class ModelCard:
         std: normalisation std.
         good_class: name of the defect-free class; its probability drives the defect score.
         threshold: defect score at or above which a part is NG.
+        review_band: width of the REVIEW band just below ``threshold`` that a pipeline uses unless it sets its own
+            (good-only models size it from their calibration; 0 gives binary decisions).
         metrics: validation metrics at save time.
         data_fingerprint: hash of the training data (paths, labels, contents).
         train_config: the resolved training configuration.
@@ -58,6 +60,7 @@ class ModelCard:
     std: tuple[float, ...]
     good_class: str = GOOD_CLASS
     threshold: float = 0.5
+    review_band: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)
     data_fingerprint: str | None = None
     train_config: dict[str, Any] = field(default_factory=dict)

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from inspect_app.data.folders import (
+    NO_GOOD_CLASS,
     ClassFolderLayout,
     class_names,
+    find_good_class,
     fingerprint,
     list_images,
     scan_class_folders,
@@ -165,3 +167,35 @@ def test_fingerprint_missing_file_and_outside_root(tmp_path: Path) -> None:
         fingerprint([(root / "good" / "ghost.png", "good"), (root / "pit" / "000.png", "pit")])
     with pytest.raises(DatasetError, match="not inside"):
         fingerprint([(tmp_path / "x.png", "good")], root=root)
+
+
+@pytest.mark.parametrize(
+    ("classes", "good"),
+    [
+        (["good", "scratch"], "good"),
+        (["def_front", "ok_front"], "ok_front"),
+        (["NG", "OK"], "OK"),
+        (["bad", "pass"], "pass"),
+        (["dent", "Normal"], "Normal"),
+        (["no_defect", "porosity"], "no_defect"),
+        (["front-good", "front-crack"], "front-good"),
+        (["not_ok", "ok"], "ok"),
+    ],
+)
+def test_the_good_class_is_found_from_common_names(classes: list[str], good: str) -> None:
+    assert find_good_class(classes) == good
+
+
+@pytest.mark.parametrize("classes", [["crazing", "inclusion"], ["ok_front", "ok_back", "ng"], ["not_ok", "ng_ok"]])
+def test_an_unnamed_or_ambiguous_good_class_stops_naming_the_folders(classes: list[str]) -> None:
+    with pytest.raises(DatasetError, match=r"--good-class") as info:
+        find_good_class(classes)
+    for name in classes:
+        assert name in str(info.value)
+
+
+def test_a_given_good_class_must_exist_and_none_means_defect_typing() -> None:
+    assert find_good_class(["crazing", "inclusion"], NO_GOOD_CLASS) is None
+    assert find_good_class(["a", "b"], "b") == "b"
+    with pytest.raises(DatasetError, match=r"'c' is not one of the classes \['a', 'b'\]"):
+        find_good_class(["a", "b"], "c")

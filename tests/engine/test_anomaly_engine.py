@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -20,6 +21,7 @@ from inspect_app.engine.anomaly import (
     GoodOnlyData,
     TileGrids,
     calibration,
+    denormalize,
     evaluate_anomaly,
     fit_anomaly,
     greedy_coreset,
@@ -172,8 +174,16 @@ def test_an_escape_rate_threshold_that_rejects_most_good_parts_is_reported(caplo
 def test_normalisation_puts_every_threshold_at_one_half() -> None:
     for center, threshold in ((1.0, 3.0), (10.0, 11.0)):
         assert normalize(threshold, center, threshold) == pytest.approx(0.5)
-        assert normalize(center, center, threshold) == pytest.approx(0.0)
-        assert normalize(threshold + 100, center, threshold) == pytest.approx(1.0)
+        assert normalize(center, center, threshold) == pytest.approx(0.1)
+        assert denormalize(float(normalize(13.7, center, threshold)), center, threshold) == pytest.approx(13.7)
+
+
+def test_normalised_scores_never_tie_at_the_ends() -> None:
+    """Raw scores far below the centre or far above the threshold keep their order (no clip)."""
+    raw = np.array([-1e6, -1e3, 0.0, 5.0, 11.0, 50.0, 1e3, 1e6, 1e9])
+    scores = np.asarray(normalize(raw, 10.0, 11.0))
+    assert np.all(np.diff(scores) > 0), scores
+    assert np.all((scores > 0.0) & (scores < 1.0))
 
 
 def test_config_rejects_bad_values_by_name() -> None:
@@ -188,8 +198,14 @@ def test_config_rejects_bad_values_by_name() -> None:
 def test_scan_good_only_needs_a_good_folder(tmp_path: Path) -> None:
     (tmp_path / "scratch").mkdir()
     write_image(tmp_path / "scratch" / "a.png", np.zeros((8, 8, 3), np.uint8))
-    with pytest.raises(DatasetError, match="no 'good' folder"):
+    with pytest.raises(DatasetError, match=r"cannot tell which class holds the good parts among \['scratch'\]"):
         scan_good_only(tmp_path)
+    # A good folder named otherwise is found by its name, or named by the user.
+    for i in range(2):
+        write_image(tmp_path / "OK" / f"{i}.png", np.zeros((8, 8, 3), np.uint8))
+    data = scan_good_only(tmp_path)
+    assert len(data.good) == 2 and [label for _, label in data.defects] == ["scratch"]
+    assert len(scan_good_only(tmp_path, "OK").good) == 2
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +227,9 @@ def test_every_good_image_is_in_the_bank_and_held_out_ones_are_scored_leave_one_
     model, card = load_checkpoint(model_dir)
     bank_list = (model_dir / "split_bank.txt").read_text().split()
     held_out = (model_dir / "split_holdout.txt").read_text().split()
-    assert len(bank_list) == card.anomaly["train_images"] == 24 and len(held_out) == 6
+    # Fewer good images than min_calibration_images: every one of them is scored leave-one-out.
+    assert len(bank_list) == card.anomaly["train_images"] == 24 and len(held_out) == 24
+    assert len(json.loads((model_dir / "calibration_scores.json").read_text())["raw_scores"]) == 24
     assert set(held_out) <= set(bank_list)
     # In the bank, a held-out image finds its own patches and scores near zero; the calibration did not let it.
     from inspect_app.data.image_io import read_image
@@ -396,3 +414,80 @@ def test_fit_levels_good_distances_across_tile_positions_and_update_rescales(fit
                             recalibrate_with=sorted(fresh_dir.iterdir())).model_dir
     new_scale = load_checkpoint(redone)[0].patch_scale
     assert new_scale.shape == model.patch_scale.shape and not torch.equal(new_scale, model.patch_scale)
+
+
+@pytest.mark.slow
+def test_good_only_models_get_a_review_band_by_default_sized_from_calibration(fitted: tuple) -> None:
+    model_dir, _, _ = fitted
+    inspector = Inspector(model_dir, device="cpu")
+    card = inspector.card
+    assert card.review_band > 0 and inspector.review_band == card.review_band
+    # The band's lower edge is the raw score that about review_rate of the held-out good images reach.
+    edge = card.anomaly["raw_review_edge"]
+    assert card.anomaly["raw_center"] < edge < card.anomaly["raw_threshold"]
+    assert normalize(edge, card.anomaly["raw_center"], card.anomaly["raw_threshold"]) == pytest.approx(
+        0.5 - card.review_band)
+    assert card.anomaly["score_units"].startswith("score = 0.5 + 0.5 x")
+    low, high = card.anomaly["false_reject_interval"]
+    assert 0.0 <= low <= high <= 1.0
+    images = [s.image for label in ("good", "crack") for s in _samples(label, 6, 4000)]
+    predictions = inspector.predict(images)
+    assert all(p.raw_score is not None for p in predictions)
+    for p in predictions:  # the decision follows the normalised score: NG at 0.5, REVIEW in the band below
+        expected = "NG" if p.score >= 0.5 else "REVIEW" if p.score >= 0.5 - card.review_band else "OK"
+        assert p.decision.value == expected
+    assert Inspector(model_dir, device="cpu", review_band=0.0).review_band == 0.0
+
+
+@pytest.mark.slow
+def test_the_reload_check_fails_the_training_when_the_saved_model_scores_otherwise(fitted: tuple) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from inspect_app.engine.anomaly import check_reload
+    from inspect_app.errors import ReloadCheckError
+
+    model_dir, _, root = fitted
+    card = load_checkpoint(model_dir)[1]
+    calib = json.loads((model_dir / "calibration_scores.json").read_text())
+    held_out = [(Path(p), s) for p, s in zip(calib["held_out"], calib["raw_scores"], strict=True)]
+    # Scored as the calibration did, without leave-one-out owners: a saved model scores its own images lower.
+    broken = root / "broken"
+    shutil.copytree(model_dir, broken)
+    state = load_file(str(broken / "model.safetensors"))
+    state["memory_bank"] = state["memory_bank"] * 1.5  # a bank that no longer describes the calibrated one
+    save_file(state, str(broken / "model.safetensors"))
+    with pytest.raises(ReloadCheckError, match=r"scores .* the calibrated model"):
+        check_reload(broken, card.anomaly, held_out[:2], [], None, None)
+    # The intact model passes the same check on the same images (exact search on a bank this small).
+    model, _ = load_checkpoint(model_dir)
+    exact = AnomalyConfig.from_card(card.train_config, device="cpu", nn_search="exact")
+    from inspect_app.data.image_io import read_image
+
+    expected = [(p, score_raw(model, [read_image(p)], exact)[0].score) for p, _ in held_out[:2]]
+    check_reload(model_dir, card.anomaly, expected, [], None, None)
+
+
+def test_geometry_tiles_long_parts_and_keeps_near_square_ones_square() -> None:
+    from inspect_app.engine.anomaly import choose_geometry
+
+    tall, info = choose_geometry([(500, 1250)] * 5, AnomalyConfig())
+    assert tall.resize == "keep_aspect" and info["median_aspect"] == 2.5 and "tiled" in info["reason"]
+    square, info = choose_geometry([(300, 360), (420, 400)], AnomalyConfig())
+    assert square.resize == "square" and info["resize"] == "square"
+    kept, info = choose_geometry([(500, 1250)], AnomalyConfig(resize="square"))
+    assert kept.resize == "square" and info["reason"] == "set in the recipe"
+    assert "tile_scale 2" in choose_geometry([(900, 900)], AnomalyConfig())[1]["hint"]
+
+
+def test_a_severity_model_is_refused_by_the_inspector(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "severity"
+    shutil.copytree(tiny_checkpoint, folder)
+    card = json.loads((folder / "model_card.json").read_text())
+    card.update(kind="severity", classes=["severity"])
+    (folder / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(ConfigError, match=r"severity model.*no OK/NG decision rule"):
+        Inspector(folder, device="cpu")

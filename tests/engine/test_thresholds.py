@@ -1,4 +1,4 @@
-"""Decision rule: OK / REVIEW / NG around a threshold."""
+"""Decision rule: NG at the threshold, REVIEW in the band below it, OK under the band."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from inspect_app.records import Decision
         (0.50, 0.0, Decision.NG),
         (0.39, 0.1, Decision.OK),
         (0.40, 0.1, Decision.REVIEW),
-        (0.59, 0.1, Decision.REVIEW),
-        (0.60, 0.1, Decision.NG),
+        (0.4999, 0.1, Decision.REVIEW),
+        (0.50, 0.1, Decision.NG),
+        (0.59, 0.1, Decision.NG),
     ],
 )
 def test_decide(score: float, band: float, expected: Decision) -> None:

@@ -86,3 +86,18 @@ def test_patchcore_scores_with_the_graph_and_leaves_one_out_exactly() -> None:
     model.set_bank(rows + 100.0)
     assert model._index is None
     assert float(model.patch_scores(images[:1]).min()) > 100.0
+
+
+def test_tune_raises_the_candidate_list_until_probes_are_found_exactly() -> None:
+    generator = torch.Generator().manual_seed(0)
+    # Clustered rows, the kind of bank on which a short candidate list gets stuck in the wrong cluster.
+    centres = torch.randn(40, 32, generator=generator) * 4
+    bank = (centres.repeat_interleave(150, 0) + torch.randn(6000, 32, generator=generator)).contiguous()
+    probes = centres.repeat_interleave(10, 0) + torch.randn(400, 32, generator=generator) * 1.5
+    exact = nearest_distances(probes, bank)
+    index = HnswIndex(bank, ef_search=1)
+    excess_before, misses_before = index.agreement(probes, exact)
+    assert misses_before > 0.002  # ef 1 is not exact here, so the check has something to find
+    assert index.tune(probes, exact)
+    excess, misses = index.agreement(probes, exact)
+    assert index.ef_search > 1 and excess <= 0.002 and misses <= 0.002
