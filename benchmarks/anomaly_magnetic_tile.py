@@ -104,6 +104,7 @@ def main() -> int:
     result = fit_anomaly(GoodOnlyData(good=tuple(train)), args.out / "model", config, name="mt-anomaly")
     train_s = time.perf_counter() - start
     model, card = load_checkpoint(args.out / "model", "cpu")
+    config = AnomalyConfig.from_card(card.train_config, device="cpu")  # as fitted: `resize: auto` resolved
     report = evaluate_anomaly(model, config, test, overlay_dir=args.out / "overlays")
     # What one global greedy pass over every training patch (no chunks) would cost with the same projection.
     rate = global_greedy_rate(card.anomaly["patches_seen"], config.coreset_dim)

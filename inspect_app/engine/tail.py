@@ -91,6 +91,18 @@ def tail_threshold(scores: Sequence[float], rate: float) -> tuple[float, str]:
     return threshold_for_false_reject(scores, rate), "empirical"
 
 
+def review_edge(scores: Sequence[float], rate: float) -> float:
+    """The score that a share ``rate`` of good parts reaches: the fitted tail's, else the interpolated quantile.
+
+    Unlike a threshold, a REVIEW band's lower edge need not err high: with a handful of scores it still lies below
+    the highest one, so a small calibration set still gets a band.
+    """
+    tail = fit_tail(scores)
+    if tail is not None and 0.0 < rate < tail.share:
+        return tail.quantile(rate)
+    return float(np.quantile(np.asarray(scores, dtype=np.float64), 1.0 - rate))
+
+
 def false_reject_interval(scores: Sequence[float], threshold: float, seed: int = 0) -> tuple[float, float] | None:
     """90 % bootstrap interval of the share of good parts above ``threshold`` (the tail refitted each round)."""
     values = np.asarray(scores, dtype=np.float64)
