@@ -14,10 +14,10 @@ band lies below the threshold, from the score that ``review_rate`` of the held-o
 treatment with their own ``t`` and ``c`` (from the held-out images' hottest pixels), because the image score, a mean
 over the hottest share of the map, sits below the map's peak.
 
-Held-out images are scored against the bank of the other images, as new parts will be, and then join the bank by
-default (``holdout_in_bank``): on Magnetic Tile the 20 % more coverage was worth more than any other single setting
-(see RESULTS). Their unscaled patch distances also give each position of a tile's patch grid its own scale
-(``position_scale``), which the model divides by from then on, before the threshold is set from their scaled scores.
+Held-out images also go into the bank by default and are scored leave-one-out, with the bank rows that came from
+them masked: on Magnetic Tile the 20 % more coverage was worth more than any other single setting (see RESULTS).
+Their unscaled patch distances also give each position of a tile's patch grid its own scale (``position_scale``),
+which the model divides by from then on, before the threshold is set from their scaled scores.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ ProgressFn = Callable[[dict[str, Any]], None]
 # Options added after the first anomaly models were saved, with the values those models were calibrated under.
 LEGACY_CARD_DEFAULTS: dict[str, Any] = {
     "score_top_fraction": 0.0, "holdout_in_bank": False, "flat_field": 0.0, "position_norm": False,
-    "review_rate": 0.0,
+    "min_calibration_images": 1, "review_rate": 0.0,
 }
 
 
@@ -116,8 +116,11 @@ class AnomalyConfig:
         coreset_oversample: the chunk stage keeps this many times the final share before the final reduction.
         blur_sigma: Gaussian smoothing of the anomaly map, in pixels of the tile.
         holdout_fraction: share of the good images whose scores set the threshold.
-        holdout_in_bank: after the held-out images set the threshold (scored against the others' bank), add them to
-            the bank too, so every good image adds coverage; ``False`` keeps them out of the bank.
+        min_calibration_images: with ``holdout_in_bank``, score at least this many good images leave-one-out for
+            the threshold (all of them in a smaller set): a false-reject rate of 1 % is a tail quantile, and 40 or
+            150 scores place it about as well as their maximum would.
+        holdout_in_bank: also put the held-out images into the bank and score each of them leave-one-out (its own
+            bank rows masked), so every good image adds coverage; ``False`` keeps them out of the bank.
         position_norm: divide every patch distance by the distance good held-out images have at the same position
             of a tile (tile borders sit farther from the bank than the middle); needs ``MIN_SCALE_TILES`` held-out
             tiles.
@@ -157,6 +160,7 @@ class AnomalyConfig:
     blur_sigma: float = 4.0
     position_norm: bool = True
     holdout_fraction: float = 0.2
+    min_calibration_images: int = 300
     holdout_in_bank: bool = True
     score_top_fraction: float = 0.1
     false_reject_rate: float = 0.01
@@ -186,7 +190,7 @@ class AnomalyConfig:
                 raise ConfigError(f"{name} {getattr(self, name)!r} must lie in [0, 1)")
         if self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
             raise ConfigError(f"neighbourhood {self.neighbourhood!r} must be a positive odd number")
-        for name in ("input_size", "batch_size", "coreset_dim", "coreset_chunk"):
+        for name in ("input_size", "batch_size", "coreset_dim", "coreset_chunk", "min_calibration_images"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} {value!r} must be a positive integer")
@@ -844,6 +848,22 @@ def _raw_grids(model: PatchCore, paths: Sequence[Path], config: AnomalyConfig) -
     return [patch_grids(model, batch, config, scaled=False) for batch in _batches(paths, config.batch_size)]
 
 
+def _leave_one_out_grids(
+    model: PatchCore, paths: Sequence[Path], owners: Sequence[int] | torch.Tensor, bank_owners: torch.Tensor,
+    config: AnomalyConfig,
+) -> list[TileGrids]:
+    """Unscaled patch distances of images that are in the bank, each without its own bank rows (as if held out)."""
+    out = []
+    for path, owner in zip(paths, owners, strict=True):
+        exclude = (bank_owners == int(owner)).to(model.memory_bank.device)
+        if bool(exclude.all()):
+            # A bank made of this one image only: nothing else to compare with, so score it as it is.
+            logger.warning("%s: every bank row comes from this image; scored without leaving it out", path)
+            exclude = None
+        out.append(patch_grids(model, [read_image(path)], config, exclude=exclude, scaled=False))
+    return out
+
+
 def _calibrated_scores(model: PatchCore, held_out: Sequence[TileGrids], config: AnomalyConfig) -> list[RawScore]:
     """Set the model's patch scale from held-out good images (when the recipe normalises positions), then score them.
 
@@ -907,13 +927,17 @@ def fit_anomaly(
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
-    bank_paths, held_out = split_holdout(data.good, config.holdout_fraction, config.seed)
+    bank_paths, held_out = split_holdout(data.good, config.holdout_fraction, config.seed,
+                                         at_least=config.min_calibration_images if config.holdout_in_bank else 1,
+                                         allow_all=config.holdout_in_bank)
+    if config.holdout_in_bank:
+        # The held-out images join the bank last (image ids len(bank_paths)...) and are scored leave-one-out.
+        bank_paths = bank_paths + held_out
     logger.info("fitting %s anomaly bank on %d good images (%d scored for the threshold%s, %d labelled defects), "
                 "device %s", config.backbone, len(bank_paths), len(held_out),
-                ", then added to the bank" if config.holdout_in_bank else "", len(data.defects), device)
+                ", leave-one-out" if config.holdout_in_bank else "", len(data.defects), device)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=True), encoding="utf-8")
-    final_bank = bank_paths + held_out if config.holdout_in_bank else bank_paths
-    (run_dir / "split_bank.txt").write_text("\n".join(str(p) for p in final_bank) + "\n", encoding="utf-8")
+    (run_dir / "split_bank.txt").write_text("\n".join(str(p) for p in bank_paths) + "\n", encoding="utf-8")
     (run_dir / "split_holdout.txt").write_text("\n".join(str(p) for p in held_out) + "\n", encoding="utf-8")
 
     mean, std = backbone_normalization(config.backbone)
@@ -923,23 +947,19 @@ def fit_anomaly(
     t_bank = time.perf_counter() - start
     if progress is not None:
         progress({"phase": "bank", "patches": patches, "bank_rows": int(model.memory_bank.shape[0])})
-    # Held-out images are scored against a bank they took no part in choosing, as a new part will be: scored
-    # leave-one-out from a bank that included them, an image loses the rows the coreset kept *instead of* its
-    # near-twins' patches, and scores far higher than a new part (Magnetic Tile: the threshold then called 0.5 %
-    # of new good parts NG instead of 1 %, and let a third of the defects through).
-    exact = config.with_overrides(nn_search="exact")
-    good = _calibrated_scores(model, _raw_grids(model, held_out, exact), config)
-    good_scores = [r.score for r in good]
-    defect_scores = [r.score for r in _raw_scores(model, [p for p, _ in data.defects], exact)]
-    calib = calibration(good_scores, defect_scores, config, good_peaks=[r.peak for r in good])
     if config.holdout_in_bank:
-        # Then they add their coverage, greedily where the bank does not reach yet: a larger bank only lowers the
-        # scores of good parts, so the threshold errs on the side of fewer false rejects.
-        patches += extend_bank(model, _batches(held_out, config.batch_size), config, incremental=True).patches
+        first = len(bank_paths) - len(held_out)
+        grids = _leave_one_out_grids(model, held_out, range(first, len(bank_paths)), fitted.owners, config)
+    else:
+        grids = _raw_grids(model, held_out, config)
+    good = _calibrated_scores(model, grids, config)
+    good_scores = [r.score for r in good]
+    defect_scores = [r.score for r in _raw_scores(model, [p for p, _ in data.defects], config)]
+    calib = calibration(good_scores, defect_scores, config, good_peaks=[r.peak for r in good])
     t_calib = time.perf_counter() - start - t_bank
     anomaly = {
         **calib, "bank_rows": int(model.memory_bank.shape[0]), "patches_seen": patches,
-        "bank_mb": model.bank_bytes / 2**20, "train_images": len(final_bank), "holdout_images": len(held_out),
+        "bank_mb": model.bank_bytes / 2**20, "train_images": len(bank_paths), "holdout_images": len(held_out),
         "patch_scale_range": _scale_range(model), "geometry": geometry,
     }
     metrics: dict[str, Any] = {"holdout_false_reject_rate": calib["holdout_false_reject_rate"]}
@@ -950,7 +970,7 @@ def fit_anomaly(
     card = _card(name or run_dir.name, config, mean, std, anomaly, metrics, fingerprint(items))
     sample = [*bank_paths[:: max(1, len(bank_paths) // RELOAD_SAMPLE)][:RELOAD_SAMPLE],
               *held_out[:: max(1, len(held_out) // RELOAD_SAMPLE)][:RELOAD_SAMPLE]]
-    expected = [r.score for r in _raw_scores(model, sample, exact)]
+    expected = [r.score for r in _raw_scores(model, sample, config.with_overrides(nn_search="exact"))]
     save_checkpoint(run_dir, model, card)
     (run_dir / "calibration_scores.json").write_text(json.dumps(
         {"held_out": [str(p) for p in held_out], "raw_scores": good_scores}, indent=1), encoding="utf-8")
