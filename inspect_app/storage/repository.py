@@ -69,7 +69,8 @@ _ROLLUP_SOURCE = ("created_at", "station", "line", "decision", "defect_class", "
 _PG_ARRAY_TYPES = {
     "created_at": "timestamptz[]", "station": "varchar[]", "line": "varchar[]", "source": "text[]",
     "image_path": "text[]", "content_hash": "varchar[]", "model_version": "varchar[]", "decision": "varchar[]",
-    "defect_class": "varchar[]", "score": "float8[]", "raw_score": "float8[]", "threshold": "float8[]", "latency_ms": "float8[]",
+    "defect_class": "varchar[]", "score": "float8[]", "raw_score": "float8[]", "threshold": "float8[]",
+    "latency_ms": "float8[]",
     "heatmap_path": "text[]", "error": "text[]",
 }
 _PG_INSERT = text(
