@@ -107,3 +107,19 @@ def test_sigint_drains_flushes_and_exits_0(tiny_checkpoint: Path, tmp_path: Path
     assert len(Repository(Database.open(db_url)).list_inspections(limit=50)) == 6
     assert json.loads(stats.read_text())["final"] is True
     assert "fps" in err  # live figures were printed while it ran
+
+
+def test_rerunning_a_video_file_writes_no_row_or_line_twice(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    video = tmp_path / "clip.avi"
+    _write_video(video, 6)
+    db_url = f"sqlite:///{tmp_path / 'plant.db'}"
+    pipeline = tmp_path / "video.yaml"
+    pipeline.write_text(
+        f"name: clip\nstation: {{name: st-R, line: L1}}\nsource: {{kind: video, path: {video}}}\n"
+        f"model: {{path: {tiny_checkpoint}}}\ninference: {{batch_size: 3, max_wait_ms: 5}}\n"
+        f"sinks: {{database: '{db_url}', jsonl: {tmp_path / 'out.jsonl'}, ng_dir: {tmp_path / 'ng'}}}\n"
+    )
+    for _ in range(2):
+        assert main(["--home", str(tmp_path), "run", str(pipeline)]) == 0
+    assert len(Repository(Database.open(db_url)).list_inspections(limit=50)) == 6
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 6
