@@ -284,6 +284,8 @@ def run_folder_job(spec: PipelineSpec, settings: Settings) -> InspectionSummary:
         spec.source_kind, spec.source, station=spec.station, line=spec.line, skip_hashes=known, live=spec.live,
         options=spec.source_options,
     )
+    if hasattr(source, "skip_paths"):
+        source.skip_paths = repository.unreadable_paths(spec.station)
 
     def show_stats(snapshot: dict) -> None:
         print(f"[{spec.name}] {format_stats(snapshot)}", file=sys.stderr, flush=True)

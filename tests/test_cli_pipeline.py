@@ -123,3 +123,19 @@ def test_rerunning_a_video_file_writes_no_row_or_line_twice(tiny_checkpoint: Pat
         assert main(["--home", str(tmp_path), "run", str(pipeline)]) == 0
     assert len(Repository(Database.open(db_url)).list_inspections(limit=50)) == 6
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 6
+
+
+def test_dangling_symlink_error_row_is_written_once_over_reruns(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from inspect_app.data.image_io import write_image
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    write_image(folder / "a.png", np.full((64, 64, 3), 220, np.uint8))
+    (folder / "gone.png").symlink_to(tmp_path / "missing.png")
+    db_url = f"sqlite:///{tmp_path / 'plant.db'}"
+    for _ in range(2):
+        assert main(["--home", str(tmp_path), "--db", db_url, "inspect", str(folder), "--model",
+                     str(tiny_checkpoint), "--station", "st-S"]) == 0
+    rows = Repository(Database.open(db_url)).list_inspections(limit=50)
+    assert len(rows) == 2
+    assert [r.decision.value for r in rows].count("ERROR") == 1

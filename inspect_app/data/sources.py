@@ -166,6 +166,7 @@ class FileListSource(Source):
         super().__init__(name, station, line)
         self.paths = list(paths)
         self.skip_hashes = skip_hashes if skip_hashes is not None else set()
+        self.skip_paths: set[str] = set()  # unreadable files whose ERROR row an earlier run wrote
         self.max_pixels = max_pixels
 
     @property
@@ -192,6 +193,9 @@ def read_file_item(source: FileListSource | WatchFolderSource, path: Path, index
     try:
         data = path.read_bytes()
     except OSError as exc:
+        if str(path) in getattr(source, "skip_paths", ()):
+            source.counters.skipped += 1  # its ERROR row was written by an earlier run
+            return None
         return source._error(str(path), f"{path}: cannot read file ({exc.strerror or exc})", index, None, captured_at)
     digest = content_hash(data)
     if digest in source.skip_hashes:
