@@ -297,18 +297,23 @@ def run_folder_job(spec: PipelineSpec, settings: Settings) -> InspectionSummary:
         inspector = HotSwapInspector(
             repository, inspector_loader(spec.device, spec.threshold, spec.review_band, spec.backend), initial=active
         )
-    known = repository.known_hashes(inspector.card.name, spec.station)
+    # Batches decided while the database is unreachable wait in a local spool and are written once it answers. The
+    # spool is replayed *before* the skip list is read, so images spooled by an earlier run are not inspected again.
+    spool_dir = Path(spec.spool_dir) if spec.spool_dir else settings.home / "spool"
+    spool = SpoolingRepository(repository, spool_dir / f"{_safe_name(spec.station)}.jsonl")
+    if spool.pending:
+        _flush_spool(spool)
+    known = repository.known_hashes(inspector.card.name, spec.station) | spool.pending_hashes()
     source = open_source(
         spec.source_kind, spec.source, station=spec.station, line=spec.line, skip_hashes=known, live=spec.live,
         options=spec.source_options,
     )
+    if hasattr(source, "skip_paths"):
+        source.skip_paths = repository.unreadable_paths(spec.station)
 
     def show_stats(snapshot: dict) -> None:
         print(f"[{spec.name}] {format_stats(snapshot)}", file=sys.stderr, flush=True)
 
-    # Batches decided while the database is unreachable wait in a local spool and are written once it answers.
-    spool_dir = Path(spec.spool_dir) if spec.spool_dir else settings.home / "spool"
-    spool = SpoolingRepository(repository, spool_dir / f"{_safe_name(spec.station)}.jsonl")
     finite = source.total is not None
     pipeline = Pipeline(
         [source], inspector, build_sinks(spec, settings, spool), name=spec.name, max_batch=spec.batch_size,

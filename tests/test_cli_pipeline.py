@@ -107,3 +107,65 @@ def test_sigint_drains_flushes_and_exits_0(tiny_checkpoint: Path, tmp_path: Path
     assert len(Repository(Database.open(db_url)).list_inspections(limit=50)) == 6
     assert json.loads(stats.read_text())["final"] is True
     assert "fps" in err  # live figures were printed while it ran
+
+
+def test_rerunning_a_video_file_writes_no_row_or_line_twice(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    video = tmp_path / "clip.avi"
+    _write_video(video, 6)
+    db_url = f"sqlite:///{tmp_path / 'plant.db'}"
+    pipeline = tmp_path / "video.yaml"
+    pipeline.write_text(
+        f"name: clip\nstation: {{name: st-R, line: L1}}\nsource: {{kind: video, path: {video}}}\n"
+        f"model: {{path: {tiny_checkpoint}}}\ninference: {{batch_size: 3, max_wait_ms: 5}}\n"
+        f"sinks: {{database: '{db_url}', jsonl: {tmp_path / 'out.jsonl'}, ng_dir: {tmp_path / 'ng'}}}\n"
+    )
+    for _ in range(2):
+        assert main(["--home", str(tmp_path), "run", str(pipeline)]) == 0
+    assert len(Repository(Database.open(db_url)).list_inspections(limit=50)) == 6
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 6
+
+
+def test_dangling_symlink_error_row_is_written_once_over_reruns(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from inspect_app.data.image_io import write_image
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    write_image(folder / "a.png", np.full((64, 64, 3), 220, np.uint8))
+    (folder / "gone.png").symlink_to(tmp_path / "missing.png")
+    db_url = f"sqlite:///{tmp_path / 'plant.db'}"
+    for _ in range(2):
+        assert main(["--home", str(tmp_path), "--db", db_url, "inspect", str(folder), "--model",
+                     str(tiny_checkpoint), "--station", "st-S"]) == 0
+    rows = Repository(Database.open(db_url)).list_inspections(limit=50)
+    assert len(rows) == 2
+    assert [r.decision.value for r in rows].count("ERROR") == 1
+
+
+def test_spool_from_an_earlier_outage_is_written_before_the_skip_list_is_read(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    from inspect_app.data.image_io import content_hash, write_image
+    from inspect_app.models.checkpoint import read_card
+    from inspect_app.records import Decision, Inspection
+    from inspect_app.storage.spool import inspection_to_json
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i in range(3):
+        write_image(folder / f"p{i}.png", np.full((64, 64, 3), 200 + 10 * i, np.uint8))
+    name = read_card(tiny_checkpoint).name
+    # Two images were decided during an outage that outlasted the earlier run: they wait in the station's spool.
+    spooled = [
+        Inspection(station="st-O", line="line-1", source=str(folder), image_path=str(p), decision=Decision.OK,
+                   content_hash=content_hash(p.read_bytes()), model_version=name)
+        for p in sorted(folder.glob("*.png"))[:2]
+    ]
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "spool" / "st-O.jsonl").write_text("".join(inspection_to_json(r) + "\n" for r in spooled))
+    db_url = f"sqlite:///{tmp_path / 'plant.db'}"
+    csv_path = tmp_path / "out.csv"
+    assert main(["--home", str(tmp_path), "--db", db_url, "inspect", str(folder), "--model", str(tiny_checkpoint),
+                 "--station", "st-O", "--csv", str(csv_path)]) == 0
+    assert len(Repository(Database.open(db_url)).list_inspections(limit=50)) == 3
+    assert len(csv_path.read_text().splitlines()) == 1 + 1  # header + the one image not inspected before
+    assert not (tmp_path / "spool" / "st-O.jsonl").exists()

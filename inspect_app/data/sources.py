@@ -166,6 +166,7 @@ class FileListSource(Source):
         super().__init__(name, station, line)
         self.paths = list(paths)
         self.skip_hashes = skip_hashes if skip_hashes is not None else set()
+        self.skip_paths: set[str] = set()  # unreadable files whose ERROR row an earlier run wrote
         self.max_pixels = max_pixels
 
     @property
@@ -192,6 +193,9 @@ def read_file_item(source: FileListSource | WatchFolderSource, path: Path, index
     try:
         data = path.read_bytes()
     except OSError as exc:
+        if str(path) in getattr(source, "skip_paths", ()):
+            source.counters.skipped += 1  # its ERROR row was written by an earlier run
+            return None
         return source._error(str(path), f"{path}: cannot read file ({exc.strerror or exc})", index, None, captured_at)
     digest = content_hash(data)
     if digest in source.skip_hashes:
@@ -327,6 +331,8 @@ class VideoSource(Source):
         station: station name.
         line: production line.
         pace_fps: deliver at most this many frames per second (replaying a recorded video as if it were a camera).
+        skip_hashes: frame identities already inspected (a video file's frames hash the same on every run, so a re-run
+            sends no row or reject signal twice); such frames are counted as skipped.
         open_capture: factory for the capture object (defaults to ``cv2.VideoCapture``).
         sleep: injected sleep (tests); by default waits on the stop event so Ctrl-C interrupts a back-off.
         clock: injected monotonic clock (tests).
@@ -344,6 +350,7 @@ class VideoSource(Source):
         station: str = "station-1",
         line: str = "line-1",
         pace_fps: float | None = None,
+        skip_hashes: set[str] | None = None,
         open_capture: Callable[[str | int], Any] = _open_capture,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -360,6 +367,7 @@ class VideoSource(Source):
         if pace_fps is not None and pace_fps <= 0:
             raise SourceError(f"pace_fps {pace_fps!r} must be positive")
         self.pace_fps = pace_fps
+        self.skip_hashes = skip_hashes if skip_hashes is not None else set()
         self._open = open_capture
         self._sleep = sleep
         self._clock = clock
@@ -429,7 +437,11 @@ class VideoSource(Source):
                     capture = self._reconnect(stop) if self.live else None
                     continue
                 rgb = _capture_to_rgb(bgr)
-                yield self._frame(rgb, f"frame:{index}", self._frame_hash(rgb, index), index, grabbed_at)
+                digest = self._frame_hash(rgb, index)
+                if digest in self.skip_hashes:
+                    self.counters.skipped += 1
+                else:
+                    yield self._frame(rgb, f"frame:{index}", digest, index, grabbed_at)
                 index += 1
         finally:
             if capture is not None:
@@ -463,7 +475,7 @@ def open_source(
         target: folder path, glob pattern, video file, stream URL or camera index.
         station: station name stamped on frames.
         line: production line stamped on frames.
-        skip_hashes: content hashes already inspected (file sources).
+        skip_hashes: content hashes / frame identities already inspected (file sources and video files).
         live: override whether frames may be dropped and failures reconnected (default: camera/stream are live).
         options: kind-specific settings (``recursive``, ``poll_s``, ``settle_s``, ``backoff_s``, ``max_backoff_s``,
             ``max_attempts``, ``pace_fps``, ``max_pixels``).
@@ -503,6 +515,8 @@ def open_source(
     if kind == "video" and not Path(target).is_file():
         raise SourceError(f"video source: file {target!r} does not exist")
     default_live = kind in LIVE_KINDS
-    source = VideoSource(str(target), live=default_live if live is None else live, **options, **common)
+    source = VideoSource(
+        str(target), live=default_live if live is None else live, skip_hashes=skip_hashes, **options, **common
+    )
     source.kind = kind
     return source

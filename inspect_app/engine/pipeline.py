@@ -51,7 +51,7 @@ class FolderRunResult:
         total: inputs the sources announced (files listed), or frames seen for live sources.
         skipped: images already inspected earlier with the same model at the same station.
         decisions: count per decision for images handled in this run.
-        per_class: NG/REVIEW count per defect class in this run.
+        per_class: NG count per defect class in this run (REVIEW parts are counted only in ``decisions``).
         seconds: wall time.
         dropped: live frames dropped under back-pressure, per source.
         gaps: outages of live sources, per source.
@@ -354,7 +354,8 @@ class Pipeline:
         for inspection, _, _ in items:
             self.result.decisions[inspection.decision] += 1
             errors += inspection.decision is Decision.ERROR
-            if inspection.defect_class and inspection.decision in (Decision.NG, Decision.REVIEW):
+            # Only NG parts count per class: the summary's "NG <class>" lines must not include REVIEW parts.
+            if inspection.defect_class and inspection.decision is Decision.NG:
                 self.result.per_class[inspection.defect_class] += 1
         self.stats.count(len(items) - errors, errors)
         self._handled += len(items)

@@ -380,6 +380,21 @@ class Repository:
         with self.db.session() as session:
             return {value for value in session.scalars(stmt) if value is not None}
 
+    def unreadable_paths(self, station: str) -> set[str]:
+        """Paths that already have an ERROR row without a content hash at ``station`` (unreadable files, e.g. a
+        dangling symlink), so a re-run does not write their ERROR row again."""
+        stmt = (
+            select(InspectionRow.image_path)
+            .where(
+                InspectionRow.station == station,
+                InspectionRow.decision == Decision.ERROR.value,
+                InspectionRow.content_hash.is_(None),
+            )
+            .distinct()
+        )
+        with self.db.session() as session:
+            return set(session.scalars(stmt))
+
     def list_inspections(
         self,
         limit: int = 100,

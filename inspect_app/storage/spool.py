@@ -85,6 +85,21 @@ class SpoolingRepository:
         with open(self.path, encoding="utf-8") as fh:
             return sum(1 for line in fh if line.strip())
 
+    def pending_hashes(self) -> set[str]:
+        """Content hashes of the rows waiting in the spool (still part of the skip list while the database is down)."""
+        if not self.path.exists():
+            return set()
+        hashes = set()
+        with open(self.path, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    digest = json.loads(line).get("content_hash") if line.strip() else None
+                except (ValueError, AttributeError):
+                    continue
+                if digest:
+                    hashes.add(digest)
+        return hashes
+
     def add_inspections(self, inspections: Iterable[Inspection]) -> int:
         """Write the batch (after replaying the spool), or spool it while the database is unreachable.
 

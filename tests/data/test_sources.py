@@ -203,3 +203,14 @@ def test_live_source_stops_promptly_during_backoff(tmp_path: Path) -> None:
 def test_open_source_errors_name_the_value(kind: str, target: str, options: dict | None, message: str) -> None:
     with pytest.raises(SourceError, match=message):
         open_source(kind, target, options=options)
+
+
+def test_video_file_rerun_skips_frames_already_inspected(tmp_path: Path) -> None:
+    video = tmp_path / "clip.avi"
+    _write_video(video, 5)
+    first = _collect(open_source("video", str(video)))
+    done = {f.content_hash for f in first[:3]}
+    again = open_source("video", str(video), skip_hashes=done)
+    rest = _collect(again)
+    assert [f.ref for f in rest] == ["frame:3", "frame:4"]
+    assert again.counters.skipped == 3

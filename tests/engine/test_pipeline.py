@@ -214,3 +214,20 @@ def test_sigterm_stops_a_watched_folder_run_and_flushes(
     result = pipeline.run(handle_signals=True)
     assert signal.getsignal(signal.SIGTERM) is previous  # handlers restored
     assert sum(result.decisions.values()) == 5 and len(repository.list_inspections(limit=100)) == 5
+
+
+def test_summary_counts_review_parts_apart_from_ng_classes(tmp_path) -> None:
+    from inspect_app.data.sources import FileListSource
+    from inspect_app.engine.pipeline import Pipeline
+    from inspect_app.records import Decision, Inspection, utcnow
+
+    pipeline = Pipeline([FileListSource("x", [])], inspector=None, sinks=[], spool_dir=tmp_path)  # type: ignore[arg-type]
+    rows = [
+        Inspection(station="st", line="l", source="s", image_path=f"{i}.png", decision=d, created_at=utcnow(),
+                   content_hash=f"h{i}", model_version="m", defect_class=c)
+        for i, (d, c) in enumerate([(Decision.NG, "crack"), (Decision.REVIEW, "crack"), (Decision.OK, None)])
+    ]
+    pipeline._write([(r, None, None) for r in rows], [])
+    summary = pipeline.result.summary()
+    assert summary.per_class == {"crack": 1}
+    assert (summary.ng, summary.review, summary.ok) == (1, 1, 1)

@@ -197,3 +197,17 @@ def test_several_stations_write_at_once(db_url: str) -> None:
             assert len(Repository(db).list_inspections(limit=1000, station=f"st-{k}")) == per_station
 
 
+
+
+def test_pending_hashes_lists_spooled_content_hashes(tmp_path) -> None:
+    from inspect_app.records import Decision, Inspection, utcnow
+    from inspect_app.storage.spool import SpoolingRepository, inspection_to_json
+
+    path = tmp_path / "spool" / "st.jsonl"
+    path.parent.mkdir()
+    rows = [Inspection(station="st", line="l", source="s", image_path=f"{i}.png", decision=Decision.OK,
+                       created_at=utcnow(), content_hash=h, model_version="m") for i, h in enumerate(["a1", None])]
+    path.write_text("".join(inspection_to_json(r) + "\n" for r in rows), encoding="utf-8")
+    spool = SpoolingRepository(repository=None, path=path)  # type: ignore[arg-type]
+    assert spool.pending_hashes() == {"a1"}
+    assert SpoolingRepository(None, tmp_path / "none.jsonl").pending_hashes() == set()  # type: ignore[arg-type]
