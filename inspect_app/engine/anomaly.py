@@ -182,9 +182,9 @@ class AnomalyConfig:
             raise ConfigError(f"holdout_fraction {self.holdout_fraction!r} must lie strictly between 0 and 1")
         if not 0.0 <= self.score_top_fraction <= 1.0:
             raise ConfigError(f"score_top_fraction {self.score_top_fraction!r} must lie in [0, 1]")
-        if not 0.0 <= self.review_rate < 1.0 or (self.review_rate and self.review_rate <= self.false_reject_rate):
-            raise ConfigError(f"review_rate {self.review_rate!r} must be 0 or lie in (false_reject_rate "
-                              f"{self.false_reject_rate!r}, 1)")
+        # A review_rate at or below false_reject_rate simply gives no band (its edge would not lie under the threshold).
+        if not 0.0 <= self.review_rate < 1.0:
+            raise ConfigError(f"review_rate {self.review_rate!r} must lie in [0, 1) (0: no REVIEW band)")
         for name in ("false_reject_rate", "escape_rate"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} {getattr(self, name)!r} must lie in [0, 1)")
