@@ -1,4 +1,8 @@
-"""onnxruntime backend: the same ``predict`` as ``Inspector``, running an exported ``model.onnx`` without PyTorch."""
+"""onnxruntime backend: the same ``predict`` as ``Inspector``, with the network in an exported ``model.onnx``.
+
+A classifier runs wholly in onnxruntime. A good-only model runs its feature extractor there; its bank and search stay
+as the PyTorch path has them (``PatchCore.set_embedder``), so the two backends differ only in the descriptors.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,27 @@ import numpy as np
 import torch
 
 from inspect_app.config import BACKENDS
+from inspect_app.engine.anomaly import ANOMALY_KIND, load_anomaly_model
 from inspect_app.engine.infer import Inspector
 from inspect_app.errors import CheckpointError, ConfigError
 from inspect_app.models.checkpoint import read_card
-from inspect_app.models.export import INPUT_NAME, ONNX_FILE
+from inspect_app.models.export import INPUT_NAME, ONNX_FILE, OUTPUT_NAMES, PATCH_OUTPUT_NAMES
 from inspect_app.records import Prediction
 
 logger = logging.getLogger(__name__)
+
+
+class OnnxEmbedder:
+    """``PatchCore.embed`` through an onnxruntime session of the exported feature extractor."""
+
+    def __init__(self, session: object) -> None:
+        self.session = session
+
+    def __call__(self, tiles: torch.Tensor) -> torch.Tensor:
+        """Descriptors (B, D, h, w) of [0, 1] float tiles (B, 3, t, t)."""
+        (patches,) = self.session.run(None, {INPUT_NAME: tiles.detach().float().cpu().numpy()})  # type: ignore[attr-defined]
+        return torch.from_numpy(patches).to(tiles.device)
+
 
 class OnnxInspector(Inspector):
     """An ``Inspector`` whose forward pass runs in onnxruntime on the CPU.
@@ -50,8 +68,19 @@ class OnnxInspector(Inspector):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        expected = list(PATCH_OUTPUT_NAMES if self.card.kind == ANOMALY_KIND else OUTPUT_NAMES)
+        names = [output.name for output in self.session.get_outputs()]
+        if names != expected:
+            # A graph exported from another model (or kind) would fail on the first frame, or score wrongly.
+            raise CheckpointError(f"ONNX graph {str(path)!r} has outputs {names}, not the {expected} of a "
+                                  f"{self.card.kind!r} model: run `inspect-app export {model_dir}` again")
         self.device = torch.device("cpu")
         self.model = None
+        self.anomaly_config = None
+        if self.card.kind == ANOMALY_KIND:
+            # The bank, the search and the recipe load as on PyTorch; only the descriptors come from the graph.
+            self.model, self.card, self.anomaly_config = load_anomaly_model(Path(model_dir), self.device)
+            self.model.set_embedder(OnnxEmbedder(self.session))
         self._set_decision(threshold, review_band, heatmaps)
         logger.info("loaded ONNX model %s from %s", self.card.name, path)
 
@@ -59,6 +88,9 @@ class OnnxInspector(Inspector):
         """Predictions for HxWx3 uint8 RGB images, in order."""
         if not images:
             return []
+        if self.anomaly_config is not None:
+            with torch.inference_mode():
+                return self._predict_anomaly(images)
         logits, maps = self.session.run(None, {INPUT_NAME: self.preprocess(images).numpy()})
         shifted = logits - logits.max(axis=1, keepdims=True)
         probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
@@ -74,7 +106,7 @@ def load_inspector(
     review_band: float | None = None,
     onnx_path: Path | None = None,
 ) -> Inspector:
-    """An ``Inspector`` for the chosen backend (``torch`` on ``device``, or ``onnx`` on the CPU)."""
+    """An ``Inspector`` for the chosen backend (``torch`` on ``device``, or ``onnx`` on the CPU), for either kind."""
     if backend == "torch":
         return Inspector(Path(model_dir), device=device, threshold=threshold, review_band=review_band)
     if backend == "onnx":

@@ -132,19 +132,15 @@ def inspector_loader(
 ) -> Loader:
     """A ``Loader`` that opens a model version's checkpoint folder with the pipeline's decision settings.
 
-    With ``backend="onnx"`` every version runs on onnxruntime like the one the pipeline started with: a promoted
-    version whose folder has no exported graph yet is exported first. Good-only (``patchcore``) models have no ONNX
-    graph; they run on PyTorch, with a warning.
+    With ``backend="onnx"`` every version runs on onnxruntime like the one the pipeline started with, classifier or
+    good-only: a promoted version whose folder has no exported graph yet is exported (and checked) first.
     """
     from inspect_app.engine.onnx_backend import load_inspector
     from inspect_app.models.export import ONNX_FILE, export_model
 
     def load(version: ModelVersion) -> Inspector:
         model_dir = Path(version.path)
-        if backend == "onnx" and version.kind == "patchcore":
-            logger.warning("model %s is a good-only (patchcore) model without an ONNX graph; it runs on PyTorch",
-                           version.name)
-        elif backend == "onnx":
+        if backend == "onnx":
             if not (model_dir / ONNX_FILE).is_file():
                 logger.info("exporting %s to ONNX before the swap", version.name)
                 export_model(model_dir)

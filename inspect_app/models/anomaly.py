@@ -9,7 +9,7 @@ selection, thresholds) lives in ``engine.anomaly``; this module only holds the b
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -130,6 +130,9 @@ class PatchCore(nn.Module):
         self._search = ("exact", DEFAULT_EF_SEARCH)
         self._index: HnswIndex | None = None
         self._exact_only = False
+        # Descriptors from elsewhere (an exported ONNX graph of ``embed``) instead of the backbone; the bank, the
+        # search and everything after it stay here.
+        self._embedder: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.eval()
 
     @property
@@ -170,6 +173,10 @@ class PatchCore(nn.Module):
         self.probe_queries = stored.to(device)
         self.probe_distances = nearest_distances(stored.float().to(device), self.memory_bank)
         self._forget_derived()
+
+    def set_embedder(self, embedder: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
+        """Compute patch descriptors with ``embedder`` (same input and output as ``embed``); ``None``: the backbone."""
+        self._embedder = embedder
 
     @property
     def search_in_use(self) -> str:
@@ -278,7 +285,7 @@ class PatchCore(nn.Module):
             x: the images.
             exclude: (N,) bool bank rows to ignore (see ``nearest_distances``).
         """
-        emb = self.embed(x)
+        emb = self.embed(x) if self._embedder is None else self._embedder(x)
         b, d, h, w = emb.shape
         flat = emb.permute(0, 2, 3, 1).reshape(-1, d)
         index = self.prepare_search() if exclude is None else None

@@ -54,3 +54,23 @@ def test_update_through_the_cli_registers_a_new_version(flow: dict) -> None:
     repo = Repository(Database.open(flow["db_url"]))
     assert repo.get_model_version("pc2") is not None
     assert (out / "model.safetensors").is_file()
+
+
+def test_export_and_an_onnx_pipeline_decide_as_pytorch_did(flow: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    from inspect_app.storage.db import Database
+    from inspect_app.storage.repository import Repository
+
+    model = flow["home"] / "models" / "pc"
+    assert main([*flow["common"], "export", str(model)]) == 0
+    assert f"to {model / 'model.onnx'}" in capsys.readouterr().out
+    db_url = f"sqlite:///{flow['root'] / 'onnx.db'}"
+    spec = flow["root"] / "onnx.yaml"
+    spec.write_text(f"name: onnx-line\nsource: {{kind: folder, path: {flow['data'] / 'incoming'}}}\n"
+                    f"model: {{path: {model}, backend: onnx, review_band: 0.1}}\nsinks: {{database: '{db_url}'}}\n")
+    assert main([*flow["common"], "run", str(spec)]) == 0
+    by_torch = {r.image_path: r for r in Repository(Database.open(flow["db_url"])).list_inspections(limit=100)}
+    by_onnx = Repository(Database.open(db_url)).list_inspections(limit=100)
+    assert len(by_onnx) == len(by_torch) == 8
+    for row in by_onnx:
+        twin = by_torch[row.image_path]
+        assert abs(row.score - twin.score) <= 1e-4 and row.decision is twin.decision

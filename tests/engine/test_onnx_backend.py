@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from inspect_app.engine.infer import Inspector
-from inspect_app.engine.onnx_backend import OnnxInspector, load_inspector
+from inspect_app.engine.onnx_backend import OnnxEmbedder, OnnxInspector, load_inspector
 from inspect_app.errors import CheckpointError, ConfigError
 from inspect_app.models.export import export_model
 
@@ -48,3 +48,47 @@ def test_backend_selection_and_errors(tiny_checkpoint: Path, tmp_path: Path) -> 
         OnnxInspector(tiny_checkpoint, onnx_path=tmp_path / "missing.onnx")
     with pytest.raises(ConfigError, match="'tflite' is not one of onnx"):
         export_model(tiny_checkpoint, "tflite")
+
+
+@pytest.fixture(scope="module")
+def good_only(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[np.ndarray]]:
+    """A good-only model fitted on the sample data's good parts, and every sample image (good and defective)."""
+    from inspect_app.data.folders import list_images
+    from inspect_app.data.image_io import read_image
+    from inspect_app.data.synthetic import generate_sample_data
+    from inspect_app.engine.anomaly import AnomalyConfig, GoodOnlyData, fit_anomaly
+
+    root = tmp_path_factory.mktemp("good-only")
+    generate_sample_data(root / "data", seed=11, per_class={"good": 16, "pit": 3, "scratch": 3}, incoming=6, size=96)
+    config = AnomalyConfig(input_size=96, device="cpu", coreset_ratio=0.25)
+    good = tuple(list_images(root / "data" / "train" / "good"))
+    model_dir = fit_anomaly(GoodOnlyData(good), root / "model", config, name="pc-onnx").model_dir
+    paths = [*list_images(root / "data" / "train"), *list_images(root / "data" / "incoming")]
+    return model_dir, [read_image(p) for p in paths]
+
+
+def test_good_only_export_scores_equal_pytorch_within_1e4(good_only: tuple[Path, list[np.ndarray]]) -> None:
+    model_dir, images = good_only
+    path = export_model(model_dir)
+    assert path == model_dir / "model.onnx"
+    torch_preds = Inspector(model_dir, device="cpu").predict(images)
+    onnx_inspector = load_inspector(model_dir, backend="onnx")
+    # The descriptors come from onnxruntime; the bank and the search are the PyTorch path's.
+    assert isinstance(onnx_inspector, OnnxInspector) and isinstance(onnx_inspector.model._embedder, OnnxEmbedder)
+    onnx_preds = onnx_inspector.predict(images)
+    for a, b in zip(torch_preds, onnx_preds, strict=True):
+        assert abs(a.score - b.score) <= 1e-4 and abs(a.raw_score - b.raw_score) <= 1e-4 * max(1.0, a.raw_score)
+        assert (a.decision, a.label, a.defect_class) == (b.decision, b.label, b.defect_class)
+        assert (a.heatmap is None) == (b.heatmap is None)
+        if a.heatmap is not None:
+            assert np.abs(a.heatmap - b.heatmap).max() <= 1e-4
+    assert len({p.decision for p in torch_preds}) > 1  # good and defective parts: both sides of the threshold
+    assert len({round(p.score, 6) for p in torch_preds}) == len(images)  # distinct scores, not a constant
+
+
+def test_a_graph_of_another_kind_is_refused_with_its_outputs_named(
+    good_only: tuple[Path, list[np.ndarray]], exported: Path
+) -> None:
+    model_dir, _ = good_only
+    with pytest.raises(CheckpointError, match=r"outputs \['logits', 'maps'\], not the \['patches'\] of a 'patchcore'"):
+        OnnxInspector(model_dir, onnx_path=exported)

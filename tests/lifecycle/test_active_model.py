@@ -28,9 +28,22 @@ def two_models(tiny_sets: dict[str, Path], tmp_path_factory: pytest.TempPathFact
     return [fit(tiny_sets["train"], root / name, config, name=name).model_dir for name in ("m-old", "m-new")]
 
 
-def _register(repo: Repository, model_dir: Path) -> None:
-    repo.add_model_version(ModelVersion(name=model_dir.name, kind="classifier", backbone="efficientnet_lite0",
-                                        path=str(model_dir), classes=("good", "scratch")))
+@pytest.fixture(scope="module")
+def two_good_only_models(tiny_sets: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two real good-only checkpoints fitted on the tiny set's good images (different coresets)."""
+    from inspect_app.data.folders import list_images
+    from inspect_app.engine.anomaly import AnomalyConfig, GoodOnlyData, fit_anomaly
+
+    root = tmp_path_factory.mktemp("good-only")
+    good = GoodOnlyData(tuple(list_images(tiny_sets["train"] / "good")))
+    return [fit_anomaly(good, root / name, AnomalyConfig(input_size=64, device="cpu", coreset_ratio=ratio),
+                        name=name).model_dir for name, ratio in (("pc-old", 0.5), ("pc-new", 0.25))]
+
+
+def _register(repo: Repository, model_dir: Path, kind: str = "classifier") -> None:
+    classes = ("good", "anomaly") if kind == "patchcore" else ("good", "scratch")
+    repo.add_model_version(ModelVersion(name=model_dir.name, kind=kind, backbone="efficientnet_lite0",
+                                        path=str(model_dir), classes=classes))
 
 
 def test_promotion_mid_run_swaps_between_batches_without_losing_frames(
@@ -95,6 +108,28 @@ def test_an_onnx_pipeline_stays_on_onnxruntime_after_a_promotion(
     assert isinstance(hot.current, OnnxInspector) and hot.card.name == "m-new"
     assert (copies[1] / "model.onnx").is_file()  # exported for the swap
     assert len(hot.predict([np.zeros((64, 64, 3), np.uint8)])) == 1
+
+
+def test_a_good_only_onnx_pipeline_stays_on_onnxruntime_after_a_promotion(
+    sqlite_db: Database, tmp_path: Path, two_good_only_models: list[Path]
+) -> None:
+    from inspect_app.engine.onnx_backend import OnnxEmbedder, OnnxInspector
+
+    repo = Repository(sqlite_db)
+    for model_dir in two_good_only_models:
+        copy = tmp_path / model_dir.name
+        shutil.copytree(model_dir, copy)
+        _register(repo, copy, kind="patchcore")
+    repo.promote("pc-old")
+    hot = HotSwapInspector(repo, inspector_loader(backend="onnx"), poll_s=0.0, background=False)
+    assert isinstance(hot.current, OnnxInspector) and hot.card.name == "pc-old"
+    repo.promote("pc-new")
+    assert hot.poll()
+    assert isinstance(hot.current, OnnxInspector) and hot.card.name == "pc-new"
+    assert isinstance(hot.current.model._embedder, OnnxEmbedder)  # the feature extractor runs in onnxruntime
+    assert (tmp_path / "pc-new" / "model.onnx").is_file()  # exported (and checked) for the swap
+    (prediction,) = hot.predict([np.full((64, 64, 3), 128, np.uint8)])
+    assert prediction.raw_score is not None and prediction.raw_score > 0
 
 
 def test_background_load_keeps_the_old_model_until_the_new_one_is_ready(
