@@ -286,6 +286,10 @@ class PatchCore(nn.Module):
             exclude: (N,) bool bank rows to ignore (see ``nearest_distances``).
         """
         emb = self.embed(x) if self._embedder is None else self._embedder(x)
+        return self.search_patches(emb, exclude)
+
+    def search_patches(self, emb: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """Distance of every descriptor (B, D, h, w) to its nearest bank row, (B, h, w), with the configured search."""
         b, d, h, w = emb.shape
         flat = emb.permute(0, 2, 3, 1).reshape(-1, d)
         index = self.prepare_search() if exclude is None else None
