@@ -66,6 +66,10 @@ def main() -> int:
     parser.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime figures")
     args = parser.parse_args()
 
+    if not args.images.is_dir() or not (args.model / "model_card.json").is_file():
+        print(f"need a model folder and an image folder, got --model {args.model} --images {args.images}",
+              file=sys.stderr)
+        return 2
     paths = _evenly(sorted(list_images(args.images, recursive=True)), args.limit)
     if not paths:
         print(f"no images under {args.images}", file=sys.stderr)
