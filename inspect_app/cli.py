@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from inspect_app.cli_lifecycle import add_lifecycle_commands, queue_training, register_finetune_pipeline
+from inspect_app.cli_users import add_user_commands
 from inspect_app.config import PipelineSpec, Settings, TrainConfig, load_recipe, load_settings, read_yaml
 from inspect_app.errors import ConfigError, InspectAppError
 from inspect_app.log import setup_logging
@@ -29,6 +30,13 @@ DEFAULT_SAMPLE_DIR = Path("sample_data")
 # ----------------------------------------------------------------------------------------------------------- helpers
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(home=args.home, database_url=args.db)
+
+
+def _shown(url: str) -> str:
+    """A database URL as the CLI may print it: password masked (URLs reach terminals, logs and CI output)."""
+    from inspect_app.storage.db import mask_url
+
+    return mask_url(url)
 
 
 def _open_repository(url: str) -> object:
@@ -155,7 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"validation: severity MAE {metrics['mae']:.4f}, RMSE {metrics['rmse']:.4f}")
     if not args.no_register:
         register_model(_open_repository(settings.resolved_database_url), result.card, result.model_dir)
-        print(f"registered model version {result.card.name} in {settings.resolved_database_url}")
+        print(f"registered model version {result.card.name} in {_shown(settings.resolved_database_url)}")
     return 0
 
 
@@ -252,7 +260,7 @@ def _train_anomaly(args: argparse.Namespace, settings: Settings) -> int:
               f"(about {result.card.train_config.get('review_rate', 0):.0%} of good parts at or above it)")
     if not args.no_register:
         register_model(_open_repository(settings.resolved_database_url), result.card, result.model_dir)
-        print(f"registered model version {result.card.name} in {settings.resolved_database_url}")
+        print(f"registered model version {result.card.name} in {_shown(settings.resolved_database_url)}")
     return 0
 
 
@@ -261,7 +269,8 @@ def build_sinks(spec: PipelineSpec, settings: Settings, repository: object) -> l
     from inspect_app.engine.sinks import CsvSink, DatabaseSink, HeatmapFileSink, JsonLinesSink, RejectHookSink
 
     spool = Path(spec.spool_dir) if spec.spool_dir else settings.home / "spool"
-    sinks: list = [HeatmapFileSink(Path(spec.ng_dir) if spec.ng_dir else settings.home / "ng", spec.save_ng_images)]
+    ng_dir = Path(spec.ng_dir) if spec.ng_dir else settings.resolved_evidence_dir
+    sinks: list = [HeatmapFileSink(ng_dir, spec.save_ng_images)]
     if spec.csv:
         sinks.append(CsvSink(Path(spec.csv)))
     if spec.jsonl:
@@ -341,7 +350,7 @@ def run_folder_job(spec: PipelineSpec, settings: Settings) -> InspectionSummary:
         print(f"source failed: {failure}")
     if spool.spooled or spool.pending:
         _flush_spool(spool)
-    print(f"results in {url}" + (f" and {spec.csv}" if spec.csv else ""))
+    print(f"results in {_shown(url)}" + (f" and {spec.csv}" if spec.csv else ""))
     return summary
 
 
@@ -400,7 +409,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
     url = _settings(args).resolved_database_url
     upgrade(url)
-    print(f"database {url} is at the latest schema")
+    print(f"database {_shown(url)} is at the latest schema")
     return 0
 
 
@@ -467,41 +476,6 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_new_password(args: argparse.Namespace) -> str:
-    """The new user's password: one line on stdin with --password-stdin, else typed twice at a prompt."""
-    if args.password_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
-    import getpass
-
-    first = getpass.getpass(f"password for {args.name}: ")
-    if first != getpass.getpass("again: "):
-        raise ValueError("the two passwords differ")
-    return first
-
-
-def cmd_users_add(args: argparse.Namespace) -> int:
-    """Create a dashboard user with a role; the password is stored as an Argon2id hash."""
-    from inspect_app.storage import access
-    from inspect_app.storage.db import Database
-
-    try:
-        user = access.create_user(Database.open(_settings(args).resolved_database_url), args.name, args.role,
-                                  _read_new_password(args), display_name=args.display_name)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"user {user.username} created with role {user.role}")
-    return 0
-
-
-def cmd_users_list(args: argparse.Namespace) -> int:
-    """List dashboard users and their roles."""
-    repository = _open_repository(_settings(args).resolved_database_url)
-    for user in repository.list_users():
-        print(f"{user.username:<24} {user.role:<10} {'active' if user.active else 'inactive'}")
-    return 0
-
-
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """Start the Streamlit dashboard (blocks until stopped)."""
     settings = _settings(args)
@@ -511,7 +485,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
         "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
     ]
-    print(f"dashboard on http://localhost:{args.port} (database {settings.resolved_database_url}); Ctrl-C stops it")
+    shown = _shown(settings.resolved_database_url)
+    print(f"dashboard on http://localhost:{args.port} (database {shown}); Ctrl-C stops it")
     try:
         return subprocess.call(command, env=env)
     except KeyboardInterrupt:
@@ -669,15 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.set_defaults(func=cmd_models_promote)
 
-    users = sub.add_parser("users", help="dashboard users").add_subparsers(dest="users_command", required=True)
-    p = users.add_parser("add", help="create a user (password prompted, or one line on stdin)")
-    p.add_argument("name")
-    p.add_argument("--role", required=True, choices=("viewer", "operator", "engineer", "admin"))
-    p.add_argument("--display-name")
-    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts)")
-    p.set_defaults(func=cmd_users_add)
-    p = users.add_parser("list", help="list users and roles")
-    p.set_defaults(func=cmd_users_list)
+    add_user_commands(sub)
     add_lifecycle_commands(sub, models)
     return parser
 

@@ -10,11 +10,11 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from inspect_app.errors import ConfigError
 
@@ -39,6 +39,10 @@ class Settings(BaseSettings):
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         station: station name written with every inspection when a pipeline does not name one.
         dashboard_open_viewing: dashboard pages readable without signing in (``INSPECT_DASHBOARD_OPEN_VIEWING``).
+        evidence_dir: folder of NG heatmaps and part images written by pipelines (``INSPECT_EVIDENCE_DIR``; default
+            ``<home>/ng``).
+        file_roots: further folders the dashboard may show files from, such as a camera's image folder
+            (``INSPECT_FILE_ROOTS``, separated by ``os.pathsep``).
     """
 
     model_config = SettingsConfigDict(env_prefix="INSPECT_", extra="ignore")
@@ -50,6 +54,34 @@ class Settings(BaseSettings):
     line: str = "line-1"
     # Dashboard pages readable without signing in (plant network); controls always need a signed-in user.
     dashboard_open_viewing: bool = True
+    evidence_dir: Path | None = None
+    # NoDecode: the environment gives a plain path list (a:b), not the JSON pydantic-settings expects for a tuple.
+    file_roots: Annotated[tuple[Path, ...], NoDecode] = ()
+
+    @field_validator("file_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        """``INSPECT_FILE_ROOTS`` as ``os.pathsep``-separated folders; empty parts are dropped."""
+        if isinstance(value, str):
+            return tuple(Path(part) for part in value.split(os.pathsep) if part.strip())
+        return value
+
+    def __repr_args__(self) -> Any:
+        """Fields for ``repr``, with the database URL's password masked (settings may end up in a log or traceback)."""
+        from inspect_app.storage.db import mask_url
+
+        for name, value in super().__repr_args__():
+            yield name, (mask_url(value) if name == "database_url" and value else value)
+
+    @property
+    def resolved_evidence_dir(self) -> Path:
+        """Folder of NG heatmaps and evidence images: ``evidence_dir``, else ``<home>/ng``."""
+        return self.evidence_dir if self.evidence_dir is not None else self.home / "ng"
+
+    @property
+    def served_roots(self) -> tuple[Path, ...]:
+        """Folders the dashboard may show files from: the evidence folder, ``home`` and ``file_roots``."""
+        return (self.resolved_evidence_dir, self.home, *self.file_roots)
 
     @property
     def resolved_database_url(self) -> str:

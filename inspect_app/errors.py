@@ -41,6 +41,10 @@ class AccessDeniedError(InspectAppError):
     """A dashboard or CLI control was attempted without a signed-in user holding the role it needs."""
 
 
+class LastAdminError(InspectAppError):
+    """A user change would leave the plant without an active admin (nobody could administer users any more)."""
+
+
 class RunStateError(InspectAppError):
     """A training run is not in a state that allows the operation (for example cancelling a finished run)."""
 

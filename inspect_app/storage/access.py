@@ -1,9 +1,9 @@
 """Sign-in, roles and the dashboard's control actions, each checked against the user's role and audited.
 
 Every control (review, train, promote, roll back, threshold change, schedule, user admin, purge) goes through a
-function here, which first calls ``authorize``: the check lives next to the write, so a page that forgot to hide a
-button still cannot change anything without the role. Each action appends an audit entry (who, what, when) in the
-same transaction as its write where the repository allows it.
+function here (user changes: ``storage.users``), which first calls ``authorize``: the check lives next to the write,
+so a page that forgot to hide a button still cannot change anything without the role. Each action appends an audit
+entry (who, what, when) in the same transaction as its write where the repository allows it.
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def authorize(user: User | None, action: str) -> User:
     """Return ``user`` when it may perform ``action``, else refuse.
 
     Raises:
-        AccessDeniedError: nobody is signed in, or the user's role is below the one the action needs (both named).
+        AccessDeniedError: nobody is signed in, the user is inactive, or the user's role is below the one the action
+            needs (both named).
     """
     if allowed(user, action):
         assert user is not None
@@ -97,6 +98,8 @@ def authorize(user: User | None, action: str) -> User:
     roles = [r for r in USER_ROLES if ROLE_RANK[r] >= ROLE_RANK[needed]]
     if user is None:
         raise AccessDeniedError(f"{action!r} needs a signed-in user with role {' or '.join(roles)}; sign in first")
+    if not user.active:
+        raise AccessDeniedError(f"user {user.username!r} is inactive and may not {action!r}")
     raise AccessDeniedError(
         f"user {user.username!r} with role {user.role!r} may not {action!r}; needs role {' or '.join(roles)}"
     )
