@@ -8,8 +8,9 @@ anything on behalf of someone without the role even if it shows the button.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import streamlit as st
@@ -19,6 +20,7 @@ from inspect_app.errors import InspectAppError
 from inspect_app.records import User
 from inspect_app.storage import Database, queries
 from inspect_app.storage import access as storage_access
+from inspect_app.ui import files
 
 logger = logging.getLogger(__name__)
 
@@ -170,3 +172,28 @@ def run_control(action: Callable[..., T], *args: Any, success: str, **kwargs: An
 def role_hint(action: str) -> str:
     """Help text naming the least role a control needs."""
     return f"needs role {storage_access.ACTION_ROLES[action]} or higher"
+
+
+# --- files from database rows -------------------------------------------------------------------------------------
+
+
+def render_picture(candidates: Sequence[tuple[str, str | None]], caption: str = "", width: int | str = "content",
+                   *, roots: Sequence[Path] | None = None) -> bool:
+    """Show the first ``(label, path)`` candidate that ``ui.files`` lets the dashboard serve; return whether one was.
+
+    Otherwise a placeholder caption names, per recorded file, why it is not shown ("heatmap outside the evidence and
+    data folders"); the file itself is never sent.
+    """
+    roots = files.served_roots(load_settings()) if roots is None else roots
+    reasons = []
+    for label, path in candidates:
+        if not path:
+            continue
+        served = files.served_image(path, roots)
+        if served.data is not None:
+            st.image(served.data, caption=caption or None, width=width)
+            return True
+        reasons.append(f"{label} {served.reason}")
+    placeholder = f"(no picture: {'; '.join(reasons) if reasons else files.NOT_RECORDED})"
+    st.caption(f"{caption} {placeholder}" if caption else placeholder)
+    return False

@@ -17,7 +17,15 @@ from inspect_app.errors import StorageError
 from inspect_app.records import Inspection
 from inspect_app.storage import Repository, dashboard_queries
 from inspect_app.storage.live_stats import read_pipeline_stats, stats_rows
-from inspect_app.ui.common import ALL_STATIONS, database, database_url, load_stations, require_viewing, station_filter
+from inspect_app.ui.common import (
+    ALL_STATIONS,
+    database,
+    database_url,
+    load_stations,
+    render_picture,
+    require_viewing,
+    station_filter,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +77,8 @@ def render_gallery(rows: list[Inspection]) -> None:
     for index, row in enumerate(rows):
         with columns[index % GALLERY_COLUMNS]:
             caption = f"{row.station} · {row.defect_class or 'NG'} · {row.score or 0:.2f} · {row.created_at:%H:%M:%S}"
-            picture = next((p for p in (row.heatmap_path, row.image_path) if p and Path(p).is_file()), None)
-            if picture is None:
-                st.caption(f"{caption} (image not on this server)")
-            else:
-                st.image(picture, caption=caption, width="stretch")
+            render_picture((("heatmap", row.heatmap_path), ("image", row.image_path)), caption=caption,
+                           width="stretch")
 
 
 def render_live_pipelines(home: Path) -> None:

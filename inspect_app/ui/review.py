@@ -7,7 +7,6 @@ training data: the Training page can hand them to the next fine-tuning run as a 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -22,6 +21,7 @@ from inspect_app.ui.common import (
     database,
     database_url,
     load_stations,
+    render_picture,
     require_viewing,
     role_hint,
     run_control,
@@ -84,14 +84,11 @@ def load_defect_classes(url: str) -> list[str]:
 def render_item(url: str, item: ReviewItem, classes: list[str]) -> None:
     """One part: picture, what the model said, and the confirm / relabel controls."""
     inspection = item.inspection
-    picture = next((p for p in (inspection.heatmap_path, inspection.image_path) if p and Path(p).is_file()), None)
     with st.container(border=True):
         left, right = st.columns([1, 3])
         with left:
-            if picture is not None:
-                st.image(picture, width=REVIEW_IMAGE_PX)
-            else:
-                st.caption("(image not on this server)")
+            render_picture((("heatmap", inspection.heatmap_path), ("image", inspection.image_path)),
+                           width=REVIEW_IMAGE_PX)
         with right:
             score = "–" if inspection.score is None else f"{inspection.score:.3f}"
             st.markdown(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -20,6 +19,7 @@ from inspect_app.records import TrainingRun
 from inspect_app.storage import Repository, access
 from inspect_app.storage.runs import RunQueue
 from inspect_app.storage.schedules import CRON_HELP
+from inspect_app.ui import files
 from inspect_app.ui.common import (
     CACHE_TTL_S,
     current_user,
@@ -88,12 +88,13 @@ def run_progress(run: TrainingRun) -> float | None:
     return 1.0 if run.status.value == "succeeded" else None
 
 
-def log_tail(path: str | None, lines: int = LOG_TAIL_LINES) -> str | None:
-    """The last ``lines`` lines of a run's log file, or ``None`` when there is none on this server."""
-    if not path or not Path(path).is_file():
-        return None
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        return "".join(deque(fh, maxlen=lines))
+def log_tail(path: str | None, lines: int = LOG_TAIL_LINES) -> tuple[str | None, str | None]:
+    """The last ``lines`` lines of a run's log file, or ``None`` and why it is not shown (``ui.files`` decides)."""
+    served = files.served_text(path, files.served_roots(load_settings()))
+    if served.data is None:
+        return None, served.reason
+    text = served.data.decode("utf-8", errors="replace")
+    return "".join(deque(text.splitlines(keepends=True), maxlen=lines)), None
 
 
 def runs_table(runs: list[TrainingRun]) -> pd.DataFrame:
@@ -158,9 +159,9 @@ def render_runs(url: str) -> None:
                  column_config={"Progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0)})
     chosen = st.selectbox("Log of run", [r.id for r in runs], key="log_run")
     run = next(r for r in runs if r.id == chosen)
-    tail = log_tail(run.log_path)
+    tail, reason = log_tail(run.log_path)
     if tail is None:
-        st.caption("No log on this server yet." if run.log_path is None else f"Log {run.log_path} not found.")
+        st.caption("No log on this server yet." if run.log_path is None else f"Log {run.log_path} not shown: {reason}.")
     else:
         st.code(tail, language="text")
     active_ids = [r.id for r in active]

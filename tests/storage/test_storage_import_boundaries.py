@@ -15,7 +15,7 @@ import inspect_app
 
 PACKAGE_DIR = Path(inspect_app.__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
-THIRD_PARTY_ALLOWED = {"sqlalchemy", "alembic", "streamlit", "pandas", "altair", "argon2", "croniter"}
+THIRD_PARTY_ALLOWED = {"sqlalchemy", "alembic", "streamlit", "pandas", "altair", "argon2", "croniter", "PIL"}
 INSPECT_APP_ALLOWED = ("inspect_app.config", "inspect_app.records", "inspect_app.errors", "inspect_app.storage")
 FORBIDDEN_MODULES = ("torch", "torchvision", "timm", "inspect_app.data", "inspect_app.models", "inspect_app.engine")
 

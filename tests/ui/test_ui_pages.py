@@ -251,7 +251,8 @@ def test_live_shows_last_minute_figures_and_latest_frames(plant: dict) -> None:
     # Only the newest row (20 s old) lies in the last minute.
     assert metrics["Frames (1 min)"] == "1" and metrics["Latency mean"] == "10 ms"
     assert len(at.dataframe[0].value) == len(plant["rows"])
-    assert any("image not on this server" in c.value for c in at.caption)  # NG gallery without files
+    # NG gallery: the rows name /in/*.png, outside the served folders, so no file is sent.
+    assert any("(no picture: image outside the evidence and data folders)" in c.value for c in at.caption)
 
 
 # --- Review ---------------------------------------------------------------------------------------------------------
