@@ -46,7 +46,7 @@ def mask_url(url: str | URL | Engine) -> str:
         url = url.url
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         # Not parseable as a URL: there is no reliable way to find a password in it, so do not echo it at all.
         return "<unparseable database URL>"
 
@@ -125,7 +125,7 @@ def make_engine(url: str | URL) -> Engine:
     """
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise StorageError(f"database URL {mask_url(url)} is not a valid SQLAlchemy URL: {exc}") from exc
     masked = mask_url(parsed)
     kwargs: dict[str, Any] = {"json_serializer": _json_dumps}
