@@ -1,5 +1,5 @@
 """Streamlit dashboard entry point: sign-in in the sidebar and the pages (Overview, Live, Review, Models, Training,
-Drift) through ``st.navigation``.
+Drift, Admin) through ``st.navigation``.
 
 Run with ``streamlit run inspect_app/ui/app.py`` (``inspect-app dashboard``). The database comes from
 ``load_settings().resolved_database_url`` (``INSPECT_DATABASE_URL``, else a SQLite file under ``INSPECT_HOME``). Pages
@@ -32,6 +32,7 @@ PAGES = (
     ("models.py", "Models", ":material/model_training:"),
     ("training.py", "Training", ":material/play_circle:"),
     ("drift.py", "Drift", ":material/ssid_chart:"),
+    ("admin.py", "Admin", ":material/admin_panel_settings:"),
 )
 
 __all__ = ["ALL_STATIONS", "PAGES", "PAGE_TITLE", "PERIODS", "kpi_values", "main", "period_window", "station_filter"]
