@@ -41,6 +41,7 @@ from inspect_app.engine.anomaly import (
 from inspect_app.engine.explain import overlay
 from inspect_app.engine.infer import Inspector
 from inspect_app.engine.onnx_backend import load_inspector
+from inspect_app.engine.screening import raw_level, screen_descriptors
 from inspect_app.models.export import ONNX_FILE, export_model
 
 
@@ -89,6 +90,14 @@ def main() -> int:
         emb, t_backbone = _timed(lambda: [model.embed(b) for b in batches])
         grids, t_search = _timed(lambda: torch.cat([model.scale_patches(model.search_patches(e)) for e in emb]))
         raws, t_maps = _timed(lambda: scores_from_grids(TileGrids(grids, layout, int(tiles.shape[1])), config))
+        # Screened search (engine.screening): the fast list for every part, the checked one for non-OK candidates.
+        inspector = Inspector(args.model, device="cpu")
+        refine_at = raw_level(inspector.threshold - inspector.review_band, float(card.anomaly["raw_center"]),
+                              float(card.anomaly["raw_threshold"]))
+        tile = int(tiles.shape[1])
+        all_emb = torch.cat(emb)
+        (_, refined), t_screen = _timed(lambda: screen_descriptors(model, TileGrids(all_emb, layout, tile), config,
+                                                                   refine_at))
     center, threshold = float(card.anomaly["raw_map_center"]), float(card.anomaly["raw_map_threshold"])
     _, t_heat = _timed(lambda: [overlay(im, normalize(r.heatmap, center, threshold).astype(np.float32))
                                 for im, r in zip(images, raws, strict=True)])
@@ -103,7 +112,8 @@ def main() -> int:
     rows = [("decode", t_decode), ("resize + tiles", t_tiles), ("backbone (PyTorch)", t_backbone)]
     if t_onnx is not None:
         rows.append(("backbone (onnxruntime)", t_onnx))
-    rows += [("neighbour search", t_search), ("maps + score", t_maps), ("heatmap + overlay", t_heat)]
+    rows += [("neighbour search", t_search), (f"screened search + maps ({refined} of {n} parts refined)", t_screen),
+             ("maps + score", t_maps), ("heatmap + overlay", t_heat)]
     print(f"{len(tiles)} tiles ({len(tiles) / n:.2f} per image)")
     print("| stage | ms per image | images/s |")
     print("| --- | --- | --- |")

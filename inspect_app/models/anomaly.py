@@ -285,16 +285,27 @@ class PatchCore(nn.Module):
             x: the images.
             exclude: (N,) bool bank rows to ignore (see ``nearest_distances``).
         """
-        emb = self.embed(x) if self._embedder is None else self._embedder(x)
-        return self.search_patches(emb, exclude)
+        return self.search_patches(self.descriptors(x), exclude)
 
-    def search_patches(self, emb: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
-        """Distance of every descriptor (B, D, h, w) to its nearest bank row, (B, h, w), with the configured search."""
+    def descriptors(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch descriptors (B, D, h, w) from the backbone or, when one is set, the exported embedder."""
+        return self.embed(x) if self._embedder is None else self._embedder(x)
+
+    def search_patches(
+        self, emb: torch.Tensor, exclude: torch.Tensor | None = None, ef_search: int | None = None
+    ) -> torch.Tensor:
+        """Distance of every descriptor (B, D, h, w) to its nearest bank row, (B, h, w), with the configured search.
+
+        Args:
+            emb: the descriptors.
+            exclude: (N,) bool bank rows to ignore (see ``nearest_distances``); searched exactly.
+            ef_search: HNSW candidate list for this call (the tuned one when ``None``); ignored by exact search.
+        """
         b, d, h, w = emb.shape
         flat = emb.permute(0, 2, 3, 1).reshape(-1, d)
         index = self.prepare_search() if exclude is None else None
         if index is not None:
-            return index.search(flat).view(b, h, w)
+            return index.search(flat, ef_search).view(b, h, w)
         if self._bank_sq is None or self._bank_sq.device != self.memory_bank.device:
             self._bank_sq = self.memory_bank.pow(2).sum(1)
         return nearest_distances(flat, self.memory_bank, self._bank_sq, exclude=exclude).view(b, h, w)

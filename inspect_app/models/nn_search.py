@@ -37,6 +37,10 @@ MAX_PROBE_EXCESS = 0.002
 MAX_PROBE_MISSES = 0.002
 MISS_TOLERANCE = 0.02
 MAX_EF_SEARCH = 1024
+# Candidate list of the screening pass (``engine.screening``): every patch is searched with it first, and only parts
+# whose screened score could be other than OK are searched again with the checked (tuned) list. Measured on the
+# Magnetic Tile bank: 3x faster than ef 64; it only ever over-estimates a distance, never under-estimates one.
+SCREEN_EF_SEARCH = 16
 
 
 @functools.cache
@@ -132,10 +136,20 @@ class HnswIndex:
         """The candidate list size in use."""
         return int(self.index.hnsw.efSearch)
 
-    def search(self, queries: torch.Tensor) -> torch.Tensor:
-        """Distance of every (M, D) query row to its (approximately) nearest bank row, (M,) on the queries' device."""
+    def search(self, queries: torch.Tensor, ef_search: int | None = None) -> torch.Tensor:
+        """Distance of every (M, D) query row to its (approximately) nearest bank row, (M,) on the queries' device.
+
+        Args:
+            queries: the query rows.
+            ef_search: candidate list for this call only (the tuned one when ``None``).
+        """
         import faiss
 
         faiss.omp_set_num_threads(torch.get_num_threads())
-        squared, _ = self.index.search(queries.detach().float().cpu().contiguous().numpy(), 1)
+        rows = queries.detach().float().cpu().contiguous().numpy()
+        if ef_search is None:
+            squared, _ = self.index.search(rows, 1)
+        else:
+            # Per-call parameters, so a screening pass never changes what other callers of the graph get.
+            squared, _ = self.index.search(rows, 1, params=faiss.SearchParametersHNSW(efSearch=int(ef_search)))
         return torch.from_numpy(squared[:, 0]).clamp_(min=0.0).sqrt_().to(queries.device)
