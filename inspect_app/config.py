@@ -439,7 +439,9 @@ class PipelineSpec:
         # "decisions", not "on": YAML 1.1 reads a bare ``on`` key as the boolean True.
         if not isinstance(reject, dict) or set(reject) - {"webhook", "command", "decisions"}:
             raise ConfigError(
-                f"pipeline file {str(path)!r}: sinks.reject takes webhook / command / decisions, got {reject!r}"
+                # Keys only: the values may hold the webhook's credentials.
+                f"pipeline file {str(path)!r}: sinks.reject takes webhook / command / decisions, got "
+                f"{sorted(map(str, reject)) if isinstance(reject, dict) else type(reject).__name__}"
             )
         if "path" not in source or "path" not in model:
             raise ConfigError(f"pipeline file {str(path)!r}: source.path and model.path are required")

@@ -28,6 +28,7 @@ from inspect_app.data.image_io import write_image
 from inspect_app.engine.explain import overlay
 from inspect_app.errors import ConfigError, SinkError
 from inspect_app.records import Decision, Inspection, Prediction
+from inspect_app.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +205,10 @@ class ResilientSink:
             close()
 
 
+def _no_url(text: str, url: str) -> str:
+    return text.replace(url, redact_url(url))
+
+
 class RejectHookSink:
     """Sends a reject signal for each NG part to the line's PLC gateway: an HTTP webhook or a local command.
 
@@ -259,9 +264,12 @@ class RejectHookSink:
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                     if not 200 <= response.status < 300:
-                        raise SinkError(f"webhook {self.webhook} answered HTTP {response.status}")
+                        raise SinkError(f"webhook {redact_url(self.webhook)} answered HTTP {response.status}")
             except (urllib.error.URLError, OSError) as exc:
-                raise SinkError(f"webhook {self.webhook} failed: {exc}") from exc
+                # The error text can quote the URL (with its credentials): name the redacted URL and the error's kind.
+                reason = getattr(exc, "reason", None) or exc.__class__.__name__
+                raise SinkError(f"webhook {redact_url(self.webhook)} failed: {_no_url(str(reason), self.webhook)}") \
+                    from exc
             return
         try:
             done = subprocess.run(self.command, input=body, capture_output=True, timeout=self.timeout_s, check=False)

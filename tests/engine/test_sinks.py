@@ -118,3 +118,22 @@ def test_jsonl_sink_appends_across_runs(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["decision"] for r in rows] == ["OK", "NG", "ERROR"]
     assert rows[0]["created_at"].endswith("+00:00")
+
+
+def test_webhook_failures_never_show_its_credentials(
+    plc: _Plc, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    plc.down = True
+    for url in (f"{plc.url}?token=s3cret-token", f"http://127.0.0.1:{closed}/reject?key=s3cret-token"):
+        sink = RejectHookSink(tmp_path / f"spool{len(url)}.jsonl", webhook=url, retries=1, sleep=lambda _s: None)
+        with caplog.at_level("DEBUG"):
+            sink.write(_items([Decision.NG]))
+        assert sink.spooled == 1  # nothing lost
+        assert "token=***" in caplog.text or "key=***" in caplog.text
+        assert "s3cret-token" not in caplog.text
+        caplog.clear()
