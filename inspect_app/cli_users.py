@@ -55,7 +55,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     try:
         check_role(args.role)  # before the prompt: nobody should type a password for a command that will fail
         user = access.create_user(_open_db(args), args.name, args.role, read_new_password(args),
-                                  display_name=args.display_name)
+                                  display_name=args.display_name, shell_actor=actor())
     except ValueError as exc:
         return _refuse(exc)
     print(f"user {user.username} created with role {user.role}")

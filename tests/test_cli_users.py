@@ -129,3 +129,9 @@ def test_bad_names_and_roles_are_one_line_naming_the_allowed_ones(
     assert "'boss'" in line and ROLES_TEXT in line
     assert stdin.read() == "never-used-password\n"
     assert [row[0] for row in _users(home, capsys)] == ["ana", "bob"]
+
+
+def test_users_add_is_audited_as_the_shell_user(home: list[str]) -> None:
+    with _db(home) as db:
+        entries = Repository(db).list_audit(action="user.add")
+    assert sorted((e.actor, e.target) for e in entries) == [("cli:tester", "ana"), ("cli:tester", "bob")]

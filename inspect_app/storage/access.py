@@ -129,11 +129,13 @@ def create_user(
     password: str,
     actor: User | None = None,
     display_name: str | None = None,
+    shell_actor: str | None = None,
 ) -> User:
-    """Create a user with a hashed password.
+    """Create a user with a hashed password, audited (``user.add``) in the same transaction.
 
-    ``actor`` is the signed-in admin when the dashboard creates the user; the CLI passes ``None`` because whoever
-    runs it on the server already owns the database. The repository audits the creation.
+    ``actor`` is the signed-in admin when the dashboard creates the user (checked); the CLI passes ``None`` because
+    whoever runs it on the server already owns the database, and names that shell user as ``shell_actor``
+    (``cli:$USER``) for the audit log.
 
     Raises:
         AccessDeniedError: ``actor`` is given and is not an admin.
@@ -145,10 +147,8 @@ def create_user(
     if not username or not username.strip() or username != username.strip():
         raise ValueError(f"user name {username!r} must be non-empty without surrounding spaces")
     user = User(username=username, role=role, display_name=display_name)
-    Repository(db).add_user(user, password)
-    if actor is not None:
-        Repository(db).audit(AuditEvent(actor=actor.username, action="user.create", target=username,
-                                         details={"role": role}))
+    who = actor.username if actor is not None else shell_actor or "system"
+    Repository(db).add_user(user, password, actor=who)
     return user
 
 

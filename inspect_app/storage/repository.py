@@ -615,8 +615,8 @@ class Repository:
 
     # users -------------------------------------------------------------------------------------------------------
 
-    def add_user(self, user: User, password: str) -> int:
-        """Create a user with an Argon2id hash of ``password``; return the user's id.
+    def add_user(self, user: User, password: str, actor: str = "system") -> int:
+        """Create a user with an Argon2id hash of ``password``, audited as ``actor`` in the same transaction.
 
         Raises:
             ValueError: the role is not one of ``USER_ROLES``, or the password is too short.
@@ -639,7 +639,7 @@ class Repository:
             )
             session.add(row)
             session.flush()
-            self._audit(session, AuditEvent(actor="system", action="user.add", target=user.username,
+            self._audit(session, AuditEvent(actor=actor, action="user.add", target=user.username,
                                             details={"role": user.role}))
             return row.id
 

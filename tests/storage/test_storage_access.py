@@ -68,7 +68,10 @@ def test_create_user_checks_role_name_and_actor(db: Database) -> None:
     with pytest.raises(AccessDeniedError):
         access.create_user(db, "y", "viewer", PASSWORD, actor=_user("engineer"))
     access.create_user(db, "z", "viewer", PASSWORD, actor=_user("admin"))
-    assert Repository(db).list_audit(action="user.create")[0].actor == "admin-1"
+    access.create_user(db, "w", "viewer", PASSWORD, shell_actor="cli:ops")
+    # One entry per creation, naming who created the user (the admin, or the shell user of the CLI).
+    assert [(e.actor, e.target) for e in Repository(db).list_audit(action="user.add")] == [
+        ("cli:ops", "w"), ("admin-1", "z")]
     with pytest.raises(StorageError, match="'z' already exists"):
         access.create_user(db, "z", "viewer", PASSWORD)
 
