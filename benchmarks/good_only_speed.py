@@ -41,7 +41,7 @@ from inspect_app.engine.anomaly import (
 from inspect_app.engine.explain import overlay
 from inspect_app.engine.infer import Inspector
 from inspect_app.engine.onnx_backend import load_inspector
-from inspect_app.engine.screening import raw_level, screen_descriptors
+from inspect_app.engine.screening import refine_level, screen_descriptors
 from inspect_app.models.export import ONNX_FILE, export_model
 
 
@@ -92,7 +92,7 @@ def main() -> int:
         raws, t_maps = _timed(lambda: scores_from_grids(TileGrids(grids, layout, int(tiles.shape[1])), config))
         # Screened search (engine.screening): the fast list for every part, the checked one for non-OK candidates.
         inspector = Inspector(args.model, device="cpu")
-        refine_at = raw_level(inspector.threshold - inspector.review_band, float(card.anomaly["raw_center"]),
+        refine_at = refine_level(inspector.threshold - inspector.review_band, float(card.anomaly["raw_center"]),
                               float(card.anomaly["raw_threshold"]))
         tile = int(tiles.shape[1])
         all_emb = torch.cat(emb)

@@ -13,7 +13,7 @@ from inspect_app.data.presets import fit_square, to_chw_uint8
 from inspect_app.engine.anomaly import ANOMALY_CLASS, ANOMALY_KIND, load_anomaly_model, normalize
 from inspect_app.engine.device import resolve_device
 from inspect_app.engine.explain import normalize_map
-from inspect_app.engine.screening import raw_level, score_screened
+from inspect_app.engine.screening import refine_level, score_screened
 from inspect_app.engine.thresholds import check_threshold, decide
 from inspect_app.errors import ConfigError
 from inspect_app.models.checkpoint import ModelCard, load_checkpoint, read_card
@@ -110,7 +110,7 @@ class Inspector:
         map_threshold = float(self.card.anomaly.get("raw_map_threshold", raw_threshold))
         out = []
         # Parts screened below the lowest non-OK score are OK under exact search too (``engine.screening``).
-        refine_at = raw_level(self.threshold - self.review_band, center, raw_threshold)
+        refine_at = refine_level(self.threshold - self.review_band, center, raw_threshold)
         for raw in score_screened(self.model, images, self.anomaly_config, refine_at):
             score = float(normalize(raw.score, center, raw_threshold))
             decision = decide(score, self.threshold, self.review_band)

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 from inspect_app.engine.anomaly import (
-    CENTER_UNITS,
     AnomalyConfig,
     RawScore,
     TileGrids,
     _tiled,
     _to_device,
+    denormalize,
     score_raw,
     scores_from_grids,
 )
@@ -33,15 +33,13 @@ from inspect_app.models.nn_search import SCREEN_EF_SEARCH
 logger = logging.getLogger(__name__)
 
 
-def raw_level(score: float, center: float, threshold: float) -> float:
-    """The raw score whose normalised score (``engine.anomaly.normalize``) is ``score``; ±inf outside (0, 1)."""
+def refine_level(score: float, center: float, threshold: float) -> float:
+    """The raw score from which parts are searched again: ``denormalize`` of ``score``, ±inf outside (0, 1)."""
     if score <= 0.0:
         return -math.inf
     if score >= 1.0:
         return math.inf
-    y = 2.0 * score - 1.0
-    x = y / (1.0 - abs(y))
-    return threshold + x * (threshold - center) / CENTER_UNITS
+    return denormalize(score, center, threshold)
 
 
 @torch.inference_mode()

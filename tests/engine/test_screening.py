@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from inspect_app.engine.anomaly import AnomalyConfig, TileGrids, normalize, scores_from_grids
-from inspect_app.engine.screening import raw_level, screen_descriptors
+from inspect_app.engine.screening import refine_level, screen_descriptors
 from inspect_app.models.anomaly import PatchCore
 from inspect_app.models.factory import IMAGENET_MEAN, IMAGENET_STD
 from inspect_app.models.nn_search import SCREEN_EF_SEARCH
@@ -17,13 +17,13 @@ from inspect_app.models.nn_search import SCREEN_EF_SEARCH
 TILE, GRID = 32, 8
 
 
-def test_raw_level_inverts_the_score_normalisation() -> None:
+def test_refine_level_is_the_raw_score_of_the_normalised_one() -> None:
     center, threshold = 31.9, 44.1
     for raw in (-50.0, 0.0, 31.9, 38.4, 44.1, 60.0, 400.0):
         score = float(normalize(raw, center, threshold))
-        assert raw_level(score, center, threshold) == pytest.approx(raw, rel=1e-9, abs=1e-9)
-    assert raw_level(0.5, center, threshold) == pytest.approx(threshold)
-    assert raw_level(0.0, center, threshold) == -math.inf and raw_level(1.0, center, threshold) == math.inf
+        assert refine_level(score, center, threshold) == pytest.approx(raw, rel=1e-9, abs=1e-9)
+    assert refine_level(0.5, center, threshold) == pytest.approx(threshold)
+    assert refine_level(0.0, center, threshold) == -math.inf and refine_level(1.0, center, threshold) == math.inf
 
 
 def _clustered(rows: int, dim: int, gen: torch.Generator, spread: float = 1.0) -> torch.Tensor:
