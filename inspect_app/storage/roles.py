@@ -328,7 +328,8 @@ def create_roles(
                 text("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()")
             ).scalar()
     except (DBAPIError, engine.dialect.loaded_dbapi.Error) as exc:
-        message = str(getattr(exc, "orig", None) or exc).strip()
+        # One line: drivers add hints on lines of their own.
+        message = " ".join(str(getattr(exc, "orig", None) or exc).split())
         for secret in secrets:
             message = message.replace(secret, "***")
         raise StorageError(f"cannot create roles {owner!r} and {app!r} on {mask_url(parsed)}: {message}") from exc

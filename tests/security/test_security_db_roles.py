@@ -261,3 +261,30 @@ def test_an_app_role_that_owned_the_tables_loses_ownership(roles_db, capsys) -> 
             connection.execute(text(f'DROP ROLE IF EXISTS "{legacy}"'))
             connection.execute(text(f'DROP ROLE IF EXISTS "{owner}"'))
         admin.dispose()
+
+
+@pytest.mark.parametrize(
+    ("extra_env", "app", "named"),
+    [
+        ({"INSPECT_DB_OWNER_PASSWORD": OWNER_PASSWORD}, "fresh_app_without_password", "INSPECT_DB_APP_PASSWORD"),
+        ({"INSPECT_DB_OWNER_PASSWORD": OWNER_PASSWORD, "INSPECT_DB_APP_PASSWORD": APP_PASSWORD}, "postgres",
+         "superuser"),
+    ],
+)
+def test_refusals_against_a_server_are_one_line(roles_db, capsys, monkeypatch, extra_env, app, named) -> None:
+    """A new role without a password, or a superuser named as the app role: one line, exit 2, nothing changed."""
+    for name in ("INSPECT_DB_OWNER_PASSWORD", "INSPECT_DB_APP_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in extra_env.items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    assert main(["db", "create-roles", "--admin-url", roles_db.admin_url, "--owner", roles_db.owner,
+                 "--app", app]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], captured.err
+    assert not captured.out
+    with create_engine(roles_db.admin_url).connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM pg_roles WHERE rolname = :r"), {"r": app}).scalar() \
+            == (1 if app == "postgres" else 0)
+        assert connection.execute(text("SELECT rolsuper FROM pg_roles WHERE rolname = 'postgres'")).scalar()
