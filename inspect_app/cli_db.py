@@ -75,10 +75,11 @@ def cmd_db_create_roles(args: argparse.Namespace) -> int:
         print(f"{kind} role {role}: {state}, {password}")
     moved = f"; now owned by it: {', '.join(report.reassigned)}" if report.reassigned else ""
     print(f"schema {report.schema} belongs to {report.owner}{moved}")
-    limited = ", ".join(f"{'/'.join(p)} on {t}" for t, p in APP_TABLE_PRIVILEGES.items() if t in report.tables)
+    limited = ", ".join(f"{'/'.join(p)} on {t}" for t, p in APP_TABLE_PRIVILEGES.items())
     others = len([t for t in report.tables if t not in APP_TABLE_PRIVILEGES])
-    print(f"{report.app} may {'/'.join(ROW_PRIVILEGES)} on {others} table(s)"
-          + (f", {limited}" if limited else "") + "; it cannot alter, truncate or drop tables, or create any")
+    scope = f"{others} table(s)" if report.tables else "the tables `db upgrade` creates"
+    print(f"{report.app} may {'/'.join(ROW_PRIVILEGES)} on {scope}, only {limited}; "
+          "it cannot alter, truncate or drop tables, or create any")
     for warning in report.warnings:
         print(f"warning: {warning}")
     for role, password in generated.items():
