@@ -1,7 +1,7 @@
 """``inspect-app db create-roles`` and the owner URL that ``db upgrade``/``db downgrade`` migrate with.
 
 Kept apart from ``cli.py`` like ``cli_users``. On PostgreSQL the schema belongs to an owner role that runs the
-migrations, and the application connects with a role that can only read and write rows (``storage.roles``). URLs
+migrations, and the application connects with a role that can only read and write rows (``storage.db_roles``). URLs
 and passwords come from the environment by preference: a flag's value is visible to every user of the machine in
 the process list. No password is printed or logged, except one generated on request, printed once.
 """
@@ -51,7 +51,7 @@ def _refuse(message: str) -> int:
 def cmd_db_create_roles(args: argparse.Namespace) -> int:
     """Create the owner and application roles on PostgreSQL (idempotent) and print what the app may do."""
     from inspect_app.storage.db import mask_url
-    from inspect_app.storage.roles import APP_TABLE_PRIVILEGES, ROW_PRIVILEGES, MissingPasswordError, create_roles
+    from inspect_app.storage.db_roles import APP_TABLE_PRIVILEGES, ROW_PRIVILEGES, MissingPasswordError, create_roles
 
     admin_url = args.admin_url or os.environ.get(ADMIN_URL_ENV)
     if not admin_url:

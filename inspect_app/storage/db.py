@@ -31,7 +31,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from inspect_app.errors import StorageError
-from inspect_app.storage.roles import apply_app_privileges
+from inspect_app.storage.db_roles import apply_app_privileges
 
 logger = logging.getLogger(__name__)
 

@@ -288,3 +288,21 @@ def test_refusals_against_a_server_are_one_line(roles_db, capsys, monkeypatch, e
         assert connection.execute(text("SELECT count(*) FROM pg_roles WHERE rolname = :r"), {"r": app}).scalar() \
             == (1 if app == "postgres" else 0)
         assert connection.execute(text("SELECT rolsuper FROM pg_roles WHERE rolname = 'postgres'")).scalar()
+
+
+def test_tables_a_later_migration_creates_are_granted(roles_db, app_db: Database) -> None:
+    """A table the owner creates after create-roles (as a later migration would) is readable and writable by the
+    app through the default privileges, and ``db upgrade`` re-applies the policy (audit_log stays SELECT/INSERT)."""
+    owner = create_engine(roles_db.owner_url)
+    try:
+        with owner.begin() as connection:
+            connection.execute(text("CREATE TABLE later_table (id serial PRIMARY KEY, note text)"))
+        with app_db.engine.begin() as connection:
+            connection.execute(text("INSERT INTO later_table (note) VALUES ('x')"))
+            assert connection.execute(text("SELECT count(*) FROM later_table")).scalar() == 1
+        assert main(["--db", roles_db.app_url, "db", "upgrade", "--owner-url", roles_db.owner_url]) == 0
+        assert "permission denied" in _refused(roles_db, "UPDATE audit_log SET actor = 'x'")
+    finally:
+        with owner.begin() as connection:
+            connection.execute(text("DROP TABLE IF EXISTS later_table"))
+        owner.dispose()

@@ -295,7 +295,7 @@ def create_roles(
     """Create (or bring up to date) the owner and application roles, in one transaction; safe to run again.
 
     Args:
-        admin_url: ``postgresql+psycopg://`` URL of a superuser (or the database owner with ``CREATEROLE``).
+        admin_url: ``postgresql+psycopg://`` URL of a superuser (it creates roles and changes owners).
         owner: the role that owns ``schema`` and runs migrations (``db upgrade --owner-url``).
         app: the role the dashboard, pipelines and workers connect as.
         owner_password, app_password: set as the role's password; ``None`` keeps an existing role's password
