@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from inspect_app.cli_db import add_owner_url_option, add_role_commands, migration_url
 from inspect_app.cli_lifecycle import add_lifecycle_commands, queue_training, register_finetune_pipeline
 from inspect_app.cli_users import add_user_commands
 from inspect_app.config import PipelineSpec, Settings, TrainConfig, load_recipe, load_settings, read_yaml
@@ -404,10 +405,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    """Apply database migrations up to the latest revision."""
+    """Apply database migrations up to the latest revision (as the owner role with --owner-url)."""
     from inspect_app.storage.db import upgrade
 
-    url = _settings(args).resolved_database_url
+    url = migration_url(args, _settings(args).resolved_database_url)
     upgrade(url)
     print(f"database {_shown(url)} is at the latest schema")
     return 0
@@ -417,7 +418,7 @@ def cmd_db_downgrade(args: argparse.Namespace) -> int:
     """Revert database migrations down to a revision."""
     from inspect_app.storage.db import downgrade, mask_url
 
-    url = _settings(args).resolved_database_url
+    url = migration_url(args, _settings(args).resolved_database_url)
     downgrade(url, args.revision)
     print(f"database {mask_url(url)} downgraded to {args.revision}")
     return 0
@@ -625,9 +626,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)
     p = db.add_parser("upgrade", help="apply migrations")
+    add_owner_url_option(p)
     p.set_defaults(func=cmd_db_upgrade)
     p = db.add_parser("downgrade", help="revert migrations to a revision (e.g. 0001, -1, base)")
     p.add_argument("revision")
+    add_owner_url_option(p)
     p.set_defaults(func=cmd_db_downgrade)
     p = db.add_parser("current", help="show the schema revision")
     p.set_defaults(func=cmd_db_current)
@@ -636,6 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-files", action="store_true", help="delete the rows only, keep image and heatmap files")
     p.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
     p.set_defaults(func=cmd_db_purge)
+    add_role_commands(db)
 
     models = sub.add_parser("models", help="model versions").add_subparsers(dest="models_command", required=True)
     p = models.add_parser("list", help="list model versions")

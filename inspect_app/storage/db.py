@@ -31,6 +31,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from inspect_app.errors import StorageError
+from inspect_app.storage.db_roles import apply_app_privileges
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +184,8 @@ def _migrate(url_or_engine: str | URL | Engine, revision: str, direction: str) -
                 cfg.attributes["connection"] = connection
                 if direction == "upgrade":
                     command.upgrade(cfg, revision)
+                    # Run as the owner role, this grants the application role its privileges on new tables.
+                    apply_app_privileges(connection)
                 else:
                     command.downgrade(cfg, revision)
         except CommandError as exc:
