@@ -174,6 +174,10 @@ def _engine_for(url_or_engine: str | URL | Engine) -> Iterator[Engine]:
         engine.dispose()
 
 
+# PostgreSQL's SQLSTATE for "permission denied".
+INSUFFICIENT_PRIVILEGE = "42501"
+
+
 def _migrate(url_or_engine: str | URL | Engine, revision: str, direction: str) -> None:
     """Run ``alembic upgrade``/``downgrade`` to ``revision`` on one connection inside one transaction."""
     with _engine_for(url_or_engine) as engine:
@@ -191,8 +195,13 @@ def _migrate(url_or_engine: str | URL | Engine, revision: str, direction: str) -
         except CommandError as exc:
             raise StorageError(f"cannot {direction} database {masked} to revision {revision!r}: {exc}") from exc
         except SQLAlchemyError as exc:
+            hint = ""
+            if getattr(getattr(exc, "orig", None), "sqlstate", None) == INSUFFICIENT_PRIVILEGE:
+                # The application role cannot change the schema, by design: the owner migrates.
+                hint = ("; this role may not change the schema: run `inspect-app db upgrade --owner-url URL` "
+                        "as the schema owner (see `inspect-app db create-roles`)")
             raise StorageError(
-                f"cannot {direction} database {masked} to revision {revision!r}: {_describe(exc, engine.url)}"
+                f"cannot {direction} database {masked} to revision {revision!r}: {_describe(exc, engine.url)}{hint}"
             ) from exc
         logger.debug("database %s: %s to %s done", masked, direction, revision)
 

@@ -306,3 +306,18 @@ def test_tables_a_later_migration_creates_are_granted(roles_db, app_db: Database
         with owner.begin() as connection:
             connection.execute(text("DROP TABLE IF EXISTS later_table"))
         owner.dispose()
+
+
+def test_an_app_role_behind_the_schema_is_told_to_migrate_as_the_owner(roles_db, app_db: Database) -> None:
+    from inspect_app.errors import StorageError
+    from inspect_app.storage.db import downgrade, upgrade
+
+    downgrade(roles_db.owner_url, "-1")
+    try:
+        with pytest.raises(StorageError) as refused:
+            Database.open(roles_db.app_url)
+        message = str(refused.value)
+        assert "--owner-url" in message and "schema owner" in message
+        assert APP_PASSWORD not in message and len(message.splitlines()) == 1
+    finally:
+        upgrade(roles_db.owner_url)
