@@ -26,14 +26,10 @@ import torch
 
 from inspect_app.data.anomaly_sets import magnetic_tile
 from inspect_app.data.image_io import read_image
-from inspect_app.engine.anomaly import (
-    AnomalyConfig,
-    GoodOnlyData,
-    evaluate_anomaly,
-    fit_anomaly,
-    greedy_k_center,
-    score_raw,
-)
+from inspect_app.engine.anomaly import GoodOnlyData, evaluate_anomaly, fit_anomaly
+from inspect_app.engine.anomaly_config import AnomalyConfig
+from inspect_app.engine.anomaly_scoring import score_raw
+from inspect_app.engine.coreset import greedy_k_center
 from inspect_app.engine.metrics import escape_rate, false_reject_rate
 from inspect_app.models.checkpoint import load_checkpoint
 

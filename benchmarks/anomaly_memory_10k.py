@@ -26,7 +26,8 @@ from anomaly_magnetic_tile import DEFAULT_ROOT  # the sibling benchmark script: 
 
 from inspect_app.data.anomaly_sets import magnetic_tile
 from inspect_app.data.image_io import read_image, write_image
-from inspect_app.engine.anomaly import AnomalyConfig, _batches, extend_bank
+from inspect_app.engine.anomaly import _batches, extend_bank
+from inspect_app.engine.anomaly_config import AnomalyConfig
 from inspect_app.models.anomaly import PatchCore
 from inspect_app.models.factory import backbone_normalization
 

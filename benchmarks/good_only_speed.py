@@ -30,14 +30,8 @@ import torch
 
 from inspect_app.data.folders import list_images
 from inspect_app.data.image_io import read_image
-from inspect_app.engine.anomaly import (
-    TileGrids,
-    _tiled,
-    _to_device,
-    load_anomaly_model,
-    normalize,
-    scores_from_grids,
-)
+from inspect_app.engine.anomaly import load_anomaly_model
+from inspect_app.engine.anomaly_scoring import TileGrids, _tiled, _to_device, normalize, scores_from_grids
 from inspect_app.engine.explain import overlay
 from inspect_app.engine.infer import Inspector
 from inspect_app.engine.onnx_backend import load_inspector

@@ -233,7 +233,8 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 def _train_anomaly(args: argparse.Namespace, settings: Settings) -> int:
     """Fit (or with --update extend) a good-only anomaly model and register it."""
     from inspect_app.data.folders import list_images
-    from inspect_app.engine.anomaly import AnomalyConfig, fit_anomaly, scan_good_only, update_anomaly
+    from inspect_app.engine.anomaly import fit_anomaly, scan_good_only, update_anomaly
+    from inspect_app.engine.anomaly_config import AnomalyConfig
 
     name = args.name or time.strftime("anomaly-%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else settings.models_dir / name

@@ -29,7 +29,7 @@ from inspect_app.data.anomaly_sets import read_mask
 from inspect_app.data.folders import find_good_class
 from inspect_app.data.image_io import read_image, write_image
 from inspect_app.data.layouts import load_dataset
-from inspect_app.engine.anomaly import expected_label
+from inspect_app.engine.anomaly_config import expected_label
 from inspect_app.engine.explain import overlay
 from inspect_app.engine.infer import Inspector
 from inspect_app.engine.metrics import (

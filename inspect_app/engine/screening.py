@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from inspect_app.engine.anomaly import (
-    AnomalyConfig,
+from inspect_app.engine.anomaly_config import AnomalyConfig
+from inspect_app.engine.anomaly_scoring import (
     RawScore,
     TileGrids,
     _tiled,

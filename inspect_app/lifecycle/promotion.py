@@ -18,7 +18,7 @@ import numpy as np
 from inspect_app.config import PromotionPolicy
 from inspect_app.data.folders import Item
 from inspect_app.data.image_io import read_image
-from inspect_app.engine.anomaly import expected_label
+from inspect_app.engine.anomaly_config import expected_label
 from inspect_app.engine.infer import Inspector
 from inspect_app.engine.metrics import escape_rate, roc_auc, threshold_for_false_reject
 from inspect_app.errors import DatasetError

@@ -14,25 +14,25 @@ from inspect_app.data.anomaly_sets import EvalImage
 from inspect_app.data.image_io import write_image
 from inspect_app.data.synthetic import synthesize
 from inspect_app.engine.anomaly import (
-    LEGACY_CARD_DEFAULTS,
-    MIN_SCALE_TILES,
-    AnomalyConfig,
-    BankBuilder,
     GoodOnlyData,
-    TileGrids,
     calibration,
-    denormalize,
     evaluate_anomaly,
     fit_anomaly,
-    greedy_coreset,
+    scan_good_only,
+    update_anomaly,
+)
+from inspect_app.engine.anomaly_config import LEGACY_CARD_DEFAULTS, AnomalyConfig
+from inspect_app.engine.anomaly_scoring import (
+    MIN_SCALE_TILES,
+    TileGrids,
+    denormalize,
     normalize,
     patch_grids,
     position_scale,
-    scan_good_only,
     score_raw,
     top_fraction_mean,
-    update_anomaly,
 )
+from inspect_app.engine.coreset import BankBuilder, greedy_coreset
 from inspect_app.engine.infer import Inspector
 from inspect_app.engine.metrics import roc_auc, threshold_for_escape_rate
 from inspect_app.errors import ConfigError, DatasetError
@@ -465,7 +465,7 @@ def test_the_reload_check_fails_the_training_when_the_saved_model_scores_otherwi
 
 
 def test_geometry_tiles_long_parts_and_keeps_near_square_ones_square() -> None:
-    from inspect_app.engine.anomaly import choose_geometry
+    from inspect_app.engine.anomaly_config import choose_geometry
 
     tall, info = choose_geometry([(500, 1250)] * 5, AnomalyConfig())
     assert tall.resize == "keep_aspect" and info["median_aspect"] == 2.5 and "tiled" in info["reason"]

@@ -56,7 +56,8 @@ def good_only(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[np.n
     from inspect_app.data.folders import list_images
     from inspect_app.data.image_io import read_image
     from inspect_app.data.synthetic import generate_sample_data
-    from inspect_app.engine.anomaly import AnomalyConfig, GoodOnlyData, fit_anomaly
+    from inspect_app.engine.anomaly import GoodOnlyData, fit_anomaly
+    from inspect_app.engine.anomaly_config import AnomalyConfig
 
     root = tmp_path_factory.mktemp("good-only")
     generate_sample_data(root / "data", seed=11, per_class={"good": 16, "pit": 3, "scratch": 3}, incoming=6, size=96)

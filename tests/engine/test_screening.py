@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from inspect_app.engine.anomaly import AnomalyConfig, TileGrids, normalize, scores_from_grids
+from inspect_app.engine.anomaly_config import AnomalyConfig
+from inspect_app.engine.anomaly_scoring import TileGrids, normalize, scores_from_grids
 from inspect_app.engine.screening import refine_level, screen_descriptors
 from inspect_app.models.anomaly import PatchCore
 from inspect_app.models.factory import IMAGENET_MEAN, IMAGENET_STD

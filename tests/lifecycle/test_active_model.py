@@ -32,7 +32,8 @@ def two_models(tiny_sets: dict[str, Path], tmp_path_factory: pytest.TempPathFact
 def two_good_only_models(tiny_sets: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Two real good-only checkpoints fitted on the tiny set's good images (different coresets)."""
     from inspect_app.data.folders import list_images
-    from inspect_app.engine.anomaly import AnomalyConfig, GoodOnlyData, fit_anomaly
+    from inspect_app.engine.anomaly import GoodOnlyData, fit_anomaly
+    from inspect_app.engine.anomaly_config import AnomalyConfig
 
     root = tmp_path_factory.mktemp("good-only")
     good = GoodOnlyData(tuple(list_images(tiny_sets["train"] / "good")))

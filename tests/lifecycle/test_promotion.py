@@ -53,7 +53,8 @@ def test_policy_and_spec_reject_bad_values_by_name() -> None:
 def test_a_good_only_champion_is_judged_on_anomaly_for_every_defect_class(tiny_sets, tmp_path) -> None:
     from inspect_app.data.folders import ClassFolderLayout
     from inspect_app.data.image_io import read_image
-    from inspect_app.engine.anomaly import AnomalyConfig, GoodOnlyData, expected_label, fit_anomaly
+    from inspect_app.engine.anomaly import GoodOnlyData, fit_anomaly
+    from inspect_app.engine.anomaly_config import AnomalyConfig, expected_label
     from inspect_app.engine.infer import Inspector
     from inspect_app.lifecycle.promotion import evaluate_model
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inspect_app.engine.anomaly import AnomalyConfig
+from inspect_app.engine.anomaly_config import AnomalyConfig
 from inspect_app.errors import ConfigError
 from inspect_app.models import nn_search
 from inspect_app.models.anomaly import PatchCore, nearest_distances

@@ -1,0 +1,201 @@
+"""Scoring with a fitted PatchCore: tiles, patch grids, maps, the image score and its normalisation."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from inspect_app.data.tiling import (
+    cut_tiles,
+    flatten_field,
+    resize_to,
+    standardize_intensity,
+    target_shape,
+)
+from inspect_app.engine.anomaly_config import (
+    AUTO_RESIZE,
+    AnomalyConfig,
+    auto_resize,
+)
+from inspect_app.models.anomaly import (
+    PatchCore,
+    gaussian_blur,
+    stitch,
+    upsample_patches,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RawScore:
+    """Un-normalised anomaly evidence for one image.
+
+    Attributes:
+        score: image score (mean of the hottest ``score_top_fraction`` of the smoothed map).
+        peak: the map's hottest value.
+        heatmap: (H', W') float32 smoothed distance map at the resized image's size.
+    """
+
+    score: float
+    peak: float
+    heatmap: np.ndarray
+
+
+def top_fraction_mean(values: torch.Tensor, fraction: float) -> float:
+    """Mean of the largest ``fraction`` of ``values`` (at least one value; 0 gives the maximum)."""
+    flat = values.reshape(-1)
+    count = max(1, min(flat.numel(), round(fraction * flat.numel())))
+    return float(flat.topk(count).values.mean())
+
+
+def _to_device(tiles: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(T, t, t, 3) uint8 tiles → (T, 3, t, t) float [0, 1] on the device (convert after the 4x smaller copy)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(tiles.transpose(0, 3, 1, 2)))
+    return tensor.to(device, non_blocking=True).float().div_(255.0)
+
+
+def _tiled(images: Sequence[np.ndarray], config: AnomalyConfig) -> tuple[np.ndarray, list[tuple[int, Any, Any]]]:
+    """All tiles of all images stacked, and per image (tile count, origins, resized shape)."""
+    all_tiles = []
+    layout = []
+    for image in images:
+        # A fitted model's card holds the resolved mode; a recipe still at ``auto`` is resolved per image.
+        resize = config.resize if config.resize != AUTO_RESIZE else auto_resize(image.shape[0], image.shape[1])
+        if config.flat_field > 0:
+            # At the size the tiles are cut from (cut_tiles then leaves it as is): the field is smooth, so this
+            # equals flattening the full image, without the full-size float passes on a large camera frame.
+            shape = target_shape(image.shape[0], image.shape[1], config.input_size, resize, config.tile_scale)
+            image = flatten_field(resize_to(image, shape), config.flat_field)
+        if config.standardize:
+            image = standardize_intensity(image)
+        tiles, origins, shape = cut_tiles(image, config.input_size, resize, config.tile_scale, config.tile_overlap)
+        all_tiles.append(tiles)
+        layout.append((len(tiles), origins, shape))
+    return np.concatenate(all_tiles), layout
+
+
+@dataclass(frozen=True)
+class TileGrids:
+    """Patch-grid distances of the tiles of some images, and where the tiles lie.
+
+    Attributes:
+        grids: (T, h, w) patch distances of all tiles, in image order.
+        layout: per image (tile count, tile origins, resized image shape).
+        tile: tile side in pixels.
+    """
+
+    grids: torch.Tensor
+    layout: list[tuple[int, Any, Any]]
+    tile: int
+
+
+@torch.inference_mode()
+def patch_grids(
+    model: PatchCore, images: Sequence[np.ndarray], config: AnomalyConfig, exclude: torch.Tensor | None = None,
+    scaled: bool = True,
+) -> TileGrids:
+    """Patch distances of every tile of the images, tiles batched across images.
+
+    Args:
+        model: a fitted PatchCore.
+        images: HxWx3 uint8 RGB images.
+        config: its recipe (tiling, search, batch size).
+        exclude: (N,) bool bank rows to ignore for every image here (leave-one-out calibration).
+        scaled: divide by the model's patch scale (``False`` gives the distances the scale is computed from).
+    """
+    device = model.mean.device
+    model.configure_search(config.nn_search, config.hnsw_ef_search)
+    tiles, layout = _tiled(images, config)
+    distances = model.patch_scores if scaled else model.patch_distances
+    grids = torch.cat([
+        distances(_to_device(tiles[i : i + config.batch_size], device), exclude)
+        for i in range(0, len(tiles), config.batch_size)
+    ])
+    return TileGrids(grids, layout, int(tiles.shape[1]))
+
+
+@torch.inference_mode()
+def scores_from_grids(tiles: TileGrids, config: AnomalyConfig) -> list[RawScore]:
+    """Image scores and smoothed maps: each tile's grid upsampled to the tile, stitched, smoothed and summarised."""
+    out: list[RawScore] = []
+    start = 0
+    for count, origins, shape in tiles.layout:
+        maps = upsample_patches(tiles.grids[start : start + count], (tiles.tile, tiles.tile))
+        start += count
+        full = stitch(maps, origins, shape)
+        smooth = gaussian_blur(full[None, None], config.blur_sigma * config.tile_scale)[0, 0]
+        out.append(RawScore(score=top_fraction_mean(smooth, config.score_top_fraction), peak=float(smooth.max()),
+                            heatmap=smooth.cpu().numpy().astype(np.float32)))
+    return out
+
+
+def score_raw(
+    model: PatchCore, images: Sequence[np.ndarray], config: AnomalyConfig, exclude: torch.Tensor | None = None
+) -> list[RawScore]:
+    """Raw image scores and smoothed maps for HxWx3 uint8 RGB images.
+
+    Args:
+        model: a fitted PatchCore.
+        images: the images.
+        config: its recipe (tiling, smoothing, image score).
+        exclude: (N,) bool bank rows to ignore for every image here (leave-one-out calibration).
+    """
+    if not images:
+        return []
+    return scores_from_grids(patch_grids(model, images, config, exclude), config)
+
+
+# A per-position level estimated from fewer tiles would follow those few images' own defects and texture.
+MIN_SCALE_TILES = 32
+
+
+def position_scale(tiles: Sequence[TileGrids]) -> torch.Tensor | None:
+    """Expected good distance per grid position, relative to its mean over positions, from good images' tiles.
+
+    Lightly smoothed (one patch) and floored, so a position never divides by a value near zero. ``None`` when there
+    are fewer than ``MIN_SCALE_TILES`` tiles to estimate it from.
+
+    Args:
+        tiles: unscaled patch distances of held-out good images (``patch_grids(..., scaled=False)``).
+    """
+    grids = torch.cat([t.grids for t in tiles]) if tiles else torch.empty(0)
+    if grids.shape[0] < MIN_SCALE_TILES:
+        return None
+    level = gaussian_blur(grids.float().mean(0)[None, None], 1.0)[0, 0]
+    return (level / level.mean()).clamp(min=0.25)
+
+
+# A typical good part (the centre) scores 0.1: x = -4 in ``normalize``.
+CENTER_UNITS = 4.0
+SCORE_UNITS = ("score = 0.5 + 0.5 x / (1 + |x|), x = 4 (raw_score - raw_threshold) / (raw_threshold - raw_center); "
+               "raw_score is the image's patch distance to the memory bank")
+
+
+def normalize(raw: np.ndarray | float, center: float, threshold: float) -> np.ndarray | float:
+    """Map raw scores (or maps) into (0, 1), the raw threshold at exactly 0.5, strictly increasing everywhere.
+
+    ``0.5 + 0.5 x / (1 + |x|)`` with ``x = CENTER_UNITS (raw - threshold) / (threshold - center)``: unlike a clip,
+    no two raw scores share a value (float64 keeps them apart up to x of about 1e15), so NG parts keep their order
+    and a threshold can be moved anywhere; unlike a logistic, the tail is too slow to round to exactly 1.
+    """
+    scale = max(threshold - center, 1e-6 * max(1.0, abs(threshold))) / CENTER_UNITS
+    x = (np.asarray(raw, dtype=np.float64) - threshold) / scale
+    return 0.5 + 0.5 * x / (1.0 + np.abs(x))
+
+
+def denormalize(score: float, center: float, threshold: float) -> float:
+    """The raw score that ``normalize`` maps to ``score`` (in (0, 1)): the inverse, for thresholds set by hand."""
+    if not 0.0 < score < 1.0:
+        raise ValueError(f"normalised score {score!r} must lie strictly between 0 and 1")
+    y = 2.0 * score - 1.0
+    x = y / (1.0 - abs(y))
+    scale = max(threshold - center, 1e-6 * max(1.0, abs(threshold))) / CENTER_UNITS
+    return threshold + x * scale
+
+
