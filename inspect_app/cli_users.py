@@ -62,7 +62,8 @@ def ensure_first_admin(url: str) -> str:
 
     with Database.open(url) as db:
         if Repository(db).list_users():
-            return "sign in to the dashboard with your user (inspect-app users list shows them)"
+            return ("sign in to the dashboard with your user (inspect-app users list shows them; "
+                    "inspect-app users reset-password NAME sets a forgotten password)")
         password = secrets.token_urlsafe(12)
         access.create_user(db, FIRST_ADMIN, "admin", password)
     return (f"created the first dashboard user {FIRST_ADMIN!r} (role admin); sign in with password {password}\n"
