@@ -17,7 +17,7 @@ from pathlib import Path
 
 from inspect_app.cli_db import add_owner_url_option, add_role_commands, migration_url
 from inspect_app.cli_lifecycle import add_lifecycle_commands, queue_training, register_finetune_pipeline
-from inspect_app.cli_users import add_user_commands
+from inspect_app.cli_users import add_user_commands, ensure_first_admin
 from inspect_app.config import PipelineSpec, Settings, TrainConfig, load_recipe, load_settings, read_yaml
 from inspect_app.errors import ConfigError, InspectAppError
 from inspect_app.log import setup_logging
@@ -26,6 +26,8 @@ from inspect_app.records import InspectionSummary, ModelStatus, ModelVersion
 logger = logging.getLogger(__name__)
 
 DEFAULT_SAMPLE_DIR = Path("sample_data")
+# Loopback unless told otherwise: on the plant network the dashboard sits behind a TLS proxy (README).
+DEFAULT_DASHBOARD_ADDRESS = "127.0.0.1"
 
 
 # ----------------------------------------------------------------------------------------------------------- helpers
@@ -478,17 +480,27 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dashboard(args: argparse.Namespace) -> int:
-    """Start the Streamlit dashboard (blocks until stopped)."""
-    settings = _settings(args)
+def dashboard_command(port: int, address: str = DEFAULT_DASHBOARD_ADDRESS) -> list[str]:
+    """The ``streamlit run`` command line that serves the dashboard on ``address``:``port``."""
     app = Path(__file__).parent / "ui" / "app.py"
-    env = {**os.environ, "INSPECT_DATABASE_URL": settings.resolved_database_url}
-    command = [
-        sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-        "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
+    return [
+        sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+        "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
     ]
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Start the Streamlit dashboard (blocks until stopped); loopback only unless ``--address`` says otherwise."""
+    settings = _settings(args)
+    env = {**os.environ, "INSPECT_DATABASE_URL": settings.resolved_database_url}
+    address = getattr(args, "address", None) or DEFAULT_DASHBOARD_ADDRESS
+    command = dashboard_command(args.port, address)
     shown = _shown(settings.resolved_database_url)
-    print(f"dashboard on http://localhost:{args.port} (database {shown}); Ctrl-C stops it")
+    host = f"[{address}]" if ":" in address else address
+    print(f"dashboard on http://{host}:{args.port} (database {shown}); Ctrl-C stops it")
+    if not settings.dashboard_open_viewing:
+        print("sign-in required; create users with: inspect-app users add NAME --role admin|engineer|operator|viewer")
     try:
         return subprocess.call(command, env=env)
     except KeyboardInterrupt:
@@ -521,6 +533,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         device=settings.device,
     )
     run_folder_job(spec, settings)
+    print(ensure_first_admin(settings.resolved_database_url))
     if args.no_dashboard:
         return 0
     args.port = args.port or 8501
@@ -615,6 +628,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dashboard", help="start the Streamlit dashboard")
     p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", default=DEFAULT_DASHBOARD_ADDRESS,
+                   help="address to listen on (default 127.0.0.1: this machine only; see the README on TLS)")
     p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("demo", help="sample data → fine-tune → inspect → summary → dashboard")
@@ -623,6 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrain", action="store_true")
     p.add_argument("--no-dashboard", action="store_true")
     p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", default=DEFAULT_DASHBOARD_ADDRESS, help="dashboard address (default 127.0.0.1)")
     p.set_defaults(func=cmd_demo)
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)

@@ -47,6 +47,29 @@ def read_new_password(args: argparse.Namespace) -> str:
     return first
 
 
+FIRST_ADMIN = "admin"
+
+
+def ensure_first_admin(url: str) -> str:
+    """What a first user needs to sign in: with no user yet, an ``admin`` with a generated password is created.
+
+    For ``inspect-app demo``: the returned text (printed once by the caller, never logged) holds that password; the
+    dashboard has no way to show it again. With users already there it only says how to sign in.
+    """
+    import secrets
+
+    from inspect_app.storage import Database, Repository, access
+
+    with Database.open(url) as db:
+        if Repository(db).list_users():
+            return ("sign in to the dashboard with your user (inspect-app users list shows them; "
+                    "inspect-app users reset-password NAME sets a forgotten password)")
+        password = secrets.token_urlsafe(12)
+        access.create_user(db, FIRST_ADMIN, "admin", password)
+    return (f"created the first dashboard user {FIRST_ADMIN!r} (role admin); sign in with password {password}\n"
+            f"  it is shown only now: change it with  inspect-app users reset-password {FIRST_ADMIN}")
+
+
 def cmd_users_add(args: argparse.Namespace) -> int:
     """Create a dashboard user with a role; the password is stored as an Argon2id hash."""
     from inspect_app.storage import access

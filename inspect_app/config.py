@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from inspect_app.errors import ConfigError
@@ -38,7 +38,15 @@ class Settings(BaseSettings):
         database_url: SQLAlchemy URL; defaults to a SQLite file under ``home``.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         station: station name written with every inspection when a pipeline does not name one.
-        dashboard_open_viewing: dashboard pages readable without signing in (``INSPECT_DASHBOARD_OPEN_VIEWING``).
+        dashboard_open_viewing: dashboard pages readable without signing in (``INSPECT_DASHBOARD_OPEN_VIEWING``;
+            off by default: every page needs a signed-in user).
+        session_idle_minutes: a dashboard session ends after this many minutes without a page run
+            (``INSPECT_SESSION_IDLE_MINUTES``).
+        session_secret: key that signs dashboard session tokens (``INSPECT_SESSION_SECRET``); without it one is
+            generated once into ``<home>/session_secret`` (mode 0600). Never shown in ``repr``.
+        dashboard_trust_forwarded_for: take the client address for the sign-in throttle from the
+            ``X-Forwarded-For`` header a reverse proxy sets (``INSPECT_DASHBOARD_TRUST_FORWARDED_FOR``); only behind
+            such a proxy, since a browser can send the header itself.
         evidence_dir: folder of NG heatmaps and part images written by pipelines (``INSPECT_EVIDENCE_DIR``; default
             ``<home>/ng``).
         file_roots: further folders the dashboard may show files from, such as a camera's image folder
@@ -52,8 +60,11 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     station: str = "station-1"
     line: str = "line-1"
-    # Dashboard pages readable without signing in (plant network); controls always need a signed-in user.
-    dashboard_open_viewing: bool = True
+    # Closed by default: KPIs, part images and paths are plant data. Controls always need a signed-in user.
+    dashboard_open_viewing: bool = False
+    session_idle_minutes: float = Field(default=30.0, gt=0)
+    session_secret: SecretStr | None = None
+    dashboard_trust_forwarded_for: bool = False
     evidence_dir: Path | None = None
     # NoDecode: the environment gives a plain path list (a:b), not the JSON pydantic-settings expects for a tuple.
     file_roots: Annotated[tuple[Path, ...], NoDecode] = ()

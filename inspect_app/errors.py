@@ -41,6 +41,14 @@ class AccessDeniedError(InspectAppError):
     """A dashboard or CLI control was attempted without a signed-in user holding the role it needs."""
 
 
+class SignInThrottledError(AccessDeniedError):
+    """Too many failed sign-ins for a user name or from a client; attempts are refused for a back-off period."""
+
+
+class SessionInvalidError(AccessDeniedError):
+    """A dashboard session token is malformed, forged, expired or no longer matches its user."""
+
+
 class LastAdminError(InspectAppError):
     """A user change would leave the plant without an active admin (nobody could administer users any more)."""
 

@@ -146,7 +146,9 @@ def _free_port() -> int:
 
 
 def test_dashboard_banner_masks_the_password(tmp_path: Path) -> None:
-    env = {**os.environ, "INSPECT_DATABASE_URL": UNREACHABLE, "PYTHONUNBUFFERED": "1", "INSPECT_HOME": str(tmp_path)}
+    session_key = "session-key-that-must-not-be-printed-0123456789"
+    env = {**os.environ, "INSPECT_DATABASE_URL": UNREACHABLE, "PYTHONUNBUFFERED": "1", "INSPECT_HOME": str(tmp_path),
+           "INSPECT_SESSION_SECRET": session_key}
     command = [sys.executable, "-m", "inspect_app", "dashboard", "--port", str(_free_port())]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
@@ -155,8 +157,8 @@ def test_dashboard_banner_masks_the_password(tmp_path: Path) -> None:
     finally:
         os.killpg(process.pid, 15)
         process.wait(timeout=30)
-    assert "dashboard on http://localhost:" in banner and "u:***@localhost:1/x" in banner
-    assert SECRET not in banner
+    assert "dashboard on http://127.0.0.1:" in banner and "u:***@localhost:1/x" in banner
+    assert SECRET not in banner and session_key not in banner
 
 
 @pytest.mark.postgres

@@ -27,7 +27,7 @@ from inspect_app.records import (
     TrainingRun,
     User,
 )
-from inspect_app.storage import promotions, retention
+from inspect_app.storage import promotions, retention, throttle
 from inspect_app.storage.db import Database
 from inspect_app.storage.repository import Repository, _model_version_from_row
 from inspect_app.storage.runs import RunQueue
@@ -105,18 +105,27 @@ def authorize(user: User | None, action: str) -> User:
     )
 
 
-def sign_in(db: Database, username: str, password: str) -> User:
-    """The active user whose name and password match; both outcomes are audited.
+def sign_in(db: Database, username: str, password: str, client: str | None = None,
+            now: datetime | None = None) -> User:
+    """The active user whose name and password match; both outcomes are audited, failures throttled.
+
+    ``client`` (the browser's address, where known) is throttled beside the name (``storage.throttle``). While either
+    is locked the password is not even checked, so a right guess during the back-off is refused too.
 
     Raises:
+        SignInThrottledError: too many recent failures for the name or the client (the minutes left named).
         AccessDeniedError: unknown user, wrong password or inactive user (one message for all, naming the user,
             so that the dashboard does not reveal which names exist).
     """
+    throttle.check(db, username, client, now=now)
     repository = Repository(db)
     user = repository.authenticate(username, password)
     if user is None:
-        repository.audit(AuditEvent(actor=username or "(empty)", action="auth.sign_in_failed"))
+        throttle.record_failure(db, username, client, now=now)
+        repository.audit(AuditEvent(actor=username or "(empty)", action="auth.sign_in_failed",
+                                    details={"client": client} if client else {}))
         raise AccessDeniedError(f"sign-in failed for user {username!r}: unknown user, wrong password or inactive")
+    throttle.clear_user(db, username)
     repository.audit(AuditEvent(actor=user.username, action="auth.sign_in", details={"role": user.role}))
     logger.info("user %r signed in (role %s)", user.username, user.role)
     return user

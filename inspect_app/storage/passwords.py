@@ -29,6 +29,19 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
+_DUMMY_HASH: list[str] = []
+
+
+def spend_verify_time(password: str) -> None:
+    """Do the work of one verification against a throw-away hash (for a name with no user).
+
+    Without it an unknown name would answer faster than a known one, telling an attacker which names exist.
+    """
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(_HASHER.hash("not-a-real-password"))
+    verify_password(_DUMMY_HASH[0], password)
+
+
 def needs_rehash(password_hash: str) -> bool:
     """Whether the hash was made with weaker parameters than the current ones (rehash at the next sign-in)."""
     return _HASHER.check_needs_rehash(password_hash)

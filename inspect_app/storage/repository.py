@@ -32,7 +32,7 @@ from inspect_app.records import (
     utcnow,
 )
 from inspect_app.storage.db import Database
-from inspect_app.storage.passwords import hash_password, needs_rehash, verify_password
+from inspect_app.storage.passwords import hash_password, needs_rehash, spend_verify_time, verify_password
 from inspect_app.storage.tables import (
     REVIEW_VERDICTS,
     SCORE_BIN_COLUMNS,
@@ -661,7 +661,11 @@ class Repository:
         """
         with self.db.session() as session:
             row = session.scalar(select(UserRow).where(UserRow.username == username))
-            if row is None or not row.active or not verify_password(row.password_hash, password):
+            if row is None:
+                spend_verify_time(password)
+                return None
+            # The password is checked for inactive users too, so that the time taken says nothing about the flag.
+            if not verify_password(row.password_hash, password) or not row.active:
                 return None
             if needs_rehash(row.password_hash):
                 row.password_hash = hash_password(password)

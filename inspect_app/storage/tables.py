@@ -344,6 +344,8 @@ class UserRow(Base):
     password_hash: Mapped[str] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime]
+    # revision 0005: bumped at sign-out and deactivation, so that every dashboard session token issued before is void.
+    session_version: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 # --- revision 0003: model lifecycle -------------------------------------------------------------------------------
@@ -362,3 +364,18 @@ class ModelComparisonRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
+
+
+# --- revision 0005: dashboard sessions ----------------------------------------------------------------------------
+
+
+class SignInFailureRow(Base):
+    """One failed dashboard sign-in, keyed by the user name tried or by the client; read by the sign-in throttle."""
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (CheckConstraint("kind IN ('user', 'client')", name="kind"), Index(None, "kind", "key", "at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    key: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime]

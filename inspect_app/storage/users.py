@@ -95,6 +95,9 @@ def set_user_active(db: Database, actor: User | str | None, username: str, activ
             _keep_an_admin(session, row, "deactivate")
         old = row.active
         row.active = bool(active)
+        if not active:
+            # Void the user's dashboard sessions too, so that reactivating later does not revive them.
+            row.session_version += 1
         Repository._audit(session, AuditEvent(actor=name, action="user.activate" if active else "user.deactivate",
                                               target=username, details={"was_active": old}))
         session.flush()

@@ -17,7 +17,6 @@ from inspect_app.records import User
 from inspect_app.storage import Repository, access, users
 from inspect_app.storage.tables import USER_ROLES
 from inspect_app.ui.common import (
-    USER_KEY,
     current_user,
     database,
     database_url,
@@ -25,6 +24,7 @@ from inspect_app.ui.common import (
     role_hint,
     run_control,
 )
+from inspect_app.ui.session import start_session
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +40,6 @@ def users_table(people: list[User]) -> pd.DataFrame:
     )
 
 
-def _keep_session(changed: User | None) -> None:
-    """When admins change themselves, the session's copy follows (so the page reflects a self-demotion at once)."""
-    me = current_user()
-    if changed is not None and me is not None and changed.username == me.username:
-        st.session_state[USER_KEY] = changed
-
-
 def render_changes(url: str, people: list[User]) -> None:
     """Controls on one chosen user: activate or deactivate, set the role, reset the password."""
     db = database(url)
@@ -56,12 +49,11 @@ def render_changes(url: str, people: list[User]) -> None:
     left, middle = st.columns(2)
     verb = "Deactivate" if chosen.active else "Activate"
     if left.button(f"{verb} {name}", key="admin_toggle", help=role_hint("users")):
-        _keep_session(run_control(users.set_user_active, db, current_user(), name, not chosen.active,
-                                  success=f"user {name} {verb.lower()}d"))
+        run_control(users.set_user_active, db, current_user(), name, not chosen.active,
+                    success=f"user {name} {verb.lower()}d")
     role = middle.selectbox("Role", USER_ROLES, index=USER_ROLES.index(chosen.role), key=f"admin_role_{name}")
     if middle.button("Set role", key="admin_set_role", help=role_hint("users")):
-        _keep_session(run_control(users.set_user_role, db, current_user(), name, role,
-                                  success=f"user {name} now has role {role}"))
+        run_control(users.set_user_role, db, current_user(), name, role, success=f"user {name} now has role {role}")
     with st.form("admin_reset_password", clear_on_submit=True):
         first = st.text_input(f"New password for {name}", type="password", key="admin_password")
         again = st.text_input("Again", type="password", key="admin_password_again")
@@ -70,8 +62,11 @@ def render_changes(url: str, people: list[User]) -> None:
         if first != again:
             st.error("the two passwords differ")
         else:
-            run_control(users.reset_password, db, current_user(), name, first,
-                        success=f"password of user {name} reset")
+            me = current_user()
+            changed = run_control(users.reset_password, db, me, name, first, success=f"password of user {name} reset")
+            if changed is not None and me is not None and changed.username == me.username:
+                # A new password voids the admin's own token too; keep this browser signed in with a fresh one.
+                start_session(changed)
 
 
 def render_add(url: str) -> None:

@@ -1,5 +1,5 @@
-"""Streamlit dashboard entry point: sign-in in the sidebar and the pages (Overview, Live, Review, Models, Training,
-Drift, Admin) through ``st.navigation``.
+"""Streamlit dashboard entry point: sign-in in the sidebar (required unless open viewing is on) and the pages
+(Overview, Live, Review, Models, Training, Drift, Admin) through ``st.navigation``.
 
 Run with ``streamlit run inspect_app/ui/app.py`` (``inspect-app dashboard``). The database comes from
 ``load_settings().resolved_database_url`` (``INSPECT_DATABASE_URL``, else a SQLite file under ``INSPECT_HOME``). Pages
@@ -13,13 +13,16 @@ from pathlib import Path
 
 import streamlit as st
 
+from inspect_app.errors import StorageError
 from inspect_app.ui.common import (
     ALL_STATIONS,
     PERIODS,
-    database_url,
+    SIGN_IN_REQUIRED_MESSAGE,
+    current_user,
     period_window,
     render_account,
     station_filter,
+    viewing_allowed,
 )
 from inspect_app.ui.overview import PAGE_TITLE, kpi_values
 
@@ -39,14 +42,28 @@ __all__ = ["ALL_STATIONS", "PAGES", "PAGE_TITLE", "PERIODS", "kpi_values", "main
 
 
 def main() -> None:
-    """Set up the page, the sign-in box and the navigation, then draw the chosen page."""
+    """Set up the page, the sign-in box and the navigation, then draw the chosen page.
+
+    Closed by default: without a signed-in user (and without open viewing) no page runs, so no KPI, picture, path
+    or log line reaches the browser; the menu is hidden too.
+    """
     st.set_page_config(page_title="inspect_app", layout="wide")
     pages = [
         st.Page(str(VIEWS / script), title=title, icon=icon, default=index == 0)
         for index, (script, title, icon) in enumerate(PAGES)
     ]
-    page = st.navigation(pages)
-    render_account(database_url())
+    try:
+        open_to_this_session = viewing_allowed(current_user())
+    except StorageError as exc:
+        # A session token cannot be checked without the database; the message names the URL masked.
+        st.error(f"Cannot read the plant database: {exc}")
+        return
+    page = st.navigation(pages, position="sidebar" if open_to_this_session else "hidden")
+    user = render_account()
+    if not viewing_allowed(user):
+        st.title("inspect_app")
+        st.info(SIGN_IN_REQUIRED_MESSAGE)
+        return
     page.run()
 
 

@@ -1,4 +1,4 @@
-"""Pieces every dashboard page shares: the database, sidebar filters, sign-in and running a control.
+"""Pieces every dashboard page shares: the database, sidebar filters, sign-in (``ui.session``), running a control.
 
 Reads go through cached loaders keyed by plain values (the URL string); controls go through
 ``inspect_app.storage.access``, which checks the role next to the write and audits it, so a page cannot change
@@ -17,10 +17,17 @@ import streamlit as st
 
 from inspect_app.config import load_settings
 from inspect_app.errors import InspectAppError
-from inspect_app.records import User
-from inspect_app.storage import Database, queries
 from inspect_app.storage import access as storage_access
+from inspect_app.storage import queries
 from inspect_app.ui import files
+from inspect_app.ui.connection import database, database_url
+from inspect_app.ui.session import (
+    SIGN_IN_REQUIRED_MESSAGE,
+    current_user,
+    render_account,
+    require_viewing,
+    viewing_allowed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,19 +47,30 @@ PERIODS: dict[str, timedelta | None] = {
 DEFAULT_PERIOD = "Last 24 hours"
 # Periods up to this long are charted per hour; longer ones per day (hourly bars would be unreadable).
 HOURLY_MAX_SPAN = timedelta(hours=48)
-USER_KEY = "signed_in_user"
-SIGN_IN_REQUIRED_MESSAGE = "This dashboard is open to signed-in users only. Sign in in the sidebar."
 
-
-def database_url() -> str:
-    """The database URL in force for this process (environment or settings)."""
-    return load_settings().resolved_database_url
-
-
-@st.cache_resource(show_spinner=False)
-def database(url: str) -> Database:
-    """One open database per URL for the whole server; migrates a fresh database so an empty one reads cleanly."""
-    return Database.open(url, migrate=True)
+# Re-exported so that pages import their shared pieces from one place.
+__all__ = [
+    "ALL_LINES",
+    "ALL_STATIONS",
+    "PERIODS",
+    "SIGN_IN_REQUIRED_MESSAGE",
+    "current_user",
+    "database",
+    "database_url",
+    "line_filter",
+    "load_lines",
+    "load_stations",
+    "may",
+    "period_window",
+    "render_account",
+    "render_filters",
+    "render_picture",
+    "require_viewing",
+    "role_hint",
+    "run_control",
+    "station_filter",
+    "viewing_allowed",
+]
 
 
 def period_window(period: str, now: datetime) -> tuple[datetime | None, str]:
@@ -105,53 +123,6 @@ def render_filters(stations: list[str], lines: list[str]) -> tuple[str | None, s
     return station_filter(station), line_filter(line), period
 
 
-# --- signing in ---------------------------------------------------------------------------------------------------
-
-
-def current_user() -> User | None:
-    """The user signed in in this browser session, or ``None``."""
-    return st.session_state.get(USER_KEY)
-
-
-def render_account(url: str) -> User | None:
-    """Sign-in form (or the signed-in user with a sign-out button) at the bottom of the sidebar."""
-    user = current_user()
-    with st.sidebar.container(border=True):
-        if user is not None:
-            st.markdown(f"Signed in as **{user.display_name or user.username}** ({user.role})")
-            if st.button("Sign out", key="sign_out"):
-                del st.session_state[USER_KEY]
-                st.rerun()
-            return user
-        with st.form("sign_in", clear_on_submit=True):
-            st.markdown("**Sign in** to review, train or change models")
-            username = st.text_input("User", key="sign_in_user")
-            password = st.text_input("Password", type="password", key="sign_in_password")
-            submitted = st.form_submit_button("Sign in")
-        if submitted:
-            try:
-                st.session_state[USER_KEY] = storage_access.sign_in(database(url), username, password)
-            except InspectAppError as exc:
-                st.error(str(exc))
-                return None
-            st.rerun()
-    return None
-
-
-def viewing_allowed(user: User | None) -> bool:
-    """Whether pages may be shown: open viewing (a setting) or someone signed in."""
-    return user is not None or load_settings().dashboard_open_viewing
-
-
-def require_viewing() -> User | None:
-    """Stop the page with a sign-in hint when viewing needs a user and nobody is signed in."""
-    user = current_user()
-    if not viewing_allowed(user):
-        st.info(SIGN_IN_REQUIRED_MESSAGE)
-        st.stop()
-    return user
-
-
 def run_control(action: Callable[..., T], *args: Any, success: str, **kwargs: Any) -> T | None:
     """Run a control action and report the outcome on the page.
 
@@ -167,6 +138,14 @@ def run_control(action: Callable[..., T], *args: Any, success: str, **kwargs: An
     st.cache_data.clear()
     st.success(success)
     return result
+
+
+def may(action: str) -> bool:
+    """Whether the signed-in user (re-read from the database) may use the control for ``action``.
+
+    Pages draw a control only when this holds; the ``storage.access`` function behind it checks again.
+    """
+    return storage_access.allowed(current_user(), action)
 
 
 def role_hint(action: str) -> str:

@@ -71,19 +71,18 @@ def _confirm(url: str, user: User | None, pending: dict) -> None:
 def render_maintenance(url: str) -> None:
     """Draw the purge control: age, keep-files choice, dry-run count, then confirm or cancel.
 
-    Everyone sees the section; for anyone but an admin its inputs are disabled and the role it needs is named.
+    Admins only: anyone else does not see the section (``access.purge`` refuses them anyway).
     """
     user = current_user()
-    may_purge = access.allowed(user, "purge")
+    if not access.allowed(user, "purge"):
+        return
     with st.expander(EXPANDER_LABEL):
         st.caption("Deletes inspection rows (with their reviews) and their image and heatmap files; the hourly "
                    "figures on this page stay. Counted first, deleted only after you confirm. Audited.")
-        if not may_purge:
-            st.caption(f"Purging {role_hint('purge')}.")
-        age = st.text_input("Delete inspections older than", DEFAULT_AGE, key="purge_age", disabled=not may_purge,
+        age = st.text_input("Delete inspections older than", DEFAULT_AGE, key="purge_age",
                             help="a whole number with a unit: m (minutes), h, d, w; for example 90d")
-        keep_files = st.checkbox("Keep image and heatmap files", key="purge_keep_files", disabled=not may_purge)
-        if st.button("Count (dry run)", key="purge_dry_run", disabled=not may_purge, help=role_hint("purge")):
+        keep_files = st.checkbox("Keep image and heatmap files", key="purge_keep_files")
+        if st.button("Count (dry run)", key="purge_dry_run", help=role_hint("purge")):
             _dry_run(url, user, age.strip(), keep_files)
         pending = _pending(user, age.strip(), keep_files)
         if pending is None:

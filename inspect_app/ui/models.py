@@ -21,6 +21,7 @@ from inspect_app.ui.common import (
     current_user,
     database,
     database_url,
+    may,
     require_viewing,
     role_hint,
     run_control,
@@ -78,15 +79,19 @@ def render_controls(url: str, models: list[ModelVersion], selected: ModelVersion
     """Promote the selected version, or roll back to the previous active one."""
     active = next((m for m in models if m.status == ModelStatus.ACTIVE), None)
     target = load_rollback_target(url)
+    may_promote, may_rollback = may("promote"), may("rollback")
+    if not may_promote and not may_rollback:
+        return
     left, right = st.columns(2)
     with left:
         label = f"Promote {selected.name}"
-        if st.button(label, key="promote", disabled=selected.status == ModelStatus.ACTIVE, help=role_hint("promote")):
+        if may_promote and st.button(label, key="promote", disabled=selected.status == ModelStatus.ACTIVE,
+                                     help=role_hint("promote")):
             run_control(access.promote_model, database(url), current_user(), selected.name,
                         success=f"{selected.name} is now the active model")
     with right:
         label = f"Roll back to {target}" if target else "Roll back"
-        if st.button(label, key="rollback", disabled=target is None, help=role_hint("rollback")):
+        if may_rollback and st.button(label, key="rollback", disabled=target is None, help=role_hint("rollback")):
             run_control(access.rollback_model, database(url), current_user(),
                         success=f"rolled back from {active.name if active else '–'} to {target}")
 
@@ -123,7 +128,8 @@ def render_tuner(url: str, version: ModelVersion) -> None:
                                                y=alt.Y("Share:Q", axis=alt.Axis(format="%")), color="Rate:N")
     rule = alt.Chart(pd.DataFrame({"t": [threshold]})).mark_rule(color="black").encode(x="t:Q")
     st.altair_chart(lines + rule, width="stretch")
-    if st.button(f"Apply threshold {threshold:.2f} to {version.name}", key="apply_threshold",
+    # The tuner is a what-if anyone may explore; only storing the threshold is a control.
+    if may("threshold") and st.button(f"Apply threshold {threshold:.2f} to {version.name}", key="apply_threshold",
                  disabled=not moved, help=role_hint("threshold")):
         run_control(access.set_model_threshold, database(url), current_user(), version.name, threshold,
                     success=f"threshold of {version.name} set to {threshold:.2f}")
@@ -171,8 +177,8 @@ def render() -> None:
         active = next((m.name for m in models if m.status == ModelStatus.ACTIVE), names[0])
         name = st.selectbox("Model version", names, index=names.index(active), key="model_name")
         version = next(m for m in models if m.name == name)
-        if current_user() is None:
-            st.caption(f"Sign in to promote, roll back or change thresholds ({role_hint('promote')}).")
+        if not may("promote"):
+            st.caption(f"Read-only: promoting, rolling back and changing thresholds {role_hint('promote')}.")
         render_controls(url, models, version)
         render_details(version)
         render_tuner(url, version)

@@ -21,6 +21,7 @@ from inspect_app.ui.common import (
     database,
     database_url,
     load_stations,
+    may,
     render_picture,
     require_viewing,
     role_hint,
@@ -81,8 +82,8 @@ def load_defect_classes(url: str) -> list[str]:
     return names
 
 
-def render_item(url: str, item: ReviewItem, classes: list[str]) -> None:
-    """One part: picture, what the model said, and the confirm / relabel controls."""
+def render_item(url: str, item: ReviewItem, classes: list[str], may_review: bool = True) -> None:
+    """One part: picture, what the model said, and (for a user who may review) the confirm / relabel controls."""
     inspection = item.inspection
     with st.container(border=True):
         left, right = st.columns([1, 3])
@@ -96,6 +97,8 @@ def render_item(url: str, item: ReviewItem, classes: list[str]) -> None:
                 f"Model: **{inspection.decision.value}** {inspection.defect_class or ''} (score {score})  \n"
                 f"`{inspection.image_path}`"
             )
+            if not may_review:
+                return
             key = f"item_{item.inspection_id}"
             options = [*classes, OTHER_CLASS]
             default = options.index(inspection.defect_class) if inspection.defect_class in options else 0
@@ -125,8 +128,9 @@ def render() -> None:
         source = st.radio("Parts to review", SOURCES, horizontal=True, key="review_source")
         waiting, queue = load_queue(url, station)
         st.metric("Waiting for review", f"{waiting:,}")
-        if current_user() is None:
-            st.caption(f"Sign in to record verdicts ({role_hint('review')}).")
+        may_review = may("review")
+        if not may_review:
+            st.caption(f"Read-only: recording verdicts {role_hint('review')}.")
         classes = load_defect_classes(url)
         if source == SOURCES[0]:
             items = queue
@@ -141,7 +145,7 @@ def render() -> None:
             if not items:
                 st.info("No unreviewed OK parts to audit.")
         for item in items:
-            render_item(url, item, classes)
+            render_item(url, item, classes, may_review)
         st.subheader("Recent verdicts")
         recent = load_recent_reviews(url)
         if recent.empty:

@@ -25,6 +25,7 @@ from inspect_app.ui.common import (
     current_user,
     database,
     database_url,
+    may,
     require_viewing,
     role_hint,
     run_control,
@@ -117,7 +118,9 @@ def runs_table(runs: list[TrainingRun]) -> pd.DataFrame:
 
 
 def render_start(url: str) -> None:
-    """The form that queues a run."""
+    """The form that queues a run (only for a user who may train)."""
+    if not may("train"):
+        return
     settings = load_settings()
     defaults = TrainConfig()
     st.subheader("Start a fine-tuning run")
@@ -165,7 +168,7 @@ def render_runs(url: str) -> None:
     else:
         st.code(tail, language="text")
     active_ids = [r.id for r in active]
-    if active_ids:
+    if active_ids and may("cancel"):
         cols = st.columns([2, 1])
         run_id = cols[0].selectbox("Run to cancel", active_ids, key="cancel_pick")
         if cols[1].button("Cancel run", key="cancel_run", help=role_hint("cancel")):
@@ -184,6 +187,9 @@ def render_schedules(url: str) -> None:
         st.caption("No schedules yet.")
     else:
         st.dataframe(frame, hide_index=True)
+    if not may("schedule"):
+        return
+    if not frame.empty:
         cols = st.columns([2, 1])
         name = cols[0].selectbox("Schedule", list(frame["Name"]), key="schedule_pick")
         enabled = bool(frame.loc[frame["Name"] == name, "Enabled"].iloc[0])
@@ -220,8 +226,8 @@ def render() -> None:
     require_viewing()
     url = database_url()
     try:
-        if current_user() is None:
-            st.caption(f"Sign in to queue runs or change schedules ({role_hint('train')}).")
+        if not may("train"):
+            st.caption(f"Read-only: queueing runs and changing schedules {role_hint('train')}.")
         render_start(url)
         render_runs(url)
         render_schedules(url)

@@ -33,7 +33,7 @@ def test_upgrade_downgrade_upgrade_round_trip(db_url: str) -> None:
     assert current_revision(db_url) is None
     upgrade(db_url)
     assert _tables(db_url) >= APP_TABLES
-    assert current_revision(db_url) == head_revision() == "0004"
+    assert current_revision(db_url) == head_revision() == "0005"
 
     downgrade(db_url, "base")
     assert not APP_TABLES & _tables(db_url)

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from inspect_app.errors import AccessDeniedError
 from inspect_app.storage import Database, Repository, access
-from inspect_app.ui import app
+from inspect_app.ui import app, common
 
 APP_FILE = Path(app.__file__).resolve()
 TIMEOUT_S = 60
@@ -62,10 +62,16 @@ def _user(url: str, name: str):
         return Repository(db).get_user(name)
 
 
-@pytest.mark.parametrize("user", [None, "viewer", "engineer"])
-def test_only_admins_see_the_page(url: str, user: str | None) -> None:
+@pytest.mark.parametrize(("user", "open_viewing"), [(None, False), (None, True), ("viewer", False),
+                                                     ("engineer", False)])
+def test_only_admins_see_the_page(url: str, user: str | None, open_viewing: bool,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INSPECT_DASHBOARD_OPEN_VIEWING", str(open_viewing).lower())
     at = _admin_page(user)
-    assert "User administration needs role admin or higher" in at.info[0].value
+    if user is None and not open_viewing:  # closed by default: not even the page's own notice
+        assert at.info[0].value == common.SIGN_IN_REQUIRED_MESSAGE
+    else:
+        assert "User administration needs role admin or higher" in at.info[0].value
     assert not at.dataframe and not at.main.button and not at.main.selectbox and not at.main.text_input
 
 

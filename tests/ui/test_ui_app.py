@@ -20,6 +20,12 @@ TIMEOUT_S = 60
 
 
 @pytest.fixture(autouse=True)
+def open_viewing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read pages anonymously; sign-in being required by default is tested in tests/security."""
+    monkeypatch.setenv("INSPECT_DASHBOARD_OPEN_VIEWING", "true")
+
+
+@pytest.fixture(autouse=True)
 def fresh_caches() -> Iterator[None]:
     """Streamlit caches live in the process; start and end every test without them."""
     st.cache_data.clear()
@@ -124,7 +130,7 @@ def test_kpis_equal_seeded_counts_for_default_period(seeded: dict[str, list[Insp
     assert at.title[0].value == app.PAGE_TITLE
     assert _metrics(at) == _expected(seeded["recent"])
     assert len(at.dataframe) == 2  # station comparison and latest NG table
-    assert not at.info and not at.error
+    assert not at.main.info and not at.error
 
 
 def test_all_time_includes_older_inspections(seeded: dict[str, list[Inspection]]) -> None:
@@ -147,7 +153,7 @@ def test_empty_database_shows_how_to_fill_it(tmp_path: Path, monkeypatch: pytest
     Database.open(url).dispose()
     monkeypatch.setenv("INSPECT_DATABASE_URL", url)
     at = _run()
-    assert len(at.info) == 1 and "inspect-app inspect" in at.info[0].value
+    assert len(at.main.info) == 1 and "inspect-app inspect" in at.main.info[0].value
     assert not at.metric
 
 

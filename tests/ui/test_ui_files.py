@@ -27,6 +27,12 @@ PASSWD = "/etc/passwd"
 
 
 @pytest.fixture(autouse=True)
+def open_viewing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read pages anonymously; sign-in being required by default is tested in tests/security."""
+    monkeypatch.setenv("INSPECT_DASHBOARD_OPEN_VIEWING", "true")
+
+
+@pytest.fixture(autouse=True)
 def fresh_caches() -> Iterator[None]:
     """Streamlit caches live in the process; start and end every test without them."""
     st.cache_data.clear()

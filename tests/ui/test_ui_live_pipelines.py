@@ -11,6 +11,12 @@ from streamlit.testing.v1 import AppTest
 from inspect_app.ui import app
 
 
+@pytest.fixture(autouse=True)
+def open_viewing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read pages anonymously; sign-in being required by default is tested in tests/security."""
+    monkeypatch.setenv("INSPECT_DASHBOARD_OPEN_VIEWING", "true")
+
+
 def test_pipeline_table_appears_with_its_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     stats = tmp_path / "stats"
     stats.mkdir()
