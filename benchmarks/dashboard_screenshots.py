@@ -86,7 +86,9 @@ def main() -> None:
         with Database.open(url) as db:
             _part_images(db, Path(tmp) / "parts")
         port = _free_port()
-        env = {**os.environ, "INSPECT_DATABASE_URL": url, "INSPECT_HOME": tmp, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "INSPECT_DATABASE_URL": url, "INSPECT_HOME": tmp, "PYTHONPATH": str(ROOT),
+               # Screenshots of the read-only pages: viewing without sign-in, as an admin may turn it on.
+               "INSPECT_DASHBOARD_OPEN_VIEWING": "true"}
         server = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port), "--server.headless",
              "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"],
