@@ -75,12 +75,21 @@ def test_rerun_is_idempotent(flow: dict, capsys: pytest.CaptureFixture[str]) -> 
 def test_dashboard_overview_shows_the_counts(flow: dict, monkeypatch: pytest.MonkeyPatch, repo_root: Path) -> None:
     from streamlit.testing.v1 import AppTest
 
-    from inspect_app.storage import queries
+    from inspect_app.storage import Repository, access, queries
     from inspect_app.storage.db import Database
 
-    expected = queries.summary(Database.open(flow["db_url"]))
+    db = Database.open(flow["db_url"])
+    expected = queries.summary(db)
+    if Repository(db).get_user("qe") is None:
+        access.create_user(db, "qe", "viewer", "qe-long-password")
     monkeypatch.setenv("INSPECT_DATABASE_URL", flow["db_url"])
+    monkeypatch.setenv("INSPECT_HOME", str(flow["home"]))
     app = AppTest.from_file(str(repo_root / "inspect_app" / "ui" / "app.py"), default_timeout=60).run()
+    assert not app.metric  # closed by default: nothing before sign-in
+    app.sidebar.text_input(key="sign_in_user").input("qe")
+    app.sidebar.text_input(key="sign_in_password").input("qe-long-password")
+    next(b for b in app.sidebar.button if b.label == "Sign in").click()
+    app.run()
     assert not app.exception
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Inspected"] == str(expected.total)
