@@ -55,6 +55,17 @@ def dashboard(tmp_path: Path) -> Iterator[str]:
         process.wait(timeout=30)
 
 
+def _session_cookie(context: object, deadline_s: float = 60) -> dict:
+    """The session cookie once the page's script has set it (it runs just after the signed-in page is drawn)."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        found = [c for c in context.cookies() if c["name"] == "inspect_session"]  # type: ignore[attr-defined]
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError("no inspect_session cookie was set after sign-in")
+
+
 def test_a_session_survives_reload_and_second_tab_and_ends_everywhere_on_sign_out(dashboard: str) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -71,7 +82,7 @@ def test_a_session_survives_reload_and_second_tab_and_ends_everywhere_on_sign_ou
             page.get_by_role("textbox", name="Password").fill(PASSWORD)
             page.get_by_role("button", name="Sign in").click()
             page.get_by_text("Signed in as").first.wait_for(timeout=60_000)
-            cookie = next(c for c in context.cookies() if c["name"] == "inspect_session")
+            cookie = _session_cookie(context)
             assert cookie["sameSite"] == "Strict" and PASSWORD not in cookie["value"]
 
             page.reload()
