@@ -31,7 +31,14 @@ import torch
 from inspect_app.data.folders import list_images
 from inspect_app.data.image_io import read_image
 from inspect_app.engine.anomaly import load_anomaly_model
-from inspect_app.engine.anomaly_scoring import TileGrids, _tiled, _to_device, normalize, scores_from_grids
+from inspect_app.engine.anomaly_scoring import (
+    TileDescriptors,
+    TileGrids,
+    normalize,
+    scores_from_grids,
+    tile_images,
+    to_device,
+)
 from inspect_app.engine.explain import overlay
 from inspect_app.engine.infer import Inspector
 from inspect_app.engine.onnx_backend import load_inspector
@@ -76,8 +83,8 @@ def main() -> int:
           f"{torch.get_num_threads()} threads")
 
     images, t_decode = _timed(lambda: [read_image(p) for p in paths])
-    (tiles, layout), t_tiles = _timed(lambda: _tiled(images, config))
-    batches = [_to_device(tiles[i : i + config.batch_size], torch.device("cpu"))
+    (tiles, layout), t_tiles = _timed(lambda: tile_images(images, config))
+    batches = [to_device(tiles[i : i + config.batch_size], torch.device("cpu"))
                for i in range(0, len(tiles), config.batch_size)]
     with torch.inference_mode():
         model.embed(batches[0])  # warm-up: first-call allocations are not the line's cost
@@ -90,8 +97,8 @@ def main() -> int:
                               float(card.anomaly["raw_threshold"]))
         tile = int(tiles.shape[1])
         all_emb = torch.cat(emb)
-        (_, refined), t_screen = _timed(lambda: screen_descriptors(model, TileGrids(all_emb, layout, tile), config,
-                                                                   refine_at))
+        screened = TileDescriptors(all_emb, layout, tile)
+        (_, refined), t_screen = _timed(lambda: screen_descriptors(model, screened, config, refine_at))
     center, threshold = float(card.anomaly["raw_map_center"]), float(card.anomaly["raw_map_threshold"])
     _, t_heat = _timed(lambda: [overlay(im, normalize(r.heatmap, center, threshold).astype(np.float32))
                                 for im, r in zip(images, raws, strict=True)])

@@ -51,13 +51,13 @@ from inspect_app.engine.anomaly_scoring import (
     SCORE_UNITS,
     RawScore,
     TileGrids,
-    _tiled,
-    _to_device,
     normalize,
     patch_grids,
     position_scale,
     score_raw,
     scores_from_grids,
+    tile_images,
+    to_device,
 )
 from inspect_app.engine.coreset import BankBuilder
 from inspect_app.engine.device import resolve_device
@@ -212,10 +212,10 @@ def extend_bank(
             batch = [*batch, *(np.ascontiguousarray(im[:, ::-1]) for im in batch),
                      *(np.ascontiguousarray(im[::-1]) for im in batch)]
             ids = ids * 3
-        tiles, layout = _tiled(batch, config)
+        tiles, layout = tile_images(batch, config)
         tile_ids = torch.tensor([i for i, (count, _, _) in zip(ids, layout, strict=True) for _ in range(count)])
         for i in range(0, len(tiles), config.batch_size):
-            emb = model.embed(_to_device(tiles[i : i + config.batch_size], device))
+            emb = model.embed(to_device(tiles[i : i + config.batch_size], device))
             owners = tile_ids[i : i + config.batch_size].repeat_interleave(emb.shape[2] * emb.shape[3])
             rows = emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1])
             builder.add(rows, owners)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,13 +54,13 @@ def top_fraction_mean(values: torch.Tensor, fraction: float) -> float:
     return float(flat.topk(count).values.mean())
 
 
-def _to_device(tiles: np.ndarray, device: torch.device) -> torch.Tensor:
+def to_device(tiles: np.ndarray, device: torch.device) -> torch.Tensor:
     """(T, t, t, 3) uint8 tiles → (T, 3, t, t) float [0, 1] on the device (convert after the 4x smaller copy)."""
     tensor = torch.from_numpy(np.ascontiguousarray(tiles.transpose(0, 3, 1, 2)))
     return tensor.to(device, non_blocking=True).float().div_(255.0)
 
 
-def _tiled(images: Sequence[np.ndarray], config: AnomalyConfig) -> tuple[np.ndarray, list[tuple[int, Any, Any]]]:
+def tile_images(images: Sequence[np.ndarray], config: AnomalyConfig) -> tuple[np.ndarray, list[tuple[int, Any, Any]]]:
     """All tiles of all images stacked, and per image (tile count, origins, resized shape)."""
     all_tiles = []
     layout = []
@@ -95,6 +95,35 @@ class TileGrids:
     tile: int
 
 
+@dataclass(frozen=True)
+class TileDescriptors:
+    """Patch descriptors of the tiles of some images (before the search), and where the tiles lie.
+
+    Attributes:
+        descriptors: (T, D, h, w) descriptors of all tiles, in image order.
+        layout: per image (tile count, tile origins, resized image shape).
+        tile: tile side in pixels.
+    """
+
+    descriptors: torch.Tensor
+    layout: list[tuple[int, Any, Any]]
+    tile: int
+
+
+def per_tile_batch(
+    images: Sequence[np.ndarray], config: AnomalyConfig, device: torch.device,
+    step: Callable[[torch.Tensor], torch.Tensor],
+) -> tuple[torch.Tensor, list[tuple[int, Any, Any]], int]:
+    """``step`` over all tiles of the images in batches of ``config.batch_size`` (tiles batched across images).
+
+    Returns the concatenated outputs, the layout per image and the tile side.
+    """
+    tiles, layout = tile_images(images, config)
+    out = torch.cat([step(to_device(tiles[i : i + config.batch_size], device))
+                     for i in range(0, len(tiles), config.batch_size)])
+    return out, layout, int(tiles.shape[1])
+
+
 @torch.inference_mode()
 def patch_grids(
     model: PatchCore, images: Sequence[np.ndarray], config: AnomalyConfig, exclude: torch.Tensor | None = None,
@@ -109,15 +138,9 @@ def patch_grids(
         exclude: (N,) bool bank rows to ignore for every image here (leave-one-out calibration).
         scaled: divide by the model's patch scale (``False`` gives the distances the scale is computed from).
     """
-    device = model.mean.device
     model.configure_search(config.nn_search, config.hnsw_ef_search)
-    tiles, layout = _tiled(images, config)
     distances = model.patch_scores if scaled else model.patch_distances
-    grids = torch.cat([
-        distances(_to_device(tiles[i : i + config.batch_size], device), exclude)
-        for i in range(0, len(tiles), config.batch_size)
-    ])
-    return TileGrids(grids, layout, int(tiles.shape[1]))
+    return TileGrids(*per_tile_batch(images, config, model.mean.device, lambda batch: distances(batch, exclude)))
 
 
 @torch.inference_mode()

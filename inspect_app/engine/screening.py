@@ -20,10 +20,10 @@ import torch
 from inspect_app.engine.anomaly_config import AnomalyConfig
 from inspect_app.engine.anomaly_scoring import (
     RawScore,
+    TileDescriptors,
     TileGrids,
-    _tiled,
-    _to_device,
     denormalize,
+    per_tile_batch,
     score_raw,
     scores_from_grids,
 )
@@ -62,24 +62,21 @@ def score_screened(
     if index is None or index.ef_search <= SCREEN_EF_SEARCH:
         # Exact search (an accelerator, a small bank, a graph that failed its check) or no faster list to screen with.
         return score_raw(model, images, config)
-    tiles, layout = _tiled(images, config)
-    device = model.mean.device
-    emb = torch.cat([model.descriptors(_to_device(tiles[i : i + config.batch_size], device))
-                     for i in range(0, len(tiles), config.batch_size)])
-    raws, refined = screen_descriptors(model, TileGrids(emb, layout, int(tiles.shape[1])), config, refine_at)
+    descriptors = TileDescriptors(*per_tile_batch(images, config, model.mean.device, model.descriptors))
+    raws, refined = screen_descriptors(model, descriptors, config, refine_at)
     logger.debug("screened %d parts at ef %d, %d searched again at ef %d", len(images), SCREEN_EF_SEARCH, refined,
                  index.ef_search)
     return raws
 
 
 def screen_descriptors(
-    model: PatchCore, descriptors: TileGrids, config: AnomalyConfig, refine_at: float
+    model: PatchCore, descriptors: TileDescriptors, config: AnomalyConfig, refine_at: float
 ) -> tuple[list[RawScore], int]:
-    """Scores from tile descriptors (``grids`` holds (T, D, h, w) descriptors here), and how many parts were refined.
+    """Scores from tile descriptors, and how many parts were refined.
 
     The search step of ``score_screened`` alone (the benchmark times it apart from the backbone).
     """
-    emb, layout, tile = descriptors.grids, descriptors.layout, descriptors.tile
+    emb, layout, tile = descriptors.descriptors, descriptors.layout, descriptors.tile
     grids = model.scale_patches(model.search_patches(emb, ef_search=SCREEN_EF_SEARCH))
     raws = scores_from_grids(TileGrids(grids, layout, tile), config)
     starts = np.cumsum([0, *(count for count, _, _ in layout)])

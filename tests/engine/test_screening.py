@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from inspect_app.engine.anomaly_config import AnomalyConfig
-from inspect_app.engine.anomaly_scoring import TileGrids, normalize, scores_from_grids
+from inspect_app.engine.anomaly_scoring import TileDescriptors, TileGrids, normalize, scores_from_grids
 from inspect_app.engine.screening import refine_level, screen_descriptors
 from inspect_app.models.anomaly import PatchCore
 from inspect_app.models.factory import IMAGENET_MEAN, IMAGENET_STD
@@ -33,7 +33,7 @@ def _clustered(rows: int, dim: int, gen: torch.Generator, spread: float = 1.0) -
 
 
 @pytest.fixture(scope="module")
-def setting() -> tuple[PatchCore, AnomalyConfig, TileGrids, list[float], list[float]]:
+def setting() -> tuple[PatchCore, AnomalyConfig, TileDescriptors, list[float], list[float]]:
     """A bank large enough for a graph, 40 one-tile parts (half with far-off patches), exact and checked scores."""
     pytest.importorskip("faiss")
     torch.set_num_threads(2)
@@ -50,7 +50,7 @@ def setting() -> tuple[PatchCore, AnomalyConfig, TileGrids, list[float], list[fl
     exact = scores_from_grids(TileGrids(model.search_patches(emb), layout, TILE), config)
     model.configure_search("hnsw", 128)
     checked = scores_from_grids(TileGrids(model.search_patches(emb), layout, TILE), config)
-    return model, config, TileGrids(emb, layout, TILE), [r.score for r in exact], [r.score for r in checked]
+    return model, config, TileDescriptors(emb, layout, TILE), [r.score for r in exact], [r.score for r in checked]
 
 
 @torch.inference_mode()
@@ -75,7 +75,7 @@ def test_nothing_is_refined_above_every_score_and_everything_below_it(setting: t
     model, config, descriptors, exact, checked = setting
     raws, refined = screen_descriptors(model, descriptors, config, math.inf)
     assert refined == 0
-    fast = model.search_patches(descriptors.grids, ef_search=SCREEN_EF_SEARCH)
+    fast = model.search_patches(descriptors.descriptors, ef_search=SCREEN_EF_SEARCH)
     expected = scores_from_grids(TileGrids(fast, descriptors.layout, TILE), config)
     assert [r.score for r in raws] == pytest.approx([r.score for r in expected], abs=1e-5)
     raws, refined = screen_descriptors(model, descriptors, config, -math.inf)
