@@ -162,18 +162,6 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
 
 
-def cosine_with_warmup(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> Any:
-    """Linear warm-up then cosine decay to zero, stepped once per batch."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def set_train_mode(model: nn.Module, freeze_bn_stats: bool) -> None:
     """Train mode, optionally with BatchNorm layers kept in eval mode so their running statistics stay fixed."""
     model.train()

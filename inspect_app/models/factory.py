@@ -189,8 +189,3 @@ def backbone_normalization(name: str) -> tuple[tuple[float, ...], tuple[float, .
     return tuple(cfg.mean), tuple(cfg.std)
 
 
-def bundled_weights_file(name: str = DEFAULT_BACKBONE) -> Path:
-    """Path of the shipped weights file for a bundled backbone (for data fingerprints and diagnostics)."""
-    if name not in BUNDLED:
-        raise UnknownBackboneError(f"{name!r} is not bundled; bundled backbones are {', '.join(list_backbones())}")
-    return Path(BUNDLED[name].weights_path())
