@@ -670,6 +670,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Which install extra brings a module that only some machines have (pyproject.toml).
+EXTRA_OF_MODULE = {
+    **dict.fromkeys(("torch", "torchvision", "timm", "cv2", "faiss", "onnx", "onnxruntime", "safetensors",
+                     "matplotlib"), "station"),
+    **dict.fromkeys(("streamlit", "pandas", "altair"), "dashboard"),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``inspect-app``; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -679,6 +687,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InspectAppError, LookupError) as exc:
         # LookupError: a run, schedule or model name that does not exist (the message names it and the known ones).
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        # A machine installs only its extra: a dashboard server has no torch, a station no Streamlit.
+        extra = EXTRA_OF_MODULE.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"error: this command needs {exc.name!r}, which this machine has not installed; it comes with the "
+              f"{extra!r} extra: pip install 'inspect_app[{extra}]'", file=sys.stderr)
         return 2
 
 
