@@ -143,10 +143,14 @@ class Worker:
             logger.warning("training run %d stopped: %s", run.id, exc)
             if beat.lost:
                 return self.queue.get(run.id)
+            self.repository.discard_candidates(run.id)
             return self.queue.finish(run.id, self.name, RunStatus.CANCELLED, self.clock(), error=str(exc))
         except Exception as exc:
             beat.stop()
             logger.exception("training run %d failed", run.id)
+            discarded = self.repository.discard_candidates(run.id)
+            if discarded:
+                logger.warning("training run %d failed: its candidate(s) %s removed", run.id, ", ".join(discarded))
             try:
                 return self.queue.finish(run.id, self.name, RunStatus.FAILED, self.clock(),
                                          error=f"{type(exc).__name__}: {exc}")

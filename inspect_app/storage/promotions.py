@@ -31,23 +31,52 @@ def promote(repository: Repository, name: str, actor: str, reason: str = "manual
     return version
 
 
+ROLLBACK_REASON = "rollback from"
+
+
+def _model_name(target: str) -> str:
+    # Older dashboard builds audited the target as "model:<name>"; both forms name the same model.
+    return target.removeprefix("model:")
+
+
+def promotion_history(repository: Repository, limit: int = 10_000) -> list[str]:
+    """The models that were active, oldest first, with rolled-back ones taken off: what a rollback walks down.
+
+    A promotion puts its model on top (the model it replaced first, for the oldest entry); a rollback to a model takes
+    off everything above it, so rolling back twice goes two models back instead of returning to where it began.
+    """
+    history: list[str] = []
+    for event in reversed(repository.list_audit(limit=limit, action=PROMOTE_ACTION)):
+        name = _model_name(event.target)
+        previous = event.details.get("previous")
+        if str(event.details.get("reason", "")).startswith(ROLLBACK_REASON):
+            if name in history:
+                del history[len(history) - history[::-1].index(name):]
+                continue
+            history = [name]
+            continue
+        if not history and previous:
+            history.append(str(previous))
+        if not history or history[-1] != name:
+            history.append(name)
+    return history
+
+
 def rollback_target(repository: Repository) -> ModelVersion | None:
-    """The model a rollback would re-activate: the one the active model replaced, else ``None``.
+    """The model a rollback would re-activate: the one below the active model in the promotion history, else ``None``.
 
     Without an audit trail (models promoted before the lifecycle existed), the newest retired model is taken.
     """
     active = repository.active_model()
     if active is None:
         return None
-    # Older dashboard builds audited the target as "model:<name>"; both forms name the same promotion.
-    targets = (active.name, f"model:{active.name}")
-    for event in repository.list_audit(limit=1000, action=PROMOTE_ACTION):
-        previous = event.details.get("previous")
-        if event.target in targets and previous and previous != active.name:
-            found = repository.get_model_version(previous)
-            if found is not None:
+    history = promotion_history(repository)
+    if history and history[-1] == active.name:
+        for name in reversed(history[:-1]):
+            found = repository.get_model_version(name)
+            if found is not None and name != active.name:
                 return found
-            break
+        return None
     retired = [v for v in repository.list_model_versions() if v.status is ModelStatus.RETIRED]
     return retired[-1] if retired else None
 
@@ -65,4 +94,4 @@ def rollback(repository: Repository, actor: str) -> ModelVersion:
     if target is None:
         raise LookupError(f"active model {active.name!r} replaced no earlier model; nothing to roll back to")
     logger.info("rolling back from %s to %s", active.name, target.name)
-    return promote(repository, target.name, actor, reason=f"rollback from {active.name}")
+    return promote(repository, target.name, actor, reason=f"{ROLLBACK_REASON} {active.name}")

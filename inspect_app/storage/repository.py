@@ -436,6 +436,19 @@ class Repository:
             session.flush()
             return row.id
 
+    def discard_candidates(self, training_run_id: int) -> list[str]:
+        """Remove the still-candidate model versions a (failed) training run registered; returns their names.
+
+        A run that failed after registering its model must not leave it to be promoted by hand later.
+        """
+        stmt = select(ModelVersionRow).where(ModelVersionRow.training_run_id == training_run_id,
+                                             ModelVersionRow.status == ModelStatus.CANDIDATE.value)
+        with self.db.session() as session:
+            rows = list(session.scalars(stmt))
+            for row in rows:
+                session.delete(row)
+            return [row.name for row in rows]
+
     def get_model_version(self, name: str) -> ModelVersion | None:
         """The model version called ``name``, or ``None``."""
         with self.db.session() as session:

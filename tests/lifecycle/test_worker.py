@@ -131,3 +131,21 @@ def test_worker_killed_mid_run_is_recovered_on_restart(tmp_path: Path, settings,
     finally:
         if process.poll() is None:
             process.kill()
+
+
+class _JudgeFails(Worker):
+    """A worker whose champion/challenger step fails after the candidate was registered (test set gone)."""
+
+    def _judge(self, *args, **kwargs):
+        raise OSError("frozen test set unreadable")
+
+
+def test_run_failing_after_registration_leaves_no_candidate(
+    sqlite_db: Database, settings, tiny_sets, spec_factory
+) -> None:
+    queue, repo = RunQueue(sqlite_db), Repository(sqlite_db)
+    run_id = queue.enqueue(spec_factory(tiny_sets["test"]).to_dict(), str(tiny_sets["train"]))
+    run = _JudgeFails(sqlite_db, settings, name="w1").run_once()
+    assert run.id == run_id and run.status is RunStatus.FAILED
+    assert "frozen test set unreadable" in run.error
+    assert repo.list_model_versions() == []  # registered during the run, removed with its failure

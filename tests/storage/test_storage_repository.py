@@ -148,6 +148,19 @@ def test_model_version_links_to_training_run(
     assert repo.get_model_version(original.name) == original
 
 
+def test_discard_candidates_removes_only_that_runs_candidates(
+    repo: Repository, model_version_factory: Any, training_run_factory: Any
+) -> None:
+    failed, other = repo.add_training_run(training_run_factory()), repo.add_training_run(training_run_factory())
+    repo.add_model_version(model_version_factory(name="was-active", training_run_id=failed))
+    repo.promote("was-active")
+    repo.add_model_version(model_version_factory(name="cand", training_run_id=failed))
+    repo.add_model_version(model_version_factory(name="keep", training_run_id=other))
+    assert repo.discard_candidates(failed) == ["cand"]
+    assert sorted(v.name for v in repo.list_model_versions()) == ["keep", "was-active"]
+    assert repo.discard_candidates(failed) == []
+
+
 def test_model_version_with_missing_training_run_is_refused(repo: Repository, model_version_factory: Any) -> None:
     with pytest.raises(StorageError):
         repo.add_model_version(model_version_factory(training_run_id=424242))
