@@ -438,9 +438,11 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 
 def cmd_db_purge(args: argparse.Namespace) -> int:
     """Delete old inspections and their files; hourly aggregates stay."""
+    from inspect_app.cli_lifecycle import shell
     from inspect_app.errors import ConfigError
+    from inspect_app.storage.access import purge
     from inspect_app.storage.db import Database
-    from inspect_app.storage.retention import parse_age, purge
+    from inspect_app.storage.retention import parse_age
 
     try:
         age = parse_age(args.older_than)
@@ -448,7 +450,7 @@ def cmd_db_purge(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from exc
     database = Database.open(_settings(args).resolved_database_url)
     try:
-        result = purge(database, age, delete_files=not args.keep_files, dry_run=args.dry_run)
+        result = purge(database, shell(), age, keep_files=args.keep_files, dry_run=args.dry_run)
     finally:
         database.dispose()
     verb = "would delete" if args.dry_run else "deleted"
@@ -471,11 +473,11 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 def cmd_models_promote(args: argparse.Namespace) -> int:
     """Make a registered model version the active one."""
-    from inspect_app.cli_lifecycle import actor
-    from inspect_app.storage.promotions import promote
+    from inspect_app.cli_lifecycle import shell
+    from inspect_app.storage.access import promote_model
+    from inspect_app.storage.db import Database
 
-    repository = _open_repository(_settings(args).resolved_database_url)
-    promote(repository, args.name, actor=actor())
+    promote_model(Database.open(_settings(args).resolved_database_url), shell(), args.name, reason="cli")
     print(f"model {args.name} is now {ModelStatus.ACTIVE.value}")
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 from inspect_app.config import Settings, TrainConfig, load_settings, read_yaml
 from inspect_app.errors import ConfigError, DatasetError
@@ -19,9 +20,26 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(home=args.home, database_url=args.db)
 
 
+def os_user() -> str:
+    """The operating-system user running this command (``$USER``, else the login database's name)."""
+    import getpass
+
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for the uid (some containers)
+        return f"uid{os.getuid()}"
+
+
 def actor() -> str:
     """Who acts from this shell, for the audit log."""
-    return f"cli:{os.environ.get('USER', 'unknown')}"
+    return f"cli:{os_user()}"
+
+
+def shell() -> Any:
+    """The audited acting user of this shell (``access.shell_user``)."""
+    from inspect_app.storage.access import shell_user
+
+    return shell_user(os_user())
 
 
 def _open_db(args: argparse.Namespace) -> object:
@@ -133,9 +151,9 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
 def cmd_runs_cancel(args: argparse.Namespace) -> int:
     """Cancel a queued or running training run."""
-    from inspect_app.storage.runs import RunQueue
+    from inspect_app.storage.access import cancel_run
 
-    run = RunQueue(_open_db(args)).cancel(args.run_id)
+    run = cancel_run(_open_db(args), shell(), args.run_id)
     state = "cancelled" if run.status.value == "cancelled" else "asked to stop at its next step"
     print(f"training run {run.id} {state}")
     return 0
@@ -144,8 +162,7 @@ def cmd_runs_cancel(args: argparse.Namespace) -> int:
 def cmd_schedules_add(args: argparse.Namespace) -> int:
     """Add a cron schedule that queues fine-tuning runs."""
     from inspect_app.config import FinetuneSpec
-    from inspect_app.lifecycle.scheduler import schedule_config
-    from inspect_app.storage.schedules import ScheduleStore
+    from inspect_app.storage.access import add_schedule
 
     for folder in filter(None, (args.data_dir, args.test_dir)):
         _require_folder(folder)
@@ -154,9 +171,7 @@ def cmd_schedules_add(args: argparse.Namespace) -> int:
                                 batch_size=args.batch_size, lr=args.lr, device=args.device)
     spec = FinetuneSpec(train=train, test_dir=str(Path(args.test_dir).resolve()) if args.test_dir else None,
                         model_prefix=args.name)
-    schedule = ScheduleStore(_open_db(args)).add(
-        args.name, args.cron, schedule_config(args.data_dir, spec, args.only_if_new_data)
-    )
+    schedule = add_schedule(_open_db(args), shell(), args.name, args.cron, args.data_dir, spec, args.only_if_new_data)
     print(f"schedule {schedule.name} ({schedule.cron}) added; next run {schedule.next_run_at:%Y-%m-%d %H:%M} UTC")
     return 0
 
@@ -176,28 +191,27 @@ def cmd_schedules_list(args: argparse.Namespace) -> int:
 
 def cmd_schedules_toggle(args: argparse.Namespace) -> int:
     """Enable or disable a schedule."""
-    from inspect_app.storage.schedules import ScheduleStore
+    from inspect_app.storage.access import set_schedule_enabled
 
-    schedule = ScheduleStore(_open_db(args)).update(args.name, enabled=args.enable)
+    schedule = set_schedule_enabled(_open_db(args), shell(), args.name, args.enable)
     print(f"schedule {schedule.name} {'enabled' if schedule.enabled else 'disabled'}")
     return 0
 
 
 def cmd_schedules_remove(args: argparse.Namespace) -> int:
     """Delete a schedule (its runs stay)."""
-    from inspect_app.storage.schedules import ScheduleStore
+    from inspect_app.storage.access import remove_schedule
 
-    ScheduleStore(_open_db(args)).remove(args.name)
+    remove_schedule(_open_db(args), shell(), args.name)
     print(f"schedule {args.name} removed")
     return 0
 
 
 def cmd_models_rollback(args: argparse.Namespace) -> int:
     """Re-activate the model the current active one replaced."""
-    from inspect_app.storage.promotions import rollback
-    from inspect_app.storage.repository import Repository
+    from inspect_app.storage.access import rollback_model
 
-    version = rollback(Repository(_open_db(args)), actor=actor())
+    version = rollback_model(_open_db(args), shell())
     print(f"rolled back: model {version.name} is now {ModelStatus.ACTIVE.value}")
     return 0
 

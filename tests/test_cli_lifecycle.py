@@ -131,3 +131,36 @@ def test_reviews_export_writes_a_manifest_that_training_reads(db_args: list[str]
     assert "wrote 1 reviewed parts" in capsys.readouterr().out
     assert main([*db_args, "reviews", "export", "--out", str(out), "--since", "yesterday"]) == 2
     assert "--since 'yesterday' is not an ISO date" in capsys.readouterr().err
+
+
+def test_cli_actions_are_audited_with_the_operating_system_user(
+    db_args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("USER", "quality-eng")
+    with _db(db_args) as db:
+        repo = Repository(db)
+        for name in ("a", "b"):
+            repo.add_model_version(ModelVersion(name=name, kind="classifier", backbone="x", path=f"/m/{name}",
+                                                classes=("good", "scratch")))
+    commands = [
+        ["train", str(tmp_path), "--queue", "--epochs", "1"],
+        ["runs", "cancel", "1"],
+        ["schedules", "add", "nightly", "--cron", "0 2 * * *", "--data-dir", str(tmp_path)],
+        ["schedules", "disable", "nightly"],
+        ["schedules", "enable", "nightly"],
+        ["schedules", "remove", "nightly"],
+        ["models", "promote", "a"],
+        ["models", "promote", "b"],
+        ["models", "rollback"],
+        ["db", "purge", "--older-than", "30d"],
+    ]
+    for command in commands:
+        assert main([*db_args, *command]) == 0, (command, capsys.readouterr().err)
+    with _db(db_args) as db:
+        events = list(reversed(Repository(db).list_audit(limit=50)))
+    actions = [(e.action, e.actor) for e in events]
+    expected = ["training.cancel", "schedule.add", "schedule.disable", "schedule.enable", "schedule.remove",
+                "model.promote", "model.promote", "model.promote", "db.purge"]
+    assert [a for a, _ in actions] == expected
+    assert {actor for _, actor in actions} == {"cli:quality-eng"}
+    assert events[-2].details["reason"] == "rollback from b"

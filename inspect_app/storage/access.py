@@ -62,13 +62,24 @@ __all__ = [
     "enqueue_training",
     "promote_model",
     "purge",
+    "remove_schedule",
     "review_inspection",
     "rollback_model",
     "rollback_target",
     "set_model_threshold",
     "set_schedule_enabled",
+    "shell_user",
     "sign_in",
 ]
+
+
+def shell_user(os_user: str) -> User:
+    """The acting user of a CLI command run on a machine that holds the database's credentials, audited as ``cli:NAME``.
+
+    Whoever can run ``inspect-app`` with the plant's database URL can already write every table, so the shell acts
+    with every role; what the audit log gains is the operating-system user's name beside each action.
+    """
+    return User(username=f"cli:{os_user}", role=USER_ROLES[-1])
 
 
 def allowed(user: User | None, action: str) -> bool:
@@ -246,7 +257,7 @@ def cancel_run(db: Database, user: User | None, run_id: int) -> TrainingRun:
     return run
 
 
-def promote_model(db: Database, user: User | None, name: str) -> ModelVersion:
+def promote_model(db: Database, user: User | None, name: str, reason: str = "dashboard") -> ModelVersion:
     """Make ``name`` the active model through ``promotions.promote`` (audited with the model it replaced).
 
     Raises:
@@ -254,7 +265,7 @@ def promote_model(db: Database, user: User | None, name: str) -> ModelVersion:
         LookupError: no model version is called ``name`` (known names listed).
     """
     user = authorize(user, "promote")
-    return promotions.promote(Repository(db), name, actor=user.username, reason="dashboard")
+    return promotions.promote(Repository(db), name, actor=user.username, reason=reason)
 
 
 def rollback_target(db: Database) -> ModelVersion | None:
@@ -340,6 +351,18 @@ def set_schedule_enabled(db: Database, user: User | None, name: str, enabled: bo
     Repository(db).audit(AuditEvent(actor=user.username, action="schedule.enable" if enabled
                                     else "schedule.disable", target=f"schedule:{name}"))
     return schedule
+
+
+def remove_schedule(db: Database, user: User | None, name: str) -> None:
+    """Delete a schedule through ``ScheduleStore.remove`` (its runs stay), audited.
+
+    Raises:
+        AccessDeniedError: the user is not at least an engineer.
+        LookupError: no schedule is called ``name``.
+    """
+    user = authorize(user, "schedule")
+    ScheduleStore(db).remove(name)
+    Repository(db).audit(AuditEvent(actor=user.username, action="schedule.remove", target=f"schedule:{name}"))
 
 
 def purge(
