@@ -62,10 +62,11 @@ def station_comparison(
     split as every ``queries`` figure), so a year over millions of inspections costs a few thousand rollup rows.
     A station that moved between lines gets one row per line.
     """
-    grouped = queries._collect(  # noqa: SLF001 - the shared rollup-plus-raw reader of this package
-        db, queries._window(since, until), rollup=queries._HOURLY,  # noqa: SLF001
-        rollup_measures=queries._hourly_sums(), raw_measures=queries._raw_counters(db.dialect),  # noqa: SLF001
-        keys=queries._group_keys("line") + queries._group_keys("station"),  # noqa: SLF001
+    # queries' shared rollup-plus-raw reader, grouped by two keys (its public functions group by one).
+    grouped = queries._collect(
+        db, queries._window(since, until), rollup=queries._HOURLY,
+        rollup_measures=queries._hourly_sums(), raw_measures=queries._raw_counters(db.dialect),
+        keys=queries._group_keys("line") + queries._group_keys("station"),
         bucket=None, station=None, line=line,
     )
     result = []

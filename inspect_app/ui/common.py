@@ -56,9 +56,9 @@ TIME_FORMAT = "%Y-%m-%d %H:%M"
 __all__ = [
     "ALL_LINES",
     "ALL_STATIONS",
-    "TIME_ZONE_LABEL",
     "PERIODS",
     "SIGN_IN_REQUIRED_MESSAGE",
+    "TIME_ZONE_LABEL",
     "bucket_key",
     "current_user",
     "database",

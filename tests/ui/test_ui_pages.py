@@ -131,13 +131,13 @@ def test_overview_numbers_match_the_queries(plant: dict) -> None:
     assert metrics["Defect rate %"] == f"{100 * 3 / 9:.1f} %"
     comparison = at.dataframe[0].value
     assert list(comparison["Station"]) == ["cell-b", "cell-a"]  # worst defect rate first: 2/4 vs 1/5
-    assert list(comparison["NG"]) == [2, 1]
+    assert list(comparison["NG"]) == ["2", "1"] and list(comparison["Line"]) == ["line-1", "line-1"]
     assert any("Centre line" in c.value for c in at.caption)
 
 
 def test_overview_bucket_by_shift_and_station_filter(plant: dict) -> None:
     at = _open()
-    at.radio(key="bucket").set_value("shift")
+    at.radio(key=common.bucket_key(common.DEFAULT_PERIOD)).set_value("shift")
     at.sidebar.selectbox(key="station").select("cell-a")
     at = _run(at)
     assert {m.label: m.value for m in at.metric}["Inspected"] == "5"
