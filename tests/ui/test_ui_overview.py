@@ -10,16 +10,22 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from streamlit.testing.v1 import AppTest
 
 from inspect_app.records import Decision, Inspection
 from inspect_app.storage import Database, Repository
 from inspect_app.ui import common, overview
-from tests.ui.test_ui_pages import _open, _run, fresh_caches, plant  # noqa: F401 - pytest fixtures
+from tests.ui import test_ui_pages as pages
+
+# The seeded plant (signed-in users, runs, schedules) and the cache reset of the page tests.
+plant = pages.plant
+fresh_caches = pages.fresh_caches
+_open, _run = pages._open, pages._run
 
 RAW_FLOAT = re.compile(r"^-?\d+\.\d{3,}$")
 
 
-def _table_cells(at) -> list[str]:  # noqa: ANN001 - AppTest
+def _table_cells(at: AppTest) -> list[str]:
     return [str(v) for frame in at.dataframe for v in frame.value.to_numpy().ravel()]
 
 

@@ -400,7 +400,7 @@ def test_engineer_cancels_queued_and_running_runs(plant: dict) -> None:
         queued = RunQueue(db).enqueue(FinetuneSpec().to_dict(), str(plant["tmp"] / "train"))
     at = _open("training", user="engineer")
     runs = at.dataframe[0].value
-    assert {"Attempts", "Worker", "Heartbeat (UTC)"} <= set(runs.columns)
+    assert {"Attempts", "Worker", "Last report", "Worker health"} <= set(runs.columns)
     at.selectbox(key="cancel_pick").set_value(queued)
     at.button(key="cancel_run").click()
     at = _run(at)
@@ -458,7 +458,7 @@ def test_model_comparisons_table(plant: dict) -> None:
             created_at=datetime.now(UTC)))
     at = _open("training")
     frame = next(d.value for d in at.dataframe if "Candidate" in d.value.columns)
-    assert list(frame["Candidate"]) == ["m2"] and list(frame["Champion escape"]) == [0.05]
+    assert list(frame["Candidate"]) == ["m2"] and list(frame["Champion escape"]) == ["5.0 %"]
     assert not frame["Promoted"].iloc[0]
 
 
