@@ -176,9 +176,11 @@ def p_chart_frame(chart: dict, bucket: str) -> pd.DataFrame:
     )
 
 
-def time_axis(field: str) -> alt.X:
-    """A UTC time axis titled with the time zone (Vega-Lite would otherwise draw the browser's local time)."""
-    return alt.X(f"{field}:T", title=TIME_TITLE, scale=alt.Scale(type="utc"))
+def time_axis(field: str, bucket: str = "hour") -> alt.X:
+    """A UTC time axis titled with the time zone (Vega-Lite would otherwise draw the browser's local time), with
+    24-hour labels (dates alone for day buckets)."""
+    label = "%Y-%m-%d" if bucket == "day" else "%m-%d %H:%M"
+    return alt.X(f"{field}:T", title=TIME_TITLE, scale=alt.Scale(type="utc"), axis=alt.Axis(format=label))
 
 
 def render_kpis(summary: InspectionSummary) -> None:
@@ -200,16 +202,16 @@ def render_p_chart(chart: dict, bucket: str) -> None:
     tooltip = [TIME_TITLE, "Defect rate %:Q", "NG", "Inspected", "UCL %:Q", "LCL %:Q"]
     base = alt.Chart(frame)
     limits = [
-        base.mark_rule(strokeDash=[4, 3], color="#888").encode(x=time_axis("Start"), x2="End:T", y=f"{name}:Q",
+        base.mark_rule(strokeDash=[4, 3], color="#888").encode(x=time_axis("Start", bucket), x2="End:T", y=f"{name}:Q",
                                                                 tooltip=tooltip)
         for name in ("UCL %", "LCL %")
     ]
     rate = base.mark_line(point=True).encode(
-        x=time_axis("Middle"), y=alt.Y("Defect rate %:Q", title="Defect rate %"), tooltip=tooltip,
+        x=time_axis("Middle", bucket), y=alt.Y("Defect rate %:Q", title="Defect rate %"), tooltip=tooltip,
     )
     flagged = base.transform_filter(alt.datum["Out of control"]).mark_point(
         size=120, filled=True, color=OUT_OF_CONTROL_COLOR
-    ).encode(x=time_axis("Middle"), y="Defect rate %:Q", tooltip=tooltip)
+    ).encode(x=time_axis("Middle", bucket), y="Defect rate %:Q", tooltip=tooltip)
     centre = alt.Chart(pd.DataFrame({"c": [center]})).mark_rule(color="#2ca02c").encode(y="c:Q")
     st.altair_chart(alt.layer(*limits, rate, flagged, centre), width="stretch")
     out = int(frame["Out of control"].sum())
@@ -256,8 +258,8 @@ def render_heat(rows: list[dict]) -> None:
         color=alt.condition(alt.datum["Defect rate %"] > frame["Defect rate %"].max() / 2, alt.value("white"),
                             alt.value("black")),
     )
-    height = max(80, 36 * frame["Line"].nunique())
-    st.altair_chart((cells + labels).properties(height=height), width="stretch")
+    # A fixed height per line: the rotated station labels above would otherwise squeeze the cells to slivers.
+    st.altair_chart((cells + labels).properties(height=alt.Step(40)), width="stretch")
 
 
 def render_station_comparison(rows: list[dict]) -> None:
