@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pandas as pd
 import streamlit as st
 
 from inspect_app.config import load_settings
@@ -47,6 +48,9 @@ PERIODS: dict[str, timedelta | None] = {
 DEFAULT_PERIOD = "Last 24 hours"
 # Periods up to this long are charted per hour; longer ones per day (hourly bars would be unreadable).
 HOURLY_MAX_SPAN = timedelta(hours=48)
+# Every time on the dashboard is shown in UTC (the storage's time zone) and says so; no plant time zone setting yet.
+TIME_ZONE_LABEL = "UTC"
+TIME_FORMAT = "%Y-%m-%d %H:%M"
 
 # Re-exported so that pages import their shared pieces from one place.
 __all__ = [
@@ -54,9 +58,15 @@ __all__ = [
     "ALL_STATIONS",
     "PERIODS",
     "SIGN_IN_REQUIRED_MESSAGE",
+    "TIME_ZONE_LABEL",
+    "bucket_key",
     "current_user",
     "database",
     "database_url",
+    "format_count",
+    "format_number",
+    "format_percent",
+    "format_time",
     "line_filter",
     "load_lines",
     "load_stations",
@@ -88,6 +98,35 @@ def period_window(period: str, now: datetime) -> tuple[datetime | None, str]:
         return None, "day"
     start = now.astimezone(UTC).replace(second=0, microsecond=0) - span
     return start, "hour" if span <= HOURLY_MAX_SPAN else "day"
+
+
+def format_time(value: datetime | None) -> str:
+    """``2026-12-01 21:09 UTC``; blank for no time. Naive values are read as UTC (how the storage keeps them)."""
+    if value is None or pd.isna(value):
+        return ""
+    moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return f"{moment.strftime(TIME_FORMAT)} {TIME_ZONE_LABEL}"
+
+
+def format_count(value: float | None) -> str:
+    """A count with thousands separators (``166,624``); blank for none."""
+    return "" if value is None or pd.isna(value) else f"{int(value):,}"
+
+
+def format_percent(share: float | None) -> str:
+    """A share in [0, 1] as a percentage with one decimal (``12.3 %``); blank for none."""
+    return "" if share is None or pd.isna(share) else f"{share * 100:.1f} %"
+
+
+def format_number(value: float | None, digits: int = 2) -> str:
+    """A measurement with ``digits`` decimals and thousands separators (``342.23``); blank for none."""
+    return "" if value is None or pd.isna(value) else f"{value:,.{digits}f}"
+
+
+def bucket_key(period: str) -> str:
+    """Widget key of the chart-bucket choice for ``period``: one per period, so that switching the period brings
+    that period's default bucket back instead of keeping the previous period's choice."""
+    return f"bucket:{period}"
 
 
 def station_filter(choice: str) -> str | None:

@@ -7,23 +7,30 @@ page stays fast over millions of inspections.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from inspect_app.errors import StorageError
-from inspect_app.records import InspectionSummary
+from inspect_app.records import Inspection, InspectionSummary
 from inspect_app.storage import dashboard_queries, queries
 from inspect_app.ui.common import (
     CACHE_TTL_S,
+    TIME_ZONE_LABEL,
+    bucket_key,
     database,
     database_url,
+    format_count,
+    format_number,
+    format_percent,
+    format_time,
     load_lines,
     load_stations,
     period_window,
     render_filters,
+    render_picture,
     require_viewing,
 )
 from inspect_app.ui.maintenance import render_maintenance
@@ -32,7 +39,14 @@ logger = logging.getLogger(__name__)
 
 PAGE_TITLE = "Inspection overview"
 LATEST_NG_LIMIT = 20
+# Thumbnails drawn above the latest-NG table (each one is a file read through ``ui.files``).
+THUMBNAILS = 8
+THUMBNAIL_WIDTH = 140
 BUCKET_LABELS = {"hour": "Hour", "shift": "Shift", "day": "Day"}
+BUCKET_SPANS = {"hour": timedelta(hours=1), "shift": timedelta(hours=queries.SHIFT_HOURS), "day": timedelta(days=1)}
+BUCKET_CHOICES_KEY = "bucket_choices"
+TIME_TITLE = f"Time ({TIME_ZONE_LABEL})"
+LINE_TOTAL = "(whole line)"
 EMPTY_DATABASE_MESSAGE = (
     "No inspections recorded yet. Run `inspect-app inspect` on an image folder or a camera to fill this dashboard."
 )
@@ -82,57 +96,91 @@ def load_pareto(url: str, since: datetime | None, station: str | None, line: str
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def load_station_comparison(url: str, since: datetime | None, line: str | None) -> pd.DataFrame:
-    """One row per station: inspected, NG, defect rate."""
-    rows = dashboard_queries.station_comparison(database(url), since=since, line=line)
-    return pd.DataFrame(
-        {
-            "Station": [r["station"] for r in rows],
-            "Inspected": [r["total"] for r in rows],
-            "NG": [r["ng"] for r in rows],
-            "Defect rate %": [round(r["rate"] * 100, 2) for r in rows],
-        }
-    )
+def load_station_comparison(url: str, since: datetime | None, line: str | None) -> list[dict]:
+    """One row per line and station: inspected, decided, NG, defect rate (worst first)."""
+    return dashboard_queries.station_comparison(database(url), since=since, line=line)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def load_latest_ng(url: str, since: datetime | None, station: str | None) -> pd.DataFrame:
-    """The latest NG inspections as a display table."""
-    rows = queries.latest_ng(database(url), limit=LATEST_NG_LIMIT, station=station, since=since)
+def load_latest_ng(url: str, since: datetime | None, station: str | None) -> list[Inspection]:
+    """The latest NG inspections, newest first."""
+    return queries.latest_ng(database(url), limit=LATEST_NG_LIMIT, station=station, since=since)
+
+
+def station_table(rows: list[dict]) -> pd.DataFrame:
+    """The stations table as shown: line, station, formatted counts and defect rate, worst first."""
+    return pd.DataFrame(
+        [{"Line": r["line"], "Station": r["station"], "Inspected": format_count(r["total"]),
+          "NG": format_count(r["ng"]), "Defect rate": format_percent(r["rate"])} for r in rows],
+        columns=["Line", "Station", "Inspected", "NG", "Defect rate"],
+    )
+
+
+def heat_frame(rows: list[dict]) -> pd.DataFrame:
+    """Line × station cells (plus one whole-line cell per line) with the defect rate in % and its label."""
+    cells = [{"Line": r["line"], "Station": r["station"], "decided": r["decided"], "ng": r["ng"],
+              "total": r["total"]} for r in rows]
+    for line in sorted({r["line"] for r in rows}):
+        mine = [r for r in rows if r["line"] == line]
+        cells.append({"Line": line, "Station": LINE_TOTAL, "decided": sum(r["decided"] for r in mine),
+                      "ng": sum(r["ng"] for r in mine), "total": sum(r["total"] for r in mine)})
+    frame = pd.DataFrame(cells, columns=["Line", "Station", "decided", "ng", "total"])
+    rate = [ng / decided if decided else 0.0 for ng, decided in zip(frame["ng"], frame["decided"], strict=True)]
+    frame["Defect rate %"] = [round(r * 100, 1) for r in rate]
+    frame["Label"] = [format_percent(r) for r in rate]
+    frame["Inspected"] = [format_count(t) for t in frame["total"]]
+    frame["NG"] = [format_count(n) for n in frame["ng"]]
+    return frame
+
+
+def latest_ng_table(rows: list[Inspection]) -> pd.DataFrame:
+    """The latest NG parts as shown: UTC times, scores with three decimals, blanks for what was not recorded."""
     return pd.DataFrame(
         [
             {
-                "Time (UTC)": row.created_at,
-                "Station": row.station,
-                "Line": row.line,
-                "Defect class": row.defect_class,
-                "Score": row.score,
-                "Model": row.model_version,
-                "Image": row.image_path,
+                TIME_TITLE: format_time(row.created_at),
+                "Line": row.line or "",
+                "Station": row.station or "",
+                "Defect class": row.defect_class or "",
+                "Score": format_number(row.score, 3),
+                "Model": row.model_version or "",
+                "Image": row.image_path or "",
             }
             for row in rows
         ],
-        columns=["Time (UTC)", "Station", "Line", "Defect class", "Score", "Model", "Image"],
+        columns=[TIME_TITLE, "Line", "Station", "Defect class", "Score", "Model", "Image"],
     )
 
 
 # --- charts ---------------------------------------------------------------------------------------------------------
 
 
-def p_chart_frame(chart: dict) -> pd.DataFrame:
-    """The p-chart's points as a frame: time, defect rate %, limits %, n and out-of-control flag."""
+def p_chart_frame(chart: dict, bucket: str) -> pd.DataFrame:
+    """The p-chart's buckets as a frame: start and end (UTC), defect rate %, limits %, n, out-of-control flag and
+    the bucket's start formatted for tooltips."""
     points = chart["points"]
+    span = BUCKET_SPANS[bucket]
     return pd.DataFrame(
         {
-            "Time (UTC)": [p["bucket"] for p in points],
-            "Defect rate %": [p["p"] * 100 for p in points],
-            "UCL %": [p["ucl"] * 100 for p in points],
-            "LCL %": [p["lcl"] * 100 for p in points],
-            "Inspected": [p["n"] for p in points],
-            "NG": [p["ng"] for p in points],
+            "Start": [p["bucket"] for p in points],
+            "End": [p["bucket"] + span for p in points],
+            "Middle": [p["bucket"] + span / 2 for p in points],
+            TIME_TITLE: [format_time(p["bucket"]) for p in points],
+            "Defect rate %": [round(p["p"] * 100, 2) for p in points],
+            "UCL %": [round(p["ucl"] * 100, 2) for p in points],
+            "LCL %": [round(p["lcl"] * 100, 2) for p in points],
+            "Inspected": [format_count(p["n"]) for p in points],
+            "NG": [format_count(p["ng"]) for p in points],
             "Out of control": [p["out_of_control"] for p in points],
         }
     )
+
+
+def time_axis(field: str, bucket: str = "hour") -> alt.X:
+    """A UTC time axis titled with the time zone (Vega-Lite would otherwise draw the browser's local time), with
+    24-hour labels (dates alone for day buckets)."""
+    label = "%Y-%m-%d" if bucket == "day" else "%m-%d %H:%M"
+    return alt.X(f"{field}:T", title=TIME_TITLE, scale=alt.Scale(type="utc"), axis=alt.Axis(format=label))
 
 
 def render_kpis(summary: InspectionSummary) -> None:
@@ -143,29 +191,32 @@ def render_kpis(summary: InspectionSummary) -> None:
 
 
 def render_p_chart(chart: dict, bucket: str) -> None:
-    """Defect rate per bucket with the centre line, 3-sigma limits and out-of-control points in red."""
+    """Defect rate per bucket with the centre line, 3-sigma limits drawn as steps (one level per bucket, since each
+    bucket's limits depend on its own n) and out-of-control points in red."""
     st.subheader(f"Defect rate per {bucket} (p-chart)")
-    frame = p_chart_frame(chart)
+    frame = p_chart_frame(chart, bucket)
     if frame.empty:
         st.caption("No decided parts in this period.")
         return
     center = chart["center"] * 100
-    base = alt.Chart(frame).encode(x=alt.X("Time (UTC):T", title=None))
-    limits = base.mark_line(strokeDash=[4, 3], color="#888").encode(y="UCL %:Q") + base.mark_line(
-        strokeDash=[4, 3], color="#888"
-    ).encode(y="LCL %:Q")
+    tooltip = [TIME_TITLE, "Defect rate %:Q", "NG", "Inspected", "UCL %:Q", "LCL %:Q"]
+    base = alt.Chart(frame)
+    limits = [
+        base.mark_rule(strokeDash=[4, 3], color="#888").encode(x=time_axis("Start", bucket), x2="End:T", y=f"{name}:Q",
+                                                                tooltip=tooltip)
+        for name in ("UCL %", "LCL %")
+    ]
     rate = base.mark_line(point=True).encode(
-        y=alt.Y("Defect rate %:Q", title="Defect rate %"),
-        tooltip=["Time (UTC):T", "Defect rate %:Q", "NG:Q", "Inspected:Q", "UCL %:Q", "LCL %:Q"],
+        x=time_axis("Middle", bucket), y=alt.Y("Defect rate %:Q", title="Defect rate %"), tooltip=tooltip,
     )
     flagged = base.transform_filter(alt.datum["Out of control"]).mark_point(
         size=120, filled=True, color=OUT_OF_CONTROL_COLOR
-    ).encode(y="Defect rate %:Q")
+    ).encode(x=time_axis("Middle", bucket), y="Defect rate %:Q", tooltip=tooltip)
     centre = alt.Chart(pd.DataFrame({"c": [center]})).mark_rule(color="#2ca02c").encode(y="c:Q")
-    st.altair_chart(limits + rate + flagged + centre, width="stretch")
+    st.altair_chart(alt.layer(*limits, rate, flagged, centre), width="stretch")
     out = int(frame["Out of control"].sum())
     st.caption(
-        f"Centre line p̄ = {center:.2f} % (green); dashed: 3σ limits; "
+        f"Centre line p̄ = {center:.1f} % (green); dashed: 3σ limits per {bucket}; times in {TIME_ZONE_LABEL}; "
         + (f"**{out} point(s) out of control** (red)." if out else "all points within limits.")
     )
 
@@ -177,30 +228,62 @@ def render_pareto(frame: pd.DataFrame) -> None:
         st.caption("No NG parts in this period.")
         return
     order = list(frame["Defect class"])
-    base = alt.Chart(frame).encode(x=alt.X("Defect class:N", sort=order, title=None))
-    bars = base.mark_bar().encode(y=alt.Y("NG:Q"), tooltip=["Defect class", "NG", "Cumulative %"])
+    base = alt.Chart(frame).encode(x=alt.X("Defect class:N", sort=order, title="Defect class"))
+    tooltip = ["Defect class", alt.Tooltip("NG:Q", format=","), alt.Tooltip("Cumulative %:Q", format=".1f")]
+    bars = base.mark_bar().encode(y=alt.Y("NG:Q", title="NG parts"), tooltip=tooltip)
     line = base.mark_line(point=True, color="#ff7f0e").encode(
-        y=alt.Y("Cumulative %:Q", scale=alt.Scale(domain=[0, 100]))
+        y=alt.Y("Cumulative %:Q", title="Cumulative %", scale=alt.Scale(domain=[0, 100])), tooltip=tooltip
     )
     st.altair_chart(alt.layer(bars, line).resolve_scale(y="independent"), width="stretch")
 
 
-def render_station_comparison(frame: pd.DataFrame) -> None:
-    """Stations side by side, worst defect rate first."""
-    st.subheader("Stations compared")
-    if frame.empty:
+def render_heat(rows: list[dict]) -> None:
+    """Defect rate per line (rows) and station (columns), darker = worse, with each line's total in the last column."""
+    st.subheader("Defect rate by line and station")
+    if not rows:
         st.caption("No inspections in this period.")
         return
-    st.dataframe(frame, hide_index=True, width="stretch")
+    frame = heat_frame(rows)
+    stations = [*sorted({s for s in frame["Station"] if s != LINE_TOTAL}), LINE_TOTAL]
+    base = alt.Chart(frame).encode(
+        x=alt.X("Station:N", sort=stations, title="Station", axis=alt.Axis(labelAngle=-30, orient="top")),
+        y=alt.Y("Line:N", title="Line"),
+        tooltip=["Line", "Station", alt.Tooltip("Label:N", title="Defect rate"), "NG", "Inspected"],
+    )
+    cells = base.mark_rect(stroke="white").encode(
+        color=alt.Color("Defect rate %:Q", scale=alt.Scale(scheme="reds"), title="Defect rate %")
+    )
+    labels = base.mark_text(fontSize=12).encode(
+        text="Label:N",
+        color=alt.condition(alt.datum["Defect rate %"] > frame["Defect rate %"].max() / 2, alt.value("white"),
+                            alt.value("black")),
+    )
+    # A fixed height per line: the rotated station labels above would otherwise squeeze the cells to slivers.
+    st.altair_chart((cells + labels).properties(height=alt.Step(40)), width="stretch")
 
 
-def render_latest_ng(frame: pd.DataFrame) -> None:
-    """Table of the most recent NG parts."""
+def render_station_comparison(rows: list[dict]) -> None:
+    """Stations side by side with their line, worst defect rate first."""
+    st.subheader("Stations compared")
+    if not rows:
+        st.caption("No inspections in this period.")
+        return
+    st.dataframe(station_table(rows), hide_index=True, width="stretch")
+
+
+def render_latest_ng(rows: list[Inspection]) -> None:
+    """Thumbnails of the newest NG parts (served only through ``ui.files``), then the table of the latest ones."""
     st.subheader("Latest NG parts")
-    if frame.empty:
+    if not rows:
         st.caption("No NG parts in this period.")
         return
-    st.dataframe(frame, hide_index=True)
+    shown = rows[:THUMBNAILS]
+    for column, row in zip(st.columns(len(shown)), shown, strict=True):
+        with column:
+            caption = f"{row.station} · {row.defect_class or 'NG'} · {format_time(row.created_at)}"
+            render_picture([("image", row.image_path), ("heatmap", row.heatmap_path)], caption=caption,
+                           width=THUMBNAIL_WIDTH)
+    st.dataframe(latest_ng_table(rows), hide_index=True, width="stretch")
 
 
 def render() -> None:
@@ -218,6 +301,11 @@ def render() -> None:
         st.error(f"Cannot read the plant database: {exc}")
 
 
+def remember_bucket(period: str) -> None:
+    """Keep the bucket just picked for ``period`` (a widget callback: it runs even if the period changes too)."""
+    st.session_state.setdefault(BUCKET_CHOICES_KEY, {})[period] = st.session_state[bucket_key(period)]
+
+
 def render_figures(url: str) -> None:
     """KPIs, charts and tables for the sidebar filters (or a hint when there is nothing to show)."""
     stations = load_stations(url)
@@ -231,14 +319,22 @@ def render_figures(url: str) -> None:
     if summary.total == 0:
         st.info(EMPTY_PERIOD_MESSAGE)
         return
+    # One widget per period: a bucket picked for one period does not follow the user to the next one (30 days of
+    # hourly points), and every period starts on its own default (hour for 24 h, day for 30 days and all time).
+    # Streamlit forgets a widget that was not drawn in a run, so the choice per period is kept beside it.
+    choices = st.session_state.setdefault(BUCKET_CHOICES_KEY, {})
     bucket = st.radio(
-        "Group defect rate by", list(BUCKET_LABELS), index=list(BUCKET_LABELS).index(default_bucket),
-        format_func=BUCKET_LABELS.get, horizontal=True, key="bucket",
+        "Group defect rate by", list(BUCKET_LABELS),
+        index=list(BUCKET_LABELS).index(choices.get(period, default_bucket)),
+        format_func=BUCKET_LABELS.get, horizontal=True, key=bucket_key(period), on_change=remember_bucket,
+        args=(period,),
     )
     left, right = st.columns(2)
     with left:
         render_p_chart(load_p_chart(url, bucket, since, station, line), bucket)
     with right:
         render_pareto(load_pareto(url, since, station, line))
-    render_station_comparison(load_station_comparison(url, since, line))
+    comparison = load_station_comparison(url, since, line)
+    render_heat(comparison)
+    render_station_comparison(comparison)
     render_latest_ng(load_latest_ng(url, since, station))

@@ -7,15 +7,20 @@ parts join a run's data through its spec's ``use_reviews`` (the worker freezes t
 
 from __future__ import annotations
 
+import ast
 import logging
+import re
 from collections import deque
+from datetime import datetime, timedelta
+from typing import Any
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
 from inspect_app.config import TrainConfig, load_settings
 from inspect_app.errors import StorageError
-from inspect_app.records import TrainingRun
+from inspect_app.records import RunStatus, TrainingRun, utcnow
 from inspect_app.storage import Repository, access
 from inspect_app.storage.runs import RunQueue
 from inspect_app.storage.schedules import CRON_HELP
@@ -25,6 +30,9 @@ from inspect_app.ui.common import (
     current_user,
     database,
     database_url,
+    format_count,
+    format_percent,
+    format_time,
     may,
     require_viewing,
     role_hint,
@@ -38,6 +46,14 @@ RUNS_SHOWN = 30
 COMPARISONS_SHOWN = 20
 LOG_TAIL_LINES = 40
 ACTIVE_STATUSES = ("queued", "running")
+# The worker beats every 10 s and requeues a run whose beats stop for 2 min (``lifecycle.Worker`` defaults); the page
+# flags such a run as soon as its worker is that late, before the recovery puts it back in the queue.
+STALE_AFTER = timedelta(minutes=2)
+# Seconds between refreshes of the runs section while a run is queued or running.
+REFRESH_S = 5
+# ``engine.train`` logs one line per finished epoch: "epoch 3/10 {'epoch': 3, 'train_loss': 0.41, ...}".
+EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+) (\{.*\})\s*$")
+LOSS_NAMES = {"train_loss": "Training loss", "val_loss": "Validation loss"}
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -51,12 +67,14 @@ def load_comparisons(url: str) -> pd.DataFrame:
     """Champion/challenger evaluations, newest first."""
     return pd.DataFrame(
         [
-            {"When (UTC)": c.created_at, "Run": c.training_run_id, "Candidate": c.candidate, "Champion": c.champion,
-             "Promoted": c.promoted, "Candidate escape": (c.details.get("candidate") or {}).get("escape_rate"),
-             "Champion escape": (c.details.get("champion") or {}).get("escape_rate"), "Reason": c.reason}
+            {"When": format_time(c.created_at), "Run": c.training_run_id, "Candidate": c.candidate,
+             "Champion": c.champion or "", "Promoted": c.promoted,
+             "Candidate escape": format_percent((c.details.get("candidate") or {}).get("escape_rate")),
+             "Champion escape": format_percent((c.details.get("champion") or {}).get("escape_rate")),
+             "Reason": c.reason or ""}
             for c in RunQueue(database(url)).list_comparisons(limit=COMPARISONS_SHOWN)
         ],
-        columns=["When (UTC)", "Run", "Candidate", "Champion", "Promoted", "Candidate escape", "Champion escape",
+        columns=["When", "Run", "Candidate", "Champion", "Promoted", "Candidate escape", "Champion escape",
                  "Reason"],
     )
 
@@ -66,55 +84,133 @@ def load_schedules(url: str) -> pd.DataFrame:
     """Schedules as a table."""
     return pd.DataFrame(
         [
-            {"Name": s.name, "Cron": s.cron, "Enabled": s.enabled, "Data": s.config.get("data_dir"),
-             "Only if new data": bool(s.config.get("only_if_new_data")), "Last run (UTC)": s.last_run_at,
-             "Next run (UTC)": s.next_run_at}
+            {"Name": s.name, "Cron": s.cron, "Enabled": s.enabled, "Data": s.config.get("data_dir") or "",
+             "Only if new data": bool(s.config.get("only_if_new_data")),
+             "Last run": format_time(s.last_run_at), "Next run": format_time(s.next_run_at)}
             for s in Repository(database(url)).list_schedules()
         ],
-        columns=["Name", "Cron", "Enabled", "Data", "Only if new data", "Last run (UTC)", "Next run (UTC)"],
+        columns=["Name", "Cron", "Enabled", "Data", "Only if new data", "Last run", "Next run"],
     )
+
+
+def epochs_done(run: TrainingRun) -> tuple[int, int] | None:
+    """(finished epochs, planned epochs) from the worker's latest progress event, or ``None`` before the first one.
+
+    During an epoch the event names the epoch being trained, so one less is finished; the event sent after an
+    epoch (phase ``epoch``) names the one just finished.
+    """
+    event = {**run.metrics, **run.progress}
+    recipe = run.config.get("train") or run.config
+    epoch = event.get("epoch")
+    total = event.get("epochs_planned") or event.get("epochs") or recipe.get("epochs")
+    if not isinstance(epoch, int) or not isinstance(total, int) or total <= 0:
+        return None
+    done = epoch - 1 if event.get("phase") == "train" else epoch
+    return min(max(done, 0), total), total
 
 
 def run_progress(run: TrainingRun) -> float | None:
-    """Share done of a run from the worker's heartbeat ``progress`` or ``metrics`` (``progress`` in [0, 1], or
-    ``epoch``/``epochs``)."""
-    metrics = {**run.metrics, **run.progress}
-    value = metrics.get("progress")
+    """Share done of a run: 1 once it succeeded, nothing for a failed or cancelled one (its status says so), else
+    finished epochs / planned epochs (or the worker's own ``progress`` share)."""
+    if run.status is RunStatus.SUCCEEDED:
+        return 1.0
+    if run.status in (RunStatus.FAILED, RunStatus.CANCELLED):
+        return None
+    if run.status is RunStatus.QUEUED:
+        return 0.0
+    value = run.progress.get("progress")
     if isinstance(value, int | float):
         return min(max(float(value), 0.0), 1.0)
-    recipe = run.config.get("train") or run.config
-    epoch, epochs = metrics.get("epoch"), metrics.get("epochs") or recipe.get("epochs")
-    if isinstance(epoch, int) and isinstance(epochs, int) and epochs > 0:
-        return min(epoch / epochs, 1.0)
-    return 1.0 if run.status.value == "succeeded" else None
+    epochs = epochs_done(run)
+    return epochs[0] / epochs[1] if epochs else None
 
 
-def log_tail(path: str | None, lines: int = LOG_TAIL_LINES) -> tuple[str | None, str | None]:
-    """The last ``lines`` lines of a run's log file, or ``None`` and why it is not shown (``ui.files`` decides)."""
+def silent_for(run: TrainingRun, now: datetime) -> timedelta | None:
+    """How long a running run's worker has been silent when that is longer than ``STALE_AFTER``, else ``None``.
+
+    A running run without any heartbeat counts from its start (or its queueing, when even that is missing).
+    """
+    if run.status is not RunStatus.RUNNING:
+        return None
+    last = run.heartbeat_at or run.started_at or run.created_at
+    silence = now - last
+    return silence if silence > STALE_AFTER else None
+
+
+def _ago(span: timedelta) -> str:
+    """``45 s`` / ``7 min`` / ``3 h`` for a silence."""
+    seconds = int(span.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    return f"{seconds // 60} min" if seconds < 7200 else f"{seconds // 3600} h"
+
+
+def worker_health(run: TrainingRun, now: datetime) -> str:
+    """What the page says about a run's worker: blank unless running, ``stale`` when it stopped reporting."""
+    if run.status is not RunStatus.RUNNING:
+        return ""
+    silence = silent_for(run, now)
+    if silence is not None:
+        return f"stale: no report for {_ago(silence)}"
+    last = run.heartbeat_at or run.started_at or run.created_at
+    return f"reporting ({_ago(max(now - last, timedelta(0)))} ago)"
+
+
+def refresh_every(runs: list[TrainingRun]) -> int | None:
+    """Seconds between refreshes of the runs section: ``REFRESH_S`` while a run is queued or running, else none."""
+    return REFRESH_S if any(r.status.value in ACTIVE_STATUSES for r in runs) else None
+
+
+def loss_history(log: str) -> pd.DataFrame:
+    """Per-epoch losses from a run's log (the lines ``engine.train`` writes after each epoch), long format."""
+    points = []
+    for line in log.splitlines():
+        match = EPOCH_LINE.search(line)
+        if match is None:
+            continue
+        try:
+            row: dict[str, Any] = ast.literal_eval(match.group(3))
+        except (ValueError, SyntaxError):
+            continue  # a truncated line (the log is being written): the next refresh reads it whole
+        for key, label in LOSS_NAMES.items():
+            if isinstance(row.get(key), int | float):
+                points.append({"Epoch": int(match.group(1)), "Loss": float(row[key]), "Series": label})
+    return pd.DataFrame(points, columns=["Epoch", "Loss", "Series"])
+
+
+def read_log(path: str | None) -> tuple[str | None, str | None]:
+    """A run's log text (its end when long), or ``None`` and why it is not shown (``ui.files`` decides)."""
     served = files.served_text(path, files.served_roots(load_settings()))
     if served.data is None:
         return None, served.reason
-    text = served.data.decode("utf-8", errors="replace")
+    return served.data.decode("utf-8", errors="replace"), None
+
+
+def log_tail(path: str | None, lines: int = LOG_TAIL_LINES) -> tuple[str | None, str | None]:
+    """The last ``lines`` lines of a run's log file, or ``None`` and why it is not shown."""
+    text, reason = read_log(path)
+    if text is None:
+        return None, reason
     return "".join(deque(text.splitlines(keepends=True), maxlen=lines)), None
 
 
-def runs_table(runs: list[TrainingRun]) -> pd.DataFrame:
-    """One row per run with its progress."""
-    return pd.DataFrame(
-        [
-            {
-                "Run": r.id, "Status": r.status.value, "Progress": run_progress(r),
-                "Phase": r.progress.get("phase"), "Model": r.model_name, "Data": r.data_dir,
-                "By": (r.config.get("train") or r.config).get("extra", {}).get("requested_by") or r.schedule,
-                "Attempts": r.attempts, "Worker": r.worker, "Heartbeat (UTC)": r.heartbeat_at,
-                "Queued (UTC)": r.created_at, "Started (UTC)": r.started_at, "Finished (UTC)": r.finished_at,
-                "Error": r.error,
-            }
-            for r in runs
-        ],
-        columns=["Run", "Status", "Progress", "Phase", "Model", "Data", "By", "Attempts", "Worker", "Heartbeat (UTC)",
-                 "Queued (UTC)", "Started (UTC)", "Finished (UTC)", "Error"],
-    )
+def runs_table(runs: list[TrainingRun], now: datetime) -> pd.DataFrame:
+    """One row per run: status, progress (finished epochs), worker health and formatted times."""
+    rows = []
+    for r in runs:
+        epochs = epochs_done(r) if r.status is not RunStatus.QUEUED else None
+        rows.append({
+            "Run": r.id, "Status": r.status.value, "Progress": run_progress(r),
+            "Epochs": f"{epochs[0]} / {epochs[1]}" if epochs else "", "Worker health": worker_health(r, now),
+            "Phase": r.progress.get("phase") or "", "Model": r.model_name or "", "Data": r.data_dir,
+            "By": (r.config.get("train") or r.config).get("extra", {}).get("requested_by") or r.schedule or "",
+            "Attempts": format_count(r.attempts), "Worker": r.worker or "", "Last report": format_time(r.heartbeat_at),
+            "Queued": format_time(r.created_at), "Started": format_time(r.started_at),
+            "Finished": format_time(r.finished_at), "Error": r.error or "",
+        })
+    return pd.DataFrame(rows, columns=["Run", "Status", "Progress", "Epochs", "Worker health", "Phase", "Model", "Data",
+                                       "By", "Attempts", "Worker", "Last report", "Queued", "Started", "Finished",
+                                       "Error"])
 
 
 def render_start(url: str) -> None:
@@ -150,23 +246,39 @@ def render_start(url: str) -> None:
 
 
 def render_runs(url: str) -> None:
-    """Runs with progress and the log tail of one of them."""
+    """The runs section, redrawn every ``REFRESH_S`` seconds on its own while a run is queued or running."""
     st.subheader("Runs")
     runs = load_runs(url)
     if not runs:
         st.caption("No training runs yet.")
         return
+    st.fragment(render_runs_body, run_every=refresh_every(runs))(url)
+
+
+def render_runs_body(url: str) -> None:
+    """Runs with progress and worker health, the loss curve and log tail of one of them, the cancel control."""
+    runs = load_runs(url)
+    now = utcnow()
     active = [r for r in runs if r.status.value in ACTIVE_STATUSES]
-    st.caption(f"{len(active)} queued or running.")
-    st.dataframe(runs_table(runs), hide_index=True,
+    refresh = f"; refreshed every {REFRESH_S} s while runs are active" if active else ""
+    st.caption(f"{len(active)} queued or running{refresh}. Times in UTC.")
+    stale = [r for r in runs if silent_for(r, now) is not None]
+    if stale:
+        st.warning(
+            "Worker silent: " + ", ".join(f"run {r.id} ({worker_health(r, now)})" for r in stale)
+            + f". A worker reports every few seconds; after {_ago(STALE_AFTER)} without a report the run is "
+            "requeued by the next worker that starts (`inspect-app worker`)."
+        )
+    st.dataframe(runs_table(runs, now), hide_index=True,
                  column_config={"Progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0)})
-    chosen = st.selectbox("Log of run", [r.id for r in runs], key="log_run")
+    chosen = st.selectbox("Run", [r.id for r in runs], key="log_run")
     run = next(r for r in runs if r.id == chosen)
-    tail, reason = log_tail(run.log_path)
-    if tail is None:
+    text, reason = read_log(run.log_path)
+    if text is None:
         st.caption("No log on this server yet." if run.log_path is None else f"Log {run.log_path} not shown: {reason}.")
     else:
-        st.code(tail, language="text")
+        render_losses(loss_history(text))
+        st.code("".join(deque(text.splitlines(keepends=True), maxlen=LOG_TAIL_LINES)), language="text")
     active_ids = [r.id for r in active]
     if active_ids and may("cancel"):
         cols = st.columns([2, 1])
@@ -177,6 +289,21 @@ def render_runs(url: str) -> None:
             if run is not None:
                 st.caption(f"Run {run.id} is {run.status.value}" +
                            (" until its next training step." if run.cancel_requested else "."))
+
+
+def render_losses(history: pd.DataFrame) -> None:
+    """Training and validation loss per finished epoch (nothing before the first epoch ends)."""
+    if history.empty:
+        st.caption("No finished epoch in this log yet.")
+        return
+    chart = alt.Chart(history).mark_line(point=True).encode(
+        x=alt.X("Epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y("Loss:Q", title="Loss"),
+        color=alt.Color("Series:N", title=None),
+        tooltip=["Epoch", "Series", alt.Tooltip("Loss:Q", format=".4f")],
+    )
+    st.markdown("**Loss per epoch**")
+    st.altair_chart(chart.properties(height=220), width="stretch")
 
 
 def render_schedules(url: str) -> None:

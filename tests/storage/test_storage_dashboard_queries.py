@@ -35,6 +35,28 @@ def test_station_comparison_worst_first(db: Database, repo: Repository, inspecti
     assert rows[0]["rate"] == pytest.approx(2 / 3)
 
 
+def test_station_comparison_per_line_and_station_over_whole_and_partial_hours(
+    db: Database, repo: Repository, inspection_factory: Any
+) -> None:
+    # Spread over three hours so that a window from the middle of the first hour reads raw rows there and rollups
+    # for the rest; "s1" exists on both lines and must come out once per line.
+    plan = [("line-a", "s1", Decision.NG), ("line-a", "s1", Decision.OK), ("line-a", "s2", Decision.OK),
+            ("line-b", "s1", Decision.NG), ("line-b", "s1", Decision.NG), ("line-b", "s3", Decision.OK),
+            ("line-b", "s3", Decision.ERROR)]
+    rows = [inspection_factory(i, line=line, station=station, decision=decision,
+                               created_at=inspection_factory().created_at + timedelta(minutes=25 * i))
+            for i, (line, station, decision) in enumerate(plan)]
+    repo.add_inspections(rows)
+    everything = dashboard_queries.station_comparison(db)
+    assert [(r["line"], r["station"], r["total"], r["decided"], r["ng"]) for r in everything] == [
+        ("line-b", "s1", 2, 2, 2), ("line-a", "s1", 2, 2, 1), ("line-a", "s2", 1, 1, 0), ("line-b", "s3", 2, 1, 0),
+    ]
+    since = rows[1].created_at  # 25 minutes into the first hour: row 0 is left out
+    windowed = dashboard_queries.station_comparison(db, since=since, line="line-a")
+    assert [(r["line"], r["station"], r["total"], r["ng"]) for r in windowed] == [("line-a", "s1", 1, 0),
+                                                                                   ("line-a", "s2", 1, 0)]
+
+
 def test_live_figures_over_a_window(db: Database, repo: Repository, inspection_factory: Any) -> None:
     rows = _seed(repo, inspection_factory)
     now = rows[-1].created_at

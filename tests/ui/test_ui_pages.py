@@ -131,13 +131,13 @@ def test_overview_numbers_match_the_queries(plant: dict) -> None:
     assert metrics["Defect rate %"] == f"{100 * 3 / 9:.1f} %"
     comparison = at.dataframe[0].value
     assert list(comparison["Station"]) == ["cell-b", "cell-a"]  # worst defect rate first: 2/4 vs 1/5
-    assert list(comparison["NG"]) == [2, 1]
+    assert list(comparison["NG"]) == ["2", "1"] and list(comparison["Line"]) == ["line-1", "line-1"]
     assert any("Centre line" in c.value for c in at.caption)
 
 
 def test_overview_bucket_by_shift_and_station_filter(plant: dict) -> None:
     at = _open()
-    at.radio(key="bucket").set_value("shift")
+    at.radio(key=common.bucket_key(common.DEFAULT_PERIOD)).set_value("shift")
     at.sidebar.selectbox(key="station").select("cell-a")
     at = _run(at)
     assert {m.label: m.value for m in at.metric}["Inspected"] == "5"
@@ -400,7 +400,7 @@ def test_engineer_cancels_queued_and_running_runs(plant: dict) -> None:
         queued = RunQueue(db).enqueue(FinetuneSpec().to_dict(), str(plant["tmp"] / "train"))
     at = _open("training", user="engineer")
     runs = at.dataframe[0].value
-    assert {"Attempts", "Worker", "Heartbeat (UTC)"} <= set(runs.columns)
+    assert {"Attempts", "Worker", "Last report", "Worker health"} <= set(runs.columns)
     at.selectbox(key="cancel_pick").set_value(queued)
     at.button(key="cancel_run").click()
     at = _run(at)
@@ -458,7 +458,7 @@ def test_model_comparisons_table(plant: dict) -> None:
             created_at=datetime.now(UTC)))
     at = _open("training")
     frame = next(d.value for d in at.dataframe if "Candidate" in d.value.columns)
-    assert list(frame["Candidate"]) == ["m2"] and list(frame["Champion escape"]) == [0.05]
+    assert list(frame["Candidate"]) == ["m2"] and list(frame["Champion escape"]) == ["5.0 %"]
     assert not frame["Promoted"].iloc[0]
 
 
