@@ -18,7 +18,10 @@ from pathlib import Path
 from inspect_app.cli_db import add_owner_url_option, add_role_commands, migration_url
 from inspect_app.cli_lifecycle import add_lifecycle_commands, queue_training, register_finetune_pipeline
 from inspect_app.cli_users import add_user_commands, ensure_first_admin
-from inspect_app.config import PipelineSpec, Settings, TrainConfig, load_recipe, load_settings, read_yaml
+from inspect_app.config.base import read_yaml
+from inspect_app.config.pipeline import PipelineSpec
+from inspect_app.config.recipes import TrainConfig, load_recipe
+from inspect_app.config.settings import Settings, load_settings
 from inspect_app.errors import ConfigError, InspectAppError
 from inspect_app.log import setup_logging
 from inspect_app.records import InspectionSummary, ModelStatus, ModelVersion
@@ -243,7 +246,8 @@ def _train_anomaly(args: argparse.Namespace, settings: Settings) -> int:
     if args.update:
         result = update_anomaly(Path(args.update), list_images(Path(args.data_dir)), out, name=args.name or out.name)
     else:
-        base = AnomalyConfig.from_dict(read_yaml(Path(args.recipe))) if args.recipe else AnomalyConfig()
+        base = (AnomalyConfig.from_dict(read_yaml(Path(args.recipe)), where=f"recipe file {args.recipe!r}")
+                if args.recipe else AnomalyConfig())
         config = base.with_overrides(backbone=args.backbone, input_size=args.input_size, seed=args.seed,
                                      device=args.device, batch_size=args.batch_size)
         data = scan_good_only(Path(args.data_dir), args.good_class)
