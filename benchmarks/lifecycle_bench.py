@@ -30,7 +30,9 @@ import torch
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from inspect_app.config import FinetuneSpec, PromotionPolicy, Settings, TrainConfig
+from inspect_app.config.policy import FinetuneSpec, PromotionPolicy
+from inspect_app.config.recipes import TrainConfig
+from inspect_app.config.settings import Settings
 from inspect_app.data.synthetic import generate_sample_data
 from inspect_app.engine.pipeline import inspect_folder
 from inspect_app.engine.sinks import DatabaseSink

@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from inspect_app.config import load_recipe
+from inspect_app.config.recipes import load_recipe
 from inspect_app.engine.train import fit
 
 # The repository sits next to ../shared in a plain checkout; worktrees point at it with INSPECT_DATASETS.

@@ -14,11 +14,15 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from inspect_app.cli_db import add_owner_url_option, add_role_commands, migration_url
 from inspect_app.cli_lifecycle import add_lifecycle_commands, queue_training, register_finetune_pipeline
 from inspect_app.cli_users import add_user_commands, ensure_first_admin
-from inspect_app.config import PipelineSpec, Settings, TrainConfig, load_recipe, load_settings, read_yaml
+from inspect_app.config.base import read_yaml
+from inspect_app.config.pipeline import PipelineSpec
+from inspect_app.config.recipes import TrainConfig, load_recipe
+from inspect_app.config.settings import Settings, load_settings
 from inspect_app.errors import ConfigError, InspectAppError
 from inspect_app.log import setup_logging
 from inspect_app.records import InspectionSummary, ModelStatus, ModelVersion
@@ -243,7 +247,8 @@ def _train_anomaly(args: argparse.Namespace, settings: Settings) -> int:
     if args.update:
         result = update_anomaly(Path(args.update), list_images(Path(args.data_dir)), out, name=args.name or out.name)
     else:
-        base = AnomalyConfig.from_dict(read_yaml(Path(args.recipe))) if args.recipe else AnomalyConfig()
+        base = (AnomalyConfig.from_dict(read_yaml(Path(args.recipe)), where=f"recipe file {args.recipe!r}")
+                if args.recipe else AnomalyConfig())
         config = base.with_overrides(backbone=args.backbone, input_size=args.input_size, seed=args.seed,
                                      device=args.device, batch_size=args.batch_size)
         data = scan_good_only(Path(args.data_dir), args.good_class)
@@ -545,7 +550,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(prog="inspect-app", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="inspect-app", description=__doc__.splitlines()[0])
     parser.add_argument("--home", help="folder for the database, models and outputs (default ./var, env INSPECT_HOME)")
     parser.add_argument("--db", help="database URL (default: SQLite under --home; env INSPECT_DATABASE_URL wins)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
@@ -680,16 +685,41 @@ EXTRA_OF_MODULE = {
 }
 
 
+def error_line(exc: BaseException) -> str | None:
+    """The one line the CLI prints for an expected error, or ``None`` for a bug (which keeps its traceback).
+
+    Expected: this package's own errors, unknown names (``LookupError``), a refused value (pydantic's
+    ``ValidationError``, should one come from outside the config models) and files that cannot be read or written
+    (``OSError``, such as ``--csv`` into a missing or read-only folder).
+    """
+    from pydantic import BaseModel, ValidationError
+
+    from inspect_app.config.base import validation_message
+
+    if isinstance(exc, ValidationError):
+        return f"error: {validation_message(exc, BaseModel, exc.title)}"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        target = f"{exc.filename!s}" + (f" -> {exc.filename2!s}" if exc.filename2 else "")
+        return f"error: {target}: {exc.strerror or exc}"
+    if isinstance(exc, InspectAppError | LookupError | OSError):
+        # LookupError: a run, schedule or model name that does not exist (the message names it and the known ones).
+        return "error: " + " ".join(str(exc).split())
+    return None
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose refusals are one line (argparse's own prints the usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``inspect-app``; returns the exit code."""
+    """Entry point of ``inspect-app``; returns the exit code (2 for bad input, with one line on stderr)."""
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
-    except (InspectAppError, LookupError) as exc:
-        # LookupError: a run, schedule or model name that does not exist (the message names it and the known ones).
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except ModuleNotFoundError as exc:
         # A machine installs only its extra: a dashboard server has no torch, a station no Streamlit.
         extra = EXTRA_OF_MODULE.get((exc.name or "").split(".")[0])
@@ -697,6 +727,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: this command needs {exc.name!r}, which this machine has not installed; it comes with the "
               f"{extra!r} extra: pip install 'inspect_app[{extra}]'", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        line = error_line(exc)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
         return 2
 
 

@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from inspect_app.config import Settings, TrainConfig, load_settings, read_yaml
+from inspect_app.config.recipes import TrainConfig, load_recipe
+from inspect_app.config.settings import Settings, load_settings
 from inspect_app.errors import ConfigError, DatasetError
 from inspect_app.records import ModelStatus
 
@@ -56,7 +57,7 @@ def _require_folder(folder: str) -> None:
 
 def queue_training(args: argparse.Namespace, settings: Settings, config: TrainConfig) -> int:
     """``train --queue``: record a run for ``inspect-app worker`` instead of training here."""
-    from inspect_app.config import FinetuneSpec
+    from inspect_app.config.policy import FinetuneSpec
     from inspect_app.storage.db import Database
     from inspect_app.storage.runs import RunQueue
 
@@ -161,12 +162,12 @@ def cmd_runs_cancel(args: argparse.Namespace) -> int:
 
 def cmd_schedules_add(args: argparse.Namespace) -> int:
     """Add a cron schedule that queues fine-tuning runs."""
-    from inspect_app.config import FinetuneSpec
+    from inspect_app.config.policy import FinetuneSpec
     from inspect_app.storage.access import add_schedule
 
     for folder in filter(None, (args.data_dir, args.test_dir)):
         _require_folder(folder)
-    base = TrainConfig.from_dict(read_yaml(Path(args.recipe))) if args.recipe else TrainConfig()
+    base = load_recipe(Path(args.recipe) if args.recipe else None)
     train = base.with_overrides(backbone=args.backbone, epochs=args.epochs, input_size=args.input_size,
                                 batch_size=args.batch_size, lr=args.lr, device=args.device)
     spec = FinetuneSpec(train=train, test_dir=str(Path(args.test_dir).resolve()) if args.test_dir else None,

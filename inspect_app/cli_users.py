@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 
 from inspect_app.cli_lifecycle import actor
-from inspect_app.config import load_settings
+from inspect_app.config.settings import load_settings
 from inspect_app.records import User
 from inspect_app.storage.tables import USER_ROLES
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from inspect_app.cli import main
-from inspect_app.config import PipelineSpec
+from inspect_app.config.pipeline import PipelineSpec
 from inspect_app.errors import ConfigError
 from inspect_app.storage.db import Database
 from inspect_app.storage.repository import Repository

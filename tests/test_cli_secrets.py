@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from inspect_app.cli import main
-from inspect_app.config import load_settings
+from inspect_app.config.settings import load_settings
 
 SECRET = "s3cret"
 UNREACHABLE = f"postgresql+psycopg://u:{SECRET}@localhost:1/x"

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from inspect_app.config import PipelineSpec, TrainConfig, load_settings
+from inspect_app.config.pipeline import PipelineSpec
+from inspect_app.config.recipes import TrainConfig
+from inspect_app.config.settings import load_settings
 from inspect_app.errors import ConfigError
 
 
@@ -60,6 +62,6 @@ def test_pipeline_errors_name_the_problem(tmp_path: Path) -> None:
 
 
 def test_default_recipe_file_is_the_default_config(repo_root: Path) -> None:
-    from inspect_app.config import load_recipe
+    from inspect_app.config.recipes import load_recipe
 
     assert load_recipe(repo_root / "recipes" / "default.yaml") == TrainConfig()

@@ -6,7 +6,7 @@ import logging
 
 import torch
 
-from inspect_app.config import DEVICES
+from inspect_app.config.settings import DEVICES
 from inspect_app.errors import ConfigError
 
 logger = logging.getLogger(__name__)

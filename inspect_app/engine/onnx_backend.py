@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inspect_app.config import BACKENDS
+from inspect_app.config.pipeline import BACKENDS
 from inspect_app.engine.anomaly import load_anomaly_model
 from inspect_app.engine.anomaly_config import ANOMALY_KIND
 from inspect_app.engine.infer import Inspector

@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
-from inspect_app.config import TrainConfig
+from inspect_app.config.recipes import TrainConfig
 from inspect_app.data.dataset import LabelledImages
 from inspect_app.data.folders import find_good_class, fingerprint
 from inspect_app.data.layouts import load_dataset, split_dataset

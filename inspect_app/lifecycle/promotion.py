@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from inspect_app.config import PromotionPolicy
+from inspect_app.config.policy import PromotionPolicy
 from inspect_app.data.folders import Item
 from inspect_app.data.image_io import read_image
 from inspect_app.engine.anomaly_config import expected_label
@@ -123,7 +123,7 @@ def compare(
     champ = evaluate_model(champion_dir, test_items, policy, device) if champion_dir is not None else None
     promoted, reason, deltas = decide(cand, champ, policy)
     logger.info("candidate %s vs %s: %s (%s)", candidate_name, champion_name, "WIN" if promoted else "keep", reason)
-    details = {"candidate": cand, "champion": champ, "detection_delta": deltas, "policy": policy.__dict__.copy(),
+    details = {"candidate": cand, "champion": champ, "detection_delta": deltas, "policy": policy.to_dict(),
                "test_images": len(test_items)}
     return ModelComparison(candidate=candidate_name, champion=champion_name, promoted=promoted, reason=reason,
                            details=details, training_run_id=training_run_id)

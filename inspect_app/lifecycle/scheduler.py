@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from inspect_app.config import FinetuneSpec
+from inspect_app.config.policy import FinetuneSpec
 from inspect_app.errors import ConfigError
 from inspect_app.records import Schedule, utcnow
 from inspect_app.storage.db import Database
@@ -142,7 +142,7 @@ def read_finetune_pipeline(path: Path) -> tuple[str, str, dict[str, Any]]:
     Raises:
         ConfigError: unknown sections or options, a missing ``schedule.cron`` or ``data.dir`` (each named).
     """
-    from inspect_app.config import read_yaml
+    from inspect_app.config.base import read_yaml
 
     data = read_yaml(Path(path))
     allowed = {"name", "kind", "description", "schedule", "data", "train", "promotion", "model_prefix"}

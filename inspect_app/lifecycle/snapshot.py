@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inspect_app.config import FinetuneSpec
+from inspect_app.config.policy import FinetuneSpec
 from inspect_app.data.folders import Item, class_names, scan_class_folders
 from inspect_app.data.image_io import file_hash
 from inspect_app.errors import DatasetError

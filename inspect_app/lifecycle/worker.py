@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from inspect_app.config import FinetuneSpec, Settings
+from inspect_app.config.policy import FinetuneSpec
+from inspect_app.config.settings import Settings
 from inspect_app.errors import RunStateError
 from inspect_app.lifecycle.promotion import compare
 from inspect_app.lifecycle.snapshot import build_snapshot

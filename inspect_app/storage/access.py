@@ -16,7 +16,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from inspect_app.config import FinetuneSpec, TrainConfig
+from inspect_app.config.policy import FinetuneSpec
+from inspect_app.config.recipes import TrainConfig
 from inspect_app.errors import AccessDeniedError
 from inspect_app.records import (
     AuditEvent,

@@ -15,7 +15,7 @@ from typing import Any
 from croniter import croniter
 from sqlalchemy import delete, select, update
 
-from inspect_app.config import FinetuneSpec
+from inspect_app.config.policy import FinetuneSpec
 from inspect_app.errors import ConfigError
 from inspect_app.records import Schedule, utcnow
 from inspect_app.storage.db import Database

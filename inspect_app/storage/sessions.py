@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from inspect_app.config import Settings
+from inspect_app.config.settings import Settings
 from inspect_app.errors import ConfigError, SessionInvalidError
 from inspect_app.records import User
 from inspect_app.storage.db import Database

@@ -11,7 +11,7 @@ import cv2
 import pytest
 
 from inspect_app.cli import main
-from inspect_app.config import TrainConfig
+from inspect_app.config.recipes import TrainConfig
 from inspect_app.engine.evaluate import evaluate_model
 from inspect_app.engine.train import fit
 from inspect_app.errors import DatasetError

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from inspect_app.config import TrainConfig
+from inspect_app.config.recipes import TrainConfig
 from inspect_app.engine.train import build_optimizer, fit
 from inspect_app.models.checkpoint import load_checkpoint
 from inspect_app.models.classifier import Classifier
@@ -288,7 +287,7 @@ def test_compiled_training_runs_on_cpu_and_saves_plain_weights(tmp_path: Path) -
     data = _easy_dataset(tmp_path / "data", per_class=8)
     config = TrainConfig(epochs=2, batch_size=8, input_size=64, lr=3e-3, device="cpu", seed=2)
     eager = fit(data, tmp_path / "eager", config)
-    compiled = fit(data, tmp_path / "compiled", dataclasses.replace(config, compile=True))
+    compiled = fit(data, tmp_path / "compiled", config.with_overrides(compile=True))
     assert compiled.card.train_config["compile"] is True
     assert compiled.card.metrics["accuracy"] >= 0.75
     eager_model, _ = load_checkpoint(eager.model_dir)

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from inspect_app.config import FinetuneSpec, PromotionPolicy, Settings, TrainConfig
+from inspect_app.config.policy import FinetuneSpec, PromotionPolicy
+from inspect_app.config.recipes import TrainConfig
+from inspect_app.config.settings import Settings
 from inspect_app.data.synthetic import generate_sample_data
 from inspect_app.storage import Database
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inspect_app.config import TrainConfig
+from inspect_app.config.recipes import TrainConfig
 from inspect_app.engine.pipeline import inspect_folder
 from inspect_app.engine.sinks import DatabaseSink
 from inspect_app.engine.train import fit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inspect_app.config import FinetuneSpec, PromotionPolicy
+from inspect_app.config.policy import FinetuneSpec, PromotionPolicy
 from inspect_app.errors import ConfigError
 from inspect_app.lifecycle.promotion import decide
 

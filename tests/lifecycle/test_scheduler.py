@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from inspect_app.config import FinetuneSpec
+from inspect_app.config.policy import FinetuneSpec
 from inspect_app.errors import ConfigError
 from inspect_app.lifecycle.scheduler import Scheduler, read_finetune_pipeline, schedule_config, split_schedule_config
 from inspect_app.records import Decision, Inspection, Review, RunStatus

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from inspect_app.config import FinetuneSpec
+from inspect_app.config.policy import FinetuneSpec
 from inspect_app.data.folders import scan_class_folders
 from inspect_app.data.image_io import file_hash
 from inspect_app.errors import DatasetError

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from inspect_app.config import Settings
+from inspect_app.config.settings import Settings
 from inspect_app.lifecycle.worker import Worker
 from inspect_app.records import ModelStatus, RunStatus
 from inspect_app.storage import Database, Repository

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from inspect_app.config import Settings
+from inspect_app.config.settings import Settings
 from inspect_app.errors import AccessDeniedError, ConfigError, SessionInvalidError, SignInThrottledError
 from inspect_app.storage import Database, access, sessions, throttle, users
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from inspect_app.config import FinetuneSpec
+from inspect_app.config.policy import FinetuneSpec
 from inspect_app.errors import AccessDeniedError, ConfigError, RunStateError, StorageError
 from inspect_app.records import Decision, ModelStatus, RunStatus, User
 from inspect_app.storage import Database, Repository, access

@@ -16,7 +16,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from inspect_app.config import load_settings
+from inspect_app.config.settings import load_settings
 from inspect_app.records import Decision, Inspection, RunStatus, TrainingRun
 from inspect_app.storage import Database, Repository
 from inspect_app.ui import app, files

@@ -12,7 +12,7 @@ import streamlit as st
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from inspect_app.config import FinetuneSpec
+from inspect_app.config.policy import FinetuneSpec
 from inspect_app.errors import AccessDeniedError
 from inspect_app.lifecycle.scheduler import Scheduler
 from inspect_app.records import Decision, Inspection, ModelComparison, ModelStatus, ModelVersion, RunStatus, TrainingRun

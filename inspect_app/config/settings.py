@@ -1,0 +1,120 @@
+"""Process-wide settings, read from ``INSPECT_*`` environment variables (pydantic-settings).
+
+Settings are layered: defaults → CLI flags → environment (``INSPECT_*``), the environment winning for secrets and
+URLs such as ``INSPECT_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from inspect_app.config.base import validation_message
+from inspect_app.errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class Settings(BaseSettings):
+    """Process-wide settings, read from ``INSPECT_*`` environment variables.
+
+    Attributes:
+        home: folder where the database, models and run folders live by default.
+        database_url: SQLAlchemy URL; defaults to a SQLite file under ``home``.
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        station: station name written with every inspection when a pipeline does not name one.
+        dashboard_open_viewing: dashboard pages readable without signing in (``INSPECT_DASHBOARD_OPEN_VIEWING``;
+            off by default: every page needs a signed-in user).
+        session_idle_minutes: a dashboard session ends after this many minutes without a page run
+            (``INSPECT_SESSION_IDLE_MINUTES``).
+        session_secret: key that signs dashboard session tokens (``INSPECT_SESSION_SECRET``); without it one is
+            generated once into ``<home>/session_secret`` (mode 0600). Never shown in ``repr``.
+        dashboard_trust_forwarded_for: take the client address for the sign-in throttle from the
+            ``X-Forwarded-For`` header a reverse proxy sets (``INSPECT_DASHBOARD_TRUST_FORWARDED_FOR``); only behind
+            such a proxy, since a browser can send the header itself.
+        evidence_dir: folder of NG heatmaps and part images written by pipelines (``INSPECT_EVIDENCE_DIR``; default
+            ``<home>/ng``).
+        file_roots: further folders the dashboard may show files from, such as a camera's image folder
+            (``INSPECT_FILE_ROOTS``, separated by ``os.pathsep``).
+    """
+
+    # extra="ignore": other INSPECT_* variables (test URLs, tools) live in the same environment.
+    model_config = SettingsConfigDict(env_prefix="INSPECT_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path("var"))
+    database_url: str | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    station: str = "station-1"
+    line: str = "line-1"
+    # Closed by default: KPIs, part images and paths are plant data. Controls always need a signed-in user.
+    dashboard_open_viewing: bool = False
+    session_idle_minutes: float = Field(default=30.0, gt=0)
+    session_secret: SecretStr | None = None
+    dashboard_trust_forwarded_for: bool = False
+    evidence_dir: Path | None = None
+    # NoDecode: the environment gives a plain path list (a:b), not the JSON pydantic-settings expects for a tuple.
+    file_roots: Annotated[tuple[Path, ...], NoDecode] = ()
+
+    @field_validator("file_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        """``INSPECT_FILE_ROOTS`` as ``os.pathsep``-separated folders; empty parts are dropped."""
+        if isinstance(value, str):
+            return tuple(Path(part) for part in value.split(os.pathsep) if part.strip())
+        return value
+
+    def __repr_args__(self) -> Any:
+        """Fields for ``repr``, with the database URL's password masked (settings may end up in a log or traceback)."""
+        from inspect_app.storage.db import mask_url
+
+        for name, value in super().__repr_args__():
+            yield name, (mask_url(value) if name == "database_url" and value else value)
+
+    @property
+    def resolved_evidence_dir(self) -> Path:
+        """Folder of NG heatmaps and evidence images: ``evidence_dir``, else ``<home>/ng``."""
+        return self.evidence_dir if self.evidence_dir is not None else self.home / "ng"
+
+    @property
+    def served_roots(self) -> tuple[Path, ...]:
+        """Folders the dashboard may show files from: the evidence folder, ``home`` and ``file_roots``."""
+        return (self.resolved_evidence_dir, self.home, *self.file_roots)
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in force: the explicit one, else a SQLite file under ``home``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'inspect.db').as_posix()}"
+
+    @property
+    def models_dir(self) -> Path:
+        """Folder that holds trained model folders by default."""
+        return self.home / "models"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Folder that holds training-run folders by default."""
+        return self.home / "runs"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, then apply non-``None`` overrides (CLI flags).
+
+    The environment still wins for ``database_url`` because URLs may carry secrets that must not live in files.
+
+    Raises:
+        ConfigError: a flag or ``INSPECT_*`` variable holds a value that cannot be used (one line naming it).
+    """
+    env_url = os.environ.get("INSPECT_DATABASE_URL")
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc, Settings, "settings (flags and INSPECT_* environment)")) from exc
+    if env_url:
+        settings = settings.model_copy(update={"database_url": env_url})
+    return settings
