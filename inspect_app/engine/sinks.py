@@ -103,14 +103,19 @@ class CsvSink:
             with open(self.path, newline="", encoding="utf-8") as fh:
                 header = next(csv.reader(fh), [])
             self.fields = tuple(header) or CSV_FIELDS
+        with open(self.path, newline="", encoding="utf-8") as fh:
+            self.written = {row_key(row) for row in csv.DictReader(fh)}
 
     def write(self, items: Sequence[Item]) -> Sequence[Item]:
-        """Append the batch and flush."""
+        """Append the batch's parts not already in the file, and flush."""
         with open(self.path, "a", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             for inspection, _, _ in items:
                 row = inspection_to_dict(inspection)
+                if (key := row_key(row)) in self.written:
+                    continue  # written by a run that was killed before its database commit
                 writer.writerow(["" if row.get(name) is None else row[name] for name in self.fields])
+                self.written.add(key)
         return items
 
 
@@ -127,6 +132,17 @@ class DatabaseSink:
         return items
 
 
+def row_key(row: dict[str, Any]) -> tuple[str, ...]:
+    """What identifies one part's line in an output file: station, model and content hash (the image path for a
+    file that could not be read).
+
+    The sinks that append to files run before the database sink, so a run killed between them leaves lines whose
+    rows were never committed; the re-run inspects those parts again, and this key keeps their lines single.
+    """
+    part = row.get("content_hash") or f"path:{row.get('image_path') or ''}"
+    return (str(row.get("station") or ""), str(row.get("model_version") or ""), str(part))
+
+
 def inspection_to_dict(inspection: Inspection) -> dict[str, Any]:
     """JSON-ready dict of an inspection (the CSV columns, timestamps in ISO-8601 UTC)."""
     row = {name: getattr(inspection, name) for name in CSV_FIELDS}
@@ -141,12 +157,24 @@ class JsonLinesSink:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.written: set[tuple[str, ...]] = set()
+        if self.path.is_file():
+            with open(self.path, encoding="utf-8") as fh:
+                for line in fh:
+                    try:
+                        self.written.add(row_key(json.loads(line)))
+                    except (ValueError, AttributeError):
+                        continue  # a line cut short by a crash names no part
 
     def write(self, items: Sequence[Item]) -> Sequence[Item]:
-        """Append the batch and fsync, so a power cut loses at most the batch being written."""
+        """Append the batch's parts not already in the file and fsync (a power cut loses at most this batch)."""
         with open(self.path, "a", encoding="utf-8") as fh:
             for inspection, _, _ in items:
-                fh.write(json.dumps(inspection_to_dict(inspection)) + "\n")
+                row = inspection_to_dict(inspection)
+                if (key := row_key(row)) in self.written:
+                    continue  # written by a run that was killed before its database commit
+                fh.write(json.dumps(row) + "\n")
+                self.written.add(key)
             fh.flush()
             os.fsync(fh.fileno())
         return items
@@ -345,6 +373,22 @@ class RejectHookSink:
         self._sleep = sleep
         self.delivered = 0
         self.spooled = 0
+        # Parts already signalled, kept next to the spool so a re-run after kill -9 does not reject a part twice
+        # (the payload carries the content hash too, for a gateway that wants to deduplicate the narrow window
+        # between a delivery and its journal line).
+        self.journal_path = self.spool_path.with_name(f"{self.spool_path.stem}.delivered")
+        self._signalled: set[str] = set()
+        if self.journal_path.is_file():
+            self._signalled = set(self.journal_path.read_text(encoding="utf-8").splitlines())
+
+    def _journal(self, payload: dict[str, Any]) -> None:
+        key = json.dumps(row_key(payload))
+        self._signalled.add(key)
+        self.journal_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.journal_path, "a", encoding="utf-8") as fh:
+            fh.write(key + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
 
     def _deliver_once(self, payload: dict[str, Any]) -> None:
         body = json.dumps(payload).encode("utf-8")
@@ -375,6 +419,7 @@ class RejectHookSink:
             try:
                 self._deliver_once(payload)
                 self.delivered += 1
+                self._journal(payload)
                 return True
             except SinkError as exc:
                 logger.warning("reject signal for %s not delivered (attempt %d): %s", payload["image_path"],
@@ -410,8 +455,10 @@ class RejectHookSink:
 
     def write(self, items: Sequence[Item]) -> Sequence[Item]:
         """Signal each item whose decision triggers a reject; spool what cannot be delivered."""
+        spooled = {json.dumps(row_key(p)) for p in self.pending()}
         payloads = [
-            inspection_to_dict(inspection) for inspection, _, _ in items if inspection.decision.value in self.decisions
+            payload for payload in (inspection_to_dict(i) for i, _, _ in items if i.decision.value in self.decisions)
+            if (key := json.dumps(row_key(payload))) not in self._signalled and key not in spooled
         ]
         if not payloads:
             return items
