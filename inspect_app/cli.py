@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SAMPLE_DIR = Path("sample_data")
 # Loopback unless told otherwise: on the plant network the dashboard sits behind a TLS proxy (README).
 DEFAULT_DASHBOARD_ADDRESS = "127.0.0.1"
+EXIT_UNDELIVERED = 3  # the run ended with rows, evidence or reject signals still waiting in a spool
 
 
 # ----------------------------------------------------------------------------------------------------------- helpers
@@ -64,7 +65,9 @@ def format_summary(summary: InspectionSummary, title: str = "Inspection summary"
         ("defect rate", f"{summary.defect_rate * 100:.1f} %"),
         ("yield", f"{summary.yield_rate * 100:.1f} %"),
     ]
+    # Per-class lines name the decision they count: NG parts and REVIEW parts are never added together.
     rows += [(f"  NG {name}", f"{count}") for name, count in summary.per_class.items()]
+    rows += [(f"  REVIEW {name}", f"{count}") for name, count in summary.review_per_class.items()]
     width = max(len(name) for name, _ in rows)
     lines = [title, "-" * (width + 12)]
     lines += [f"{name:<{width}}  {value:>8}" for name, value in rows]
@@ -293,8 +296,13 @@ def build_sinks(spec: PipelineSpec, settings: Settings, repository: object) -> l
     return sinks
 
 
-def run_folder_job(spec: PipelineSpec, settings: Settings) -> InspectionSummary:
-    """Execute a declared pipeline (any source kind): the shared body of ``inspect``, ``run`` and ``demo``."""
+def run_folder_job(spec: PipelineSpec, settings: Settings) -> int:
+    """Execute a declared pipeline (any source kind): the shared body of ``inspect``, ``run`` and ``demo``.
+
+    Returns:
+        The exit code: 0, or ``EXIT_UNDELIVERED`` when something (rows, evidence, reject signals) still waits in a
+        spool at the end of the run.
+    """
     from inspect_app.data.sources import open_source
     from inspect_app.engine.onnx_backend import load_inspector
     from inspect_app.engine.pipeline import Pipeline, format_stats
@@ -360,7 +368,14 @@ def run_folder_job(spec: PipelineSpec, settings: Settings) -> InspectionSummary:
     if spool.spooled or spool.pending:
         _flush_spool(spool)
     print(f"results in {_shown(url)}" + (f" and {spec.csv}" if spec.csv else ""))
-    return summary
+    pending = list(result.undelivered)
+    if spool.pending:
+        pending.append(f"database: {spool.pending} result(s) wait in {spool.path}")
+    if pending:
+        # One line a station operator can act on; the exit code tells a scheduler the job is not complete.
+        print("not delivered (the next run replays them): " + "; ".join(pending))
+        return EXIT_UNDELIVERED
+    return 0
 
 
 def _safe_name(name: str) -> str:
@@ -376,9 +391,7 @@ def _flush_spool(spool: object) -> None:
         spool.flush()
     except StorageError as exc:
         logger.warning("spooled rows stay in %s: %s", spool.path, exc)
-    if spool.pending:
-        print(f"database unreachable: {spool.pending} result(s) wait in {spool.path}; the next run writes them")
-    else:
+    if not spool.pending:
         print(f"{spool.spooled} result(s) spooled during a database outage were written to the database")
 
 
@@ -390,8 +403,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         line=args.line or settings.line, database_url=args.db, batch_size=args.batch_size, threshold=args.threshold,
         review_band=args.review_band, csv=args.csv, ng_dir=args.ng_dir, device=args.device or settings.device,
     )
-    run_folder_job(spec, settings)
-    return 0
+    return run_folder_job(spec, settings)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -399,8 +411,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if read_yaml(Path(args.pipeline)).get("kind") == "finetune":
         return register_finetune_pipeline(args)
     spec = PipelineSpec.from_yaml(Path(args.pipeline))
-    run_folder_job(spec, _settings(args))
-    return 0
+    return run_folder_job(spec, _settings(args))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -539,10 +550,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         line=settings.line, csv=str(settings.home / "out" / "demo.csv"), ng_dir=str(settings.home / "out" / "ng"),
         device=settings.device,
     )
-    run_folder_job(spec, settings)
+    code = run_folder_job(spec, settings)
     print(ensure_first_admin(settings.resolved_database_url))
-    if args.no_dashboard:
-        return 0
+    if args.no_dashboard or code:
+        return code
     args.port = args.port or 8501
     return cmd_dashboard(args)
 

@@ -6,7 +6,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -120,6 +121,31 @@ class Inspection:
         assert self.created_at.tzinfo is not None, "inspection timestamps must be timezone-aware UTC"
 
 
+_INSPECTION_FIELDS = frozenset(f.name for f in fields(Inspection))
+
+
+def inspection_to_json(inspection: Inspection) -> str:
+    """One spool line for an inspection (every field, so a replay rebuilds it exactly)."""
+    values = asdict(inspection)
+    values["created_at"] = inspection.created_at.isoformat()
+    values["decision"] = Decision(inspection.decision).value
+    return json.dumps(values, sort_keys=True)
+
+
+def inspection_from_json(line: str) -> Inspection:
+    """Inverse of ``inspection_to_json``.
+
+    Raises:
+        ValueError: the line is not a spooled inspection.
+    """
+    values: dict[str, Any] = json.loads(line)
+    if not isinstance(values, dict) or set(values) != _INSPECTION_FIELDS:
+        raise ValueError(f"spool line has fields {sorted(values) if isinstance(values, dict) else values!r}")
+    values["created_at"] = datetime.fromisoformat(values["created_at"])
+    values["decision"] = Decision(values["decision"])
+    return Inspection(**values)
+
+
 @dataclass(frozen=True)
 class ModelVersion:
     """A trained model registered in the plant database."""
@@ -187,7 +213,11 @@ class ModelComparison:
 
 @dataclass(frozen=True)
 class InspectionSummary:
-    """Counts over a set of inspections, for the CLI summary and the dashboard KPIs."""
+    """Counts over a set of inspections, for the CLI summary and the dashboard KPIs.
+
+    OK, REVIEW, NG and ERROR are counted apart: ``per_class`` counts NG parts only, ``review_per_class`` the REVIEW
+    parts' most likely defect class (empty where the source of the counts does not split them).
+    """
 
     total: int
     ok: int
@@ -195,6 +225,7 @@ class InspectionSummary:
     ng: int
     errors: int
     per_class: dict[str, int]
+    review_per_class: dict[str, int] = field(default_factory=dict)
 
     @property
     def decided(self) -> int:

@@ -51,23 +51,29 @@ class FolderRunResult:
         total: inputs the sources announced (files listed), or frames seen for live sources.
         skipped: images already inspected earlier with the same model at the same station.
         decisions: count per decision for images handled in this run.
-        per_class: NG count per defect class in this run (REVIEW parts are counted only in ``decisions``).
+        per_class: NG count per defect class in this run (REVIEW parts are counted in ``review_per_class``).
+        review_per_class: REVIEW count per most likely defect class in this run.
         seconds: wall time.
         dropped: live frames dropped under back-pressure, per source.
         gaps: outages of live sources, per source.
         source_failures: sources that stopped on an unexpected error (the run went on without them).
         stats: the last live-figures snapshot.
+        replayed: items from earlier runs' sink spools written at the start of this run, per sink.
+        undelivered: what still waits in a spool when the run ends, one line each (sink, count, file).
     """
 
     total: int = 0
     skipped: int = 0
     decisions: Counter = field(default_factory=Counter)
     per_class: Counter = field(default_factory=Counter)
+    review_per_class: Counter = field(default_factory=Counter)
     seconds: float = 0.0
     dropped: dict[str, int] = field(default_factory=dict)
     gaps: dict[str, list[Gap]] = field(default_factory=dict)
     source_failures: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    replayed: dict[str, int] = field(default_factory=dict)
+    undelivered: list[str] = field(default_factory=list)
 
     def summary(self) -> InspectionSummary:
         """The run's counts as an ``InspectionSummary``."""
@@ -78,6 +84,7 @@ class FolderRunResult:
             ng=self.decisions[Decision.NG],
             errors=self.decisions[Decision.ERROR],
             per_class=dict(self.per_class.most_common()),
+            review_per_class=dict(self.review_per_class.most_common()),
         )
 
 
@@ -357,6 +364,8 @@ class Pipeline:
             # Only NG parts count per class: the summary's "NG <class>" lines must not include REVIEW parts.
             if inspection.defect_class and inspection.decision is Decision.NG:
                 self.result.per_class[inspection.defect_class] += 1
+            elif inspection.defect_class and inspection.decision is Decision.REVIEW:
+                self.result.review_per_class[inspection.defect_class] += 1
         self.stats.count(len(items) - errors, errors)
         self._handled += len(items)
         totals = [s.total for s in self.sources]
@@ -418,6 +427,10 @@ class Pipeline:
             max_seconds: stop the sources after this long (live benchmarks and demos).
         """
         start = time.perf_counter()
+        # Items an earlier run could not deliver go first, once their sink works again (evidence, CSV lines, ...).
+        for sink in self.sinks:
+            if sink.replay():
+                self.result.replayed[sink.name] = sink.replayed
         restore = self._install_signals() if handle_signals else {}
         capture_threads = [
             threading.Thread(target=self._capture, args=(s,), name=f"capture-{i}", daemon=True)
@@ -462,6 +475,7 @@ class Pipeline:
         self.result.dropped = dict(self.queue.dropped)
         self.result.gaps = {s.name: list(s.counters.gaps) for s in self.sources if s.counters.gaps}
         self.result.source_failures = list(self._failures)
+        self.result.undelivered = undelivered(self.sinks)
         self.result.seconds = time.perf_counter() - start
         self._report(final=True)
         logger.info("pipeline %s: %s in %.1f s", self.name, dict(self.result.decisions), self.result.seconds)
@@ -475,6 +489,18 @@ class Pipeline:
             previous[sig] = signal.getsignal(sig)
             signal.signal(sig, lambda _sig, _frame: self.stop())
         return previous
+
+
+def undelivered(sinks: Sequence[ResilientSink]) -> list[str]:
+    """One line per sink whose spool still holds items (reject signals included): what waits, and where."""
+    lines = []
+    for sink in sinks:
+        if sink.pending:
+            lines.append(f"{sink.name}: {sink.pending} item(s) wait in {sink.spool_path}")
+        pending_signals = getattr(sink.sink, "pending", None)
+        if callable(pending_signals) and (signals := pending_signals()):
+            lines.append(f"{sink.name}: {len(signals)} reject signal(s) wait in {sink.sink.spool_path}")
+    return lines
 
 
 def inspect_folder(

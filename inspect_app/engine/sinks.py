@@ -17,6 +17,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +28,7 @@ import numpy as np
 from inspect_app.data.image_io import write_image
 from inspect_app.engine.explain import overlay
 from inspect_app.errors import ConfigError, SinkError
-from inspect_app.records import Decision, Inspection, Prediction
+from inspect_app.records import Decision, Inspection, Prediction, inspection_from_json, inspection_to_json
 from inspect_app.redact import redact_url
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,12 @@ class HeatmapFileSink:
 
     def __init__(self, folder: Path, save_image: bool = True, ext: str = ".jpg") -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            # Not fatal: every write tries again, and what cannot be written is spooled (with its arrays) and
+            # replayed by the next run, so the line keeps running and no evidence is lost.
+            logger.error("evidence folder %s cannot be created (%s); NG evidence is spooled until it can", folder, exc)
         self.save_image = save_image
         self.ext = ext
 
@@ -97,14 +103,19 @@ class CsvSink:
             with open(self.path, newline="", encoding="utf-8") as fh:
                 header = next(csv.reader(fh), [])
             self.fields = tuple(header) or CSV_FIELDS
+        with open(self.path, newline="", encoding="utf-8") as fh:
+            self.written = {row_key(row) for row in csv.DictReader(fh)}
 
     def write(self, items: Sequence[Item]) -> Sequence[Item]:
-        """Append the batch and flush."""
+        """Append the batch's parts not already in the file, and flush."""
         with open(self.path, "a", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             for inspection, _, _ in items:
                 row = inspection_to_dict(inspection)
+                if (key := row_key(row)) in self.written:
+                    continue  # written by a run that was killed before its database commit
                 writer.writerow(["" if row.get(name) is None else row[name] for name in self.fields])
+                self.written.add(key)
         return items
 
 
@@ -121,6 +132,17 @@ class DatabaseSink:
         return items
 
 
+def row_key(row: dict[str, Any]) -> tuple[str, ...]:
+    """What identifies one part's line in an output file: station, model and content hash (the image path for a
+    file that could not be read).
+
+    The sinks that append to files run before the database sink, so a run killed between them leaves lines whose
+    rows were never committed; the re-run inspects those parts again, and this key keeps their lines single.
+    """
+    part = row.get("content_hash") or f"path:{row.get('image_path') or ''}"
+    return (str(row.get("station") or ""), str(row.get("model_version") or ""), str(part))
+
+
 def inspection_to_dict(inspection: Inspection) -> dict[str, Any]:
     """JSON-ready dict of an inspection (the CSV columns, timestamps in ISO-8601 UTC)."""
     row = {name: getattr(inspection, name) for name in CSV_FIELDS}
@@ -135,12 +157,24 @@ class JsonLinesSink:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.written: set[tuple[str, ...]] = set()
+        if self.path.is_file():
+            with open(self.path, encoding="utf-8") as fh:
+                for line in fh:
+                    try:
+                        self.written.add(row_key(json.loads(line)))
+                    except (ValueError, AttributeError):
+                        continue  # a line cut short by a crash names no part
 
     def write(self, items: Sequence[Item]) -> Sequence[Item]:
-        """Append the batch and fsync, so a power cut loses at most the batch being written."""
+        """Append the batch's parts not already in the file and fsync (a power cut loses at most this batch)."""
         with open(self.path, "a", encoding="utf-8") as fh:
             for inspection, _, _ in items:
-                fh.write(json.dumps(inspection_to_dict(inspection)) + "\n")
+                row = inspection_to_dict(inspection)
+                if (key := row_key(row)) in self.written:
+                    continue  # written by a run that was killed before its database commit
+                fh.write(json.dumps(row) + "\n")
+                self.written.add(key)
             fh.flush()
             os.fsync(fh.fileno())
         return items
@@ -156,14 +190,23 @@ def _append_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
 
 
 class ResilientSink:
-    """Wraps a sink: a failing write is retried with back-off, then its rows are spooled to disk and the run goes on.
+    """Wraps a sink: a failing write is retried with back-off, then its items are spooled to disk and the run goes on.
+
+    The spool keeps everything the wrapped sink needs to write the items later: each row in full (JSON Lines) and,
+    for items carrying evidence, the image and heatmap in a ``.npz`` file next to it, so an unwritable NG folder
+    loses no evidence. ``replay`` (run by the pipeline before its first batch) writes the spool through the sink once
+    it works again and removes it.
 
     Args:
         sink: the wrapped sink.
-        spool_dir: folder for ``<SinkClass>.jsonl`` files holding rows that could not be written.
+        spool_dir: folder for ``<SinkClass>.jsonl`` files holding items that could not be written.
         retries: extra attempts after the first failure.
         backoff_s: first delay between attempts (doubled per attempt).
         sleep: injected sleep (tests).
+
+    Attributes:
+        spooled: items spooled by this object.
+        replayed: spooled items (from this or an earlier run) written through the sink by ``replay``.
     """
 
     def __init__(
@@ -180,23 +223,99 @@ class ResilientSink:
         self.backoff_s = backoff_s
         self._sleep = sleep
         self.spooled = 0
+        self.replayed = 0
+
+    @property
+    def name(self) -> str:
+        """The wrapped sink's class name (how logs and the run's last line name it)."""
+        return type(self.sink).__name__
+
+    @property
+    def pending(self) -> int:
+        """Items waiting in the spool file."""
+        if not self.spool_path.is_file():
+            return 0
+        with open(self.spool_path, encoding="utf-8") as fh:
+            return sum(1 for line in fh if line.strip())
 
     def write(self, items: Sequence[Item]) -> Sequence[Item]:
-        """Write through the wrapped sink; on persistent failure spool the rows and return the items unchanged."""
+        """Write through the wrapped sink; on persistent failure spool the items and return them unchanged."""
         delay = self.backoff_s
         for attempt in range(self.retries + 1):
             try:
                 return self.sink.write(items)
             except Exception as exc:  # any sink error: retry, then spool; never lose the rows, never stop the run
-                logger.warning("sink %s failed (attempt %d/%d): %s", type(self.sink).__name__, attempt + 1,
-                               self.retries + 1, exc)
+                logger.warning("sink %s failed (attempt %d/%d): %s", self.name, attempt + 1, self.retries + 1, exc)
                 if attempt < self.retries:
                     self._sleep(delay)
                     delay *= 2.0
-        _append_jsonl(self.spool_path, [inspection_to_dict(inspection) for inspection, _, _ in items])
-        self.spooled += len(items)
-        logger.error("sink %s: %d row(s) spooled to %s", type(self.sink).__name__, len(items), self.spool_path)
+        self._spool(items)
+        logger.error("sink %s: %d row(s) spooled to %s", self.name, len(items), self.spool_path)
         return items
+
+    def _spool(self, items: Sequence[Item]) -> None:
+        records = []
+        for inspection, image, prediction in items:
+            record = json.loads(inspection_to_json(inspection))
+            if image is not None and prediction is not None:
+                # The arrays go first, so a spool line never names evidence that is not on disk.
+                arrays = self.spool_path.with_name(f"{self.spool_path.stem}-{uuid.uuid4().hex}.npz")
+                arrays.parent.mkdir(parents=True, exist_ok=True)
+                heatmap = prediction.heatmap if prediction.heatmap is not None else np.zeros((0, 0), np.float32)
+                with open(arrays, "wb") as fh:
+                    np.savez(fh, image=image, heatmap=heatmap)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                record["_evidence"] = arrays.name
+                record["_label"] = prediction.label
+            records.append(record)
+        _append_jsonl(self.spool_path, records)
+        self.spooled += len(items)
+
+    def _load(self) -> tuple[list[Item], list[Path]]:
+        items: list[Item] = []
+        evidence: list[Path] = []
+        with open(self.spool_path, encoding="utf-8") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+                arrays_name, label = record.pop("_evidence", None), record.pop("_label", None)
+                inspection = inspection_from_json(json.dumps(record))
+                image, prediction = None, None
+                if arrays_name is not None:
+                    path = self.spool_path.with_name(arrays_name)
+                    with np.load(path) as arrays:
+                        image, heatmap = arrays["image"], arrays["heatmap"]
+                    prediction = Prediction(
+                        label=label or "", score=inspection.score or 0.0, decision=inspection.decision,
+                        heatmap=heatmap if heatmap.size else None, defect_class=inspection.defect_class,
+                        raw_score=inspection.raw_score,
+                    )
+                    evidence.append(path)
+                items.append((inspection, image, prediction))
+        return items, evidence
+
+    def replay(self) -> int:
+        """Write the spooled items through the sink (one attempt) and remove the spool; return the items written.
+
+        Returns 0 and keeps the spool when the sink still fails (logged); the next run tries again.
+        """
+        if not self.spool_path.is_file():
+            return 0
+        items, evidence = self._load()
+        try:
+            self.sink.write(items)
+        except Exception as exc:  # still failing: keep everything for the next run
+            logger.warning("sink %s still failing; %d spooled item(s) stay in %s: %s", self.name, len(items),
+                           self.spool_path, exc)
+            return 0
+        self.spool_path.unlink()
+        for path in evidence:
+            path.unlink(missing_ok=True)
+        self.replayed += len(items)
+        logger.info("sink %s: replayed %d spooled item(s) from %s", self.name, len(items), self.spool_path)
+        return len(items)
 
     def close(self) -> None:
         """Close the wrapped sink when it has a ``close``."""
@@ -254,6 +373,22 @@ class RejectHookSink:
         self._sleep = sleep
         self.delivered = 0
         self.spooled = 0
+        # Parts already signalled, kept next to the spool so a re-run after kill -9 does not reject a part twice
+        # (the payload carries the content hash too, for a gateway that wants to deduplicate the narrow window
+        # between a delivery and its journal line).
+        self.journal_path = self.spool_path.with_name(f"{self.spool_path.stem}.delivered")
+        self._signalled: set[str] = set()
+        if self.journal_path.is_file():
+            self._signalled = set(self.journal_path.read_text(encoding="utf-8").splitlines())
+
+    def _journal(self, payload: dict[str, Any]) -> None:
+        key = json.dumps(row_key(payload))
+        self._signalled.add(key)
+        self.journal_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.journal_path, "a", encoding="utf-8") as fh:
+            fh.write(key + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
 
     def _deliver_once(self, payload: dict[str, Any]) -> None:
         body = json.dumps(payload).encode("utf-8")
@@ -284,6 +419,7 @@ class RejectHookSink:
             try:
                 self._deliver_once(payload)
                 self.delivered += 1
+                self._journal(payload)
                 return True
             except SinkError as exc:
                 logger.warning("reject signal for %s not delivered (attempt %d): %s", payload["image_path"],
@@ -319,8 +455,10 @@ class RejectHookSink:
 
     def write(self, items: Sequence[Item]) -> Sequence[Item]:
         """Signal each item whose decision triggers a reject; spool what cannot be delivered."""
+        spooled = {json.dumps(row_key(p)) for p in self.pending()}
         payloads = [
-            inspection_to_dict(inspection) for inspection, _, _ in items if inspection.decision.value in self.decisions
+            payload for payload in (inspection_to_dict(i) for i, _, _ in items if i.decision.value in self.decisions)
+            if (key := json.dumps(row_key(payload))) not in self._signalled and key not in spooled
         ]
         if not payloads:
             return items

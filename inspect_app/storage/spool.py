@@ -13,44 +13,18 @@ import json
 import logging
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, fields
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from inspect_app.errors import StorageError
-from inspect_app.records import Decision, Inspection
+from inspect_app.records import Inspection, inspection_from_json, inspection_to_json
 from inspect_app.storage.db import is_unreachable
 from inspect_app.storage.repository import Repository
 from inspect_app.storage.tables import InspectionRow
 
 logger = logging.getLogger(__name__)
-
-_FIELDS = {f.name for f in fields(Inspection)}
-
-
-def inspection_to_json(inspection: Inspection) -> str:
-    """One spool line for an inspection."""
-    values = asdict(inspection)
-    values["created_at"] = inspection.created_at.isoformat()
-    values["decision"] = Decision(inspection.decision).value
-    return json.dumps(values, sort_keys=True)
-
-
-def inspection_from_json(line: str) -> Inspection:
-    """Inverse of ``inspection_to_json``.
-
-    Raises:
-        ValueError: the line is not a spooled inspection.
-    """
-    values: dict[str, Any] = json.loads(line)
-    if not isinstance(values, dict) or set(values) != _FIELDS:
-        raise ValueError(f"spool line has fields {sorted(values) if isinstance(values, dict) else values!r}")
-    values["created_at"] = datetime.fromisoformat(values["created_at"])
-    values["decision"] = Decision(values["decision"])
-    return Inspection(**values)
 
 
 class SpoolingRepository:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from inspect_app.engine.sinks import CsvSink, JsonLinesSink, RejectHookSink, ResilientSink
@@ -16,11 +17,12 @@ from inspect_app.errors import ConfigError
 from inspect_app.records import Decision, Inspection
 
 
-def _items(decisions: list[Decision]) -> list:
+def _items(decisions: list[Decision], start: int = 0) -> list:
+    """One item per decision; parts numbered from ``start`` (the content hash is a part's identity)."""
     return [
         (Inspection(station="s", line="l", source="cam", image_path=f"frame:{i}", decision=d, score=0.9,
                     content_hash=f"h{i}"), None, None)
-        for i, d in enumerate(decisions)
+        for i, d in enumerate(decisions, start)
     ]
 
 
@@ -71,8 +73,8 @@ def test_webhook_outage_is_retried_spooled_and_replayed_in_order(plc: _Plc, tmp_
     assert [p["image_path"] for p in sink.pending()] == ["frame:1", "frame:2"]
 
     plc.down = False
-    sink.write(_items([Decision.NG]))
-    assert [p["image_path"] for p in plc.received] == ["frame:0", "frame:1", "frame:2", "frame:0"]
+    sink.write(_items([Decision.NG], start=3))
+    assert [p["image_path"] for p in plc.received] == ["frame:0", "frame:1", "frame:2", "frame:3"]
     assert sink.pending() == [] and not sink.spool_path.exists()
 
 
@@ -114,7 +116,7 @@ def test_failing_sink_is_retried_then_rows_are_spooled(tmp_path: Path) -> None:
 def test_jsonl_sink_appends_across_runs(tmp_path: Path) -> None:
     path = tmp_path / "out" / "results.jsonl"
     JsonLinesSink(path).write(_items([Decision.OK]))
-    JsonLinesSink(path).write(_items([Decision.NG, Decision.ERROR]))
+    JsonLinesSink(path).write(_items([Decision.NG, Decision.ERROR], start=1))
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["decision"] for r in rows] == ["OK", "NG", "ERROR"]
     assert rows[0]["created_at"].endswith("+00:00")
@@ -137,3 +139,52 @@ def test_webhook_failures_never_show_its_credentials(
         assert "token=***" in caplog.text or "key=***" in caplog.text
         assert "s3cret-token" not in caplog.text
         caplog.clear()
+
+
+def test_parts_sent_again_after_a_crash_get_one_line_and_one_signal(tmp_path: Path) -> None:
+    out = tmp_path / "signals.jsonl"
+    script = f"import sys; open({str(out)!r}, 'a').write(sys.stdin.read() + chr(10))"
+    command = f"{sys.executable} -c \"{script}\""
+    first = _items([Decision.NG, Decision.OK, Decision.NG])
+    for sink in (CsvSink(tmp_path / "r.csv"), JsonLinesSink(tmp_path / "r.jsonl"),
+                 RejectHookSink(tmp_path / "spool" / "reject.jsonl", command=command)):
+        sink.write(first)
+    # A re-run after kill -9 inspects the uncommitted batch again, through fresh sinks (a new process).
+    again = first[1:] + _items([Decision.NG], start=3)
+    for sink in (CsvSink(tmp_path / "r.csv"), JsonLinesSink(tmp_path / "r.jsonl"),
+                 RejectHookSink(tmp_path / "spool" / "reject.jsonl", command=command)):
+        sink.write(again)
+    assert len((tmp_path / "r.csv").read_text().splitlines()) == 1 + 4
+    assert [json.loads(line)["image_path"] for line in (tmp_path / "r.jsonl").read_text().splitlines()] == [
+        "frame:0", "frame:1", "frame:2", "frame:3"]
+    assert [json.loads(line)["image_path"] for line in out.read_text().splitlines()] == [
+        "frame:0", "frame:2", "frame:3"]
+
+
+def test_evidence_that_could_not_be_written_is_spooled_with_its_arrays_and_replayed(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from inspect_app.engine.sinks import HeatmapFileSink
+    from inspect_app.records import Prediction
+
+    ng_dir = tmp_path / "ng"
+    ng_dir.write_text("a file where the evidence folder should be")  # unwritable, even for root
+    rng = np.random.default_rng(0)
+    items = []
+    for i, (inspection, _, _) in enumerate(_items([Decision.NG, Decision.OK, Decision.NG])):
+        image = rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)
+        heatmap = rng.random((48, 48)).astype(np.float32) if inspection.decision is Decision.NG else None
+        prediction = Prediction(label="crack", score=0.9, decision=inspection.decision, heatmap=heatmap,
+                                defect_class="crack")
+        items.append((replace(inspection, content_hash=f"{i:016d}"), image, prediction))
+    guarded = ResilientSink(HeatmapFileSink(ng_dir), tmp_path / "spool", retries=0)
+    guarded.write(items)
+    assert guarded.pending == 3 and guarded.replay() == 0  # still unwritable: kept for the next run
+    assert len(list((tmp_path / "spool").glob("*.npz"))) == 3
+    ng_dir.unlink()
+    later = ResilientSink(HeatmapFileSink(ng_dir), tmp_path / "spool", retries=0)  # the next run
+    assert later.replay() == 3 and later.pending == 0
+    assert sorted(p.name for p in ng_dir.iterdir()) == [
+        "0000000000000000_image.jpg", "0000000000000000_overlay.jpg",
+        "0000000000000002_image.jpg", "0000000000000002_overlay.jpg"]
+    assert not list((tmp_path / "spool").iterdir())  # spool and arrays removed once delivered
