@@ -8,15 +8,20 @@ good (it reaches the customer). Plants fix the false-reject rate they can afford
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
 # Decimals kept of each validation score in a model card; 4 keep the ROC exact to 1e-4 and the card small.
 SCORE_SAMPLE_DECIMALS = 4
 
+# What the functions here take: a plain sequence or a 1-D numpy array (each is read with np.asarray).
+Scores: TypeAlias = Sequence[float] | np.ndarray
+Flags: TypeAlias = Sequence[bool] | np.ndarray
+Indices: TypeAlias = Sequence[int] | np.ndarray
 
-def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> np.ndarray:
+
+def confusion_matrix(y_true: Indices, y_pred: Indices, num_classes: int) -> np.ndarray:
     """Counts with true classes on rows and predicted classes on columns."""
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(matrix, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
@@ -35,7 +40,7 @@ def per_class_scores(matrix: np.ndarray) -> dict[str, np.ndarray]:
     return {"precision": precision, "recall": recall, "f1": f1}
 
 
-def roc_auc(is_positive: Sequence[bool], scores: Sequence[float]) -> float | None:
+def roc_auc(is_positive: Flags, scores: Scores) -> float | None:
     """Area under the ROC curve by the rank statistic (ties count half); ``None`` when one class is absent."""
     labels = np.asarray(is_positive, dtype=bool)
     values = np.asarray(scores, dtype=np.float64)
@@ -53,7 +58,7 @@ def roc_auc(is_positive: Sequence[bool], scores: Sequence[float]) -> float | Non
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def auroc_per_class(labels: Sequence[str], scores: Sequence[float], good_class: str) -> dict[str, float | None]:
+def auroc_per_class(labels: Sequence[str], scores: Scores, good_class: str) -> dict[str, float | None]:
     """Good-vs-defect AUROC of each defect class on its own: that class's parts against every good part.
 
     Args:
@@ -73,7 +78,7 @@ def auroc_per_class(labels: Sequence[str], scores: Sequence[float], good_class: 
 
 
 def roc_auc_interval(
-    is_positive: Sequence[bool], scores: Sequence[float], level: float = 0.95, resamples: int = 1000, seed: int = 0
+    is_positive: Flags, scores: Scores, level: float = 0.95, resamples: int = 1000, seed: int = 0
 ) -> tuple[float, float] | None:
     """Bootstrap percentile interval of ``roc_auc``: how far the figure could move on another sample of parts.
 
@@ -113,7 +118,7 @@ def roc_auc_interval(
     return float(low), float(high)
 
 
-def misordered_pairs(is_positive: Sequence[bool], scores: Sequence[float]) -> np.ndarray:
+def misordered_pairs(is_positive: Flags, scores: Scores) -> np.ndarray:
     """Per sample, how many samples of the other class it is ranked wrongly against (ties count half).
 
     A defect counts the good parts scored above it; a good part counts the defects scored below it. Each side sums
@@ -133,7 +138,7 @@ def misordered_pairs(is_positive: Sequence[bool], scores: Sequence[float]) -> np
 
 
 def costliest_samples(
-    is_positive: Sequence[bool], scores: Sequence[float], names: Sequence[str], count: int = 5
+    is_positive: Flags, scores: Scores, names: Sequence[str], count: int = 5
 ) -> dict[str, list[dict[str, Any]]]:
     """The good parts and the defects that cost the most AUROC (see ``misordered_pairs``), worst first.
 
@@ -159,7 +164,7 @@ def costliest_samples(
     return out
 
 
-def threshold_for_false_reject(good_scores: Sequence[float], false_reject_rate: float) -> float:
+def threshold_for_false_reject(good_scores: Scores, false_reject_rate: float) -> float:
     """Lowest threshold (NG when score >= threshold) whose false-reject rate on good parts is ≤ the target."""
     good = np.sort(np.asarray(good_scores, dtype=np.float64))
     if good.size == 0:
@@ -171,7 +176,7 @@ def threshold_for_false_reject(good_scores: Sequence[float], false_reject_rate: 
     return float(np.nextafter(good[good.size - 1 - allowed], np.inf))
 
 
-def threshold_for_escape_rate(defect_scores: Sequence[float], target_escape_rate: float) -> float:
+def threshold_for_escape_rate(defect_scores: Scores, target_escape_rate: float) -> float:
     """Highest threshold (NG when score >= threshold) whose escape rate on defective parts is ≤ the target.
 
     The highest such threshold rejects the fewest good parts while letting at most the target share of defects pass.
@@ -186,7 +191,7 @@ def threshold_for_escape_rate(defect_scores: Sequence[float], target_escape_rate
     return float(defects[allowed])
 
 
-def escape_rate(defect_scores: Sequence[float], threshold: float) -> float | None:
+def escape_rate(defect_scores: Scores, threshold: float) -> float | None:
     """Share of defective parts scored below the threshold (called good); ``None`` without defects."""
     defects = np.asarray(defect_scores, dtype=np.float64)
     if defects.size == 0:
@@ -195,9 +200,9 @@ def escape_rate(defect_scores: Sequence[float], threshold: float) -> float | Non
 
 
 def classification_report(
-    y_true: Sequence[int],
-    y_pred: Sequence[int],
-    defect_scores: Sequence[float],
+    y_true: Indices,
+    y_pred: Indices,
+    defect_scores: Scores,
     classes: Sequence[str],
     good_class: str,
     false_reject_rate: float = 0.01,
@@ -254,7 +259,7 @@ def classification_report(
     return report
 
 
-def roc_curve(is_positive: Sequence[bool], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_curve(is_positive: Flags, scores: Scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """False- and true-positive rates at every distinct threshold (NG when score >= threshold), from (0,0) to (1,1).
 
     Returns:
@@ -276,7 +281,7 @@ def roc_curve(is_positive: Sequence[bool], scores: Sequence[float]) -> tuple[np.
     return fpr, tpr, np.r_[np.inf, sorted_values[last_of_run]]
 
 
-def false_reject_rate(good_scores: Sequence[float], threshold: float) -> float | None:
+def false_reject_rate(good_scores: Scores, threshold: float) -> float | None:
     """Share of good parts scored at or above the threshold (called NG); ``None`` without good parts."""
     good = np.asarray(good_scores, dtype=np.float64)
     if good.size == 0:

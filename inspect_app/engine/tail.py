@@ -57,7 +57,7 @@ class Tail:
         return 0.0 if base <= 0.0 else self.share * base ** (1.0 / self.shape)
 
 
-def fit_tail(scores: Sequence[float]) -> Tail | None:
+def fit_tail(scores: Sequence[float] | np.ndarray) -> Tail | None:
     """The tail of ``scores`` above their top ``TAIL_SHARE``; ``None`` with fewer than ``MIN_TAIL`` values there."""
     values = np.sort(np.asarray(scores, dtype=np.float64))
     count = max(MIN_TAIL, round(TAIL_SHARE * values.size))
@@ -77,7 +77,7 @@ def fit_tail(scores: Sequence[float]) -> Tail | None:
     return Tail(level=level, share=count / values.size, scale=scale, shape=shape)
 
 
-def tail_threshold(scores: Sequence[float], rate: float) -> tuple[float, str]:
+def tail_threshold(scores: Sequence[float] | np.ndarray, rate: float) -> tuple[float, str]:
     """Threshold for a false-reject ``rate`` and how it was found (``"fitted tail"`` or ``"empirical"``).
 
     The fitted tail is used when the rate lies inside it; otherwise (a rate above ``TAIL_SHARE``, or too few scores
@@ -91,7 +91,7 @@ def tail_threshold(scores: Sequence[float], rate: float) -> tuple[float, str]:
     return threshold_for_false_reject(scores, rate), "empirical"
 
 
-def review_edge(scores: Sequence[float], rate: float) -> float:
+def review_edge(scores: Sequence[float] | np.ndarray, rate: float) -> float:
     """The score that a share ``rate`` of good parts reaches: the fitted tail's, else the interpolated quantile.
 
     Unlike a threshold, a REVIEW band's lower edge need not err high: with a handful of scores it still lies below
@@ -103,7 +103,9 @@ def review_edge(scores: Sequence[float], rate: float) -> float:
     return float(np.quantile(np.asarray(scores, dtype=np.float64), 1.0 - rate))
 
 
-def false_reject_interval(scores: Sequence[float], threshold: float, seed: int = 0) -> tuple[float, float] | None:
+def false_reject_interval(
+    scores: Sequence[float] | np.ndarray, threshold: float, seed: int = 0
+) -> tuple[float, float] | None:
     """90 % bootstrap interval of the share of good parts above ``threshold`` (the tail refitted each round)."""
     values = np.asarray(scores, dtype=np.float64)
     rng = np.random.default_rng(seed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,9 @@ from torch import nn
 
 from inspect_app.models.factory import create_backbone
 from inspect_app.models.nn_search import DEFAULT_EF_SEARCH, HnswIndex, check_search_mode, resolve_search
+
+if TYPE_CHECKING:
+    from timm.models import FeatureInfo
 
 # Stages 2-4 (strides 8, 16, 32): fine texture plus context; measured better than 2-3 on Magnetic Tile.
 DEFAULT_LAYERS = (2, 3, 4)
@@ -99,6 +103,14 @@ class PatchCore(nn.Module):
         pretrained: load pretrained backbone weights.
     """
 
+    # Buffers, registered in __init__ (nn.Module's attribute lookup alone types them Tensor | Module).
+    mean: torch.Tensor
+    std: torch.Tensor
+    memory_bank: torch.Tensor
+    patch_scale: torch.Tensor
+    probe_queries: torch.Tensor
+    probe_distances: torch.Tensor
+
     def __init__(
         self,
         backbone: str,
@@ -115,7 +127,8 @@ class PatchCore(nn.Module):
         self.layers = tuple(int(i) for i in layers)
         self.neighbourhood = neighbourhood
         self.features = create_backbone(backbone, pretrained=pretrained, features_only=True, out_indices=self.layers)
-        self.feature_dim = int(sum(self.features.feature_info.channels()))
+        # timm's features_only models carry a FeatureInfo.
+        self.feature_dim = int(sum(cast("FeatureInfo", self.features.feature_info).channels()))
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("memory_bank", torch.zeros(bank_size, self.feature_dim))

@@ -7,12 +7,24 @@ with the weights and a CUDA pipeline can upload uint8 and convert on the device.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from inspect_app.models.factory import create_backbone
+
+if TYPE_CHECKING:
+
+    class TimmClassifier(nn.Module):
+        """What ``Classifier`` uses of a timm classification model: every timm model defines these two."""
+
+        def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+            raise NotImplementedError
+
+        def get_classifier(self) -> nn.Module:
+            raise NotImplementedError
 
 
 class Classifier(nn.Module):
@@ -27,6 +39,10 @@ class Classifier(nn.Module):
         drop_rate: dropout before the head.
     """
 
+    # Buffers, registered in __init__ (nn.Module's attribute lookup alone types them Tensor | Module).
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(
         self,
         backbone: str,
@@ -37,7 +53,10 @@ class Classifier(nn.Module):
         drop_rate: float = 0.2,
     ) -> None:
         super().__init__()
-        self.net = create_backbone(backbone, pretrained=pretrained, num_classes=num_classes, drop_rate=drop_rate)
+        self.net = cast(
+            "TimmClassifier",
+            create_backbone(backbone, pretrained=pretrained, num_classes=num_classes, drop_rate=drop_rate),
+        )
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 

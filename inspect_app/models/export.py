@@ -78,7 +78,7 @@ def export_model(model_dir: Path, fmt: str = "onnx", out: Path | None = None) ->
     if isinstance(model, PatchCore):
         wrapper: nn.Module = _PatchEmbed(model).eval()
         example = torch.rand(2, 3, card.input_size, card.input_size, generator=generator)
-        outputs = PATCH_OUTPUT_NAMES
+        outputs: tuple[str, ...] = PATCH_OUTPUT_NAMES
     else:
         wrapper = _Uint8Cam(model).eval()
         example = torch.randint(0, 256, (2, 3, card.input_size, card.input_size), generator=generator,

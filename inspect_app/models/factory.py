@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -134,7 +134,7 @@ def create_backbone(
     pretrained: bool = True,
     num_classes: int = 0,
     features_only: bool = False,
-    **kwargs: object,
+    **kwargs: Any,
 ) -> nn.Module:
     """Build a timm model by name, with pretrained weights from the bundled package or timm's hub.
 

@@ -151,5 +151,7 @@ class HnswIndex:
             squared, _ = self.index.search(rows, 1)
         else:
             # Per-call parameters, so a screening pass never changes what other callers of the graph get.
-            squared, _ = self.index.search(rows, 1, params=faiss.SearchParametersHNSW(efSearch=int(ef_search)))
+            # faiss's SWIG module defines SearchParametersHNSW at import time, out of mypy's sight.
+            params = faiss.SearchParametersHNSW(efSearch=int(ef_search))  # type: ignore[attr-defined]
+            squared, _ = self.index.search(rows, 1, params=params)
         return torch.from_numpy(squared[:, 0]).clamp_(min=0.0).sqrt_().to(queries.device)
