@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,13 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return ["--home", str(tmp_path / "home")]
 
 
+# Progress the command logged before it failed (INFO/WARNING records) is not part of the error.
+LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (DEBUG|INFO|WARNING) ")
+
+
 def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = [line for line in err.splitlines() if line.strip() and not LOG_RECORD.match(line)]
     assert len(lines) == 1, err
     assert "Traceback" not in err
     return lines[0]
