@@ -315,14 +315,10 @@ def run_folder_job(spec: PipelineSpec, settings: Settings) -> int:
         review_band=spec.review_band, onnx_path=Path(spec.onnx_path) if spec.onnx_path else None,
     )
     version = register_model(repository, inspector.card, Path(spec.model))
-    if spec.follow_active:
-        from inspect_app.lifecycle.active_model import HotSwapInspector, inspector_loader
+    from inspect_app.lifecycle.active_model import bind_to_database
 
-        # Promotions reach the running pipeline between batches, without a restart and without losing frames.
-        active = repository.active_model() or version
-        inspector = HotSwapInspector(
-            repository, inspector_loader(spec.device, spec.threshold, spec.review_band, spec.backend), initial=active
-        )
+    # The stored threshold (the dashboard's) decides unless the pipeline pins one; follow_active follows promotions.
+    inspector = bind_to_database(inspector, repository, version, spec)
     # Batches decided while the database is unreachable wait in a local spool and are written once it answers. The
     # spool is replayed *before* the skip list is read, so images spooled by an earlier run are not inspected again.
     spool_dir = Path(spec.spool_dir) if spec.spool_dir else settings.home / "spool"

@@ -67,11 +67,41 @@ class Inspector:
     def _set_decision(self, threshold: float | None, review_band: float | None, heatmaps: bool | str) -> None:
         """Threshold and REVIEW band (the card's unless given), heatmap switch and class order from ``self.card``."""
         self.threshold = self.card.threshold if threshold is None else threshold
+        self.threshold_source = "model card" if threshold is None else "given"
+        self._review_band_given = review_band
         self.review_band = min(self.card.review_band, self.threshold) if review_band is None else review_band
         check_threshold(self.threshold, self.review_band)
         self.heatmaps = heatmaps
         self.classes = list(self.card.classes)
         self.good_index = self.classes.index(self.card.good_class) if self.card.good_class in self.classes else None
+
+    def set_threshold(self, threshold: float, source: str) -> bool:
+        """Decide from the next batch on with ``threshold``; call between batches, never during ``predict``.
+
+        The REVIEW band keeps its width (the one given, else the card's), narrowed where it would pass 0. A change is
+        logged as ``threshold 0.62 → 0.55 (source)``.
+
+        Args:
+            threshold: the new defect-score threshold in [0, 1].
+            source: where it comes from, for the log and ``threshold_source`` (e.g. ``model_versions``).
+
+        Returns:
+            Whether the threshold changed.
+
+        Raises:
+            ConfigError: the threshold lies outside [0, 1].
+        """
+        threshold = float(threshold)
+        if threshold == self.threshold:
+            self.threshold_source = source
+            return False
+        band = self.card.review_band if self._review_band_given is None else self._review_band_given
+        band = min(band, threshold)
+        check_threshold(threshold, band)
+        old = self.threshold
+        self.threshold, self.review_band, self.threshold_source = threshold, band, source
+        logger.info("threshold %.4g → %.4g (%s) for model %s", old, threshold, source, self.card.name)
+        return True
 
     @property
     def model_card(self) -> ModelCard:

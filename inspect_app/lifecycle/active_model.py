@@ -4,6 +4,11 @@
 its progress callback) and predicts with whatever model is active at that moment. The new model is loaded while the
 old one keeps inspecting (in a background thread, unless ``background=False``) and swapped in only at a batch
 boundary, so every frame of a batch is decided by one model and no frame is dropped or held for the reload.
+
+The threshold the line decides with is the active version's row in ``model_versions`` (what the dashboard's Models
+page sets): each poll re-reads it and a change applies from the next batch, like a promotion, unless the pipeline
+pins its own ``threshold:``. ``bind_to_database`` gives a pipeline that does not follow the active model its version
+row's threshold once, at the start.
 """
 
 from __future__ import annotations
@@ -17,13 +22,31 @@ from typing import Any
 
 import numpy as np
 
+from inspect_app.config.pipeline import PipelineSpec
 from inspect_app.engine.infer import Inspector
+from inspect_app.errors import ConfigError
 from inspect_app.records import ModelVersion, Prediction
 from inspect_app.storage.repository import Repository
 
 logger = logging.getLogger(__name__)
 
 Loader = Callable[[ModelVersion], Inspector]
+# ``Inspector.threshold_source`` of a threshold read from the version row.
+VERSION_ROW = "model_versions"
+
+
+def apply_version_threshold(inspector: Inspector, version: ModelVersion) -> bool:
+    """Make ``inspector`` decide with ``version``'s stored threshold; a bad stored value keeps the current one.
+
+    Returns:
+        Whether the threshold changed.
+    """
+    try:
+        return inspector.set_threshold(version.threshold, VERSION_ROW)
+    except ConfigError as exc:
+        logger.error("model %s: stored threshold not applied, keeping %.4g: %s", version.name, inspector.threshold,
+                     exc)
+        return False
 
 
 class HotSwapInspector:
@@ -35,6 +58,9 @@ class HotSwapInspector:
         poll_s: least seconds between two database reads.
         background: load a new model in a thread (pipelines) or inline at the next ``poll`` (tests, batch jobs).
         initial: the model version to start with; defaults to the active one.
+        follow_threshold: decide with each version's stored threshold, re-read at every poll; ``False`` when the
+            pipeline pins its own threshold (the loader applies it).
+        current: an already loaded inspector of ``initial`` (saves loading the same checkpoint twice).
 
     Raises:
         LookupError: no ``initial`` and no active model.
@@ -47,6 +73,8 @@ class HotSwapInspector:
         poll_s: float = 10.0,
         background: bool = True,
         initial: ModelVersion | None = None,
+        follow_threshold: bool = True,
+        current: Inspector | None = None,
     ) -> None:
         """Load the starting model."""
         self.repository = repository
@@ -57,7 +85,10 @@ class HotSwapInspector:
         if version is None:
             raise LookupError("no active model version; train one or promote one first")
         self.version = version
-        self.current = loader(version)
+        self.follow_threshold = follow_threshold
+        self.current = current if current is not None and current.card.name == version.name else loader(version)
+        if follow_threshold:
+            apply_version_threshold(self.current, version)
         self.swaps = 0
         self._last_poll = time.monotonic()
         self._pending: tuple[ModelVersion, Inspector] | None = None
@@ -76,6 +107,11 @@ class HotSwapInspector:
         """The current decision threshold."""
         return self.current.threshold
 
+    @property
+    def threshold_source(self) -> str:
+        """Where the current threshold comes from (``model_versions``, ``model card`` or ``given``)."""
+        return self.current.threshold_source
+
     def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
         """Predictions of the current model (never swapped in the middle of a batch)."""
         return self.current.predict(images)
@@ -93,7 +129,15 @@ class HotSwapInspector:
             return swapped
         self._last_poll = time.monotonic()
         active = self.repository.active_model()
-        if active is None or active.name == self.version.name or active.name == self._loading:
+        if active is None:
+            return swapped
+        if active.name == self.version.name:
+            # The same model, perhaps with a threshold set on the dashboard since: applied between batches too.
+            self.version = active
+            if self.follow_threshold:
+                apply_version_threshold(self.current, active)
+            return swapped
+        if active.name == self._loading:
             return swapped
         self._loading = active.name
         if self.background:
@@ -121,9 +165,15 @@ class HotSwapInspector:
                 return False
             self._loading = None
         old = self.version.name
-        self.version, self.current = pending
+        version, inspector = pending
+        if self.follow_threshold:
+            # The row as it is now: the threshold may have been changed while the model loaded.
+            version = self.repository.get_model_version(version.name) or version
+            apply_version_threshold(inspector, version)
+        self.version, self.current = version, inspector
         self.swaps += 1
-        logger.info("active model changed: %s → %s (swapped between batches)", old, self.version.name)
+        logger.info("active model changed: %s → %s (swapped between batches; threshold %.4g from %s)", old,
+                    self.version.name, inspector.threshold, inspector.threshold_source)
         return True
 
 
@@ -149,3 +199,33 @@ def inspector_loader(
                               review_band=review_band)
 
     return load
+
+
+def bind_to_database(
+    inspector: Inspector, repository: Repository, version: ModelVersion, spec: PipelineSpec
+) -> Inspector | HotSwapInspector:
+    """The inspector a pipeline decides with: its threshold from the version row, following the active model if asked.
+
+    A ``threshold:`` in the pipeline wins over the row (and is logged as such). With ``spec.follow_active`` the
+    result is a ``HotSwapInspector`` that re-reads the active version (model and threshold) between batches.
+
+    Args:
+        inspector: the inspector loaded from ``spec.model``.
+        repository: the plant database.
+        version: ``spec.model``'s version, registered in ``repository``.
+        spec: the pipeline.
+    """
+    if spec.threshold is not None:
+        logger.info("threshold %.4g from the pipeline's model.threshold; the stored threshold of model versions is "
+                    "not used", spec.threshold)
+    if spec.follow_active:
+        # Promotions reach the running pipeline between batches, without a restart and without losing frames.
+        active = repository.active_model() or repository.get_model_version(version.name) or version
+        loader = inspector_loader(spec.device, spec.threshold, spec.review_band, spec.backend)
+        return HotSwapInspector(repository, loader, initial=active, follow_threshold=spec.threshold is None,
+                                current=inspector)
+    if spec.threshold is None:
+        apply_version_threshold(inspector, repository.get_model_version(version.name) or version)
+    logger.info("model %s decides with threshold %.4g (%s)", inspector.card.name, inspector.threshold,
+                inspector.threshold_source)
+    return inspector

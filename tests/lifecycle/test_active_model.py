@@ -160,3 +160,73 @@ def test_a_model_that_cannot_load_keeps_the_old_one(sqlite_db: Database, two_mod
     repo.promote("broken")
     assert hot.poll() is False
     assert hot.card.name == "m-old"
+
+
+class _ChangedAfterFirstBatch:
+    """An inspector whose model's stored threshold is changed (as on the dashboard) right after its first batch."""
+
+    def __init__(self, inner: object, change: object) -> None:
+        self.inner = inner
+        self.change = change
+        self.batches = 0
+
+    def predict(self, images: list) -> list:
+        out = self.inner.predict(images)
+        self.batches += 1
+        if self.batches == 1:
+            self.change()
+        return out
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_threshold_set_on_the_dashboard_reaches_a_following_pipeline_between_batches(
+    sqlite_db: Database, tiny_sets: dict[str, Path], two_models: list[Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    from inspect_app.storage.access import set_model_threshold, shell_user
+
+    repo = Repository(sqlite_db)
+    _register(repo, two_models[0])
+    repo.promote("m-old")
+    hot = HotSwapInspector(repo, inspector_loader(device="cpu"), poll_s=0.0, background=False)
+    start = hot.threshold
+    assert hot.threshold_source == "model_versions" and start == repo.get_model_version("m-old").threshold
+    new = 0.97 if start < 0.9 else 0.3
+
+    def change() -> None:
+        set_model_threshold(sqlite_db, shell_user("tester"), "m-old", new)  # the audited dashboard path
+
+    with caplog.at_level("INFO", logger="inspect_app"):
+        inspect_folder(tiny_sets["incoming"], _ChangedAfterFirstBatch(hot, change), [DatabaseSink(repo)],
+                       station="s1", line="l1", batch_size=4)
+    rows = sorted(repo.list_inspections(limit=100), key=lambda r: r.image_path)
+    assert len(rows) == 12 and hot.swaps == 0  # the same model throughout, no restart
+    assert [r.threshold for r in rows] == [start] * 4 + [new] * 8  # each row says which threshold decided it
+    for row in rows:  # and each was decided by it
+        assert (row.decision.value == "NG") == (row.score >= row.threshold), row
+    assert f"threshold {start:.4g} → {new:.4g} (model_versions)" in caplog.text
+
+
+def test_a_pipeline_without_follow_active_starts_with_the_stored_threshold_unless_it_pins_one(
+    sqlite_db: Database, tiny_sets: dict[str, Path], two_models: list[Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    from inspect_app.config.pipeline import PipelineSpec
+    from inspect_app.engine.infer import Inspector
+    from inspect_app.lifecycle.active_model import bind_to_database
+    from inspect_app.storage.access import set_model_threshold, shell_user
+
+    repo = Repository(sqlite_db)
+    _register(repo, two_models[0])
+    version = set_model_threshold(sqlite_db, shell_user("tester"), "m-old", 0.81)
+    spec = PipelineSpec(name="p", source=str(tiny_sets["incoming"]), model=str(two_models[0]), device="cpu")
+    bound = bind_to_database(Inspector(two_models[0], device="cpu"), repo, version, spec)
+    assert isinstance(bound, Inspector) and (bound.threshold, bound.threshold_source) == (0.81, "model_versions")
+    result = inspect_folder(tiny_sets["incoming"], bound, [DatabaseSink(repo)], station="s1", line="l1")
+    assert result.total == 12 and {r.threshold for r in repo.list_inspections(limit=100)} == {0.81}
+
+    pinned = spec.with_overrides(threshold=0.42)
+    with caplog.at_level("INFO", logger="inspect_app"):
+        bound = bind_to_database(Inspector(two_models[0], device="cpu", threshold=0.42), repo, version, pinned)
+    assert (bound.threshold, bound.threshold_source) == (0.42, "given")
+    assert "threshold 0.42 from the pipeline's model.threshold" in caplog.text
