@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from inspect_app.config.base import ConfigModel
+from inspect_app.config.base import ConfigModel, choice
 from inspect_app.config.recipes import TrainConfig
+
+# What a run fits: a fine-tuned classifier, or a good-only (PatchCore-class) model (``train --kind anomaly``).
+MODEL_KINDS = ("classifier", "anomaly")
 
 
 class PromotionPolicy(ConfigModel):
@@ -39,6 +42,12 @@ class FinetuneSpec(ConfigModel):
         use_reviews: add reviewed inspections (OK → good, NG → its defect class) to the training data.
         model_prefix: model versions are named ``<prefix>-run<id>``.
         promotion: the promotion policy.
+        kind: one of ``MODEL_KINDS``; ``anomaly`` fits a good-only model with the ``anomaly`` recipe (``train`` is
+            then unused).
+        anomaly: ``AnomalyConfig`` options of a good-only run (checked by the worker, which has the engine).
+        update: good-only runs: add the images reviewed OK since the model being refreshed was made to the active
+            good-only model's bank (``train --kind anomaly --update``) instead of fitting anew; the data folder
+            still gives the frozen test set. Without such a model the run fits anew.
     """
 
     what = "fine-tuning option"
@@ -49,11 +58,20 @@ class FinetuneSpec(ConfigModel):
     use_reviews: bool = True
     model_prefix: str = "finetune"
     promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
+    kind: choice(*MODEL_KINDS) = "classifier"
+    anomaly: dict[str, Any] = Field(default_factory=dict)
+    update: bool = False
 
-    @field_validator("train", "promotion", mode="before")
+    @field_validator("train", "promotion", "anomaly", mode="before")
     @classmethod
     def _empty_section(cls, value: Any) -> Any:
         return {} if value is None else value
+
+    @model_validator(mode="after")
+    def _update_needs_good_only(self) -> FinetuneSpec:
+        if self.update and self.kind != "anomaly":
+            raise ValueError(f"update refreshes a good-only model: it needs kind 'anomaly', not {self.kind!r}")
+        return self
 
     @field_validator("model_prefix")
     @classmethod

@@ -77,34 +77,60 @@ def _link(target: Path, link: Path) -> None:
         shutil.copyfile(target, link)
 
 
+def _scan_data(data_dir: Path, good_only: bool) -> tuple[list[Item], list[str]]:
+    """(items, classes, ``good`` first) of a run's data folder.
+
+    A classifier needs class folders. A good-only model also takes a folder of good images, or class folders whose
+    good one (``good``, ``ok``, ...) holds its bank images and the others labelled defects (``scan_good_only``).
+    """
+    if not good_only:
+        return scan_class_folders(data_dir), class_names(data_dir)
+    from inspect_app.engine.anomaly import scan_good_only
+
+    data = scan_good_only(data_dir)
+    items = [(path, GOOD_CLASS) for path in data.good] + list(data.defects)
+    return items, [GOOD_CLASS, *sorted({label for _, label in data.defects} - {GOOD_CLASS})]
+
+
 def build_snapshot(
-    data_dir: Path, run_dir: Path, spec: FinetuneSpec, reviews: list[dict[str, Any]] | None = None
+    data_dir: Path,
+    run_dir: Path,
+    spec: FinetuneSpec,
+    reviews: list[dict[str, Any]] | None = None,
+    train_on_folder: bool = True,
 ) -> Snapshot:
     """Freeze a run's data into ``run_dir``: manifest, training tree and test set.
 
     Args:
-        data_dir: class-folder data set (``good/``, ``scratch/``, ...).
+        data_dir: class-folder data set (``good/``, ``scratch/``, ...); for a good-only run (``spec.kind``
+            ``anomaly``) also a folder of good images.
         run_dir: the run folder; ``manifest.json`` and ``data/`` are written into it.
-        spec: the run's settings (test folder or fraction, whether to use reviews).
+        spec: the run's settings (model kind, test folder or fraction, whether to use reviews).
         reviews: reviewed inspections (``RunQueue.reviewed_images``); used when ``spec.use_reviews``.
+        train_on_folder: ``False`` for a run that refreshes a model: the data folder's training side is already in
+            it, so only the reviews are trained on (the folder still gives the frozen test set).
 
     Raises:
         DatasetError: the data folder is unusable, or a class ends up without training or test images (named).
     """
     data_dir = Path(data_dir).resolve()
-    classes = class_names(data_dir)
+    good_only = spec.kind == "anomaly"
+    items, classes = _scan_data(data_dir, good_only)
     files: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for path, label in scan_class_folders(data_dir):
+    for path, label in items:
         digest = file_hash(path)
         if digest in seen:
             continue
         seen.add(digest)
         rel = Path(os.path.abspath(path)).relative_to(data_dir).as_posix()
         split = "train" if spec.test_dir else ("test" if in_test_split(rel, spec.test_fraction) else "train")
+        if split == "train" and not train_on_folder:
+            continue
         files.append({"path": str(path), "label": label, "sha256": digest, "split": split, "source": "folder"})
     skipped: Counter[str] = Counter()
-    for review in (reviews or []) if spec.use_reviews else []:
+    # A refresh trains on nothing but its reviews, so it takes them whatever use_reviews says.
+    for review in (reviews or []) if spec.use_reviews or not train_on_folder else []:
         label = _review_label(review)
         path = Path(review["image_path"])
         if label not in classes:
@@ -127,11 +153,12 @@ def build_snapshot(
     if spec.test_dir:
         test_root = Path(spec.test_dir).resolve()
         for path, label in scan_class_folders(test_root):
-            if label not in classes:
+            # Every defect class is an anomaly to a good-only model: its test set may name classes it never saw.
+            if label not in classes and not good_only:
                 raise DatasetError(f"test folder {test_root} has class {label!r}; the data set's classes: {classes}")
             files.append({"path": str(path), "label": label, "sha256": file_hash(path), "split": "test",
                           "source": "test_dir"})
-    _check_coverage(files, classes, data_dir)
+    _check_coverage(files, [GOOD_CLASS] if good_only else classes, data_dir, 2 if train_on_folder else 0)
 
     train_dir = run_dir / "data"
     if train_dir.exists():
@@ -157,14 +184,15 @@ def build_snapshot(
                     manifest_path=manifest_path, counts=dict(counts), reviews_skipped=dict(skipped))
 
 
-def _check_coverage(files: list[dict[str, Any]], classes: list[str], data_dir: Path) -> None:
-    """Every class needs 2 training images (train + validation) and the test set a good and a defective part."""
+def _check_coverage(files: list[dict[str, Any]], classes: list[str], data_dir: Path, least: int = 2) -> None:
+    """Each of ``classes`` needs ``least`` training images (train + validation, or a good-only fit's bank and
+    calibration) and the test set a good and a defective part."""
     train = Counter(e["label"] for e in files if e["split"] == "train")
     test = Counter(e["label"] for e in files if e["split"] == "test")
-    short = [c for c in classes if train[c] < 2]
+    short = [c for c in classes if train[c] < least]
     if short:
-        raise DatasetError(f"{data_dir}: class(es) {short} have fewer than 2 training images after the test hold-out "
-                           f"(training counts {dict(train)})")
+        raise DatasetError(f"{data_dir}: class(es) {short} have fewer than {least} training images after the test "
+                           f"hold-out (training counts {dict(train)})")
     if test[GOOD_CLASS] == 0 or sum(n for c, n in test.items() if c != GOOD_CLASS) == 0:
         raise DatasetError(f"{data_dir}: the frozen test set needs good and defective images, has {dict(test)}; "
                            "add images, raise test_fraction or set test_dir")

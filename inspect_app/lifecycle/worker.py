@@ -1,8 +1,10 @@
 """The fine-tuning worker: claims queued runs one at a time and takes each from data snapshot to promotion.
 
-One run's way: claim → recover nothing half-done (a fresh attempt folder) → snapshot the data → ``engine.train.fit``
-with heartbeats and cancel checks → register the candidate → evaluate it and the active model on the frozen test set
-→ promote or keep it as a candidate, with the comparison stored → finish the run.
+One run's way: claim → recover nothing half-done (a fresh attempt folder) → snapshot the data → fit with heartbeats
+and cancel checks (``engine.train.fit`` for a classifier; ``engine.anomaly.fit_anomaly`` for a good-only run, or
+``update_anomaly`` when it refreshes a good-only model with newly reviewed good images) → register the candidate →
+evaluate it and the active model on the frozen test set → promote or keep it as a candidate, with the comparison
+stored → finish the run.
 """
 
 from __future__ import annotations
@@ -13,16 +15,25 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from inspect_app.config.policy import FinetuneSpec
 from inspect_app.config.settings import Settings
+from inspect_app.engine.anomaly_config import ANOMALY_KIND
 from inspect_app.errors import RunStateError
 from inspect_app.lifecycle.promotion import compare
 from inspect_app.lifecycle.snapshot import build_snapshot
-from inspect_app.records import DatasetSnapshot, ModelComparison, ModelVersion, RunStatus, TrainingRun, utcnow
+from inspect_app.records import (
+    GOOD_CLASS,
+    DatasetSnapshot,
+    ModelComparison,
+    ModelVersion,
+    RunStatus,
+    TrainingRun,
+    utcnow,
+)
 from inspect_app.storage import promotions
 from inspect_app.storage.db import Database
 from inspect_app.storage.repository import Repository
@@ -164,25 +175,40 @@ class Worker:
             handler.close()
 
     def _train_and_judge(self, run: TrainingRun, run_dir: Path, beat: _Heartbeat) -> dict[str, Any]:
-        """Snapshot, fit, register, compare, promote; returns the run's metrics."""
-        from inspect_app.engine.train import fit
-
+        """Snapshot, fit (either kind), register, compare, promote; returns the run's metrics."""
         assert run.id is not None
         spec = FinetuneSpec.from_dict(run.config)
         beat.report({"phase": "snapshot"})
-        reviews = self.queue.reviewed_images(until=run.started_at) if spec.use_reviews else []
-        snapshot = build_snapshot(Path(run.data_dir), run_dir, spec, reviews)
+        base = self._model_to_refresh(run) if spec.update else None
+        reviews = self.queue.reviewed_images(until=run.started_at) if spec.use_reviews or base else []
+        if base is not None:
+            reviews = self._good_reviews_since(reviews, base, run)
+        snapshot = build_snapshot(Path(run.data_dir), run_dir, spec, reviews, train_on_folder=base is None)
         self.queue.update_running(run.id, self.name, data_fingerprint=snapshot.fingerprint)
         self._record_snapshot(DatasetSnapshot(
             fingerprint=snapshot.fingerprint, path=str(snapshot.train_dir), classes=tuple(snapshot.classes),
             image_count=sum(snapshot.counts.values()), manifest_path=str(snapshot.manifest_path),
         ))
+        snapshot_figures = {"fingerprint": snapshot.fingerprint, "counts": snapshot.counts,
+                            "reviews_skipped": snapshot.reviews_skipped}
+        if base is not None and snapshot.counts.get("train/review", 0) == 0:
+            reason = f"no good images reviewed since {base.name} was made: nothing to add, no candidate"
+            logger.info("training run %d: %s", run.id, reason)
+            return {"model": None, "promoted": False, "decision": reason, "refreshed": base.name,
+                    "snapshot": snapshot_figures}
         name = run.model_name or f"{spec.model_prefix}-run{run.id}"
         if run.attempts > 1:
             name = f"{name}-a{run.attempts}"
         self.queue.update_running(run.id, self.name, model_name=name)
         beat.check()
-        result = fit(snapshot.train_dir, run_dir / "model", spec.train, name=name, progress=beat.report)
+        if spec.kind == "anomaly":
+            result, device = self._fit_good_only(spec, snapshot.train_dir, run_dir / "model", name, beat, base)
+            keys: tuple[str, ...] = ("holdout_false_reject_rate", "auroc_good_vs_defect")
+        else:
+            from inspect_app.engine.train import fit
+
+            result = fit(snapshot.train_dir, run_dir / "model", spec.train, name=name, progress=beat.report)
+            device, keys = spec.train.device, ("accuracy", "macro_recall", "auroc_good_vs_defect", "epoch")
         beat.report({"phase": "evaluate"})
         card = result.card
         self.repository.add_model_version(ModelVersion(
@@ -190,29 +216,80 @@ class Worker:
             metrics=card.metrics, threshold=card.threshold, data_fingerprint=snapshot.fingerprint,
             training_run_id=run.id,
         ))
-        comparison = self._judge(run, name, result.model_dir, snapshot.test_items, spec)
-        validation = {k: card.metrics.get(k) for k in ("accuracy", "macro_recall", "auroc_good_vs_defect", "epoch")}
-        return {
-            "model": name, "promoted": comparison.promoted, "decision": comparison.reason, "validation": validation,
+        comparison = self._judge(run, name, result.model_dir, snapshot.test_items, spec, device)
+        metrics = {
+            "model": name, "kind": spec.kind, "promoted": comparison.promoted, "decision": comparison.reason,
+            "validation": {k: card.metrics.get(k) for k in keys},
             "test": comparison.details["candidate"], "champion_test": comparison.details["champion"],
-            "snapshot": {"fingerprint": snapshot.fingerprint, "counts": snapshot.counts,
-                         "reviews_skipped": snapshot.reviews_skipped},
-            "train_seconds": result.seconds,
+            "snapshot": snapshot_figures, "train_seconds": result.seconds,
         }
+        if base is not None:
+            metrics["refreshed"] = base.name
+        return metrics
+
+    def _fit_good_only(
+        self, spec: FinetuneSpec, train_dir: Path, out: Path, name: str, beat: _Heartbeat, base: ModelVersion | None
+    ) -> tuple[Any, str]:
+        """Fit a good-only model on the snapshot (or add its reviewed good images to ``base``); (result, device)."""
+        from inspect_app.data.folders import list_images
+        from inspect_app.engine.anomaly import fit_anomaly, scan_good_only, update_anomaly
+        from inspect_app.engine.anomaly_config import AnomalyConfig
+
+        if base is not None:
+            new_good = list_images(train_dir / GOOD_CLASS)
+            logger.info("refreshing good-only model %s with %d good image(s) reviewed since it was made", base.name,
+                        len(new_good))
+            result = update_anomaly(Path(base.path), new_good, out, name=name)
+            beat.report({"phase": "bank", "added_images": len(new_good)})
+            return result, AnomalyConfig.from_card(result.card.train_config).device
+        config = AnomalyConfig.from_dict(spec.anomaly, where="the run's anomaly recipe")
+        result = fit_anomaly(scan_good_only(train_dir, GOOD_CLASS), out, config, name=name, progress=beat.report)
+        return result, config.device
+
+    def _model_to_refresh(self, run: TrainingRun) -> ModelVersion | None:
+        """The good-only model an ``update`` run adds to: the active one, else the newest; ``None``: fit anew."""
+        active = self.repository.active_model()
+        if active is not None and active.kind == ANOMALY_KIND:
+            return active
+        good_only = [v for v in self.repository.list_model_versions() if v.kind == ANOMALY_KIND]
+        if good_only:
+            return good_only[-1]
+        logger.info("training run %d: no good-only model to refresh yet, fitting one anew", run.id)
+        return None
+
+    def _good_reviews_since(
+        self, reviews: list[dict[str, Any]], base: ModelVersion, run: TrainingRun
+    ) -> list[dict[str, Any]]:
+        """The reviewed-OK images that ``base`` has not seen: reviewed after the run that made it started.
+
+        A base without a run of its own (trained by the CLI) counts from the schedule's previous successful run, else
+        from its registration.
+        """
+        since = None
+        if base.training_run_id is not None:
+            since = self.queue.get(base.training_run_id).started_at
+        elif run.schedule:
+            done = [r for r in self.queue.list(limit=50, status=RunStatus.SUCCEEDED, schedule=run.schedule)
+                    if r.id != run.id and r.started_at is not None]
+            since = done[0].started_at if done else None
+        since = since or base.created_at
+        fresh = [r for r in reviews if r["verdict"] == "OK" and _as_utc(r["reviewed_at"]) > _as_utc(since)]
+        logger.info("%d good image(s) reviewed since %s (%d review(s) in all)", len(fresh), since, len(reviews))
+        return fresh
 
     def _record_snapshot(self, snapshot: DatasetSnapshot) -> None:
         """Register the snapshot (an atomic insert-or-ignore: another worker may register the same data at once)."""
         self.repository.add_dataset_snapshot(snapshot)
 
     def _judge(
-        self, run: TrainingRun, name: str, model_dir: Path, test_items: list, spec: FinetuneSpec
+        self, run: TrainingRun, name: str, model_dir: Path, test_items: list, spec: FinetuneSpec, device: str = "auto"
     ) -> ModelComparison:
         """Compare with the active model and promote a winner; judged again if the champion changes meanwhile."""
         for _ in range(JUDGE_ATTEMPTS):
             champion = self.repository.active_model()
             comparison = compare(
                 model_dir, name, Path(champion.path) if champion else None, champion.name if champion else None,
-                test_items, spec.promotion, device=spec.train.device, training_run_id=run.id,
+                test_items, spec.promotion, device=device, training_run_id=run.id,
             )
             promoted = comparison.promoted and spec.promotion.auto_promote
             if promoted:
@@ -231,6 +308,12 @@ class Worker:
             self.queue.add_comparison(stored)
             return stored
         raise RunStateError(f"the active model kept changing while judging {name}; it stays a candidate")
+
+
+def _as_utc(moment: datetime | str) -> datetime:
+    """A stored time (ISO text or datetime; SQLite gives naive UTC) as an aware UTC datetime."""
+    value = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 class _Heartbeat:

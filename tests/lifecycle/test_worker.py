@@ -149,3 +149,110 @@ def test_run_failing_after_registration_leaves_no_candidate(
     assert run.id == run_id and run.status is RunStatus.FAILED
     assert "frozen test set unreadable" in run.error
     assert repo.list_model_versions() == []  # registered during the run, removed with its failure
+
+
+# good-only runs ----------------------------------------------------------------------------------------------------
+def _good_only_spec(test_dir: Path, update: bool = False, **anomaly: object) -> dict:
+    """A good-only run at 64 px on the CPU (a few seconds on the tiny sets)."""
+    from inspect_app.config.policy import FinetuneSpec, PromotionPolicy
+
+    return FinetuneSpec(
+        kind="anomaly", anomaly={"input_size": 64, "device": "cpu", **anomaly}, test_dir=str(test_dir),
+        model_prefix="g", update=update, promotion=PromotionPolicy(false_reject_rate=0.0, class_tolerance=0.05),
+    ).to_dict()
+
+
+def test_good_only_run_is_fitted_registered_and_promoted_only_when_better(
+    sqlite_db: Database, settings, tiny_sets
+) -> None:
+    queue, repo = RunQueue(sqlite_db), Repository(sqlite_db)
+    worker = Worker(sqlite_db, settings, name="w1", heartbeat_s=0.5, stale_after=timedelta(seconds=5))
+    # Folders of "good" images: the real good parts, and the scratched ones (a bank of scratches, genuinely worse).
+    good, scratches = tiny_sets["train"] / "good", tiny_sets["train"] / "scratch"
+    worse = queue.enqueue(_good_only_spec(tiny_sets["test"]), str(scratches))
+    better = queue.enqueue(_good_only_spec(tiny_sets["test"]), str(good))
+    again = queue.enqueue(_good_only_spec(tiny_sets["test"], coreset_ratio=0.5), str(scratches))
+    assert worker.run_forever(drain=True) == 3
+    runs = {run_id: queue.get(run_id) for run_id in (worse, better, again)}
+    assert all(r.status is RunStatus.SUCCEEDED for r in runs.values()), {r.id: r.error for r in runs.values()}
+    assert runs[worse].metrics["promoted"] is True  # the first model: nothing to compare with
+    assert runs[better].metrics["promoted"] is True, runs[better].metrics["decision"]
+    assert runs[again].metrics["promoted"] is False, runs[again].metrics["decision"]
+    assert repo.active_model().name == f"g-run{better}"
+    candidate = repo.get_model_version(f"g-run{again}")
+    assert candidate.status is ModelStatus.CANDIDATE and candidate.kind == "patchcore"
+    assert candidate.training_run_id == again and candidate.data_fingerprint == runs[again].data_fingerprint
+
+    # A checkpoint and card like `train --kind anomaly` writes, judged on the same frozen test set as the champion.
+    model_dir = Path(candidate.path)
+    card = json.loads((model_dir / "model_card.json").read_text())
+    assert (model_dir / "model.safetensors").is_file() and card["kind"] == "patchcore" and card["name"] == candidate.name
+    [kept] = queue.list_comparisons(candidate=candidate.name)
+    assert kept.champion == f"g-run{better}"
+    assert kept.details["candidate"]["images"] == kept.details["champion"]["images"] == 16
+    [won] = queue.list_comparisons(candidate=f"g-run{better}")
+    assert won.details["candidate"]["escape_rate"] < won.details["champion"]["escape_rate"]
+    assert runs[better].metrics["kind"] == "anomaly" and "holdout_false_reject_rate" in runs[better].metrics["validation"]
+
+
+def test_a_good_only_run_that_fails_after_registering_leaves_no_candidate(
+    sqlite_db: Database, settings, tiny_sets, tmp_path: Path
+) -> None:
+    import shutil
+
+    test_dir = tmp_path / "frozen"
+    shutil.copytree(tiny_sets["test"], test_dir)
+    # Unreadable pixels are found only when the candidate is judged, after it was fitted and registered.
+    next((test_dir / "scratch").iterdir()).write_bytes(b"not an image")
+    queue, repo = RunQueue(sqlite_db), Repository(sqlite_db)
+    run_id = queue.enqueue(_good_only_spec(test_dir), str(tiny_sets["train"] / "good"))
+    run = Worker(sqlite_db, settings, name="w1").run_once()
+    assert run.id == run_id and run.status is RunStatus.FAILED
+    assert run.model_name == f"g-run{run_id}" and "frozen" in run.error
+    assert repo.list_model_versions() == []  # registered during the run, removed with its failure
+
+
+def test_an_update_schedule_adds_only_the_good_images_reviewed_since_the_refreshed_model(
+    sqlite_db: Database, settings, tiny_sets
+) -> None:
+    from inspect_app.data.folders import list_images
+    from inspect_app.data.image_io import file_hash
+    from inspect_app.records import Decision, Inspection, Review, utcnow
+
+    queue, repo = RunQueue(sqlite_db), Repository(sqlite_db)
+    worker = Worker(sqlite_db, settings, name="w1", heartbeat_s=0.5, stale_after=timedelta(seconds=5))
+    incoming = list_images(tiny_sets["incoming"])
+
+    def review(path: Path, verdict: Decision, at: object) -> None:
+        digest = file_hash(path)
+        repo.add_inspections([Inspection(station="s1", line="l1", source="in", image_path=str(path),
+                                         decision=Decision.REVIEW, created_at=at, content_hash=digest, score=0.45)])
+        repo.add_review(Review(inspection_id=repo.inspection_id(digest, None, "s1"), verdict=verdict, reviewer="ann",
+                               created_at=at, defect_class=None if verdict is Decision.OK else "scratch"))
+
+    review(incoming[0], Decision.OK, utcnow() - timedelta(hours=1))  # before the first run: in its data already
+    spec = _good_only_spec(tiny_sets["test"], update=True)
+    first = queue.enqueue(spec, str(tiny_sets["train"] / "good"), schedule="nightly-good")
+    assert worker.run_once().status is RunStatus.SUCCEEDED  # no good-only model yet: fitted anew
+    base = repo.get_model_version(f"g-run{first}")
+    assert base is not None and "refreshed" not in queue.get(first).metrics
+
+    later = utcnow()  # after the first run started, before the second one
+    for path in incoming[1:4]:
+        review(path, Decision.OK, later)
+    review(incoming[4], Decision.NG, later)  # a defect is no good image for the bank
+    second = queue.enqueue(spec, str(tiny_sets["train"] / "good"), schedule="nightly-good")
+    run = worker.run_once()
+    assert run.id == second and run.status is RunStatus.SUCCEEDED, run.error
+    assert run.metrics["refreshed"] == base.name and run.metrics["snapshot"]["counts"]["train/review"] == 3
+    base_card = json.loads((Path(base.path) / "model_card.json").read_text())
+    card = json.loads((Path(repo.get_model_version(f"g-run{second}").path) / "model_card.json").read_text())
+    assert card["anomaly"]["train_images"] == base_card["anomaly"]["train_images"] + 3
+    [comparison] = queue.list_comparisons(candidate=f"g-run{second}")  # judged by the same rule
+    assert comparison.champion == base.name and comparison.promoted == run.metrics["promoted"]
+
+    third = queue.enqueue(spec, str(tiny_sets["train"] / "good"), schedule="nightly-good")
+    run = worker.run_once()
+    assert run.id == third and run.status is RunStatus.SUCCEEDED and run.metrics["model"] is None
+    assert "nothing to add" in run.metrics["decision"]
+    assert repo.get_model_version(f"g-run{third}") is None
