@@ -186,13 +186,15 @@ def test_good_only_run_is_fitted_registered_and_promoted_only_when_better(
     # A checkpoint and card like `train --kind anomaly` writes, judged on the same frozen test set as the champion.
     model_dir = Path(candidate.path)
     card = json.loads((model_dir / "model_card.json").read_text())
-    assert (model_dir / "model.safetensors").is_file() and card["kind"] == "patchcore" and card["name"] == candidate.name
+    assert (model_dir / "model.safetensors").is_file()
+    assert (card["kind"], card["name"]) == ("patchcore", candidate.name)
     [kept] = queue.list_comparisons(candidate=candidate.name)
     assert kept.champion == f"g-run{better}"
     assert kept.details["candidate"]["images"] == kept.details["champion"]["images"] == 16
     [won] = queue.list_comparisons(candidate=f"g-run{better}")
     assert won.details["candidate"]["escape_rate"] < won.details["champion"]["escape_rate"]
-    assert runs[better].metrics["kind"] == "anomaly" and "holdout_false_reject_rate" in runs[better].metrics["validation"]
+    assert runs[better].metrics["kind"] == "anomaly"
+    assert "holdout_false_reject_rate" in runs[better].metrics["validation"]
 
 
 def test_a_good_only_run_that_fails_after_registering_leaves_no_candidate(
