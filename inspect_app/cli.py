@@ -144,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if args.kind == "anomaly":
-        return _train_anomaly(args, settings)
+        return queue_training(args, settings, None) if args.queue else _train_anomaly(args, settings)
     config = load_recipe(
         Path(args.recipe) if args.recipe else None,
         backbone=args.backbone, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

@@ -55,18 +55,40 @@ def _require_folder(folder: str) -> None:
         raise DatasetError(f"data folder {folder!r} does not exist or is not a directory")
 
 
-def queue_training(args: argparse.Namespace, settings: Settings, config: TrainConfig) -> int:
-    """``train --queue``: record a run for ``inspect-app worker`` instead of training here."""
+def good_only_recipe(recipe: str | None, **overrides: Any) -> dict[str, Any]:
+    """A good-only run's ``AnomalyConfig`` options: the recipe file's, flags over them, checked here (one line)."""
+    from inspect_app.config.base import read_yaml
+    from inspect_app.engine.anomaly_config import AnomalyConfig
+
+    base = AnomalyConfig.from_dict(read_yaml(Path(recipe)), where=f"recipe file {recipe!r}") if recipe else None
+    return (base or AnomalyConfig()).with_overrides(**overrides).to_dict()
+
+
+def queue_training(args: argparse.Namespace, settings: Settings, config: TrainConfig | None) -> int:
+    """``train --queue``: record a run for ``inspect-app worker`` instead of training here.
+
+    ``config`` is the classifier recipe; ``None`` with ``--kind anomaly``, whose recipe is read here.
+    """
     from inspect_app.config.policy import FinetuneSpec
     from inspect_app.storage.db import Database
     from inspect_app.storage.runs import RunQueue
 
     for folder in filter(None, (args.data_dir, args.test_dir)):
         _require_folder(folder)
-    spec = FinetuneSpec(train=config, test_dir=str(Path(args.test_dir).resolve()) if args.test_dir else None)
+    test_dir = str(Path(args.test_dir).resolve()) if args.test_dir else None
+    if config is None:
+        if getattr(args, "update", None):
+            raise ConfigError(f"--update {args.update!r} with --queue: a queued run refreshes the active good-only "
+                              "model; schedule it with `schedules add NAME --kind anomaly --update`")
+        anomaly = good_only_recipe(args.recipe, backbone=args.backbone, input_size=args.input_size, seed=args.seed,
+                                   device=args.device, batch_size=args.batch_size)
+        spec = FinetuneSpec(kind="anomaly", anomaly=anomaly, test_dir=test_dir)
+    else:
+        spec = FinetuneSpec(train=config, test_dir=test_dir)
     db = Database.open(settings.resolved_database_url)
     run_id = RunQueue(db).enqueue(spec.to_dict(), str(Path(args.data_dir).resolve()), model_name=args.name)
-    print(f"queued training run {run_id} on {args.data_dir}; `inspect-app worker` executes it")
+    kind = "good-only " if config is None else ""
+    print(f"queued {kind}training run {run_id} on {args.data_dir}; `inspect-app worker` executes it")
     return 0
 
 
@@ -167,11 +189,21 @@ def cmd_schedules_add(args: argparse.Namespace) -> int:
 
     for folder in filter(None, (args.data_dir, args.test_dir)):
         _require_folder(folder)
-    base = load_recipe(Path(args.recipe) if args.recipe else None)
-    train = base.with_overrides(backbone=args.backbone, epochs=args.epochs, input_size=args.input_size,
-                                batch_size=args.batch_size, lr=args.lr, device=args.device)
-    spec = FinetuneSpec(train=train, test_dir=str(Path(args.test_dir).resolve()) if args.test_dir else None,
-                        model_prefix=args.name)
+    test_dir = str(Path(args.test_dir).resolve()) if args.test_dir else None
+    if args.update and args.kind != "anomaly":
+        raise ConfigError("--update refreshes a good-only model: add --kind anomaly")
+    if args.kind == "anomaly":
+        if args.epochs is not None or args.lr is not None:
+            raise ConfigError("--epochs and --lr are classifier options; a good-only model (--kind anomaly) has none")
+        anomaly = good_only_recipe(args.recipe, backbone=args.backbone, input_size=args.input_size,
+                                   batch_size=args.batch_size, device=args.device)
+        spec = FinetuneSpec(kind="anomaly", anomaly=anomaly, update=args.update, test_dir=test_dir,
+                            model_prefix=args.name)
+    else:
+        base = load_recipe(Path(args.recipe) if args.recipe else None)
+        train = base.with_overrides(backbone=args.backbone, epochs=args.epochs, input_size=args.input_size,
+                                    batch_size=args.batch_size, lr=args.lr, device=args.device)
+        spec = FinetuneSpec(train=train, test_dir=test_dir, model_prefix=args.name)
     schedule = add_schedule(_open_db(args), shell(), args.name, args.cron, args.data_dir, spec, args.only_if_new_data)
     print(f"schedule {schedule.name} ({schedule.cron}) added; next run {schedule.next_run_at:%Y-%m-%d %H:%M} UTC")
     return 0
@@ -279,6 +311,10 @@ def add_lifecycle_commands(sub: argparse._SubParsersAction, models: argparse._Su
     p.add_argument("--data-dir", required=True, help="class-folder data set to train on")
     p.add_argument("--test-dir", help="frozen test set (default: a path-hash hold-out of --data-dir)")
     p.add_argument("--only-if-new-data", action="store_true", help="skip when nothing new was reviewed or added")
+    p.add_argument("--kind", choices=("classifier", "anomaly"), default="classifier",
+                   help="anomaly: fit a good-only model (its recipe: AnomalyConfig options)")
+    p.add_argument("--update", action="store_true",
+                   help="--kind anomaly: add the good images reviewed since the active good-only model was made")
     p.add_argument("--recipe", help="YAML file of training options; flags override it")
     p.add_argument("--backbone")
     p.add_argument("--epochs", type=int)

@@ -77,6 +77,43 @@ def test_run_registers_the_nightly_pipeline_and_scheduler_once_ticks(
     assert "queue empty" in capsys.readouterr().out
 
 
+def test_good_only_runs_queue_and_schedule_from_flags_recipes_and_pipeline_files(
+    db_args: list[str], tmp_path: Path, capsys
+) -> None:
+    recipe = tmp_path / "good_only.yaml"
+    recipe.write_text("coreset_ratio: 0.2\ninput_size: 128\n", encoding="utf-8")
+    queued = [*db_args, "train", str(tmp_path), "--queue", "--kind", "anomaly", "--recipe", str(recipe)]
+    assert main([*queued, "--input-size", "64"]) == 0
+    assert "queued good-only training run 1" in capsys.readouterr().out
+    add = [*db_args, "schedules", "add", "good", "--cron", "0 3 * * *", "--data-dir", str(tmp_path), "--kind",
+           "anomaly", "--update"]
+    assert main(add) == 0
+    pipeline = tmp_path / "nightly_good.yaml"
+    pipeline.write_text(f"name: good-file\nkind: finetune\nschedule: {{cron: '0 4 * * *'}}\n"
+                        f"data: {{dir: {tmp_path}, update: true}}\ntrain: {{kind: anomaly, input_size: 96}}\n",
+                        encoding="utf-8")
+    assert main([*db_args, "run", str(pipeline)]) == 0
+    with _db(db_args) as db:
+        run = RunQueue(db).get(1)
+        by_name = {s.name: s.config for s in ScheduleStore(db).list()}
+    assert (run.config["kind"], run.config["update"]) == ("anomaly", False)
+    assert (run.config["anomaly"]["input_size"], run.config["anomaly"]["coreset_ratio"]) == (64, 0.2)  # flag > file
+    assert (by_name["good"]["kind"], by_name["good"]["update"]) == ("anomaly", True)
+    assert (by_name["good-file"]["kind"], by_name["good-file"]["update"]) == ("anomaly", True)
+    assert by_name["good-file"]["anomaly"]["input_size"] == 96
+
+    capsys.readouterr()
+    recipe.write_text("epochs: 3\n", encoding="utf-8")  # a classifier option in a good-only recipe
+    assert main(queued) == 2
+    err = capsys.readouterr().err
+    assert "epochs" in err and len(err.strip().splitlines()) == 1
+    assert main([*db_args, "train", str(tmp_path), "--queue", "--kind", "anomaly", "--update", "m1"]) == 2
+    assert "schedules add NAME --kind anomaly --update" in capsys.readouterr().err
+    assert main([*db_args, "schedules", "add", "x", "--cron", "0 3 * * *", "--data-dir", str(tmp_path),
+                 "--update"]) == 2
+    assert "--kind anomaly" in capsys.readouterr().err
+
+
 def test_models_promote_and_rollback(db_args: list[str], capsys) -> None:
     with _db(db_args) as db:
         repo = Repository(db)

@@ -133,8 +133,10 @@ def read_finetune_pipeline(path: Path) -> tuple[str, str, dict[str, Any]]:
         name: nightly-finetune
         kind: finetune
         schedule: {cron: "0 2 * * *", only_if_new_data: true}
-        data: {dir: sample_data/train, test_dir: null, test_fraction: 0.2, use_reviews: true}
+        data: {dir: sample_data/train, test_dir: null, test_fraction: 0.2, use_reviews: true, update: false}
         train: {backbone: efficientnet_lite0, epochs: 4, ...}      # TrainConfig options
+        # or a good-only model: train: {kind: anomaly, input_size: 224, ...}  (AnomalyConfig options), and
+        # data.update: true to add the good images reviewed since the active good-only model was made
         promotion: {false_reject_rate: 0.01, class_tolerance: 0.05, auto_promote: true}
 
     Relative folders are resolved against the current working directory.
@@ -155,18 +157,28 @@ def read_finetune_pipeline(path: Path) -> tuple[str, str, dict[str, Any]]:
     source = data.get("data") or {}
     if not schedule.get("cron") or not source.get("dir"):
         raise ConfigError(f"pipeline file {str(path)!r} needs schedule.cron and data.dir")
-    bad = sorted(set(source) - {"dir", "test_dir", "test_fraction", "use_reviews"})
+    bad = sorted(set(source) - {"dir", "test_dir", "test_fraction", "use_reviews", "update"})
     bad += sorted(f"schedule.{k}" for k in set(schedule) - {"cron", "only_if_new_data"})
     if bad:
         raise ConfigError(f"pipeline file {str(path)!r} has unknown option(s) {bad}")
     name = str(data.get("name") or Path(path).stem)
+    train = dict(data.get("train") or {})
+    kind = train.pop("kind", "classifier")
+    if kind == "anomaly":
+        from inspect_app.engine.anomaly_config import AnomalyConfig
+
+        # Checked here, so a bad option is one line now rather than a failed run at night.
+        train = {"anomaly": AnomalyConfig.from_dict(train, where=f"pipeline file {str(path)!r}, train").to_dict()}
+    else:
+        train = {"train": train}
     spec_values: dict[str, Any] = {
-        "train": data.get("train") or {},
+        **train,
+        "kind": kind,
         "promotion": data.get("promotion") or {},
         "model_prefix": str(data.get("model_prefix") or name),
         "test_dir": str(Path(source["test_dir"]).resolve()) if source.get("test_dir") else None,
     }
-    for key in ("test_fraction", "use_reviews"):
+    for key in ("test_fraction", "use_reviews", "update"):
         if key in source:
             spec_values[key] = source[key]
     spec = FinetuneSpec.from_dict(spec_values)
