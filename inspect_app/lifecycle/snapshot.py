@@ -163,6 +163,7 @@ def build_snapshot(
     train_dir = run_dir / "data"
     if train_dir.exists():
         shutil.rmtree(train_dir)
+    train_dir.mkdir(parents=True)  # even when empty (a refresh without reviews): the run folder and tree exist
     test_items: list[Item] = []
     for entry in files:
         if entry["split"] == "test":

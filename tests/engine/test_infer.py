@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from inspect_app.engine.infer import Inspector
+from inspect_app.errors import ConfigError
 from inspect_app.models.checkpoint import ModelCard, build_model, save_checkpoint
 from inspect_app.records import Decision
 
@@ -84,3 +85,22 @@ def test_preprocess_letterboxes_when_the_model_was_trained_so(checkpoint: Path) 
     boxed = Inspector(checkpoint, device="cpu").preprocess([wide])[0]
     assert boxed.shape == (3, 64, 64)
     assert int(boxed[:, :8].max()) == 0 and int(boxed[:, 24:40].min()) == 255  # black bands above, content centred
+
+
+def test_set_threshold_changes_the_next_decisions_and_logs_the_change(
+    checkpoint: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    inspector = Inspector(checkpoint, device="cpu", review_band=0.2)
+    image = _images(1)
+    assert inspector.predict(image)[0].decision is Decision.NG and inspector.threshold_source == "model card"
+    with caplog.at_level("INFO", logger="inspect_app"):
+        assert inspector.set_threshold(1.0, "model_versions") is True
+    assert f"threshold {inspector.card.threshold:.4g} → 1 (model_versions)" in caplog.text
+    assert inspector.predict(image)[0].decision is Decision.REVIEW  # the given band stays below the new threshold
+    assert (inspector.review_band, inspector.threshold_source) == (0.2, "model_versions")
+    assert inspector.set_threshold(1.0, "model_versions") is False  # unchanged: nothing logged again
+    inspector.set_threshold(0.1, "model_versions")
+    assert inspector.review_band == 0.1  # narrowed so that it never passes 0
+    with pytest.raises(ConfigError, match=r"threshold 1\.5"):
+        inspector.set_threshold(1.5, "model_versions")
+    assert inspector.threshold == 0.1  # a refused value changes nothing

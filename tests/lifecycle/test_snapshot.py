@@ -69,3 +69,18 @@ def test_explicit_test_dir_and_coverage_errors(tiny_sets: dict[str, Path], tmp_p
         shutil.copyfile(next(tiny_sets["train"].joinpath(label).glob("*.*")), tiny / label / "a.png")
     with pytest.raises(DatasetError, match="fewer than 2 training images"):
         build_snapshot(tiny, tmp_path / "run2", FinetuneSpec(test_dir=str(tiny_sets["test"])))
+
+
+def test_a_good_only_run_takes_a_folder_of_good_images_and_a_test_set_of_any_defects(
+    tiny_sets: dict[str, Path], tmp_path: Path
+) -> None:
+    spec = FinetuneSpec(kind="anomaly", test_dir=str(tiny_sets["test"]))
+    snapshot = build_snapshot(tiny_sets["train"] / "good", tmp_path / "run", spec)
+    assert snapshot.classes == ["good"] and snapshot.counts == {"train/folder": 12, "test/test_dir": 16}
+    assert sorted(p.parent.name for p in (snapshot.train_dir).rglob("*.*")) == ["good"] * 12
+    assert {label for _, label in snapshot.test_items} == {"good", "scratch"}  # scratch: unseen, an anomaly
+    refresh = build_snapshot(tiny_sets["train"] / "good", tmp_path / "refresh", spec, [], train_on_folder=False)
+    assert refresh.counts == {"test/test_dir": 16}  # a refresh trains on its reviews only
+    # Good images alone hold no defect to judge with: without a test folder the run is refused, naming why.
+    with pytest.raises(DatasetError, match="needs good and defective images"):
+        build_snapshot(tiny_sets["train"] / "good", tmp_path / "x", spec.model_copy(update={"test_dir": None}))
