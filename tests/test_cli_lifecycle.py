@@ -71,6 +71,10 @@ def test_run_registers_the_nightly_pipeline_and_scheduler_once_ticks(
     assert main([*db_args, "run", "pipelines/nightly_finetune.yaml"]) == 0  # again: updated, not duplicated
     with _db(db_args) as db:
         assert [s.name for s in ScheduleStore(db).list()] == ["nightly-finetune"]
+    assert main([*db_args, "run", "pipelines/nightly_good_only.yaml"]) == 0  # the good-only refresh example
+    with _db(db_args) as db:
+        refresh = ScheduleStore(db).get("nightly-good-only").config
+    assert (refresh["kind"], refresh["update"], refresh["anomaly"]["input_size"]) == ("anomaly", True, 224)
     assert main([*db_args, "scheduler", "--once"]) == 0
     assert "no schedule due" in capsys.readouterr().out
     assert main([*db_args, "worker", "--once"]) == 0
