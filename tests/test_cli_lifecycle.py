@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,33 @@ def test_cli_actions_are_audited_with_the_operating_system_user(
     assert [a for a, _ in actions] == expected
     assert {actor for _, actor in actions} == {"cli:quality-eng"}
     assert events[-2].details["reason"] == "rollback from b"
+
+
+def test_inspect_decides_with_the_threshold_stored_for_its_model_unless_given_one(
+    db_args: list[str], tmp_path: Path, tiny_checkpoint: Path, capsys
+) -> None:
+    import cv2
+    import numpy as np
+
+    from inspect_app.storage.access import set_model_threshold, shell_user
+
+    rng = np.random.default_rng(3)
+    folders = []
+    for name in ("first", "second", "third"):
+        folder = tmp_path / name
+        folder.mkdir()
+        for i in range(3):
+            cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+        folders.append(folder)
+    inspect = [*db_args, "inspect", "--model", str(tiny_checkpoint), "--device", "cpu", "--station", "s1"]
+    assert main([*inspect, str(folders[0])]) == 0  # registers the model with its card's threshold
+    with _db(db_args) as db:
+        set_model_threshold(db, shell_user("tester"), "tiny-pipe", 0.77)  # as the dashboard's Models page does
+    assert main([*inspect, str(folders[1])]) == 0
+    assert main([*inspect, str(folders[2]), "--threshold", "0.3"]) == 0  # a pinned threshold wins
+    with _db(db_args) as db:
+        rows = Repository(db).list_inspections(limit=20)
+    by_folder = {folder.name: {r.threshold for r in rows if Path(r.image_path).parent.name == folder.name}
+                 for folder in folders}
+    card_threshold = json.loads((tiny_checkpoint / "model_card.json").read_text())["threshold"]
+    assert by_folder == {"first": {card_threshold}, "second": {0.77}, "third": {0.3}}
