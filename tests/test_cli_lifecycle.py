@@ -214,7 +214,8 @@ def test_inspect_decides_with_the_threshold_stored_for_its_model_unless_given_on
     import cv2
     import numpy as np
 
-    from inspect_app.storage.access import set_model_threshold, shell_user
+    from inspect_app.app.access import shell_user
+    from inspect_app.app.versions import set_model_threshold
 
     rng = np.random.default_rng(3)
     folders = []

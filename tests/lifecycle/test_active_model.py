@@ -184,7 +184,8 @@ class _ChangedAfterFirstBatch:
 def test_a_threshold_set_on_the_dashboard_reaches_a_following_pipeline_between_batches(
     sqlite_db: Database, tiny_sets: dict[str, Path], two_models: list[Path], caplog: pytest.LogCaptureFixture
 ) -> None:
-    from inspect_app.storage.access import set_model_threshold, shell_user
+    from inspect_app.app.access import shell_user
+    from inspect_app.app.versions import set_model_threshold
 
     repo = Repository(sqlite_db)
     _register(repo, two_models[0])
@@ -211,10 +212,11 @@ def test_a_threshold_set_on_the_dashboard_reaches_a_following_pipeline_between_b
 def test_a_pipeline_without_follow_active_starts_with_the_stored_threshold_unless_it_pins_one(
     sqlite_db: Database, tiny_sets: dict[str, Path], two_models: list[Path], caplog: pytest.LogCaptureFixture
 ) -> None:
+    from inspect_app.app.access import shell_user
+    from inspect_app.app.versions import set_model_threshold
     from inspect_app.config.pipeline import PipelineSpec
     from inspect_app.engine.infer import Inspector
     from inspect_app.lifecycle.active_model import bind_to_database
-    from inspect_app.storage.access import set_model_threshold, shell_user
 
     repo = Repository(sqlite_db)
     _register(repo, two_models[0])
