@@ -41,7 +41,6 @@ from inspect_app.engine.anomaly_config import (
     ANOMALY_KIND,
     GEOMETRY_SAMPLE,
     AnomalyConfig,
-    ProgressFn,
     choose_geometry,
 )
 from inspect_app.engine.anomaly_eval import evaluate_anomaly as evaluate_anomaly  # re-exported for its callers
@@ -59,6 +58,7 @@ from inspect_app.engine.anomaly_scoring import (
 )
 from inspect_app.engine.device import resolve_device
 from inspect_app.engine.metrics import roc_auc, threshold_for_escape_rate
+from inspect_app.engine.progress import ProgressFn
 from inspect_app.engine.tail import false_reject_interval, review_edge, tail_threshold
 from inspect_app.errors import ConfigError, DatasetError
 from inspect_app.models.anomaly import PatchCore

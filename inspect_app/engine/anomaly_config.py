@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,6 @@ logger = logging.getLogger(__name__)
 
 ANOMALY_KIND = "patchcore"
 ANOMALY_CLASS = "anomaly"
-ProgressFn = Callable[[dict[str, Any]], None]
 # Options added after the first anomaly models were saved, with the values those models were calibrated under.
 LEGACY_CARD_DEFAULTS: dict[str, Any] = {
     "score_top_fraction": 0.0, "holdout_in_bank": False, "flat_field": 0.0, "position_norm": False,

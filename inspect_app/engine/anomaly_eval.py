@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from inspect_app.engine.metrics import (
     roc_auc_interval,
     threshold_for_false_reject,
 )
+from inspect_app.engine.progress import CountProgressFn
 from inspect_app.models.anomaly import PatchCore
 from inspect_app.records import GOOD_CLASS
 
@@ -39,7 +40,7 @@ def evaluate_anomaly(
     false_reject_rate: float = 0.01,
     overlay_dir: Path | None = None,
     worst: int = 5,
-    progress: Callable[[int, int], None] | None = None,
+    progress: CountProgressFn | None = None,
 ) -> dict[str, Any]:
     """Image AUROC, pixel AUROC (when masks exist), escape rate at a false-reject rate, and worst-case overlays.
 

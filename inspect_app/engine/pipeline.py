@@ -32,12 +32,12 @@ import numpy as np
 
 from inspect_app.data.sources import Captured, FrameError, Gap, Source, folder_source
 from inspect_app.engine.infer import Inspector
+from inspect_app.engine.progress import CountProgressFn
 from inspect_app.engine.sinks import Item, ResilientSink, Sink
 from inspect_app.records import Decision, Frame, Inspection, InspectionSummary, utcnow
 
 logger = logging.getLogger(__name__)
 
-ProgressFn = Callable[[int, int], None]
 StatsFn = Callable[[dict[str, Any]], None]
 STAGES = ("capture", "queue", "infer", "sinks", "end_to_end")
 _POLL_S = 0.2  # how often blocked loops look at the stop flag and the stats clock
@@ -284,7 +284,7 @@ class Pipeline:
         stats_interval_s: float = 10.0,
         on_stats: StatsFn | None = None,
         stats_path: Path | None = None,
-        progress: ProgressFn | None = None,
+        progress: CountProgressFn | None = None,
         spool_dir: Path | None = None,
     ) -> None:
         if not sources:
@@ -511,7 +511,7 @@ def inspect_folder(
     line: str,
     batch_size: int = 16,
     skip_hashes: set[str] | None = None,
-    progress: ProgressFn | None = None,
+    progress: CountProgressFn | None = None,
 ) -> FolderRunResult:
     """Inspect every image under ``folder`` (recursive, stable order) through the pipeline; nothing is dropped.
 
