@@ -33,7 +33,8 @@ import numpy as np
 from inspect_app.data.sources import Captured, FrameError, Gap, Source, folder_source
 from inspect_app.engine.infer import Inspector
 from inspect_app.engine.progress import CountProgressFn
-from inspect_app.engine.sinks import Item, ResilientSink, Sink
+from inspect_app.engine.sink_base import Sink, SinkItem
+from inspect_app.engine.sink_spool import ResilientSink
 from inspect_app.records import Decision, Frame, Inspection, InspectionSummary, utcnow
 
 logger = logging.getLogger(__name__)
@@ -301,7 +302,7 @@ class Pipeline:
         self.queue = FrameQueue(queue_size, producers=len(self.sources))
         # Two batches in flight towards the sinks keep inference busy while the database writes; the sink queue
         # blocks when full (never drops), which slows inference down to what the sinks can store.
-        self._to_sinks: queue.Queue[tuple[list[Item], list[Envelope]] | None] = queue.Queue(maxsize=2)
+        self._to_sinks: queue.Queue[tuple[list[SinkItem], list[Envelope]] | None] = queue.Queue(maxsize=2)
         self.stats = PipelineStats(name)
         self.stats_interval_s = stats_interval_s
         self.on_stats = on_stats
@@ -349,7 +350,7 @@ class Pipeline:
             except Exception:  # the sinks are guarded; this only protects the counting from taking the thread down
                 logger.exception("pipeline %s: failed to account for a written batch", self.name)
 
-    def _write(self, items: list[Item], envelopes: list[Envelope]) -> None:
+    def _write(self, items: list[SinkItem], envelopes: list[Envelope]) -> None:
         t0 = time.perf_counter()
         for sink in self.sinks:
             items = list(sink.write(items))
@@ -375,7 +376,7 @@ class Pipeline:
 
     # inference ---------------------------------------------------------------------------------------------------
 
-    def _infer(self, batch: list[Envelope]) -> list[Item]:
+    def _infer(self, batch: list[Envelope]) -> list[SinkItem]:
         # A model-following inspector (lifecycle.active_model) swaps only here, between batches, never inside one.
         poll = getattr(self.inspector, "poll", None)
         if poll is not None:
@@ -390,7 +391,7 @@ class Pipeline:
         if frames:
             self.stats.record("infer", infer_ms, len(frames))
         model_version = self.inspector.card.name
-        items: list[Item] = []
+        items: list[SinkItem] = []
         for envelope in batch:
             item = envelope.item
             if isinstance(item, FrameError):
