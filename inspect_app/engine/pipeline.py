@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inspect_app.data.sources import FrameError, Gap, Source, folder_source
+from inspect_app.data.source_base import FrameError, Gap, Source
+from inspect_app.data.source_files import folder_source
 from inspect_app.engine.infer import Inspector
 from inspect_app.engine.pipeline_queue import Envelope, FrameQueue
 from inspect_app.engine.pipeline_stats import PipelineStats, write_stats_file

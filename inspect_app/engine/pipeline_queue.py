@@ -7,7 +7,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 
-from inspect_app.data.sources import Captured
+from inspect_app.data.source_base import Captured
 
 POLL_S = 0.2  # how often blocked loops look at the stop flag and the stats clock
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from inspect_app.data.sources import Source
+from inspect_app.data.source_base import Source
 from inspect_app.engine.pipeline_queue import FrameQueue
 from inspect_app.records import utcnow
 
