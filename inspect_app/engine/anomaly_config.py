@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 
 from inspect_app.config.base import ConfigModel, choice
 from inspect_app.config.settings import DEVICES
-from inspect_app.data.tiling import RESIZE_MODES
+from inspect_app.data.tiling import TILING_MODES
 from inspect_app.models.anomaly import DEFAULT_LAYERS
 from inspect_app.models.nn_search import DEFAULT_EF_SEARCH, SEARCH_MODES
 from inspect_app.records import GOOD_CLASS
@@ -98,7 +98,7 @@ class AnomalyConfig(ConfigModel):
     layers: tuple[int, ...] = Field(DEFAULT_LAYERS, min_length=1)
     neighbourhood: int = Field(3, ge=1)
     input_size: int = Field(224, ge=1)
-    resize: choice(AUTO_RESIZE, *RESIZE_MODES) = AUTO_RESIZE
+    resize: choice(AUTO_RESIZE, *TILING_MODES) = AUTO_RESIZE
     tile_scale: float = Field(1.0, ge=1)
     tile_overlap: float = Field(0.25, ge=0, lt=0.9)
     # Off by default: on Magnetic Tile (3 seeds) it moved image AUROC within the seed spread (0.9894 vs 0.9886 on
