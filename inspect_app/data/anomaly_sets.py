@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inspect_app.data.folders import NO_GOOD_CLASS, find_good_class, list_images
+from inspect_app.data.folders import NO_GOOD_CLASS, find_good_class, list_images, require_dir
 from inspect_app.errors import DatasetError, ImageDecodeError
 from inspect_app.records import GOOD_CLASS
 
@@ -56,11 +56,6 @@ class AnomalySplit:
     test: tuple[EvalImage, ...]
 
 
-def _require_dir(path: Path, what: str) -> None:
-    if not path.is_dir():
-        raise DatasetError(f"{what} not found: {path}")
-
-
 def magnetic_tile(root: str | os.PathLike[str]) -> AnomalySplit:
     """The DifferNet protocol on Magnetic Tile: ``differnet_train_good.txt`` files to train, all others to test.
 
@@ -70,7 +65,7 @@ def magnetic_tile(root: str | os.PathLike[str]) -> AnomalySplit:
         DatasetError: the folder, the file list or a listed file is missing.
     """
     base = Path(root)
-    _require_dir(base, "Magnetic Tile folder")
+    require_dir(base, "Magnetic Tile folder")
     listing = base / MT_TRAIN_LIST
     if not listing.is_file():
         raise DatasetError(f"{base}: the training list {MT_TRAIN_LIST} is missing")
@@ -105,8 +100,8 @@ def mvtec_category(root: str | os.PathLike[str]) -> AnomalySplit:
         DatasetError: the category folder is missing ``train/good`` or ``test``.
     """
     base = Path(root)
-    _require_dir(base / "train" / GOOD_CLASS, "MVTec train/good folder")
-    _require_dir(base / "test", "MVTec test folder")
+    require_dir(base / "train" / GOOD_CLASS, "MVTec train/good folder")
+    require_dir(base / "test", "MVTec test folder")
     test: list[EvalImage] = []
     for folder in sorted(p for p in (base / "test").iterdir() if p.is_dir()):
         for path in list_images(folder):
