@@ -43,7 +43,7 @@ from inspect_app.engine.anomaly_config import (
     AnomalyConfig,
     choose_geometry,
 )
-from inspect_app.engine.anomaly_eval import evaluate_anomaly as evaluate_anomaly  # re-exported for its callers
+from inspect_app.engine.anomaly_eval import evaluate_anomaly as evaluate_anomaly  # re-export: callers import it here
 from inspect_app.engine.anomaly_reload import RELOAD_SAMPLE, check_reload
 from inspect_app.engine.anomaly_scoring import (
     MIN_SCALE_TILES,
@@ -56,6 +56,7 @@ from inspect_app.engine.anomaly_scoring import (
     score_raw,
     scores_from_grids,
 )
+from inspect_app.engine.anomaly_scoring import load_anomaly_model as load_anomaly_model  # re-export, as above
 from inspect_app.engine.device import resolve_device
 from inspect_app.engine.metrics import roc_auc, threshold_for_escape_rate
 from inspect_app.engine.progress import ProgressFn
