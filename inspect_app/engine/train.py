@@ -156,6 +156,7 @@ class _EtaReport:
         self.total_steps = (self.plan["epochs"] - self.first_epoch + 1) * self.steps_per_epoch
 
     def __call__(self, event: dict[str, Any]) -> None:
+        """Pass ``event`` on (rank 0 only) with the planned epochs and ``eta_s``."""
         if self.progress is None:
             return
         done = self.steps_done + (event["step"] if event["phase"] == "train" else 0)
