@@ -24,6 +24,7 @@ from inspect_app.engine.anomaly_config import (
     AnomalyConfig,
     auto_resize,
 )
+from inspect_app.engine.device import to_input
 from inspect_app.errors import ConfigError
 from inspect_app.models.anomaly import (
     PatchCore,
@@ -60,8 +61,7 @@ def top_fraction_mean(values: torch.Tensor, fraction: float) -> float:
 
 def to_device(tiles: np.ndarray, device: torch.device) -> torch.Tensor:
     """(T, t, t, 3) uint8 tiles → (T, 3, t, t) float [0, 1] on the device (convert after the 4x smaller copy)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(tiles.transpose(0, 3, 1, 2)))
-    return tensor.to(device, non_blocking=True).float().div_(255.0)
+    return to_input(torch.from_numpy(np.ascontiguousarray(tiles.transpose(0, 3, 1, 2))), device)
 
 
 def tile_images(images: Sequence[np.ndarray], config: AnomalyConfig) -> tuple[np.ndarray, list[tuple[int, Any, Any]]]:
