@@ -104,3 +104,20 @@ def test_set_threshold_changes_the_next_decisions_and_logs_the_change(
     with pytest.raises(ConfigError, match=r"threshold 1\.5"):
         inspector.set_threshold(1.5, "model_versions")
     assert inspector.threshold == 0.1  # a refused value changes nothing
+
+
+def test_inference_loads_no_fitting_or_evaluation_code() -> None:
+    """A station only scores: importing the Inspector must not pull in bank building, fitting or evaluation."""
+    import subprocess
+    import sys
+
+    fitting = ["inspect_app.engine.anomaly", "inspect_app.engine.anomaly_bank", "inspect_app.engine.anomaly_eval",
+               "inspect_app.engine.anomaly_reload", "inspect_app.engine.coreset", "inspect_app.engine.train"]
+    script = (
+        "import sys, inspect_app.engine.infer, inspect_app.engine.onnx_backend\n"
+        f"print(sorted(m for m in {fitting!r} if m in sys.modules))\n"
+        "print('inspect_app.engine.anomaly_scoring' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:2] == ["[]", "True"]
