@@ -306,6 +306,7 @@ def run_folder_job(spec: PipelineSpec, settings: Settings) -> int:
     from inspect_app.data.sources import open_source
     from inspect_app.engine.onnx_backend import load_inspector
     from inspect_app.engine.pipeline import Pipeline, format_stats
+    from inspect_app.storage.live_stats import PipelineStatusWriter
     from inspect_app.storage.spool import SpoolingRepository
 
     url = os.environ.get("INSPECT_DATABASE_URL") or spec.database_url or settings.resolved_database_url
@@ -344,7 +345,8 @@ def run_folder_job(spec: PipelineSpec, settings: Settings) -> int:
     pipeline = Pipeline(
         [source], inspector, build_sinks(spec, settings, spool), name=spec.name, max_batch=spec.batch_size,
         max_wait_ms=spec.max_wait_ms, queue_size=spec.queue_size, stats_interval_s=spec.stats_interval_s,
-        on_stats=None if finite else show_stats,
+        on_stats=PipelineStatusWriter(repository.db, spec.name, spec.station, spec.line,
+                                      None if finite else show_stats),
         stats_path=Path(spec.stats_file) if spec.stats_file else settings.home / "stats" / f"{spec.name}.json",
         progress=_progress_bar("inspecting") if finite else None,
         spool_dir=spool_dir,
@@ -511,7 +513,8 @@ def dashboard_command(port: int, address: str = DEFAULT_DASHBOARD_ADDRESS) -> li
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """Start the Streamlit dashboard (blocks until stopped); loopback only unless ``--address`` says otherwise."""
     settings = _settings(args)
-    env = {**os.environ, "INSPECT_DATABASE_URL": settings.resolved_database_url}
+    # The home travels too: evidence, run logs and the session key are found under it on every page.
+    env = {**os.environ, "INSPECT_DATABASE_URL": settings.resolved_database_url, "INSPECT_HOME": str(settings.home)}
     address = getattr(args, "address", None) or DEFAULT_DASHBOARD_ADDRESS
     command = dashboard_command(args.port, address)
     shown = _shown(settings.resolved_database_url)
