@@ -1,8 +1,9 @@
 """Alarm use cases: check the rules (p-chart, pipeline down), send what is new, acknowledge (audited).
 
 ``inspect-app alarms check`` runs ``check_alarms`` once (``--every N`` in a loop; or from cron / a systemd timer).
-A check raises each alarm once per episode: a p-chart episode is a run of consecutive points that break one rule,
-matched to the stored alarm it overlaps, so a rule that keeps holding extends its alarm instead of raising a new one;
+A check raises each alarm once per episode: a p-chart episode is a run of consecutive points that break a rule,
+matched to the station's stored alarm it overlaps (whichever rule raised it), so a station that stays out of control
+extends its alarm instead of raising a new one per check or per rule;
 a pipeline-down episode is one ``last_seen`` of a silent pipeline. Alarms are stored before any notifier is tried;
 a channel that fails is logged and tried again at the next check, so no alarm is lost.
 """
@@ -94,15 +95,14 @@ def check_spc(db: Database, settings: AlarmSettings, now: datetime, result: Chec
         points = [p for p in chart["points"] if p["n"] >= settings.spc_min_parts]
         center = chart["center"]
         found = spc.episodes(points, center)
-        live: set[int] = set()
         for episode in found:
             message = (f"{station}: {episode.description} on the {settings.spc_bucket}ly defect rate; "
                        f"last {_format_rate(episode.value)} against a centre line of {_format_rate(center)}")
-            known = store.episodes("spc", station, episode.rule)
+            # Rules that hold on overlapping points are one episode of the station: one alarm, not one per rule.
+            known = store.episodes("spc", station)
             match = next((a for a in known if a.episode_start <= episode.end and a.episode_end >= episode.start),
                          None)
             if match is not None:
-                live.add(int(match.id))
                 if episode.end > match.episode_end:
                     store.extend(int(match.id), episode.end, episode.value, message)
                     result.extended += 1
@@ -115,12 +115,11 @@ def check_spc(db: Database, settings: AlarmSettings, now: datetime, result: Chec
                 raised_at=now,
             ))
             if alarm is not None:
-                live.add(int(alarm.id))
                 result.raised.append(alarm)
+        # An episode that stops before the newest judged point is over (it stays open until acknowledged).
         last_point = points[-1]["bucket"] if points else None
         for alarm in store.uncleared("spc"):
-            if alarm.subject == station and alarm.id not in live and last_point is not None \
-                    and last_point > alarm.episode_end:
+            if alarm.subject == station and last_point is not None and last_point > alarm.episode_end:
                 store.clear(int(alarm.id), now)
                 result.cleared += 1
 

@@ -40,10 +40,12 @@ class AlarmStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def episodes(self, kind: str, subject: str, rule: str) -> list[Alarm]:
-        """Every alarm of one rule on one subject, oldest episode first (what a check matches new episodes to)."""
-        stmt = (select(AlarmRow).where(AlarmRow.kind == kind, AlarmRow.subject == subject, AlarmRow.rule == rule)
-                .order_by(AlarmRow.episode_start))
+    def episodes(self, kind: str, subject: str, rule: str | None = None) -> list[Alarm]:
+        """Every alarm of ``kind`` on one subject (``rule``: of that rule only), oldest episode first."""
+        stmt = select(AlarmRow).where(AlarmRow.kind == kind, AlarmRow.subject == subject)
+        if rule is not None:
+            stmt = stmt.where(AlarmRow.rule == rule)
+        stmt = stmt.order_by(AlarmRow.episode_start)
         with self.db.session() as session:
             return [_record(row) for row in session.scalars(stmt)]
 
