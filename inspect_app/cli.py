@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from inspect_app.cli_alarms import add_alarm_commands
 from inspect_app.cli_db import add_owner_url_option, add_role_commands, migration_url
 from inspect_app.cli_lifecycle import add_lifecycle_commands, queue_training, register_finetune_pipeline
 from inspect_app.cli_users import add_user_commands, ensure_first_admin
@@ -687,6 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models_promote)
 
     add_user_commands(sub)
+    add_alarm_commands(sub)
     add_lifecycle_commands(sub, models)
     return parser
 
