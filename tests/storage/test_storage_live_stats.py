@@ -40,7 +40,8 @@ def test_each_report_replaces_the_pipelines_row(db: Database) -> None:
     record_pipeline_status(db, "cam", "cell-a", "line-1", _snapshot(120), host="st-a", now=NOW + timedelta(seconds=10))
     assert _rows(db) == 2
     first, second = list_pipeline_status(db)
-    assert (first.station, first.frames, first.dropped, first.gaps, first.latency_p99_ms) == ("cell-a", 120, 5, 2, 150.5)
+    assert (first.station, first.frames, first.dropped, first.gaps, first.latency_p99_ms) == (
+        "cell-a", 120, 5, 2, 150.5)
     assert first.last_seen == NOW + timedelta(seconds=10) and first.started_at == NOW - timedelta(seconds=50)
     assert first.snapshot["dropped"] == {"camera:0": 4, "camera:1": 1}
     assert second.station == "cell-b" and [s.station for s in list_pipeline_status(db, station="cell-b")] == ["cell-b"]
