@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 
 from inspect_app.cli_lifecycle import os_user
@@ -70,7 +71,7 @@ def cmd_alarms_ack(args: argparse.Namespace) -> int:
     try:
         alarm = acknowledge_alarm(_open_db(args), shell_user(os_user()), args.id)
     except ValueError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"alarm {alarm.id} acknowledged by {alarm.acknowledged_by}")
     return 0
