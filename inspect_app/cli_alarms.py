@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 
-from inspect_app.cli_lifecycle import os_user
+from inspect_app.cli_lifecycle import shell
 from inspect_app.config.settings import load_settings
 
 logger = logging.getLogger(__name__)
@@ -66,10 +66,9 @@ def cmd_alarms_list(args: argparse.Namespace) -> int:
 def cmd_alarms_ack(args: argparse.Namespace) -> int:
     """Acknowledge an alarm (audited as ``cli:$USER``)."""
     from inspect_app.app.alarms import acknowledge_alarm
-    from inspect_app.storage.access import shell_user
 
     try:
-        alarm = acknowledge_alarm(_open_db(args), shell_user(os_user()), args.id)
+        alarm = acknowledge_alarm(_open_db(args), shell(), args.id)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from inspect_app.app import spc
+from inspect_app.app.access import ROLE_RANK
 from inspect_app.app.notify import Channel, NotifyError, channels
 from inspect_app.config.alarms import AlarmSettings
 from inspect_app.errors import AccessDeniedError
 from inspect_app.records import Alarm, User, utcnow
 from inspect_app.storage import queries
-from inspect_app.storage.access import ROLE_RANK
 from inspect_app.storage.alarms import AlarmStore
 from inspect_app.storage.db import Database
 from inspect_app.storage.live_stats import list_pipeline_status
