@@ -10,8 +10,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from inspect_app.app import users
 from inspect_app.records import Alarm, Decision, Inspection
-from inspect_app.storage import Database, Repository, access
+from inspect_app.storage import Database, Repository
 from inspect_app.storage.alarms import ACKNOWLEDGE_ACTION, AlarmStore
 from inspect_app.ui import app
 
@@ -50,7 +51,7 @@ def plant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
                                     episode_end=now - timedelta(minutes=minutes),
                                     raised_at=now - timedelta(minutes=minutes)))
         for role in ("viewer", "operator"):
-            access.create_user(db, role, role, PASSWORD)
+            users.create_user(db, role, role, PASSWORD)
     monkeypatch.setenv("INSPECT_DATABASE_URL", url)
     monkeypatch.setenv("INSPECT_HOME", str(tmp_path))
     monkeypatch.setenv("INSPECT_DASHBOARD_OPEN_VIEWING", "false")
