@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from inspect_app.app.versions import register_model
+from inspect_app.cli_alarms import add_alarm_commands
 from inspect_app.cli_common import open_repository, settings_of, shown
 from inspect_app.cli_db import add_owner_url_option, add_role_commands, migration_url
 from inspect_app.cli_inspect import add_inspect_commands, run_folder_job
@@ -123,7 +124,8 @@ def dashboard_command(port: int, address: str = DEFAULT_DASHBOARD_ADDRESS) -> li
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """Start the Streamlit dashboard (blocks until stopped); loopback only unless ``--address`` says otherwise."""
     settings = settings_of(args)
-    env = {**os.environ, "INSPECT_DATABASE_URL": settings.resolved_database_url}
+    # The home travels too: evidence, run logs and the session key are found under it on every page.
+    env = {**os.environ, "INSPECT_DATABASE_URL": settings.resolved_database_url, "INSPECT_HOME": str(settings.home)}
     address = getattr(args, "address", None) or DEFAULT_DASHBOARD_ADDRESS
     command = dashboard_command(args.port, address)
     database = shown(settings.resolved_database_url)
@@ -223,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models_promote)
 
     add_user_commands(sub)
+    add_alarm_commands(sub)
     add_lifecycle_commands(sub, models)
     return parser
 

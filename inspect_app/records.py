@@ -304,6 +304,74 @@ class AuditEvent:
 
 
 @dataclass(frozen=True)
+class PipelineStatus:
+    """The latest live figures one running (or finished) pipeline reported, as the Live page shows them.
+
+    Attributes:
+        pipeline: the pipeline's name; with ``station`` it names one row.
+        host: the machine the pipeline runs on.
+        last_seen: when the pipeline last reported (UTC); a running pipeline reports every ``stats.interval_s``.
+        final: the pipeline ended normally (a crashed one stays ``False`` and is seen as down once it is quiet).
+        latency_p50_ms / latency_p95_ms / latency_p99_ms: end-to-end latency percentiles, where measured.
+        snapshot: the whole figures snapshot (per-stage latencies, drops per source, ...).
+    """
+
+    pipeline: str
+    station: str
+    line: str
+    host: str
+    started_at: datetime
+    last_seen: datetime
+    final: bool = False
+    frames: int = 0
+    errors: int = 0
+    skipped: int = 0
+    fps: float = 0.0
+    fps_recent: float = 0.0
+    queue_depth: int = 0
+    dropped: int = 0
+    gaps: int = 0
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    latency_p99_ms: float | None = None
+    snapshot: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """Something on the plant that needs a person: a p-chart rule broken, a pipeline gone quiet, drift.
+
+    One alarm covers one *episode*: the points (``episode_start`` to ``episode_end``) in a row where its rule held,
+    or the moment a pipeline was last seen. ``subject`` is what it is about (the station of a p-chart, the
+    pipeline's name); ``deliveries`` maps each notifier channel to when it took the alarm.
+    """
+
+    kind: str
+    subject: str
+    rule: str
+    message: str
+    episode_start: datetime
+    episode_end: datetime
+    station: str | None = None
+    line: str | None = None
+    value: float | None = None
+    raised_at: datetime = field(default_factory=utcnow)
+    cleared_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    notified_at: datetime | None = None
+    notify_attempts: int = 0
+    notify_error: str | None = None
+    deliveries: dict[str, str] = field(default_factory=dict)
+    id: int | None = None
+
+    @property
+    def acknowledged(self) -> bool:
+        """Whether a person has taken the alarm."""
+        return self.acknowledged_at is not None
+
+
+@dataclass(frozen=True)
 class DatasetSnapshot:
     """A frozen training image list; ``ModelVersion.data_fingerprint`` names the one a model was trained on."""
 

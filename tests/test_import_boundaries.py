@@ -16,7 +16,10 @@ import inspect_app
 PACKAGE_DIR = Path(inspect_app.__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
 THIRD_PARTY_ALLOWED = {"sqlalchemy", "alembic", "streamlit", "pandas", "altair", "argon2", "croniter", "PIL"}
-BASE_ALLOWED = ("inspect_app.config", "inspect_app.records", "inspect_app.errors", "inspect_app.storage")
+# redact: the URL masking helper (stdlib only), shared by messages of every layer.
+BASE_ALLOWED = (
+    "inspect_app.config", "inspect_app.records", "inspect_app.errors", "inspect_app.redact", "inspect_app.storage",
+)
 # What each torch-free layer may import from the package (imports run one way, down the layers).
 INSPECT_APP_ALLOWED = {
     "storage": BASE_ALLOWED,

@@ -106,6 +106,7 @@ def run_inspection_job(
     from inspect_app.data.sources import open_source
     from inspect_app.engine.onnx_backend import load_inspector
     from inspect_app.engine.pipeline import Pipeline
+    from inspect_app.storage.live_stats import PipelineStatusWriter
 
     url = os.environ.get("INSPECT_DATABASE_URL") or spec.database_url or settings.resolved_database_url
     repository = Repository(Database.open(url))
@@ -134,7 +135,8 @@ def run_inspection_job(
     pipeline = Pipeline(
         [source], inspector, build_sinks(spec, settings, spool), name=spec.name, max_batch=spec.batch_size,
         max_wait_ms=spec.max_wait_ms, queue_size=spec.queue_size, stats_interval_s=spec.stats_interval_s,
-        on_stats=None if finite else on_stats,
+        on_stats=PipelineStatusWriter(repository.db, spec.name, spec.station, spec.line,
+                                      None if finite else on_stats),
         stats_path=Path(spec.stats_file) if spec.stats_file else settings.home / "stats" / f"{spec.name}.json",
         progress=progress if finite else None,
         spool_dir=spool_dir,

@@ -250,7 +250,7 @@ class Pipeline:
         if self.stats_path is not None:
             write_stats_file(self.stats_path, {**snapshot, "final": final})
         if self.on_stats is not None:
-            self.on_stats(snapshot)
+            self.on_stats({**snapshot, "final": final})
 
     def run(self, handle_signals: bool = True, max_seconds: float | None = None) -> FolderRunResult:
         """Run until every source is exhausted or ``stop`` is called; returns the counts.

@@ -45,6 +45,8 @@ MODEL_STATUSES = ("candidate", "active", "retired")
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 REVIEW_VERDICTS = ("OK", "NG")
 USER_ROLES = ("viewer", "operator", "engineer", "admin")
+# Revision 0006. "drift" is reserved for the drift alarm rule, so that it needs no migration of its own.
+ALARM_KINDS = ("spc", "pipeline_down", "drift")
 # Score histogram of the hourly rollup: SCORE_BINS equal bins over [0, 1]; scores outside fall in the end bins.
 SCORE_BINS = 10
 SCORE_BIN_COLUMNS = tuple(f"score_bin_{k}" for k in range(SCORE_BINS))
@@ -379,3 +381,66 @@ class SignInFailureRow(Base):
     kind: Mapped[str] = mapped_column(String(8))
     key: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime]
+
+
+# --- revision 0006: live pipeline figures and alarms --------------------------------------------------------------
+
+
+class PipelineStatusRow(Base):
+    """The latest live figures of one pipeline at one station, replaced at every report (the Live page reads these)."""
+
+    __tablename__ = "pipeline_status"
+    __table_args__ = (UniqueConstraint("pipeline", "station"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pipeline: Mapped[str] = mapped_column(String(200))
+    station: Mapped[str] = mapped_column(String(100))
+    line: Mapped[str] = mapped_column(String(100))
+    host: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    final: Mapped[bool] = mapped_column(Boolean)
+    frames: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    skipped: Mapped[int] = mapped_column(BigInteger)
+    fps: Mapped[float]
+    fps_recent: Mapped[float]
+    queue_depth: Mapped[int] = mapped_column(Integer)
+    dropped: Mapped[int] = mapped_column(BigInteger)
+    gaps: Mapped[int] = mapped_column(Integer)
+    latency_p50_ms: Mapped[float | None]
+    latency_p95_ms: Mapped[float | None]
+    latency_p99_ms: Mapped[float | None]
+    snapshot: Mapped[dict[str, Any]]
+
+
+class AlarmRow(Base):
+    """One alarm episode: raised once, notified until every channel took it, acknowledged by a person."""
+
+    __tablename__ = "alarms"
+    __table_args__ = (
+        CheckConstraint(_in_list("kind", ALARM_KINDS), name="kind"),
+        # One row per episode even when two checkers run at once.
+        UniqueConstraint("kind", "subject", "rule", "episode_start"),
+        Index(None, "raised_at"),
+        Index(None, "acknowledged_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(200))
+    station: Mapped[str | None] = mapped_column(String(100))
+    line: Mapped[str | None] = mapped_column(String(100))
+    rule: Mapped[str] = mapped_column(String(100))
+    message: Mapped[str] = mapped_column(Text)
+    value: Mapped[float | None]
+    episode_start: Mapped[datetime]
+    episode_end: Mapped[datetime]
+    raised_at: Mapped[datetime]
+    cleared_at: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(100))
+    notified_at: Mapped[datetime | None]
+    notify_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    notify_error: Mapped[str | None] = mapped_column(Text)
+    deliveries: Mapped[dict[str, Any]]

@@ -1,5 +1,5 @@
 """Streamlit dashboard entry point: sign-in in the sidebar (required unless open viewing is on) and the pages
-(Overview, Live, Review, Models, Training, Drift, Admin) through ``st.navigation``.
+(Overview, Live, Alarms, Review, Models, Training, Drift, Admin) through ``st.navigation``.
 
 Run with ``streamlit run inspect_app/ui/app.py`` (``inspect-app dashboard``). The database comes from
 ``load_settings().resolved_database_url`` (``INSPECT_DATABASE_URL``, else a SQLite file under ``INSPECT_HOME``). Pages
@@ -31,6 +31,7 @@ VIEWS = Path(__file__).parent / "views"
 PAGES = (
     ("overview.py", "Overview", ":material/monitoring:"),
     ("live.py", "Live", ":material/videocam:"),
+    ("alarms.py", "Alarms", ":material/notifications:"),
     ("review.py", "Review", ":material/fact_check:"),
     ("models.py", "Models", ":material/model_training:"),
     ("training.py", "Training", ":material/play_circle:"),

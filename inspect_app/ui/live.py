@@ -1,4 +1,5 @@
-"""Live page: frames/s, latency and failed frames of the last minute, latest frames and NG parts with heatmaps.
+"""Live page: frames/s, latency and failed frames of the last minute, every pipeline's reported figures (from the
+database, so any dashboard sees every station), latest frames and NG parts with heatmaps.
 
 The figures redraw on their own every ``REFRESH_S`` seconds (a Streamlit fragment) while auto-refresh is on.
 """
@@ -7,20 +8,20 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from inspect_app.config import load_settings
+from inspect_app.config.alarms import load_alarm_settings
 from inspect_app.errors import StorageError
 from inspect_app.records import Inspection
 from inspect_app.storage import Repository, dashboard_queries
-from inspect_app.storage.live_stats import read_pipeline_stats, stats_rows
+from inspect_app.storage.live_stats import list_pipeline_status, stats_rows
 from inspect_app.ui.common import (
     ALL_STATIONS,
     database,
     database_url,
+    format_time,
     load_stations,
     render_picture,
     require_viewing,
@@ -81,14 +82,21 @@ def render_gallery(rows: list[Inspection]) -> None:
                            width="stretch")
 
 
-def render_live_pipelines(home: Path) -> None:
-    """Figures the running pipelines write under ``<home>/stats``: frames/s, latency, queue depth, dropped frames."""
-    rows = stats_rows(read_pipeline_stats(home / "stats"))
+def render_live_pipelines(url: str, station: str | None) -> None:
+    """Figures every pipeline reports into the database: state, host, frames/s, latency, queue depth, drops.
+
+    A pipeline that has not reported for ``INSPECT_ALARM_PIPELINE_DOWN_MINUTES`` shows as ``silent``, the same
+    limit after which ``inspect-app alarms check`` raises it as down.
+    """
+    rows = stats_rows(list_pipeline_status(database(url), station=station), datetime.now(UTC),
+                      load_alarm_settings().quiet_after)
     if rows:
         st.subheader("Pipelines")
-        st.dataframe(pd.DataFrame(rows), hide_index=True)
+        frame = pd.DataFrame(rows)
+        frame["Last seen"] = frame["Last seen"].map(format_time)
+        st.dataframe(frame, hide_index=True)
     else:
-        st.caption(f"No running pipeline reports figures under {home / 'stats'}.")
+        st.caption("No pipeline has reported live figures yet.")
 
 
 def render_live(url: str, station: str | None) -> None:
@@ -103,7 +111,7 @@ def render_live(url: str, station: str | None) -> None:
         f"Updated {datetime.now(UTC):%H:%M:%S} UTC; "
         + (f"last frame {last:%H:%M:%S} UTC." if last else "no frame in the last minute.")
     )
-    render_live_pipelines(load_settings().home)
+    render_live_pipelines(url, station)
     render_gallery(repository.list_inspections(limit=NG_GALLERY, decision="NG", station=station))
     st.subheader("Latest frames")
     st.dataframe(_frames_table(repository.list_inspections(limit=LATEST_FRAMES, station=station)), hide_index=True)

@@ -16,6 +16,7 @@ import streamlit as st
 from inspect_app.errors import StorageError
 from inspect_app.records import Inspection, InspectionSummary
 from inspect_app.storage import dashboard_queries, queries
+from inspect_app.ui.alarms import render_last_alarm
 from inspect_app.ui.common import (
     CACHE_TTL_S,
     TIME_ZONE_LABEL,
@@ -292,6 +293,7 @@ def render() -> None:
     require_viewing()
     url = database_url()
     try:
+        render_last_alarm(url)
         render_figures(url)
         # Below the figures and reached even when the period is empty: old data is what a purge is for.
         render_maintenance(url)

@@ -17,7 +17,7 @@ from inspect_app.storage.tables import Base
 
 APP_TABLES = {
     "inspections", "model_versions", "training_runs", "lines", "stations", "inspection_hourly", "defect_hourly",
-    "reviews", "dataset_snapshots", "schedules", "audit_log", "users", "model_comparisons",
+    "reviews", "dataset_snapshots", "schedules", "audit_log", "users", "model_comparisons", "pipeline_status", "alarms",
 }
 
 
@@ -33,7 +33,7 @@ def test_upgrade_downgrade_upgrade_round_trip(db_url: str) -> None:
     assert current_revision(db_url) is None
     upgrade(db_url)
     assert _tables(db_url) >= APP_TABLES
-    assert current_revision(db_url) == head_revision() == "0005"
+    assert current_revision(db_url) == head_revision() == "0006"
 
     downgrade(db_url, "base")
     assert not APP_TABLES & _tables(db_url)
