@@ -207,6 +207,7 @@ def render_card(url: str, item: ReviewItem, classes: list[str], view: str, opaci
                   f"`{inspection.image_path}`")
         if zoomed:
             st.markdown(header)
+            st.caption(f"Zoomed: #{inspection_id} at {ZOOM_IMAGE_PX} px")
             render_pictures(inspection, view, opacity, zoomed=True)
             controls = st.container()
         else:
