@@ -160,7 +160,7 @@ def render_paging(matching: int, waiting: int) -> tuple[int, int]:
     next_col.button("Next →", key=NEXT_PAGE_KEY, on_click=_turn, args=(1, pages))
     first = (page - 1) * page_size + 1 if matching else 0
     last = min(page * page_size, matching)
-    scope = "" if matching == waiting else f" matching the filters ({waiting:,} waiting in all)"
+    scope = "" if matching == waiting else f" that match the filters ({waiting:,} waiting in all)"
     st.caption(f"Cards {first:,}–{last:,} of {matching:,} waiting{scope} · page {page:,} of {pages:,}")
     return page, page_size
 
