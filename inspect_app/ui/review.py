@@ -1,7 +1,7 @@
 """Review page: the REVIEW band (paged and filtered) and a random audit sample of OK parts; a person confirms or
 relabels each part, or ticks several and gives them one verdict.
 
-Verdicts are stored through ``storage.access.review_inspection`` (operator role or higher, one audit row per part)
+Verdicts are stored through ``app.reviews.review_inspection`` (operator role or higher, one audit row per part)
 and become training data: the Training page can hand them to the next fine-tuning run as a CSV manifest. The cards
 themselves live in ``ui.review_cards``, the keyboard shortcuts in ``ui.review_shortcuts``.
 """

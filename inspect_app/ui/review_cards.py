@@ -17,10 +17,10 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image, UnidentifiedImageError
 
+from inspect_app.app import reviews
 from inspect_app.config import load_settings
 from inspect_app.errors import InspectAppError
 from inspect_app.records import Inspection, ReviewItem
-from inspect_app.storage import access
 from inspect_app.ui import files
 from inspect_app.ui.common import current_user, database, role_hint
 
@@ -149,13 +149,14 @@ def _say(kind: str, text: str) -> None:
 
 def record_verdicts(url: str, ids: Sequence[int], verdict: str, defect_class: str | None = None,
                     comment: str | None = None) -> int:
-    """Record one verdict for every part in ``ids`` through the audited ``access.review_inspection`` (one review and
-    one audit row per part); returns how many were recorded. Refusals are left as error messages naming the part."""
+    """Record one verdict for every part in ``ids`` through the audited ``app.reviews.review_inspection`` (one review
+    and one audit row per part); returns how many were recorded. Refusals are left as error messages naming the part.
+    """
     db, user = database(url), current_user()
     recorded: list[int] = []
     for inspection_id in ids:
         try:
-            access.review_inspection(db, user, inspection_id, verdict, defect_class=defect_class, comment=comment)
+            reviews.review_inspection(db, user, inspection_id, verdict, defect_class=defect_class, comment=comment)
         except (InspectAppError, ValueError, LookupError) as exc:
             logger.info("review of #%s refused: %s", inspection_id, exc)
             _say("error", f"#{inspection_id}: {exc}")

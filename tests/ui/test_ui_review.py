@@ -13,8 +13,9 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from inspect_app.app import users
 from inspect_app.records import Decision, Inspection, ModelStatus, ModelVersion
-from inspect_app.storage import Database, Repository, access
+from inspect_app.storage import Database, Repository
 from inspect_app.storage.tables import UNCLASSIFIED
 from inspect_app.ui import app, review
 
@@ -67,7 +68,7 @@ def plant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
                                             path="/models/m1", classes=("good", "scratch", "dent"), metrics={},
                                             status=ModelStatus.ACTIVE, threshold=0.5, created_at=NOW))
         for role in ("viewer", "operator"):
-            access.create_user(db, role, role, PASSWORD)
+            users.create_user(db, role, role, PASSWORD)
     monkeypatch.setenv("INSPECT_DATABASE_URL", url)
     monkeypatch.setenv("INSPECT_HOME", str(tmp_path))
     return {"url": url, "rows": rows}
