@@ -17,7 +17,7 @@ from inspect_app.storage.repository import score_bin
 from inspect_app.storage.tables import SCORE_BINS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import seed_plant  # noqa: E402
+import seed_plant
 
 BERLIN = ZoneInfo("Europe/Berlin")
 # A calm station: about 1,000 parts a day over 10 bins, most in the low bins (the shape of an OK-heavy station).
@@ -48,9 +48,9 @@ def test_population_stability_is_zero_for_equal_shapes_and_names_bad_input() -> 
 def test_one_odd_day_is_not_an_alarm_but_two_in_a_row_are() -> None:
     shifted = [300, 200, 150, 100, 80, 60, 40, 30, 20, 20]
     calm = [_sample(1000, k) for k in range(10)]
-    spike = drift.evaluate_days("s1", _days(calm[:8] + [shifted] + calm[8:]))
+    spike = drift.evaluate_days("s1", _days([*calm[:8], shifted, *calm[8:]]))
     assert [d.over for d in spike.days].count(True) == 1 and spike.alarm_days == []
-    run = drift.evaluate_days("s1", _days(calm[:8] + [shifted, shifted]))
+    run = drift.evaluate_days("s1", _days([*calm[:8], shifted, shifted]))
     assert run.alarm_days == [date(2026, 11, 10)]
     assert all(d.reference for d in run.days[: drift.REFERENCE_DAYS]) and not run.days[-1].reference
     assert run.days[-1].limit >= drift.PSI_LIMIT_FLOOR
