@@ -36,6 +36,7 @@ PAGE_TITLE = "Score drift"
 DAYS = (14, 30, 90)
 ALARM_COLOR = "#d62728"
 PSI_TITLE = "PSI (population stability index)"
+CHART_FLOOR = 1e-4
 
 __all__ = ["DAYS", "PAGE_TITLE", "drift_frame", "load_drift", "render", "window_start"]
 
@@ -88,10 +89,11 @@ def _chart(frame: pd.DataFrame, day_title: str) -> alt.LayerChart:
     """PSI per day and station (log scale: calm days sit near 0.001, drift above 0.1), alarm days in red and each
     station's limit dashed."""
     x = alt.X("Day:T", title=day_title, scale=alt.Scale(type="utc"), axis=alt.Axis(format="%Y-%m-%d"))
-    y = alt.Y("PSI:Q", title=PSI_TITLE, scale=alt.Scale(type="log"))
+    y = alt.Y("Shown PSI:Q", title=PSI_TITLE, scale=alt.Scale(type="log"))
     tooltip = ["Station:N", "Date:N", alt.Tooltip("PSI:Q", format=".4f"), alt.Tooltip("Limit:Q", format=".3f"),
                alt.Tooltip("Scored parts:Q", format=","), "Alarm:N"]
-    base = alt.Chart(frame)
+    # A log scale cannot draw 0 (two identical days): such points sit on the chart's floor instead of vanishing.
+    base = alt.Chart(frame).transform_calculate(**{"Shown PSI": f"max(datum.PSI, {CHART_FLOOR})"})
     lines = base.mark_line(point=True).encode(x=x, y=y, color=alt.Color("Station:N", title="Station"),
                                               tooltip=tooltip)
     limits = base.mark_line(strokeDash=[4, 3], opacity=0.6).encode(
