@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from inspect_app.app.versions import register_model
 from inspect_app.cli_db import add_owner_url_option, add_role_commands, migration_url
-from inspect_app.cli_lifecycle import add_lifecycle_commands, queue_training, register_finetune_pipeline
+from inspect_app.cli_lifecycle import add_lifecycle_commands, queue_training, register_finetune_pipeline, shell
 from inspect_app.cli_users import add_user_commands, ensure_first_admin
 from inspect_app.config.base import read_yaml
 from inspect_app.config.pipeline import PipelineSpec
@@ -25,7 +26,7 @@ from inspect_app.config.recipes import TrainConfig, load_recipe
 from inspect_app.config.settings import Settings, load_settings
 from inspect_app.errors import ConfigError, InspectAppError
 from inspect_app.log import setup_logging
-from inspect_app.records import InspectionSummary, ModelStatus, ModelVersion
+from inspect_app.records import InspectionSummary, ModelStatus
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +76,12 @@ def format_summary(summary: InspectionSummary, title: str = "Inspection summary"
 
 
 def _progress_bar(label: str) -> Callable[[int, int], None]:
-    start = time.perf_counter()
+    started: list[float] = []  # set at the first call, so that model loading does not count against the rate
 
     def show(done: int, total: int) -> None:
-        elapsed = time.perf_counter() - start
+        if not started:
+            started.append(time.perf_counter())
+        elapsed = time.perf_counter() - started[0]
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (total - done) / rate if rate > 0 else 0.0
         filled = int(30 * done / total) if total else 30
@@ -107,25 +110,6 @@ def _train_progress(event: dict) -> None:
             f"val macro recall {event.get('val_macro_recall', float('nan')):.3f}"
             + (f" ETA {eta:.0f}s" if eta else "") + "\n"
         )
-
-
-def register_model(repository: object, card: object, model_dir: Path, promote_if_first: bool = True) -> ModelVersion:
-    """Record a trained model as a version in the database; the first one becomes active."""
-    version = ModelVersion(
-        name=card.name,
-        kind=card.kind,
-        backbone=card.backbone,
-        path=str(Path(model_dir).resolve()),
-        classes=tuple(card.classes),
-        metrics=card.metrics,
-        threshold=card.threshold,
-        data_fingerprint=card.data_fingerprint,
-    )
-    if repository.get_model_version(card.name) is None:
-        repository.add_model_version(version)
-    if promote_if_first and repository.active_model() is None:
-        repository.promote(card.name)
-    return version
 
 
 # ----------------------------------------------------------------------------------------------------------- commands
@@ -172,7 +156,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"validation: severity MAE {metrics['mae']:.4f}, RMSE {metrics['rmse']:.4f}")
     if not args.no_register:
-        register_model(_open_repository(settings.resolved_database_url), result.card, result.model_dir)
+        register_model(_open_repository(settings.resolved_database_url), result.card, result.model_dir,
+                       actor=shell().username)
         print(f"registered model version {result.card.name} in {_shown(settings.resolved_database_url)}")
     return 0
 
@@ -271,128 +256,48 @@ def _train_anomaly(args: argparse.Namespace, settings: Settings) -> int:
               f"REVIEW band {result.card.review_band:.3f} below the threshold 0.5 "
               f"(about {result.card.train_config.get('review_rate', 0):.0%} of good parts at or above it)")
     if not args.no_register:
-        register_model(_open_repository(settings.resolved_database_url), result.card, result.model_dir)
+        register_model(_open_repository(settings.resolved_database_url), result.card, result.model_dir,
+                       actor=shell().username)
         print(f"registered model version {result.card.name} in {_shown(settings.resolved_database_url)}")
     return 0
 
 
-def build_sinks(spec: PipelineSpec, settings: Settings, repository: object) -> list:
-    """The sinks a pipeline declares, in the order they must run (files first so rows carry their paths)."""
-    from inspect_app.engine.sinks import CsvSink, DatabaseSink, HeatmapFileSink, JsonLinesSink, RejectHookSink
-
-    spool = Path(spec.spool_dir) if spec.spool_dir else settings.home / "spool"
-    ng_dir = Path(spec.ng_dir) if spec.ng_dir else settings.resolved_evidence_dir
-    sinks: list = [HeatmapFileSink(ng_dir, spec.save_ng_images)]
-    if spec.csv:
-        sinks.append(CsvSink(Path(spec.csv)))
-    if spec.jsonl:
-        sinks.append(JsonLinesSink(Path(spec.jsonl)))
-    if spec.reject_webhook or spec.reject_command:
-        sinks.append(RejectHookSink(
-            spool / f"reject_{spec.name}.jsonl", webhook=spec.reject_webhook, command=spec.reject_command,
-            decisions=spec.reject_on,
-        ))
-    sinks.append(DatabaseSink(repository))
-    return sinks
-
-
 def run_folder_job(spec: PipelineSpec, settings: Settings) -> int:
-    """Execute a declared pipeline (any source kind): the shared body of ``inspect``, ``run`` and ``demo``.
+    """Run a declared pipeline through ``app.jobs`` and print its report: the body of ``inspect``, ``run``, ``demo``.
 
     Returns:
         The exit code: 0, or ``EXIT_UNDELIVERED`` when something (rows, evidence, reject signals) still waits in a
         spool at the end of the run.
     """
-    from inspect_app.data.sources import open_source
-    from inspect_app.engine.onnx_backend import load_inspector
-    from inspect_app.engine.pipeline import Pipeline, format_stats
-    from inspect_app.storage.spool import SpoolingRepository
-
-    url = os.environ.get("INSPECT_DATABASE_URL") or spec.database_url or settings.resolved_database_url
-    repository = _open_repository(url)
-    inspector = load_inspector(
-        Path(spec.model), backend=spec.backend, device=spec.device, threshold=spec.threshold,
-        review_band=spec.review_band, onnx_path=Path(spec.onnx_path) if spec.onnx_path else None,
-    )
-    version = register_model(repository, inspector.card, Path(spec.model))
-    if spec.follow_active:
-        from inspect_app.lifecycle.active_model import HotSwapInspector, inspector_loader
-
-        # Promotions reach the running pipeline between batches, without a restart and without losing frames.
-        active = repository.active_model() or version
-        inspector = HotSwapInspector(
-            repository, inspector_loader(spec.device, spec.threshold, spec.review_band, spec.backend), initial=active
-        )
-    # Batches decided while the database is unreachable wait in a local spool and are written once it answers. The
-    # spool is replayed *before* the skip list is read, so images spooled by an earlier run are not inspected again.
-    spool_dir = Path(spec.spool_dir) if spec.spool_dir else settings.home / "spool"
-    spool = SpoolingRepository(repository, spool_dir / f"{_safe_name(spec.station)}.jsonl")
-    if spool.pending:
-        _flush_spool(spool)
-    known = repository.known_hashes(inspector.card.name, spec.station) | spool.pending_hashes()
-    source = open_source(
-        spec.source_kind, spec.source, station=spec.station, line=spec.line, skip_hashes=known, live=spec.live,
-        options=spec.source_options,
-    )
-    if hasattr(source, "skip_paths"):
-        source.skip_paths = repository.unreadable_paths(spec.station)
+    from inspect_app.app.jobs import run_inspection_job
+    from inspect_app.engine.pipeline import format_stats
 
     def show_stats(snapshot: dict) -> None:
         print(f"[{spec.name}] {format_stats(snapshot)}", file=sys.stderr, flush=True)
 
-    finite = source.total is not None
-    pipeline = Pipeline(
-        [source], inspector, build_sinks(spec, settings, spool), name=spec.name, max_batch=spec.batch_size,
-        max_wait_ms=spec.max_wait_ms, queue_size=spec.queue_size, stats_interval_s=spec.stats_interval_s,
-        on_stats=None if finite else show_stats,
-        stats_path=Path(spec.stats_file) if spec.stats_file else settings.home / "stats" / f"{spec.name}.json",
-        progress=_progress_bar("inspecting") if finite else None,
-        spool_dir=spool_dir,
+    report = run_inspection_job(
+        spec, settings, actor=shell().username, progress=_progress_bar("inspecting"), on_stats=show_stats,
+        announce=lambda line: print(line, file=sys.stderr, flush=True),
     )
-    if not finite:
-        print(f"[{spec.name}] inspecting {source.name}; Ctrl-C stops, drains and flushes", file=sys.stderr)
-    result = pipeline.run()
-    summary = result.summary()
-    print(format_summary(summary, title=f"Inspection summary: {spec.source} (model {inspector.card.name})"))
-    if result.skipped:
-        from inspect_app.storage import queries
-
-        print(f"skipped {result.skipped} image(s) already inspected with this model at {spec.station}")
-        print(format_summary(queries.summary(repository.db, station=spec.station), title=f"All of {spec.station}"))
-    if result.dropped:
-        print(f"dropped {sum(result.dropped.values())} live frame(s) under back-pressure")
-    for name, gaps in result.gaps.items():
-        print(f"source {name}: {len(gaps)} outage(s), {sum(g.seconds for g in gaps):.1f} s without frames")
-    for failure in result.source_failures:
+    print(format_summary(report.summary, title=f"Inspection summary: {report.source} (model {report.model})"))
+    if report.skipped:
+        print(f"skipped {report.skipped} image(s) already inspected with this model at {spec.station}")
+        if report.station_summary is not None:
+            print(format_summary(report.station_summary, title=f"All of {spec.station}"))
+    if report.dropped:
+        print(f"dropped {report.dropped} live frame(s) under back-pressure")
+    for name, (count, seconds) in report.outages.items():
+        print(f"source {name}: {count} outage(s), {seconds:.1f} s without frames")
+    for failure in report.source_failures:
         print(f"source failed: {failure}")
-    if spool.spooled or spool.pending:
-        _flush_spool(spool)
-    print(f"results in {_shown(url)}" + (f" and {spec.csv}" if spec.csv else ""))
-    pending = list(result.undelivered)
-    if spool.pending:
-        pending.append(f"database: {spool.pending} result(s) wait in {spool.path}")
-    if pending:
+    if report.spool_replayed:
+        print(f"{report.spool_replayed} result(s) spooled during a database outage were written to the database")
+    print(f"results in {report.database}" + (f" and {spec.csv}" if spec.csv else ""))
+    if not report.complete:
         # One line a station operator can act on; the exit code tells a scheduler the job is not complete.
-        print("not delivered (the next run replays them): " + "; ".join(pending))
+        print("not delivered (the next run replays them): " + "; ".join(report.undelivered))
         return EXIT_UNDELIVERED
     return 0
-
-
-def _safe_name(name: str) -> str:
-    """A station name made safe as a file name."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "station"
-
-
-def _flush_spool(spool: object) -> None:
-    """Try once more to write spooled rows at the end of a run, and say where any that remain wait."""
-    from inspect_app.errors import StorageError
-
-    try:
-        spool.flush()
-    except StorageError as exc:
-        logger.warning("spooled rows stay in %s: %s", spool.path, exc)
-    if not spool.pending:
-        print(f"{spool.spooled} result(s) spooled during a database outage were written to the database")
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -454,9 +359,9 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 
 def cmd_db_purge(args: argparse.Namespace) -> int:
     """Delete old inspections and their files; hourly aggregates stay."""
+    from inspect_app.app.maintenance import purge
     from inspect_app.cli_lifecycle import shell
     from inspect_app.errors import ConfigError
-    from inspect_app.storage.access import purge
     from inspect_app.storage.db import Database
     from inspect_app.storage.retention import parse_age
 
@@ -489,8 +394,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 def cmd_models_promote(args: argparse.Namespace) -> int:
     """Make a registered model version the active one."""
+    from inspect_app.app.versions import promote_model
     from inspect_app.cli_lifecycle import shell
-    from inspect_app.storage.access import promote_model
     from inspect_app.storage.db import Database
 
     promote_model(Database.open(_settings(args).resolved_database_url), shell(), args.name, reason="cli")
@@ -544,7 +449,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"fine-tuning {config.backbone} on {sample / 'train'} for {config.epochs} epochs (a few minutes on CPU)")
         result = fit(sample / "train", model_dir, config, name="demo", progress=_train_progress)
         print(f"validation accuracy {result.card.metrics['accuracy']:.3f} in {result.seconds:.0f} s")
-        register_model(_open_repository(settings.resolved_database_url), result.card, model_dir)
+        register_model(_open_repository(settings.resolved_database_url), result.card, model_dir, actor=shell().username)
     spec = PipelineSpec(
         name="demo", source=str(sample / "incoming"), model=str(model_dir), station=settings.station,
         line=settings.line, csv=str(settings.home / "out" / "demo.csv"), ng_dir=str(settings.home / "out" / "ng"),

@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from inspect_app.errors import RunStateError, StorageError
-from inspect_app.records import ModelComparison, ModelStatus, RunStatus, TrainingRun, utcnow
+from inspect_app.records import AuditEvent, ModelComparison, ModelStatus, RunStatus, TrainingRun, utcnow
 from inspect_app.storage.db import Database
-from inspect_app.storage.repository import run_from_row
+from inspect_app.storage.repository import Repository, run_from_row
 from inspect_app.storage.tables import InspectionRow, ModelComparisonRow, ModelVersionRow, ReviewRow, TrainingRunRow
 
 logger = logging.getLogger(__name__)
@@ -344,8 +344,10 @@ class RunQueue:
 
     # promotion -------------------------------------------------------------------------------------------------
 
-    def promote_if_active_is(self, name: str, expected: str | None) -> bool:
+    def promote_if_active_is(self, name: str, expected: str | None, audit: AuditEvent | None = None) -> bool:
         """Make ``name`` active only if the active model is still ``expected`` (``None``: no active model).
+
+        ``audit`` (the promotion's audit entry) is written in the same transaction as the promotion.
 
         Two workers that judged their candidates against the same champion cannot both replace it: the active row is
         locked while it is checked, and a concurrent first promotion trips the one-active unique index.
@@ -370,6 +372,8 @@ class RunQueue:
                     current.status = ModelStatus.RETIRED.value
                     session.flush()
                 row.status = ModelStatus.ACTIVE.value
+                if audit is not None:
+                    Repository._audit(session, audit)
                 session.flush()
         except StorageError as exc:
             logger.warning("promotion of %s lost a race (%s); it will be judged again", name, exc)
