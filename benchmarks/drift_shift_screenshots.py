@@ -2,8 +2,9 @@
 
 Serves an existing seeded database (``--db``, e.g. the one ``drift_alarms.py`` leaves in /tmp) with
 ``streamlit run`` in the plant zone ``--zone`` and drives Debian's ``/usr/bin/chromium`` through Playwright (as
-``dashboard_screenshots.py`` does), writing ``drift_all.png``, ``drift_paint-2.png`` and ``shifts_last.png`` to
-``--out`` (default ``benchmarks/out/``, git-ignored)::
+``dashboard_screenshots.py`` does), writing ``drift_all.png``, ``drift_paint-2.png``, ``shifts_last.png`` and
+``shifts_pdf.png`` (the last completed shift's PDF in Chromium's viewer) to ``--out`` (default ``benchmarks/out/``,
+git-ignored)::
 
     python benchmarks/drift_shift_screenshots.py --db sqlite:////tmp/drift_1000000.db --zone Europe/Berlin
 """
@@ -16,14 +17,28 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from playwright.sync_api import Page, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from dashboard_screenshots import APP, CHROMIUM, CHROMIUM_ARGS, _free_port, _wait_for_server  # noqa: E402
+
+from inspect_app.app import shifts  # noqa: E402
+from inspect_app.config.plant import DEFAULT_SHIFTS  # noqa: E402
+from inspect_app.storage import Database  # noqa: E402
+
+
+def _write_pdf(url: str, zone: ZoneInfo, target: Path) -> None:
+    """The last completed shift's report as the page would offer it."""
+    with Database.open(url) as db:
+        window = shifts.last_completed_shift(DEFAULT_SHIFTS, zone, datetime.now(UTC))
+        target.write_bytes(shifts.report_pdf(shifts.shift_report(db, window), zone))
 
 
 def _shoot(page: Page, url: str, target: Path, ready: str, station: str | None = None) -> float:
@@ -72,6 +87,12 @@ def main() -> None:
                 for name, url, ready, station in shots:
                     seconds = _shoot(page, url, out / name, ready, station)
                     print(f"{out / name} ({seconds:.1f} s to draw, waits included)")
+                pdf = Path(tmp) / "shift.pdf"
+                _write_pdf(args.db, ZoneInfo(args.zone), pdf)
+                page.goto(pdf.as_uri())
+                page.wait_for_timeout(3000)  # the built-in viewer draws after load
+                page.screenshot(path=str(out / "shifts_pdf.png"))
+                print(out / "shifts_pdf.png")
                 browser.close()
         finally:
             server.terminate()
