@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from inspect_app.cli import build_parser, format_summary, main
+from inspect_app.cli import build_parser, main
+from inspect_app.cli_inspect import format_summary
 from inspect_app.records import InspectionSummary
 
 
