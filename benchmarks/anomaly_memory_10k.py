@@ -26,7 +26,7 @@ from anomaly_magnetic_tile import DEFAULT_ROOT  # the sibling benchmark script: 
 
 from inspect_app.data.anomaly_sets import magnetic_tile
 from inspect_app.data.image_io import read_image, write_image
-from inspect_app.engine.anomaly import _batches, extend_bank
+from inspect_app.engine.anomaly_bank import extend_bank, read_batches
 from inspect_app.engine.anomaly_config import AnomalyConfig
 from inspect_app.models.anomaly import PatchCore
 from inspect_app.models.factory import backbone_normalization
@@ -76,7 +76,7 @@ def main() -> int:
     model = PatchCore(config.backbone, mean, std, config.layers, config.neighbourhood)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
-    fitted = extend_bank(model, _batches(paths, config.batch_size), config)
+    fitted = extend_bank(model, read_batches(paths, config.batch_size), config)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"config: backbone {config.backbone}, coreset {config.coreset_ratio}, input {config.input_size}")

@@ -220,7 +220,7 @@ def cmd_reviews_export(args: argparse.Namespace) -> int:
     """Write the reviewed parts as a ``path,label`` CSV manifest (``train`` and ``evaluate`` read it)."""
     from datetime import UTC, datetime
 
-    from inspect_app.storage.dashboard_queries import write_review_manifest
+    from inspect_app.app.reviews import export_reviews
 
     since = None
     if args.since:
@@ -231,10 +231,12 @@ def cmd_reviews_export(args: argparse.Namespace) -> int:
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)  # plant records are UTC
     try:
-        count = write_review_manifest(_open_db(args), Path(args.out), since=since)
+        export = export_reviews(_open_db(args), Path(args.out), since=since)
     except ValueError as exc:
         raise DatasetError(str(exc)) from exc
-    print(f"wrote {count} reviewed parts to {args.out}")
+    print(f"wrote {export.written} reviewed parts to {args.out}")
+    if export.frames or export.missing:
+        print(f"left out {export.frames} stream frame(s) and {export.missing} part(s) whose image file is not here")
     return 0
 
 

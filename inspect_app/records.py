@@ -9,11 +9,20 @@ import enum
 import json
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 GOOD_CLASS = "good"
+
+
+def spooled_count(path: Path) -> int:
+    """Entries waiting in a JSON Lines spool file: its non-blank lines (0 while there is no file)."""
+    if not path.is_file():
+        return 0
+    with open(path, encoding="utf-8") as fh:
+        return sum(1 for line in fh if line.strip())
 
 
 def utcnow() -> datetime:

@@ -10,7 +10,6 @@ from inspect_app.config.policy import FinetuneSpec
 from inspect_app.config.recipes import TrainConfig
 from inspect_app.records import AuditEvent, TrainingRun, User
 from inspect_app.storage.db import Database
-from inspect_app.storage.repository import Repository
 from inspect_app.storage.runs import RunQueue
 
 __all__ = ["cancel_run", "enqueue_training"]
@@ -44,11 +43,13 @@ def enqueue_training(
     train.extra["requested_by"] = user.username
     spec = FinetuneSpec(train=train, test_dir=str(Path(test_dir).resolve()) if test_dir else None,
                         use_reviews=bool(use_reviews))
-    run_id = RunQueue(db).enqueue(spec.to_dict(), str(Path(data_dir).resolve()), model_name=model_name or None)
-    Repository(db).audit(AuditEvent(actor=user.username, action="training.enqueue", target=f"training_run:{run_id}",
-                                    details={"data_dir": str(data_dir), "model_name": model_name,
-                                             "use_reviews": bool(use_reviews), "test_dir": test_dir}))
-    return run_id
+    details = {"data_dir": str(data_dir), "model_name": model_name, "use_reviews": bool(use_reviews),
+               "test_dir": test_dir}
+    return RunQueue(db).enqueue(
+        spec.to_dict(), str(Path(data_dir).resolve()), model_name=model_name or None,
+        audit=lambda run_id: AuditEvent(actor=user.username, action="training.enqueue",
+                                        target=f"training_run:{run_id}", details=details),
+    )
 
 
 def cancel_run(db: Database, user: User | None, run_id: int) -> TrainingRun:
@@ -60,8 +61,6 @@ def cancel_run(db: Database, user: User | None, run_id: int) -> TrainingRun:
         RunStateError: the run has already finished (its status named).
     """
     user = authorize(user, "cancel")
-    run = RunQueue(db).cancel(int(run_id))
-    Repository(db).audit(AuditEvent(actor=user.username, action="training.cancel", target=f"training_run:{run_id}",
-                                    details={"status": run.status.value,
-                                             "cancel_requested": run.cancel_requested}))
-    return run
+    return RunQueue(db).cancel(int(run_id), audit=lambda run: AuditEvent(
+        actor=user.username, action="training.cancel", target=f"training_run:{run_id}",
+        details={"status": run.status.value, "cancel_requested": run.cancel_requested}))

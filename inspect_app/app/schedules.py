@@ -9,7 +9,6 @@ from inspect_app.app.access import authorize
 from inspect_app.config.policy import FinetuneSpec
 from inspect_app.records import AuditEvent, Schedule, User
 from inspect_app.storage.db import Database
-from inspect_app.storage.repository import Repository
 from inspect_app.storage.schedules import ScheduleStore, schedule_config
 
 __all__ = ["add_schedule", "remove_schedule", "set_schedule_enabled"]
@@ -39,11 +38,13 @@ def add_schedule(
     if not data_dir or not Path(data_dir).is_dir():
         raise ValueError(f"schedule data folder {data_dir!r} does not exist")
     spec = spec or FinetuneSpec(model_prefix=name.strip())
-    schedule = ScheduleStore(db).add(name.strip(), cron, schedule_config(data_dir, spec, only_if_new_data), now=now)
-    Repository(db).audit(AuditEvent(actor=user.username, action="schedule.add", target=f"schedule:{schedule.name}",
-                                    details={"cron": schedule.cron, "data_dir": schedule.config["data_dir"],
-                                             "only_if_new_data": bool(only_if_new_data)}))
-    return schedule
+    return ScheduleStore(db).add(
+        name.strip(), cron, schedule_config(data_dir, spec, only_if_new_data), now=now,
+        audit=lambda schedule: AuditEvent(
+            actor=user.username, action="schedule.add", target=f"schedule:{schedule.name}",
+            details={"cron": schedule.cron, "data_dir": schedule.config["data_dir"],
+                     "only_if_new_data": bool(only_if_new_data)}),
+    )
 
 
 def set_schedule_enabled(db: Database, user: User | None, name: str, enabled: bool) -> Schedule:
@@ -54,10 +55,9 @@ def set_schedule_enabled(db: Database, user: User | None, name: str, enabled: bo
         LookupError: no schedule is called ``name``.
     """
     user = authorize(user, "schedule")
-    schedule = ScheduleStore(db).update(name, enabled=bool(enabled))
-    Repository(db).audit(AuditEvent(actor=user.username, action="schedule.enable" if enabled
-                                    else "schedule.disable", target=f"schedule:{name}"))
-    return schedule
+    action = "schedule.enable" if enabled else "schedule.disable"
+    return ScheduleStore(db).update(name, enabled=bool(enabled),
+                                    audit=AuditEvent(actor=user.username, action=action, target=f"schedule:{name}"))
 
 
 def remove_schedule(db: Database, user: User | None, name: str) -> None:
@@ -68,5 +68,5 @@ def remove_schedule(db: Database, user: User | None, name: str) -> None:
         LookupError: no schedule is called ``name``.
     """
     user = authorize(user, "schedule")
-    ScheduleStore(db).remove(name)
-    Repository(db).audit(AuditEvent(actor=user.username, action="schedule.remove", target=f"schedule:{name}"))
+    ScheduleStore(db).remove(name, audit=AuditEvent(actor=user.username, action="schedule.remove",
+                                                   target=f"schedule:{name}"))

@@ -1,19 +1,21 @@
-"""Good-only evaluation layouts: MVTec AD categories and Magnetic Tile, with their pixel masks.
+"""Good-only data: a fit's good images (and optional labelled defects), their held-out split, and the evaluation
+layouts MVTec AD and Magnetic Tile with their pixel masks.
 
-Both give the same thing: good training images and labelled test images, each with the path of its defect mask
-(``None`` for good parts, whose mask is all zero).
+Both evaluation layouts give the same thing: good training images and labelled test images, each with the path of its
+defect mask (``None`` for good parts, whose mask is all zero).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from inspect_app.data.folders import list_images
+from inspect_app.data.folders import NO_GOOD_CLASS, find_good_class, list_images, require_dir
 from inspect_app.errors import DatasetError, ImageDecodeError
 from inspect_app.records import GOOD_CLASS
 
@@ -54,11 +56,6 @@ class AnomalySplit:
     test: tuple[EvalImage, ...]
 
 
-def _require_dir(path: Path, what: str) -> None:
-    if not path.is_dir():
-        raise DatasetError(f"{what} not found: {path}")
-
-
 def magnetic_tile(root: str | os.PathLike[str]) -> AnomalySplit:
     """The DifferNet protocol on Magnetic Tile: ``differnet_train_good.txt`` files to train, all others to test.
 
@@ -68,7 +65,7 @@ def magnetic_tile(root: str | os.PathLike[str]) -> AnomalySplit:
         DatasetError: the folder, the file list or a listed file is missing.
     """
     base = Path(root)
-    _require_dir(base, "Magnetic Tile folder")
+    require_dir(base, "Magnetic Tile folder")
     listing = base / MT_TRAIN_LIST
     if not listing.is_file():
         raise DatasetError(f"{base}: the training list {MT_TRAIN_LIST} is missing")
@@ -103,8 +100,8 @@ def mvtec_category(root: str | os.PathLike[str]) -> AnomalySplit:
         DatasetError: the category folder is missing ``train/good`` or ``test``.
     """
     base = Path(root)
-    _require_dir(base / "train" / GOOD_CLASS, "MVTec train/good folder")
-    _require_dir(base / "test", "MVTec test folder")
+    require_dir(base / "train" / GOOD_CLASS, "MVTec train/good folder")
+    require_dir(base / "test", "MVTec test folder")
     test: list[EvalImage] = []
     for folder in sorted(p for p in (base / "test").iterdir() if p.is_dir()):
         for path in list_images(folder):
@@ -128,3 +125,68 @@ def read_mask(path: Path | None, shape: tuple[int, int]) -> np.ndarray:
     if mask.shape != tuple(shape):
         mask = cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
     return mask > 0
+
+
+@dataclass(frozen=True)
+class GoodOnlyData:
+    """Images for a good-only fit.
+
+    Attributes:
+        good: defect-free images (bank + held-out calibration).
+        defects: optional labelled defective images (path, class), used only for the escape-rate threshold.
+    """
+
+    good: tuple[Path, ...]
+    defects: tuple[tuple[Path, str], ...] = ()
+
+
+def scan_good_only(data_dir: Path, good_class: str | None = None) -> GoodOnlyData:
+    """A folder of good images, or a class-folder data set whose good class holds the good images.
+
+    In the class-folder case, every other class folder holds labelled defects.
+
+    Args:
+        data_dir: the folder.
+        good_class: the good class folder's name; ``None`` finds it (``data.folders.find_good_class``).
+
+    Raises:
+        DatasetError: no images, or class folders none (or several) of which is named as the good one.
+    """
+    data_dir = Path(data_dir)
+    subdirs = sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if data_dir.is_dir() else []
+    if subdirs:
+        names = [p.name for p in subdirs]
+        if good_class == NO_GOOD_CLASS:
+            raise DatasetError(f"{data_dir}: a good-only model needs good images; --good-class {NO_GOOD_CLASS} "
+                               "leaves none")
+        try:
+            good_name = find_good_class(names, good_class)
+        except DatasetError as exc:
+            raise DatasetError(f"{data_dir}: {exc}; or pass a folder of good images only") from None
+        good = tuple(list_images(data_dir / str(good_name)))
+        defects = tuple((p, d.name) for d in subdirs if d.name != good_name for p in list_images(d))
+    else:
+        good = tuple(list_images(data_dir))
+        defects = ()
+    if len(good) < 2:
+        raise DatasetError(f"{data_dir}: need at least 2 good images to fit and calibrate, found {len(good)}")
+    return GoodOnlyData(good=good, defects=defects)
+
+
+def split_holdout(
+    paths: Sequence[Path], fraction: float, seed: int, at_least: int = 1, allow_all: bool = False
+) -> tuple[list[Path], list[Path]]:
+    """(bank, held-out) split of good images, reproducible from the seed and the sorted paths.
+
+    Args:
+        paths: the good images.
+        fraction: share held out.
+        seed: seed of the draw.
+        at_least: hold out at least this many (as far as there are images).
+        allow_all: every image may be held out (they all join the bank anyway); else one stays in the bank.
+    """
+    ordered = sorted(paths, key=str)
+    n_hold = min(max(1, round(len(ordered) * fraction), at_least), len(ordered) - (0 if allow_all else 1))
+    chosen = set(np.random.default_rng(seed).permutation(len(ordered))[:n_hold].tolist())
+    return [p for i, p in enumerate(ordered) if i not in chosen], [p for i, p in enumerate(ordered) if i in chosen]

@@ -31,7 +31,7 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _require_dir(folder: Path, what: str) -> None:
+def require_dir(folder: Path, what: str) -> None:
     """Raise DatasetError naming the folder unless it is an existing directory."""
     if not folder.exists():
         raise DatasetError(f"{what} not found: {folder}")
@@ -53,7 +53,7 @@ def list_images(folder: str | os.PathLike[str], recursive: bool = True) -> list[
         DatasetError: ``folder`` does not exist or is not a directory.
     """
     root = Path(folder)
-    _require_dir(root, "image folder")
+    require_dir(root, "image folder")
     found: list[tuple[str, Path]] = []
     for dirpath, dirnames, filenames in os.walk(root):
         # Pruning in place stops os.walk from descending into hidden folders at all.
@@ -154,7 +154,7 @@ class ClassFolderLayout:
             DatasetError: root missing, fewer than 2 class folders, or class folders without images (all named).
         """
         base = Path(root)
-        _require_dir(base, "data set folder")
+        require_dir(base, "data set folder")
         folders = {p.name: p for p in base.iterdir() if p.is_dir() and not _is_hidden(p.name)}
         classes = _order_classes(folders)
         if len(classes) < 2:

@@ -24,9 +24,9 @@ from inspect_app.data.folders import (
     Item,
     _class_seed,
     _order_classes,
-    _require_dir,
     class_counts,
     list_images,
+    require_dir,
     stratified_split,
 )
 from inspect_app.data.image_io import is_image_path
@@ -103,8 +103,8 @@ def load_dataset(path: str | os.PathLike[str], layout: str | None = None) -> Lab
 
 
 def _load_mvtec(root: Path) -> LabelledSet:
-    _require_dir(root / "train" / "good", "MVTec train/good folder")
-    _require_dir(root / "test", "MVTec test folder")
+    require_dir(root / "train" / "good", "MVTec train/good folder")
+    require_dir(root / "test", "MVTec test folder")
     items: list[Item] = []
     subsets: dict[Path, str] = {}
     masks: dict[Path, Path] = {}

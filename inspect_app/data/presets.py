@@ -8,6 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from inspect_app.config.recipes import RESIZE_MODES
+
 
 def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     """Resize an HxWx3 uint8 image to size x size (area filter when shrinking, to avoid aliasing)."""
@@ -66,7 +68,7 @@ def fit_square(image: np.ndarray, size: int, mode: str = "resize") -> np.ndarray
         return letterbox_square(image, size)
     if mode == "resize":
         return resize_square(image, size)
-    raise ValueError(f"resize mode {mode!r} is not one of resize, letterbox")
+    raise ValueError(f"resize mode {mode!r} is not one of {', '.join(RESIZE_MODES)}")
 
 
 def _small_affine(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -12,6 +12,9 @@ Four defect classes are drawn on top, each with a pixel mask of exactly where it
 Each image has its own random stream derived from (seed, split, class, index), so the same seed gives the same
 files, and asking for more images of one class leaves all others unchanged. Byte-identical output is guaranteed for
 the same seed on the same numpy/OpenCV build.
+
+This module renders a part (``synthesize``) and writes a data set (``generate_sample_data``); the surfaces are drawn
+by ``data.synthetic_surfaces``, the defects by ``data.synthetic_defects``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +33,8 @@ import cv2
 import numpy as np
 
 from inspect_app.data.image_io import write_image
+from inspect_app.data.synthetic_defects import draw_crack, draw_pit, draw_scratch, draw_stain
+from inspect_app.data.synthetic_surfaces import SURFACE_MAKERS, SURFACES
 from inspect_app.errors import DatasetError
 from inspect_app.records import GOOD_CLASS
 
@@ -37,7 +42,6 @@ logger = logging.getLogger(__name__)
 
 DEFECT_CLASSES: tuple[str, ...] = ("scratch", "crack", "pit", "stain")
 CLASSES: tuple[str, ...] = (GOOD_CLASS, *DEFECT_CLASSES)
-SURFACES: tuple[str, ...] = ("brushed", "machined", "ceramic")
 DEFAULT_PER_CLASS: Mapping[str, int] = {GOOD_CLASS: 60, "scratch": 30, "crack": 30, "pit": 30, "stain": 30}
 DEFAULT_INCOMING = 40
 INCOMING_GOOD_FRACTION = 0.7
@@ -49,8 +53,6 @@ _TRAIN_STREAM = 0
 _INCOMING_STREAM = 1
 _SHUFFLE_STREAM = 2
 _OUTPUTS = ("train", "masks", "incoming", "incoming_labels.csv", "README.md")
-# Layer values below this are cut to exactly zero, so pixels outside the mask are exactly the clean part.
-_CUTOFF = 0.03
 
 
 @dataclass(frozen=True)
@@ -98,302 +100,6 @@ class SampleDataSummary:
         return sum(self.counts.values())
 
 
-@dataclass
-class _Canvas:
-    """A clean surface being rendered: grey level, colour tint, where defects may go, lighting direction."""
-
-    grey: np.ndarray  # HxW float32, roughly 0..1
-    tint: np.ndarray  # (3,) RGB multipliers
-    region: np.ndarray  # HxW float32 0/1: the part's face, where defects are drawn
-    light: float  # angle the light comes from, radians
-    surface: str
-
-
-def _blurred_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    """Gaussian-blurred white noise rescaled to unit standard deviation."""
-    noise = cv2.GaussianBlur(rng.standard_normal(shape).astype(np.float32), (0, 0), sigma)
-    return noise / max(float(noise.std()), 1e-6)
-
-
-def _lighting(rng: np.random.Generator, s: int, yy: np.ndarray, xx: np.ndarray) -> tuple[np.ndarray, float]:
-    """A gentle linear gradient plus vignette, and the angle the light comes from."""
-    light = float(rng.uniform(0.0, 2.0 * np.pi))
-    strength = rng.uniform(0.04, 0.09)
-    u = ((xx - s / 2) * -np.cos(light) + (yy - s / 2) * -np.sin(light)) / s
-    r2 = ((xx - s / 2) ** 2 + (yy - s / 2) ** 2) / (s * s)
-    return (-strength * u * 2.0 - rng.uniform(0.05, 0.12) * r2).astype(np.float32), light
-
-
-def _brushed(rng: np.random.Generator, s: int, yy: np.ndarray, xx: np.ndarray) -> _Canvas:
-    """Brushed metal plate: long directional streaks, an anisotropic highlight band across them."""
-    m = int(s * 1.5) + 2
-    noise = rng.standard_normal((m, m)).astype(np.float32)
-    long_k = int(rng.integers(41, 121))
-    coarse = cv2.blur(noise, (long_k, 1))  # ksize is (width, height): averaging along x makes horizontal streaks
-    fine = cv2.blur(noise, (11, 1))
-    streaks = 0.75 * coarse / coarse.std() + 0.25 * fine / fine.std()
-    band_pos = rng.uniform(0.3, 0.7) * m
-    band_w = rng.uniform(0.12, 0.3) * s
-    band = np.exp(-(((np.arange(m, dtype=np.float32) - band_pos) / band_w) ** 2))
-    # The highlight of brushed metal runs across the brushing direction, so it varies along x like the streaks.
-    layers = np.dstack([streaks, np.broadcast_to(band[None, :], (m, m))]).astype(np.float32)
-    angle = float(rng.uniform(-25.0, 25.0) + rng.choice([0.0, 90.0]))
-    rot = cv2.getRotationMatrix2D((m / 2, m / 2), angle, 1.0)
-    rot[:, 2] -= (m - s) / 2  # land the centre of the big canvas on the centre of the output
-    layers = cv2.warpAffine(layers, rot, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    light, light_angle = _lighting(rng, s, yy, xx)
-    grey = (
-        rng.uniform(0.42, 0.6)
-        + rng.uniform(0.03, 0.055) * layers[:, :, 0]
-        + rng.uniform(0.05, 0.14) * layers[:, :, 1]
-        + light
-    )
-    tint = np.array([0.97, 1.0, 1.04], np.float32) * rng.uniform(0.98, 1.02, 3).astype(np.float32)
-    margin = int(0.06 * s)
-    region = np.zeros((s, s), np.float32)
-    region[margin:-margin, margin:-margin] = 1.0
-    return _Canvas(grey.astype(np.float32), tint, region, light_angle, "brushed")
-
-
-def _radial_profile(rng: np.random.Generator, n: int, sigma: float) -> np.ndarray:
-    """1-D smooth noise used as brightness against radius (lathe passes leave concentric bands)."""
-    raw = rng.standard_normal(n + 64).astype(np.float32)
-    k = np.exp(-0.5 * (np.arange(-16, 17, dtype=np.float32) / sigma) ** 2)
-    smooth = np.convolve(raw, k / k.sum(), mode="same")[32:-32]
-    return smooth / max(float(smooth.std()), 1e-6)
-
-
-def _machined(rng: np.random.Generator, s: int, yy: np.ndarray, xx: np.ndarray) -> _Canvas:
-    """Turned flange with a bore on a dark fixture: concentric tool marks, bow-tie specular, bright chamfers."""
-    cx, cy = s / 2 + rng.uniform(-0.04, 0.04, 2) * s
-    outer = rng.uniform(0.41, 0.47) * s
-    bore = rng.uniform(0.09, 0.15) * s
-    cham_out = rng.uniform(3.0, 6.0)
-    cham_in = rng.uniform(2.0, 4.0)
-    dx, dy = xx - cx, yy - cy
-    r = np.hypot(dx, dy)
-    theta = np.arctan2(dy, dx)
-    light, light_angle = _lighting(rng, s, yy, xx)
-
-    grid = np.arange(int(outer) + 80, dtype=np.float32)
-    bands = np.interp(r, grid, _radial_profile(rng, grid.size, rng.uniform(1.0, 3.0))).astype(np.float32)
-    period = rng.uniform(3.0, 5.0)
-    marks = np.sin(2 * np.pi * r / period + rng.uniform(0, 2 * np.pi))
-    bowtie = np.cos(2.0 * (theta - rng.uniform(0, np.pi)))
-    face = (
-        rng.uniform(0.45, 0.6)
-        + rng.uniform(0.02, 0.04) * bands
-        + rng.uniform(0.008, 0.018) * marks
-        + rng.uniform(0.05, 0.11) * bowtie
-        + light
-    )
-    facing = np.cos(theta - light_angle)
-    chamfer_outer = 0.7 + 0.15 * facing + 0.02 * bands
-    chamfer_inner = 0.55 - 0.2 * facing  # the bore's chamfer faces the other way, so its lit side is opposite
-    background = rng.uniform(0.1, 0.2) + 0.025 * _blurred_noise(rng, (s, s), 6.0) + 0.6 * light
-    hole = rng.uniform(0.04, 0.09) + 0.03 * (r / max(bore, 1.0))
-
-    # Soft 1-px edges instead of hard thresholds keep the part outline anti-aliased like a real camera image.
-    in_part = np.clip(outer - r + 0.5, 0.0, 1.0)
-    in_face = np.clip(outer - cham_out - r + 0.5, 0.0, 1.0)
-    out_bore_cham = np.clip(r - bore - cham_in + 0.5, 0.0, 1.0)
-    out_bore = np.clip(r - bore + 0.5, 0.0, 1.0)
-    ring = chamfer_inner * (1 - out_bore_cham) + face * out_bore_cham
-    part = hole * (1 - out_bore) + ring * out_bore
-    part = chamfer_outer * (1 - in_face) + part * in_face
-    grey = background * (1 - in_part) + part * in_part
-
-    region = ((r > bore + cham_in + 4) & (r < outer - cham_out - 4)).astype(np.float32)
-    tints = ([1.0, 1.0, 1.02], [1.02, 1.0, 0.97], [1.06, 0.99, 0.86])  # steel, aluminium, brass-ish
-    tint = np.array(tints[int(rng.choice(3, p=[0.45, 0.4, 0.15]))], np.float32)
-    return _Canvas(grey.astype(np.float32), tint, region, light_angle, "machined")
-
-
-def _ceramic(rng: np.random.Generator, s: int, yy: np.ndarray, xx: np.ndarray) -> _Canvas:
-    """Matte ceramic tile: pale, mottled, fine grain, often with a bevelled edge and dark gap beyond it."""
-    light, light_angle = _lighting(rng, s, yy, xx)
-    surface = (
-        rng.uniform(0.64, 0.76)
-        + rng.uniform(0.015, 0.03) * _blurred_noise(rng, (s, s), rng.uniform(8.0, 16.0))
-        + rng.uniform(0.008, 0.015) * _blurred_noise(rng, (s, s), 2.0)
-        + 0.7 * light
-    )
-    region = np.ones((s, s), np.float32)
-    grey = surface
-    if rng.random() < 0.65:
-        side = float(rng.integers(0, 4)) * np.pi / 2 + np.deg2rad(rng.uniform(-4.0, 4.0))
-        nx, ny = np.cos(side), np.sin(side)  # normal pointing into the tile
-        offset = rng.uniform(0.05, 0.18) * s
-        # The edge line sits ``offset`` in from the image border the normal points away from.
-        px = s / 2 - nx * (s / 2 - offset)
-        py = s / 2 - ny * (s / 2 - offset)
-        dist = (xx - px) * nx + (yy - py) * ny
-        bevel = rng.uniform(2.0, 4.0)
-        gap = rng.uniform(0.12, 0.25) + 0.02 * _blurred_noise(rng, (s, s), 3.0)
-        bevel_tone = surface + 0.12 * np.exp(-(((dist - bevel / 2) / (bevel / 2 + 0.5)) ** 2))
-        in_tile = np.clip(dist + 0.5, 0.0, 1.0)
-        in_face = np.clip(dist - bevel + 0.5, 0.0, 1.0)
-        grey = gap * (1 - in_tile) + (bevel_tone * (1 - in_face) + surface * in_face) * in_tile
-        region = (dist > bevel + 4).astype(np.float32)
-    margin = int(0.05 * s)
-    frame = np.zeros((s, s), np.float32)
-    frame[margin:-margin, margin:-margin] = 1.0
-    tints = ([1.03, 1.0, 0.93], [1.0, 1.0, 1.0], [1.02, 0.99, 0.97])  # ivory, white alumina, warm grey
-    tint = np.array(tints[int(rng.integers(0, 3))], np.float32)
-    return _Canvas(grey.astype(np.float32), tint, region * frame, light_angle, "ceramic")
-
-
-_SURFACE_MAKERS: dict[str, Callable[..., _Canvas]] = {"brushed": _brushed, "machined": _machined, "ceramic": _ceramic}
-
-
-def _pick_point(rng: np.random.Generator, region: np.ndarray) -> np.ndarray:
-    """A random (x, y) inside the region."""
-    ys, xs = np.nonzero(region > 0)
-    k = int(rng.integers(0, xs.size))
-    return np.array([xs[k], ys[k]], np.float64) + rng.uniform(-0.5, 0.5, 2)
-
-
-def _draw_path(canvas: np.ndarray, pts: np.ndarray, values: np.ndarray, thickness: np.ndarray) -> None:
-    """Anti-aliased polyline with per-segment intensity (0..1) and thickness, at 1/16-pixel precision."""
-    fixed = np.round(pts * 16).astype(np.int32)
-    for i in range(len(fixed) - 1):
-        colour = float(np.clip(values[i], 0.0, 1.0) * 255.0)
-        p, q = tuple(int(v) for v in fixed[i]), tuple(int(v) for v in fixed[i + 1])
-        cv2.line(canvas, p, q, colour, int(thickness[i]), cv2.LINE_AA, 4)
-
-
-def _cut(layer: np.ndarray) -> np.ndarray:
-    """Set faint values to exactly zero, so the mask (layer > 0) is exactly where the defect changed pixels."""
-    return np.where(layer < _CUTOFF, 0.0, layer).astype(np.float32)
-
-
-def _scratch(rng: np.random.Generator, cv: _Canvas, s: int) -> tuple[np.ndarray, np.ndarray]:
-    """Thin curved line, bright (glint) or dark (groove), fading at the ends; returns (multiplier, addend)."""
-    centre = _pick_point(rng, cv.region)
-    length = rng.uniform(0.3, 0.75) * s
-    ang = rng.uniform(0.0, np.pi)
-    d = np.array([np.cos(ang), np.sin(ang)])
-    n = np.array([-d[1], d[0]])
-    canvas = np.zeros((s, s), np.uint8)
-    lines = 1 + int(rng.random() < 0.35) * int(rng.integers(1, 3))
-    for k in range(lines):
-        shift = 0.0 if k == 0 else rng.uniform(3.0, 8.0) * rng.choice([-1.0, 1.0]) * k
-        span = length * (1.0 if k == 0 else rng.uniform(0.3, 0.7))
-        mid = centre + n * shift + d * (0.0 if k == 0 else rng.uniform(-0.2, 0.2) * length)
-        bend = rng.uniform(-0.12, 0.12) * span
-        p0, p2 = mid - d * span / 2, mid + d * span / 2
-        p1 = mid + n * bend
-        t = np.linspace(0.0, 1.0, 40)[:, None]
-        pts = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2 + rng.normal(0.0, 0.25, (40, 2))
-        fade = np.sqrt(np.sin(np.pi * t[:, 0]).clip(0.0)) * (1.0 if k == 0 else rng.uniform(0.4, 0.7))
-        width = np.full(40, 2 if k == 0 and rng.random() < 0.3 else 1)
-        _draw_path(canvas, pts, 0.3 + 0.7 * fade, width)
-    layer = _cut(canvas.astype(np.float32) / 255.0 * cv.region)
-    cx, cy = np.clip(centre.astype(int), 0, s - 1)
-    bright_ok = cv.grey[cy, cx] < 0.6
-    sign = 1.0 if bright_ok and rng.random() < 0.65 else -1.0
-    contrast = rng.uniform(0.25, 0.42)
-    return np.ones((s, s), np.float32), (sign * contrast * layer).astype(np.float32)
-
-
-def _walk(rng: np.random.Generator, start: np.ndarray, heading: float, steps: int, wiggle: float) -> np.ndarray:
-    """Random-walk path that keeps a general heading (a crack follows stress, it does not curl up)."""
-    pts = np.empty((steps + 1, 2))
-    pts[0] = start
-    theta = heading
-    for i in range(steps):
-        theta += 0.2 * (heading - theta) + rng.normal(0.0, wiggle)
-        pts[i + 1] = pts[i] + 2.4 * np.array([np.cos(theta), np.sin(theta)])
-    return pts
-
-
-def _crack(rng: np.random.Generator, cv: _Canvas, s: int) -> tuple[np.ndarray, np.ndarray]:
-    """Dark branching random-walk line, wider at its origin; returns (multiplier, addend)."""
-    canvas = np.zeros((s, s), np.uint8)
-    steps = int(rng.integers(30, 80))
-    main = _walk(rng, _pick_point(rng, cv.region), rng.uniform(0, 2 * np.pi), steps, rng.uniform(0.2, 0.4))
-    _draw_path(canvas, main, np.ones(steps), np.ones(steps))
-    headings = np.arctan2(np.diff(main[:, 1]), np.diff(main[:, 0]))
-    # The crack opens wider near its origin: a second pass shifted sideways by under a pixel widens it smoothly
-    # (a 2-px brush on a jagged path would leave blobs at every turn).
-    wide = int(steps * rng.uniform(0.2, 0.6))
-    if wide >= 2:
-        side = np.stack([-np.sin(headings[:wide]), np.cos(headings[:wide])], axis=1)
-        offset = main[:wide] + 0.8 * side
-        _draw_path(canvas, offset, np.ones(wide), np.ones(wide))
-    for _ in range(int(rng.integers(0, 4))):
-        at = int(rng.integers(steps // 5, steps - 5))
-        turn = rng.uniform(0.4, 1.1) * rng.choice([-1.0, 1.0])
-        branch_steps = int(rng.integers(6, 25))
-        branch = _walk(rng, main[at], headings[at] + turn, branch_steps, 0.35)
-        _draw_path(canvas, branch, np.linspace(1.0, 0.6, branch_steps), np.ones(branch_steps))
-    layer = _cut(canvas.astype(np.float32) / 255.0 * cv.region)
-    darkness = rng.uniform(0.55, 0.85)
-    return (1.0 - darkness * layer).astype(np.float32), np.zeros((s, s), np.float32)
-
-
-def _pit(
-    rng: np.random.Generator, cv: _Canvas, s: int, yy: np.ndarray, xx: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """1-3 blowholes: dark, deepest in the middle, rim lit on the side facing the light; (multiplier, addend)."""
-    mul = np.ones((s, s), np.float32)
-    add = np.zeros((s, s), np.float32)
-    first = _pick_point(rng, cv.region)
-    for k in range(int(rng.integers(1, 4))):
-        if k == 0 or rng.random() > 0.6:
-            centre = first if k == 0 else _pick_point(rng, cv.region)
-        else:  # porosity often comes in clusters
-            centre = first + rng.uniform(6.0, 22.0) * np.array([np.cos(a := rng.uniform(0, 2 * np.pi)), np.sin(a)])
-        radius = rng.uniform(3.0, 7.0)
-        aspect = rng.uniform(1.0, 1.3)
-        rot = rng.uniform(0.0, np.pi)
-        dx, dy = xx - centre[0], yy - centre[1]
-        u = dx * np.cos(rot) + dy * np.sin(rot)
-        v = (-dx * np.sin(rot) + dy * np.cos(rot)) * aspect
-        dist = np.hypot(u, v)
-        inside = np.clip(radius - dist + 0.5, 0.0, 1.0)
-        depth = inside * (0.65 + 0.35 * np.clip(1.0 - (dist / radius) ** 2, 0.0, 1.0))
-        facing = np.cos(np.arctan2(dy, dx) - cv.light)
-        rim = np.exp(-(((dist - radius - 0.6) / 0.9) ** 2)) * np.clip(0.35 + 0.65 * facing, 0.0, 1.0)
-        rim = np.where(dist > radius + 3.0, 0.0, rim)
-        mul *= 1.0 - rng.uniform(0.6, 0.85) * _cut(depth * cv.region)
-        add += rng.uniform(0.2, 0.4) * _cut(rim * cv.region)
-    return mul, add
-
-
-def _stain(
-    rng: np.random.Generator, cv: _Canvas, s: int, yy: np.ndarray, xx: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Soft irregular blob: rust, oil film or dried residue; returns per-channel (multiplier, addend)."""
-    centre = _pick_point(rng, cv.region)
-    radius = rng.uniform(12.0, 36.0)
-    dx, dy = xx - centre[0], yy - centre[1]
-    dist = np.hypot(dx, dy)
-    theta = np.arctan2(dy, dx)
-    outline = np.ones_like(theta)
-    for k in range(2, 6):
-        outline += rng.normal(0.0, 0.2 / k) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
-    soft = rng.uniform(2.0, 6.0)
-    body = np.clip((radius * outline - dist) / soft + 0.5, 0.0, 1.0)
-    mottle = 0.65 + 0.35 * np.clip(0.5 + 0.3 * _blurred_noise(rng, (s, s), 3.0), 0.0, 1.0)
-    strength = rng.uniform(0.55, 0.9)
-    alpha = _cut(body * mottle * strength * cv.region)[:, :, None]
-    kind = rng.choice(["rust", "oil", "residue"])
-    if kind == "rust":
-        target = np.array([1.12, 0.74, 0.45], np.float32) * rng.uniform(0.9, 1.05)
-        return (1.0 + alpha * (target - 1.0)).astype(np.float32), np.zeros((s, s, 3), np.float32)
-    if kind == "oil":
-        target = np.array([0.55, 0.55, 0.62], np.float32) * rng.uniform(0.8, 1.0)
-        return (1.0 + alpha * (target - 1.0)).astype(np.float32), np.zeros((s, s, 3), np.float32)
-    # Dried residue leaves a darker 'coffee ring' where the drop's edge was, over a faint film inside.
-    ring_w = rng.uniform(1.5, 4.0)
-    edge = np.exp(-(((radius * outline - dist) / ring_w - 1.0) ** 2)) * mottle
-    ring = _cut(edge * strength * cv.region)[:, :, None]
-    film = np.array([0.86, 0.84, 0.74], np.float32)
-    mul = (1.0 + alpha * (film - 1.0)) * (1.0 - 0.35 * ring)
-    return mul.astype(np.float32), np.zeros((s, s, 3), np.float32)
-
-
 def synthesize(label: str, rng: np.random.Generator, size: int = 256) -> SyntheticSample:
     """Render one part of class ``label`` (``good`` or one of ``DEFECT_CLASSES``).
 
@@ -412,7 +118,7 @@ def synthesize(label: str, rng: np.random.Generator, size: int = 256) -> Synthet
     s = int(size)
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
     surface = SURFACES[int(rng.integers(0, len(SURFACES)))]
-    cv = _SURFACE_MAKERS[surface](rng, s, yy, xx)
+    cv = SURFACE_MAKERS[surface](rng, s, yy, xx)
     clean = cv.grey[:, :, None] * cv.tint[None, None, :]
 
     mul: np.ndarray = np.ones((s, s, 1), np.float32)
@@ -421,13 +127,13 @@ def synthesize(label: str, rng: np.random.Generator, size: int = 256) -> Synthet
     min_area = max(12, s * s // 4000) if label == "pit" else max(30, s * s // 1600)
     for _ in range(20):  # a defect may land mostly off the part's face; draw again until it shows
         if label == "scratch":
-            m, a = _scratch(rng, cv, s)
+            m, a = draw_scratch(rng, cv, s)
         elif label == "crack":
-            m, a = _crack(rng, cv, s)
+            m, a = draw_crack(rng, cv, s)
         elif label == "pit":
-            m, a = _pit(rng, cv, s, yy, xx)
+            m, a = draw_pit(rng, cv, s, yy, xx)
         elif label == "stain":
-            m, a = _stain(rng, cv, s, yy, xx)
+            m, a = draw_stain(rng, cv, s, yy, xx)
         else:
             break
         mul = m if m.ndim == 3 else m[:, :, None]

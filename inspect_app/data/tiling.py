@@ -14,15 +14,15 @@ import numpy as np
 
 from inspect_app.errors import ConfigError
 
-RESIZE_MODES = ("square", "keep_aspect")
+TILING_MODES = ("square", "keep_aspect")
 # Longest side allowed relative to the tile size: bounds the work for a pathological strip-like image.
 MAX_SIDE_FACTOR = 8
 
 
-def check_resize_mode(mode: str) -> None:
-    """Raise ConfigError unless ``mode`` is one of ``RESIZE_MODES``."""
-    if mode not in RESIZE_MODES:
-        raise ConfigError(f"resize mode {mode!r} is not one of {', '.join(RESIZE_MODES)}")
+def check_tiling_mode(mode: str) -> None:
+    """Raise ConfigError unless ``mode`` is one of ``TILING_MODES``."""
+    if mode not in TILING_MODES:
+        raise ConfigError(f"resize mode {mode!r} is not one of {', '.join(TILING_MODES)}")
 
 
 def target_shape(height: int, width: int, tile: int, mode: str = "square", scale: float = 1.0) -> tuple[int, int]:
@@ -35,7 +35,7 @@ def target_shape(height: int, width: int, tile: int, mode: str = "square", scale
         mode: ``square`` (tile*scale on both sides) or ``keep_aspect`` (shorter side tile*scale).
         scale: resolution factor; 2 processes the image as a 2x2 grid of tiles (square mode).
     """
-    check_resize_mode(mode)
+    check_tiling_mode(mode)
     if scale < 1.0:
         raise ConfigError(f"tile scale {scale!r} must be at least 1")
     short = max(tile, round(tile * scale))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 
 from inspect_app.config.base import ConfigModel, choice
 from inspect_app.config.settings import DEVICES
-from inspect_app.data.tiling import RESIZE_MODES
+from inspect_app.data.tiling import TILING_MODES
 from inspect_app.models.anomaly import DEFAULT_LAYERS
 from inspect_app.models.nn_search import DEFAULT_EF_SEARCH, SEARCH_MODES
 from inspect_app.records import GOOD_CLASS
@@ -21,7 +21,6 @@ logger = logging.getLogger(__name__)
 
 ANOMALY_KIND = "patchcore"
 ANOMALY_CLASS = "anomaly"
-ProgressFn = Callable[[dict[str, Any]], None]
 # Options added after the first anomaly models were saved, with the values those models were calibrated under.
 LEGACY_CARD_DEFAULTS: dict[str, Any] = {
     "score_top_fraction": 0.0, "holdout_in_bank": False, "flat_field": 0.0, "position_norm": False,
@@ -99,7 +98,7 @@ class AnomalyConfig(ConfigModel):
     layers: tuple[int, ...] = Field(DEFAULT_LAYERS, min_length=1)
     neighbourhood: int = Field(3, ge=1)
     input_size: int = Field(224, ge=1)
-    resize: choice(AUTO_RESIZE, *RESIZE_MODES) = AUTO_RESIZE
+    resize: choice(AUTO_RESIZE, *TILING_MODES) = AUTO_RESIZE
     tile_scale: float = Field(1.0, ge=1)
     tile_overlap: float = Field(0.25, ge=0, lt=0.9)
     # Off by default: on Magnetic Tile (3 seeds) it moved image AUROC within the seed spread (0.9894 vs 0.9886 on

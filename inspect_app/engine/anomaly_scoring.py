@@ -1,10 +1,11 @@
-"""Scoring with a fitted PatchCore: tiles, patch grids, maps, the image score and its normalisation."""
+"""Scoring with a fitted PatchCore: loading it, tiles, patch grids, maps, the image score and its normalisation."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,16 +19,20 @@ from inspect_app.data.tiling import (
     target_shape,
 )
 from inspect_app.engine.anomaly_config import (
+    ANOMALY_KIND,
     AUTO_RESIZE,
     AnomalyConfig,
     auto_resize,
 )
+from inspect_app.engine.device import to_input
+from inspect_app.errors import ConfigError
 from inspect_app.models.anomaly import (
     PatchCore,
     gaussian_blur,
     stitch,
     upsample_patches,
 )
+from inspect_app.models.checkpoint import ModelCard, load_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +61,7 @@ def top_fraction_mean(values: torch.Tensor, fraction: float) -> float:
 
 def to_device(tiles: np.ndarray, device: torch.device) -> torch.Tensor:
     """(T, t, t, 3) uint8 tiles → (T, 3, t, t) float [0, 1] on the device (convert after the 4x smaller copy)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(tiles.transpose(0, 3, 1, 2)))
-    return tensor.to(device, non_blocking=True).float().div_(255.0)
+    return to_input(torch.from_numpy(np.ascontiguousarray(tiles.transpose(0, 3, 1, 2))), device)
 
 
 def tile_images(images: Sequence[np.ndarray], config: AnomalyConfig) -> tuple[np.ndarray, list[tuple[int, Any, Any]]]:
@@ -222,3 +226,13 @@ def denormalize(score: float, center: float, threshold: float) -> float:
     return threshold + x * scale
 
 
+def load_anomaly_model(folder: Path, device: str | torch.device = "cpu") -> tuple[PatchCore, ModelCard, AnomalyConfig]:
+    """A saved good-only model ready to score as the line scores: its recipe from the card, its search built."""
+    model, card = load_checkpoint(Path(folder), device)
+    if card.kind != ANOMALY_KIND:
+        raise ConfigError(f"{folder} holds a {card.kind!r} model, not a {ANOMALY_KIND!r} one")
+    device = model.mean.device
+    config = AnomalyConfig.from_card(card.train_config, device=device.type)
+    model.configure_search(config.nn_search, config.hnsw_ef_search)
+    model.prepare_search()  # the graph is built (and checked) at load time, not on the first frame of a live line
+    return model, card, config

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +44,11 @@ from inspect_app.engine.metrics import (
     threshold_for_escape_rate,
     threshold_for_false_reject,
 )
+from inspect_app.engine.progress import CountProgressFn
 from inspect_app.errors import DatasetError, ImageDecodeError
 from inspect_app.records import Decision
 
 logger = logging.getLogger(__name__)
-
-ProgressFn = Callable[[int, int], None]
 
 
 def _plots(report: dict[str, Any], truth_defect: np.ndarray, scores: np.ndarray, out: Path) -> list[str]:
@@ -172,7 +171,7 @@ def evaluate_model(
     target_escape: float | None = None,
     target_false_reject: float | None = None,
     max_heatmaps: int = 100,
-    progress: ProgressFn | None = None,
+    progress: CountProgressFn | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on a labelled data set and write the report, plots and NG heatmaps.
 

@@ -10,9 +10,8 @@ import numpy as np
 import torch
 
 from inspect_app.data.presets import fit_square, to_chw_uint8
-from inspect_app.engine.anomaly import load_anomaly_model
 from inspect_app.engine.anomaly_config import ANOMALY_CLASS, ANOMALY_KIND
-from inspect_app.engine.anomaly_scoring import normalize
+from inspect_app.engine.anomaly_scoring import load_anomaly_model, normalize
 from inspect_app.engine.device import resolve_device
 from inspect_app.engine.explain import normalize_map
 from inspect_app.engine.screening import refine_level, score_screened

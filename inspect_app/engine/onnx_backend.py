@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from inspect_app.config.pipeline import BACKENDS
-from inspect_app.engine.anomaly import load_anomaly_model
 from inspect_app.engine.anomaly_config import ANOMALY_KIND
+from inspect_app.engine.anomaly_scoring import load_anomaly_model
 from inspect_app.engine.infer import Inspector
 from inspect_app.errors import CheckpointError, ConfigError
 from inspect_app.models.checkpoint import read_card

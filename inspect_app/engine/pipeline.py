@@ -14,33 +14,32 @@ so a live station gets low latency and a folder run gets full batches. Unreadabl
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import queue
 import signal
 import tempfile
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from inspect_app.data.sources import Captured, FrameError, Gap, Source, folder_source
+from inspect_app.data.source_base import FrameError, Gap, Source
+from inspect_app.data.source_files import folder_source
 from inspect_app.engine.infer import Inspector
-from inspect_app.engine.sinks import Item, ResilientSink, Sink
+from inspect_app.engine.pipeline_queue import Envelope, FrameQueue
+from inspect_app.engine.pipeline_stats import PipelineStats, write_stats_file
+from inspect_app.engine.pipeline_stats import format_stats as format_stats  # re-exported for the CLI
+from inspect_app.engine.progress import CountProgressFn
+from inspect_app.engine.sink_base import Sink, SinkItem
+from inspect_app.engine.sink_spool import ResilientSink
 from inspect_app.records import Decision, Frame, Inspection, InspectionSummary, utcnow
 
 logger = logging.getLogger(__name__)
 
-ProgressFn = Callable[[int, int], None]
 StatsFn = Callable[[dict[str, Any]], None]
-STAGES = ("capture", "queue", "infer", "sinks", "end_to_end")
-_POLL_S = 0.2  # how often blocked loops look at the stop flag and the stats clock
 
 
 @dataclass
@@ -88,172 +87,6 @@ class FolderRunResult:
         )
 
 
-@dataclass
-class Envelope:
-    """A captured item on its way through the queues, with the timings the live figures need."""
-
-    item: Captured
-    live: bool
-    t_captured: float
-    capture_ms: float
-
-
-class FrameQueue:
-    """Bounded queue between capture threads and the batch assembler.
-
-    ``put`` of a live envelope into a full queue drops the oldest queued *live* envelope (counted per source); any
-    other put blocks until there is room, so file sources never lose an image.
-
-    Args:
-        maxsize: capacity in envelopes.
-        producers: number of capture threads that will call ``producer_done``.
-    """
-
-    def __init__(self, maxsize: int, producers: int) -> None:
-        if maxsize < 1:
-            raise ValueError(f"queue size {maxsize!r} must be a positive integer")
-        self.maxsize = maxsize
-        self._items: deque[Envelope] = deque()
-        self._cond = threading.Condition()
-        self._producers = producers
-        self.dropped: Counter[str] = Counter()
-
-    @property
-    def depth(self) -> int:
-        """Envelopes waiting now."""
-        return len(self._items)
-
-    def put(self, envelope: Envelope) -> None:
-        """Enqueue, dropping the oldest live frame or blocking when full (see class doc)."""
-        with self._cond:
-            while len(self._items) >= self.maxsize:
-                if envelope.live:
-                    victim = next((e for e in self._items if e.live), None)
-                    if victim is not None:
-                        self._items.remove(victim)
-                        self.dropped[victim.item.source] += 1
-                        continue
-                self._cond.wait(_POLL_S)
-            self._items.append(envelope)
-            self._cond.notify_all()
-
-    def producer_done(self) -> None:
-        """A capture thread has finished."""
-        with self._cond:
-            self._producers -= 1
-            self._cond.notify_all()
-
-    def get_batch(self, max_batch: int, max_wait_s: float, poll_s: float = _POLL_S) -> list[Envelope] | None:
-        """Up to ``max_batch`` envelopes, waiting at most ``max_wait_s`` after the first one.
-
-        Returns:
-            A batch; an empty list when nothing arrived within ``poll_s`` (so the caller can report figures); or
-            ``None`` once every producer is done and the queue is empty.
-        """
-        with self._cond:
-            if not self._items:
-                if self._producers <= 0:
-                    return None
-                self._cond.wait(poll_s)
-                if not self._items:
-                    return None if self._producers <= 0 else []
-            batch = [self._items.popleft()]
-            deadline = time.perf_counter() + max_wait_s
-            while len(batch) < max_batch:
-                if self._items:
-                    batch.append(self._items.popleft())
-                    continue
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0 or self._producers <= 0:
-                    break
-                self._cond.wait(remaining)
-            self._cond.notify_all()
-            return batch
-
-
-class PipelineStats:
-    """Live figures: frames/s, per-stage latency percentiles, queue depth, drops, gaps.
-
-    Args:
-        name: pipeline name (written into the snapshot).
-        window: latencies kept per stage (the most recent ones).
-    """
-
-    def __init__(self, name: str, window: int = 20_000) -> None:
-        self.name = name
-        self.started = time.perf_counter()
-        self.latencies: dict[str, deque[float]] = {stage: deque(maxlen=window) for stage in STAGES}
-        self.frames = 0
-        self.errors = 0
-        self._lock = threading.Lock()
-        self._last = (self.started, 0)
-
-    def record(self, stage: str, milliseconds: float, count: int = 1) -> None:
-        """Add ``count`` observations of one latency to a stage."""
-        with self._lock:
-            self.latencies[stage].extend([milliseconds] * count)
-
-    def count(self, frames: int, errors: int) -> None:
-        """Add handled frames and error rows."""
-        with self._lock:
-            self.frames += frames
-            self.errors += errors
-
-    def snapshot(self, queue: FrameQueue | None = None, sources: Sequence[Source] = ()) -> dict[str, Any]:
-        """A JSON-ready dict of the figures so far (``fps_recent`` covers the time since the last snapshot)."""
-        now = time.perf_counter()
-        with self._lock:
-            latency = {}
-            for stage, values in self.latencies.items():
-                if values:
-                    p50, p95, p99 = (float(v) for v in np.percentile(np.fromiter(values, np.float64), [50, 95, 99]))
-                    latency[stage] = {"p50": round(p50, 2), "p95": round(p95, 2), "p99": round(p99, 2)}
-            elapsed = now - self.started
-            last_t, last_frames = self._last
-            recent = (self.frames - last_frames) / (now - last_t) if now > last_t else 0.0
-            self._last = (now, self.frames)
-            frames, errors = self.frames, self.errors
-        return {
-            "name": self.name,
-            "updated_at": utcnow().isoformat(),
-            "elapsed_s": round(elapsed, 2),
-            "frames": frames,
-            "errors": errors,
-            "fps": round(frames / elapsed, 2) if elapsed > 0 else 0.0,
-            "fps_recent": round(recent, 2),
-            "queue_depth": queue.depth if queue is not None else 0,
-            "dropped": dict(queue.dropped) if queue is not None else {},
-            "skipped": sum(s.counters.skipped for s in sources),
-            "gaps": {s.name: len(s.counters.gaps) for s in sources if s.counters.gaps},
-            "latency_ms": latency,
-        }
-
-
-def format_stats(snapshot: dict[str, Any]) -> str:
-    """One line of live figures for a terminal or a log."""
-    parts = [f"{snapshot['frames']} frames", f"{snapshot['fps_recent']:.1f} fps", f"queue {snapshot['queue_depth']}"]
-    dropped = sum(snapshot["dropped"].values())
-    parts.append(f"dropped {dropped}")
-    if snapshot["errors"]:
-        parts.append(f"errors {snapshot['errors']}")
-    if snapshot["gaps"]:
-        parts.append(f"gaps {sum(snapshot['gaps'].values())}")
-    for stage in ("infer", "end_to_end"):
-        if stage in snapshot["latency_ms"]:
-            q = snapshot["latency_ms"][stage]
-            parts.append(f"{stage} p50/p95/p99 {q['p50']:.0f}/{q['p95']:.0f}/{q['p99']:.0f} ms")
-    return " | ".join(parts)
-
-
-def write_stats_file(path: Path, snapshot: dict[str, Any]) -> None:
-    """Replace ``path`` atomically with the snapshot as JSON (the dashboard may read it at any moment)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(snapshot, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 class Pipeline:
     """Runs sources through one ``Inspector`` into sinks (see the module doc for the flow).
 
@@ -284,7 +117,7 @@ class Pipeline:
         stats_interval_s: float = 10.0,
         on_stats: StatsFn | None = None,
         stats_path: Path | None = None,
-        progress: ProgressFn | None = None,
+        progress: CountProgressFn | None = None,
         spool_dir: Path | None = None,
     ) -> None:
         if not sources:
@@ -301,7 +134,7 @@ class Pipeline:
         self.queue = FrameQueue(queue_size, producers=len(self.sources))
         # Two batches in flight towards the sinks keep inference busy while the database writes; the sink queue
         # blocks when full (never drops), which slows inference down to what the sinks can store.
-        self._to_sinks: queue.Queue[tuple[list[Item], list[Envelope]] | None] = queue.Queue(maxsize=2)
+        self._to_sinks: queue.Queue[tuple[list[SinkItem], list[Envelope]] | None] = queue.Queue(maxsize=2)
         self.stats = PipelineStats(name)
         self.stats_interval_s = stats_interval_s
         self.on_stats = on_stats
@@ -349,7 +182,7 @@ class Pipeline:
             except Exception:  # the sinks are guarded; this only protects the counting from taking the thread down
                 logger.exception("pipeline %s: failed to account for a written batch", self.name)
 
-    def _write(self, items: list[Item], envelopes: list[Envelope]) -> None:
+    def _write(self, items: list[SinkItem], envelopes: list[Envelope]) -> None:
         t0 = time.perf_counter()
         for sink in self.sinks:
             items = list(sink.write(items))
@@ -375,7 +208,7 @@ class Pipeline:
 
     # inference ---------------------------------------------------------------------------------------------------
 
-    def _infer(self, batch: list[Envelope]) -> list[Item]:
+    def _infer(self, batch: list[Envelope]) -> list[SinkItem]:
         # A model-following inspector (lifecycle.active_model) swaps only here, between batches, never inside one.
         poll = getattr(self.inspector, "poll", None)
         if poll is not None:
@@ -390,7 +223,7 @@ class Pipeline:
         if frames:
             self.stats.record("infer", infer_ms, len(frames))
         model_version = self.inspector.card.name
-        items: list[Item] = []
+        items: list[SinkItem] = []
         for envelope in batch:
             item = envelope.item
             if isinstance(item, FrameError):
@@ -511,7 +344,7 @@ def inspect_folder(
     line: str,
     batch_size: int = 16,
     skip_hashes: set[str] | None = None,
-    progress: ProgressFn | None = None,
+    progress: CountProgressFn | None = None,
 ) -> FolderRunResult:
     """Inspect every image under ``folder`` (recursive, stable order) through the pipeline; nothing is dropped.
 

@@ -7,12 +7,10 @@ time bounds are timezone-aware, ``since`` inclusive and ``until`` exclusive.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import random
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exists, select
@@ -34,7 +32,6 @@ __all__ = [
     "recent_reviews",
     "reviewed_labels",
     "station_comparison",
-    "write_review_manifest",
 ]
 
 
@@ -188,22 +185,3 @@ def reviewed_labels(db: Database, since: datetime | None = None) -> list[tuple[s
             (path, GOOD_CLASS if verdict == Decision.OK.value else (defect or "defect"))
             for path, verdict, defect in session.execute(stmt).all()
         ]
-
-
-def write_review_manifest(db: Database, path: Path, since: datetime | None = None) -> int:
-    """Write the reviewed parts as a CSV manifest (``path,label``) for the next fine-tuning run; returns the rows.
-
-    Raises:
-        ValueError: nothing has been reviewed (an empty manifest would silently add nothing).
-    """
-    labels = reviewed_labels(db, since=since)
-    if not labels:
-        raise ValueError("no reviewed parts yet; review parts on the Review page first")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "label"])
-        writer.writerows(labels)
-    logger.info("wrote %d reviewed parts to %s", len(labels), path)
-    return len(labels)

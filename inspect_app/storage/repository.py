@@ -748,8 +748,8 @@ class Repository:
                 manifest_path=row.manifest_path, created_at=row.created_at,
             )
 
-    def add_schedule(self, schedule: Schedule) -> int:
-        """Record a schedule and return its id.
+    def add_schedule(self, schedule: Schedule, audit: AuditEvent | None = None) -> int:
+        """Record a schedule and return its id; ``audit`` is written in the same transaction.
 
         Raises:
             StorageError: the name is taken.
@@ -765,6 +765,8 @@ class Repository:
                 created_at=schedule.created_at,
             )
             session.add(row)
+            if audit is not None:
+                self._audit(session, audit)
             session.flush()
             return row.id
 

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 
 from inspect_app.errors import StorageError
-from inspect_app.records import Inspection, inspection_from_json, inspection_to_json
+from inspect_app.records import Inspection, inspection_from_json, inspection_to_json, spooled_count
 from inspect_app.storage.db import is_unreachable
 from inspect_app.storage.repository import Repository
 from inspect_app.storage.tables import InspectionRow
@@ -54,10 +54,7 @@ class SpoolingRepository:
     @property
     def pending(self) -> int:
         """Rows waiting in the spool file."""
-        if not self.path.exists():
-            return 0
-        with open(self.path, encoding="utf-8") as fh:
-            return sum(1 for line in fh if line.strip())
+        return spooled_count(self.path)
 
     def pending_hashes(self) -> set[str]:
         """Content hashes of the rows waiting in the spool (still part of the skip list while the database is down)."""

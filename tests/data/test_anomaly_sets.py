@@ -67,3 +67,12 @@ def test_real_magnetic_tile_follows_the_differnet_protocol() -> None:
     assert sum(not t.is_defect for t in split.test) == 191
     assert sum(t.is_defect for t in split.test) == 392
     assert all(t.mask is not None for t in split.test)
+
+
+def test_a_file_given_as_a_layout_folder_is_named_as_not_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "mt.zip").write_bytes(b"PK")
+    with pytest.raises(DatasetError, match=r"Magnetic Tile folder is not a directory: .*mt\.zip"):
+        magnetic_tile(tmp_path / "mt.zip")
+    with pytest.raises(DatasetError, match="MVTec test folder not found"):
+        _img(tmp_path / "bottle" / "train" / "good" / "000.png")
+        mvtec_category(tmp_path / "bottle")

@@ -16,7 +16,7 @@ def test_letterbox_keeps_aspect_ratio_on_black_padding() -> None:
     assert (out[16:48] == 200).all()
     stretched = fit_square(image, 64, "resize")
     assert (stretched == 200).all()
-    with pytest.raises(ValueError, match="'crop'"):
+    with pytest.raises(ValueError, match="'crop' is not one of resize, letterbox"):
         fit_square(image, 64, "crop")
 
 

@@ -10,18 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from inspect_app.data.anomaly_sets import EvalImage
+from inspect_app.data.anomaly_sets import EvalImage, GoodOnlyData, scan_good_only
 from inspect_app.data.image_io import write_image
 from inspect_app.data.synthetic import synthesize
-from inspect_app.engine.anomaly import (
-    GoodOnlyData,
-    calibration,
-    evaluate_anomaly,
-    fit_anomaly,
-    scan_good_only,
-    update_anomaly,
-)
+from inspect_app.engine.anomaly import calibration, fit_anomaly, update_anomaly
 from inspect_app.engine.anomaly_config import LEGACY_CARD_DEFAULTS, AnomalyConfig
+from inspect_app.engine.anomaly_eval import evaluate_anomaly
 from inspect_app.engine.anomaly_scoring import (
     MIN_SCALE_TILES,
     TileGrids,
@@ -446,7 +440,7 @@ def test_the_reload_check_fails_the_training_when_the_saved_model_scores_otherwi
     from safetensors.torch import load_file, save_file
 
     from inspect_app.data.image_io import read_image
-    from inspect_app.engine.anomaly import check_reload
+    from inspect_app.engine.anomaly_reload import check_reload
     from inspect_app.errors import ReloadCheckError
 
     model_dir, _, root = fitted

@@ -84,3 +84,20 @@ def test_preprocess_letterboxes_when_the_model_was_trained_so(checkpoint: Path) 
     boxed = Inspector(checkpoint, device="cpu").preprocess([wide])[0]
     assert boxed.shape == (3, 64, 64)
     assert int(boxed[:, :8].max()) == 0 and int(boxed[:, 24:40].min()) == 255  # black bands above, content centred
+
+
+def test_inference_loads_no_fitting_or_evaluation_code() -> None:
+    """A station only scores: importing the Inspector must not pull in bank building, fitting or evaluation."""
+    import subprocess
+    import sys
+
+    fitting = ["inspect_app.engine.anomaly", "inspect_app.engine.anomaly_bank", "inspect_app.engine.anomaly_eval",
+               "inspect_app.engine.anomaly_reload", "inspect_app.engine.coreset", "inspect_app.engine.train"]
+    script = (
+        "import sys, inspect_app.engine.infer, inspect_app.engine.onnx_backend\n"
+        f"print(sorted(m for m in {fitting!r} if m in sys.modules))\n"
+        "print('inspect_app.engine.anomaly_scoring' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:2] == ["[]", "True"]

@@ -17,7 +17,9 @@ import pytest
 from inspect_app.data.image_io import write_image
 from inspect_app.data.sources import VideoSource, WatchFolderSource, folder_source
 from inspect_app.engine.infer import Inspector
-from inspect_app.engine.pipeline import Envelope, FrameQueue, Pipeline, format_stats, inspect_folder
+from inspect_app.engine.pipeline import Pipeline, inspect_folder
+from inspect_app.engine.pipeline_queue import Envelope, FrameQueue
+from inspect_app.engine.pipeline_stats import format_stats
 from inspect_app.engine.sinks import CsvSink, DatabaseSink, HeatmapFileSink, JsonLinesSink
 from inspect_app.records import Decision, Frame, utcnow
 from inspect_app.storage.db import Database

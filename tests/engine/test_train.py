@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from inspect_app.config.recipes import TrainConfig
-from inspect_app.engine.train import build_optimizer, fit
+from inspect_app.engine.train import fit
+from inspect_app.engine.train_optim import build_optimizer
 from inspect_app.models.checkpoint import load_checkpoint
 from inspect_app.models.classifier import Classifier
 
@@ -65,7 +66,8 @@ def test_fit_learns_an_easy_task_and_reproduces(tmp_path: Path) -> None:
 
 
 def test_frozen_bn_keeps_running_statistics() -> None:
-    from inspect_app.engine.train import set_train_mode, zero_init_head
+    from inspect_app.engine.train import zero_init_head
+    from inspect_app.engine.train_epoch import set_train_mode
 
     model = Classifier("efficientnet_lite0", 2, (0.5,) * 3, (0.5,) * 3, pretrained=True)
     zero_init_head(model)
@@ -82,7 +84,7 @@ def test_frozen_bn_keeps_running_statistics() -> None:
 
 # ------------------------------------------------------------------------------------------ recipe building blocks
 def test_layer_decay_lowers_the_rate_towards_the_stem() -> None:
-    from inspect_app.engine.train import build_optimizer
+    from inspect_app.engine.train_optim import build_optimizer
 
     model = Classifier("efficientnet_lite0", 3, (0.5,) * 3, (0.5,) * 3, pretrained=False)
     optimizer = build_optimizer(model, TrainConfig(lr=0.01, layer_decay=0.5, optimizer="sgd"))
@@ -96,7 +98,7 @@ def test_layer_decay_lowers_the_rate_towards_the_stem() -> None:
 
 
 def test_probe_epochs_hold_the_backbone_then_warm_it_up() -> None:
-    from inspect_app.engine.train import build_optimizer, build_scheduler
+    from inspect_app.engine.train_optim import build_optimizer, build_scheduler
 
     model = Classifier("efficientnet_lite0", 2, (0.5,) * 3, (0.5,) * 3, pretrained=False)
     config = TrainConfig(epochs=4, probe_epochs=1, warmup_epochs=1.0, lr=0.01)
@@ -115,7 +117,7 @@ def test_probe_epochs_hold_the_backbone_then_warm_it_up() -> None:
 
 
 def test_step_schedule_drops_by_gamma() -> None:
-    from inspect_app.engine.train import build_optimizer, build_scheduler
+    from inspect_app.engine.train_optim import build_optimizer, build_scheduler
 
     model = Classifier("efficientnet_lite0", 2, (0.5,) * 3, (0.5,) * 3, pretrained=False)
     config = TrainConfig(epochs=6, schedule="step", step_epochs=2, step_gamma=0.1, warmup_epochs=0.1, lr=0.01)
@@ -131,7 +133,7 @@ def test_step_schedule_drops_by_gamma() -> None:
 
 
 def test_class_weights_average_one_over_the_training_images() -> None:
-    from inspect_app.engine.train import class_weights
+    from inspect_app.engine.train_epoch import class_weights
 
     counts = [90, 10]
     for mode in ("sqrt", "balanced"):
@@ -143,7 +145,7 @@ def test_class_weights_average_one_over_the_training_images() -> None:
 
 
 def test_mixup_and_cutmix_give_soft_targets_that_sum_to_one() -> None:
-    from inspect_app.engine.train import mix_batch
+    from inspect_app.engine.train_epoch import mix_batch
 
     inputs = torch.rand(6, 3, 16, 16)
     targets = torch.tensor([0, 1, 2, 0, 1, 2])
@@ -157,7 +159,7 @@ def test_mixup_and_cutmix_give_soft_targets_that_sum_to_one() -> None:
 
 
 def test_weight_ema_follows_the_weights_with_a_ramp() -> None:
-    from inspect_app.engine.train import WeightEma
+    from inspect_app.engine.train_epoch import WeightEma
 
     model = torch.nn.Linear(2, 1)
     ema = WeightEma(model, decay=0.99)
@@ -173,7 +175,7 @@ def test_weight_ema_follows_the_weights_with_a_ramp() -> None:
 
 
 def test_selection_key_prefers_lower_escape_rate_then_recall() -> None:
-    from inspect_app.engine.train import selection_key
+    from inspect_app.engine.train_epoch import selection_key
 
     a = {"loss": 0.5, "macro_recall": 0.9, "accuracy": 0.9, "operating_point": {"escape_rate": 0.10}}
     b = {"loss": 0.4, "macro_recall": 0.95, "accuracy": 0.95, "operating_point": {"escape_rate": 0.20}}
