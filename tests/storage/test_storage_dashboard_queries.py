@@ -9,7 +9,7 @@ import pytest
 
 from inspect_app.records import Decision, Review
 from inspect_app.storage import Database, Repository, dashboard_queries
-from inspect_app.storage.tables import SCORE_BINS, UNCLASSIFIED
+from inspect_app.storage.tables import UNCLASSIFIED
 
 MOMENT = datetime(2024, 3, 10, 8, 0, tzinfo=UTC)
 
@@ -51,6 +51,7 @@ def test_station_comparison_per_line_and_station_over_whole_and_partial_hours(
     assert [(r["line"], r["station"], r["total"], r["decided"], r["ng"]) for r in everything] == [
         ("line-b", "s1", 2, 2, 2), ("line-a", "s1", 2, 2, 1), ("line-a", "s2", 1, 1, 0), ("line-b", "s3", 2, 1, 0),
     ]
+    assert [(r["ok"], r["review"], r["errors"]) for r in everything] == [(0, 0, 0), (1, 0, 0), (1, 0, 0), (1, 0, 1)]
     since = rows[1].created_at  # 25 minutes into the first hour: row 0 is left out
     windowed = dashboard_queries.station_comparison(db, since=since, line="line-a")
     assert [(r["line"], r["station"], r["total"], r["ng"]) for r in windowed] == [("line-a", "s1", 1, 0),
@@ -91,26 +92,6 @@ def test_reviewed_labels_and_recent(db: Database, repo: Repository, inspection_f
     recent = dashboard_queries.recent_reviews(db)
     # Both relabel the model: inspection 2 was NG and judged OK; inspection 1 was NG scratch and judged NG stain.
     assert [(r["inspection_id"], r["verdict"], r["changed"]) for r in recent] == [(1, "NG", True), (2, "OK", True)]
-
-
-def test_population_stability_and_drift(db: Database, repo: Repository, inspection_factory: Any) -> None:
-    assert dashboard_queries.population_stability([10, 10], [20, 20]) == pytest.approx(0.0)
-    assert dashboard_queries.population_stability([90, 10], [10, 90]) > 1.0
-    with pytest.raises(ValueError, match="2 and 3 bins"):
-        dashboard_queries.population_stability([1, 1], [1, 1, 1])
-    assert dashboard_queries.reference_histogram([0.0, 0.05, 0.999, 1.5, -1]) == [3] + [0] * (SCORE_BINS - 2) + [2]
-    _seed(repo, inspection_factory)
-    same = [0.05, 0.95, 0.85, 0.75, 0.15, 0.25]
-    low = [0.01] * 50
-    [match] = dashboard_queries.score_drift(db, same)
-    [shifted] = dashboard_queries.score_drift(db, low)
-    assert match["n"] == 6 and match["psi"] == pytest.approx(0.0) and not match["drifted"]
-    assert shifted["drifted"] and shifted["psi"] > dashboard_queries.DRIFT_PSI_LIMIT
-    with pytest.raises(ValueError, match="validation scores"):
-        dashboard_queries.score_drift(db, [])
-
-
-# --- the Review page's filtered, paged queue -------------------------------------------------------------------------
 
 
 def _review_rows(repo: Repository, factory: Any) -> list:

@@ -465,15 +465,3 @@ def test_model_comparisons_table(plant: dict) -> None:
     frame = next(d.value for d in at.dataframe if "Candidate" in d.value.columns)
     assert list(frame["Candidate"]) == ["m2"] and list(frame["Champion escape"]) == ["5.0 %"]
     assert not frame["Promoted"].iloc[0]
-
-
-# --- Drift ----------------------------------------------------------------------------------------------------------
-
-
-def test_drift_flags_a_day_far_from_validation_scores(plant: dict) -> None:
-    at = _open("drift")
-    frame = at.dataframe[0].value
-    assert frame["Scored parts"].sum() == len(plant["rows"])
-    # The seeded day has many high scores against a mostly-low good reference: a major shift.
-    assert frame["Drifted"].any() and at.warning
-
