@@ -69,10 +69,13 @@ def _metrics(rng: random.Random) -> dict:
     }
 
 
-def seed(url: str, rows: int, days: int = 30, seed_value: int = 0) -> dict[str, float]:
-    """Fill ``url``; returns the seconds spent inserting inspections and the rows inserted."""
+def seed(url: str, rows: int, days: int = 30, seed_value: int = 0, now: datetime | None = None) -> dict[str, float]:
+    """Fill ``url``; returns the seconds spent inserting inspections and the rows inserted.
+
+    ``now`` (default: the current time) is the end of the seeded period, so that a test can pin the days.
+    """
     rng = random.Random(seed_value)
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     with Database.open(url) as db:
         repo = Repository(db)
         start = time.perf_counter()

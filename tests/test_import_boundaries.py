@@ -70,7 +70,7 @@ def test_storage_and_dashboard_run_without_loading_torch(tmp_path: Path) -> None
         import inspect_app.storage
         import inspect_app.storage.db, inspect_app.storage.queries, inspect_app.storage.repository
         import inspect_app.storage.tables
-        import inspect_app.ui, inspect_app.ui.app
+        import inspect_app.ui, inspect_app.ui.app, inspect_app.ui.drift, inspect_app.ui.shifts
         import pkgutil, importlib, inspect_app.app
         for info in pkgutil.iter_modules(inspect_app.app.__path__):
             importlib.import_module("inspect_app.app." + info.name)

@@ -25,6 +25,7 @@ ROLE_RANK = {role: rank for rank, role in enumerate(USER_ROLES)}
 # The least role each control needs.
 ACTION_ROLES: dict[str, str] = {
     "review": "operator",
+    "acknowledge": "operator",
     "train": "engineer",
     "cancel": "engineer",
     "schedule": "engineer",

@@ -15,21 +15,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from inspect_app.app import spc
-from inspect_app.app.access import ROLE_RANK
+from inspect_app.app.access import ACTION_ROLES, allowed, authorize
 from inspect_app.app.notify import Channel, NotifyError, channels
 from inspect_app.config.alarms import AlarmSettings
-from inspect_app.errors import AccessDeniedError
 from inspect_app.records import Alarm, User, utcnow
 from inspect_app.storage import queries
 from inspect_app.storage.alarms import AlarmStore
 from inspect_app.storage.db import Database
 from inspect_app.storage.live_stats import list_pipeline_status
-from inspect_app.storage.tables import USER_ROLES
 
 logger = logging.getLogger(__name__)
 
 # The least role that may acknowledge an alarm: the operator at the line is who answers it.
-ACKNOWLEDGE_ROLE = "operator"
+ACKNOWLEDGE_ROLE = ACTION_ROLES["acknowledge"]
 PIPELINE_RULE = "silent"
 _BUCKET_HOURS = {"hour": 1, "shift": queries.SHIFT_HOURS, "day": 24}
 
@@ -49,9 +47,8 @@ class CheckResult:
 
 
 def may_acknowledge(user: User | None) -> bool:
-    """Whether ``user`` (``None`` = nobody signed in) may acknowledge alarms."""
-    return (user is not None and user.active and user.role in ROLE_RANK
-            and ROLE_RANK[user.role] >= ROLE_RANK[ACKNOWLEDGE_ROLE])
+    """Whether ``user`` may acknowledge alarms (the ``acknowledge`` action of ``app.access``)."""
+    return allowed(user, "acknowledge")
 
 
 def acknowledge_alarm(db: Database, user: User | None, alarm_id: int, now: datetime | None = None) -> Alarm:
@@ -62,12 +59,7 @@ def acknowledge_alarm(db: Database, user: User | None, alarm_id: int, now: datet
         LookupError: no alarm has ``alarm_id``.
         ValueError: the alarm was acknowledged already.
     """
-    if not may_acknowledge(user):
-        roles = " or ".join(r for r in USER_ROLES if ROLE_RANK[r] >= ROLE_RANK[ACKNOWLEDGE_ROLE])
-        who = "nobody signed in" if user is None else f"user {user.username!r} with role {user.role!r}" + (
-            " (inactive)" if not user.active else "")
-        raise AccessDeniedError(f"acknowledging an alarm needs an active user with role {roles}; {who}")
-    assert user is not None
+    user = authorize(user, "acknowledge")
     return AlarmStore(db).acknowledge(alarm_id, actor=user.username, at=now)
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from inspect_app.config.base import validation_message
+from inspect_app.config.plant import DEFAULT_SHIFTS, Shift, check_shifts, check_time_zone, shifts_before
 from inspect_app.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -40,6 +42,10 @@ class Settings(BaseSettings):
             ``<home>/ng``).
         file_roots: further folders the dashboard may show files from, such as a camera's image folder
             (``INSPECT_FILE_ROOTS``, separated by ``os.pathsep``).
+        plant_time_zone: IANA name of the plant's time zone (``INSPECT_PLANT_TIME_ZONE``, default ``UTC``); the
+            dashboard shows times, plant days and shifts in it (the database keeps UTC).
+        shifts: the shift calendar in plant time (``INSPECT_SHIFTS="A=06:00-14:00,B=14:00-22:00,C=22:00-06:00"``,
+            the default); a shift whose end is not after its start runs across midnight.
     """
 
     # extra="ignore": other INSPECT_* variables (test URLs, tools) live in the same environment.
@@ -58,6 +64,8 @@ class Settings(BaseSettings):
     evidence_dir: Path | None = None
     # NoDecode: the environment gives a plain path list (a:b), not the JSON pydantic-settings expects for a tuple.
     file_roots: Annotated[tuple[Path, ...], NoDecode] = ()
+    plant_time_zone: str = "UTC"
+    shifts: Annotated[tuple[Shift, ...], NoDecode] = DEFAULT_SHIFTS
 
     @field_validator("file_roots", mode="before")
     @classmethod
@@ -66,6 +74,29 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(Path(part) for part in value.split(os.pathsep) if part.strip())
         return value
+
+    @field_validator("plant_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        """Only IANA names zoneinfo can open."""
+        return check_time_zone(value)
+
+    @field_validator("shifts", mode="before")
+    @classmethod
+    def _parse_shifts(cls, value: Any) -> Any:
+        """``INSPECT_SHIFTS`` as ``NAME=HH:MM-HH:MM`` entries separated by commas."""
+        return shifts_before(value)
+
+    @field_validator("shifts")
+    @classmethod
+    def _distinct_shifts(cls, value: tuple[Shift, ...]) -> tuple[Shift, ...]:
+        """Distinct names, no overlap."""
+        return check_shifts(value)
+
+    @property
+    def plant_zone(self) -> ZoneInfo:
+        """The plant's time zone."""
+        return ZoneInfo(self.plant_time_zone)
 
     def __repr_args__(self) -> Any:
         """Fields for ``repr``, with the database URL's password masked (settings may end up in a log or traceback)."""

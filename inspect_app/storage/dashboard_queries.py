@@ -1,5 +1,6 @@
 """Dashboard aggregations beyond ``storage.queries``: station comparison, live figures, audit samples, reviewed
-training labels, recent reviews and score drift against a model's validation scores.
+training labels, recent reviews and the Review page's filtered queue. (Score drift, its math over
+``queries.score_distribution``, is ``app.drift``.)
 
 Like ``queries``, everything is computed through SQLAlchemy on the existing tables and runs on SQLite and PostgreSQL;
 time bounds are timezone-aware, ``since`` inclusive and ``until`` exclusive.
@@ -10,36 +11,31 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import ColumnElement, exists, func, select
 
 from inspect_app.records import GOOD_CLASS, Decision, ReviewItem, utcnow
 from inspect_app.storage import queries
 from inspect_app.storage.db import Database
-from inspect_app.storage.repository import inspection_from_row, score_bin
-from inspect_app.storage.tables import SCORE_BINS, InspectionRow, ReviewRow
+from inspect_app.storage.repository import inspection_from_row
+from inspect_app.storage.tables import UNCLASSIFIED, InspectionRow, ReviewRow
 
 logger = logging.getLogger(__name__)
 
-# Population stability index above which a day's score distribution counts as shifted (the usual "major shift").
-DRIFT_PSI_LIMIT = 0.25
-# Floor of a bin's share in the PSI, so that an empty bin does not make the index infinite.
-_PSI_FLOOR = 1e-4
 # The audit sample draws from at most this many newest unreviewed OK parts: bounded work on a large table.
 AUDIT_POOL_LIMIT = 20_000
 
 __all__ = [
-    "DRIFT_PSI_LIMIT",
+    "ReviewFilters",
     "audit_sample",
     "live_figures",
-    "population_stability",
     "recent_reviews",
-    "reference_histogram",
+    "review_queue_count",
+    "review_queue_page",
     "reviewed_labels",
-    "score_drift",
     "station_comparison",
 ]
 
@@ -53,7 +49,7 @@ def _check_aware(name: str, value: datetime | None) -> None:
 def station_comparison(
     db: Database, since: datetime | None = None, until: datetime | None = None, line: str | None = None
 ) -> list[dict[str, Any]]:
-    """Inspected, decided, NG and defect rate per line and station over the window, worst defect rate first.
+    """Inspected, decided, OK, REVIEW, NG, errors and defect rate per line and station, worst defect rate first.
 
     One grouped read of the hourly rollups for the whole hours plus the raw rows of the partial end hours (the same
     split as every ``queries`` figure), so a year over millions of inspections costs a few thousand rollup rows.
@@ -72,8 +68,9 @@ def station_comparison(
         decided = total - int(values["errors"])
         if not total:
             continue
-        result.append({"line": line_name, "station": station, "total": total, "decided": decided, "ng": ng,
-                       "rate": ng / decided if decided else 0.0})
+        result.append({"line": line_name, "station": station, "total": total, "decided": decided,
+                       "ok": int(values["ok"]), "review": int(values["review"]), "ng": ng,
+                       "errors": int(values["errors"]), "rate": ng / decided if decided else 0.0})
     return sorted(result, key=lambda r: (-r["rate"], r["line"], r["station"]))
 
 
@@ -147,6 +144,82 @@ def audit_sample(
     return sorted(items, key=lambda item: (item.inspection.created_at, item.inspection_id), reverse=True)
 
 
+@dataclass(frozen=True)
+class ReviewFilters:
+    """What the Review page narrows the waiting REVIEW parts to; ``None`` means no filter.
+
+    Attributes:
+        station: one station.
+        defect_class: the model's most likely class; ``UNCLASSIFIED`` selects parts the model gave no class.
+        min_score / max_score: inclusive score bounds.
+        since / until: ``created_at`` window, ``since`` inclusive and ``until`` exclusive (timezone-aware).
+    """
+
+    station: str | None = None
+    defect_class: str | None = None
+    min_score: float | None = None
+    max_score: float | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        """SQL conditions: the waiting queue (``queries``' definition) and these filters.
+
+        Raises:
+            ValueError: a naive bound, or a lower bound above its upper bound (both values named).
+        """
+        _check_aware("since", self.since)
+        _check_aware("until", self.until)
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError(f"since {self.since.isoformat()!r} must be before until {self.until.isoformat()!r}")
+        if self.min_score is not None and self.max_score is not None and self.min_score > self.max_score:
+            raise ValueError(f"min_score {self.min_score!r} is above max_score {self.max_score!r}")
+        # One definition of "waiting" (queries'), which matches the partial index ix_inspections_review_queue.
+        conditions = queries._queue_conditions(self.station)
+        if self.defect_class == UNCLASSIFIED:
+            conditions.append(InspectionRow.defect_class.is_(None))
+        elif self.defect_class is not None:
+            conditions.append(InspectionRow.defect_class == self.defect_class)
+        if self.min_score is not None:
+            conditions.append(InspectionRow.score >= self.min_score)
+        if self.max_score is not None:
+            conditions.append(InspectionRow.score <= self.max_score)
+        if self.since is not None:
+            conditions.append(InspectionRow.created_at >= self.since)
+        if self.until is not None:
+            conditions.append(InspectionRow.created_at < self.until)
+        return conditions
+
+
+def review_queue_page(db: Database, filters: ReviewFilters, page: int = 1, page_size: int = 12) -> list[ReviewItem]:
+    """Page ``page`` (from 1) of the waiting REVIEW parts that match ``filters``, newest first.
+
+    The order (``created_at``, then ``id``, both descending) is total, so a part is on exactly one page.
+
+    Raises:
+        ValueError: ``page`` or ``page_size`` is not a positive integer, or the filters are invalid.
+    """
+    for name, value in (("page", page), ("page_size", page_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} {value!r} must be a positive integer")
+    stmt = (
+        select(InspectionRow)
+        .where(*filters.conditions())
+        .order_by(InspectionRow.created_at.desc(), InspectionRow.id.desc())
+        .offset((page - 1) * page_size)
+        .limit(page_size)
+    )
+    with db.session() as session:
+        return [ReviewItem(inspection_id=row.id, inspection=inspection_from_row(row)) for row in session.scalars(stmt)]
+
+
+def review_queue_count(db: Database, filters: ReviewFilters) -> int:
+    """How many waiting REVIEW parts match ``filters``."""
+    stmt = select(func.count()).select_from(InspectionRow).where(*filters.conditions())
+    with db.session() as session:
+        return int(session.scalar(stmt) or 0)
+
+
 def recent_reviews(db: Database, limit: int = 50) -> list[dict[str, Any]]:
     """Newest reviews with the inspection they judged: what the model said and what the person said."""
     if not isinstance(limit, int) or limit < 1:
@@ -193,59 +266,3 @@ def reviewed_labels(db: Database, since: datetime | None = None) -> list[tuple[s
             (path, GOOD_CLASS if verdict == Decision.OK.value else (defect or "defect"))
             for path, verdict, defect in session.execute(stmt).all()
         ]
-
-
-def reference_histogram(scores: Sequence[float]) -> list[int]:
-    """Counts of ``scores`` in the rollups' ``SCORE_BINS`` bins (same binning as ``inspection_hourly``)."""
-    counts = [0] * SCORE_BINS
-    for value in scores:
-        counts[score_bin(float(value))] += 1
-    return counts
-
-
-def population_stability(reference: Sequence[int], observed: Sequence[int]) -> float:
-    """Population stability index between two histograms over the same bins (0 = identical shape).
-
-    Raises:
-        ValueError: the histograms differ in length or one of them is empty.
-    """
-    if len(reference) != len(observed):
-        raise ValueError(f"histograms have {len(reference)} and {len(observed)} bins; they must match")
-    ref_total, obs_total = sum(reference), sum(observed)
-    if not ref_total or not obs_total:
-        raise ValueError("population stability needs two non-empty histograms")
-    index = 0.0
-    for r, o in zip(reference, observed, strict=True):
-        p = max(r / ref_total, _PSI_FLOOR)
-        q = max(o / obs_total, _PSI_FLOOR)
-        index += (q - p) * math.log(q / p)
-    return index
-
-
-def score_drift(
-    db: Database,
-    reference_scores: Sequence[float],
-    since: datetime | None = None,
-    until: datetime | None = None,
-    station: str | None = None,
-    line: str | None = None,
-    limit: float = DRIFT_PSI_LIMIT,
-) -> list[dict[str, Any]]:
-    """Per-day defect-score distribution against a reference (a model's validation scores), flagged when shifted.
-
-    Returns:
-        One dict per day with scored parts: ``bucket``, ``n``, ``mean``, ``bins``, ``psi`` (population stability
-        index against the reference) and ``drifted`` (``psi > limit``).
-
-    Raises:
-        ValueError: no reference scores.
-    """
-    reference = reference_histogram(reference_scores)
-    if not sum(reference):
-        raise ValueError("score drift needs the model's validation scores; this model card has none")
-    days = queries.score_distribution(db, bucket="day", since=since, until=until, station=station, line=line)
-    result = []
-    for day in days:
-        psi = population_stability(reference, day["bins"])
-        result.append({**day, "psi": psi, "drifted": psi > limit})
-    return result

@@ -1,5 +1,5 @@
 """Streamlit dashboard entry point: sign-in in the sidebar (required unless open viewing is on) and the pages
-(Overview, Live, Alarms, Review, Models, Training, Drift, Admin) through ``st.navigation``.
+(Overview, Live, Alarms, Review, Models, Training, Drift, Shift report, Admin) through ``st.navigation``.
 
 Run with ``streamlit run inspect_app/ui/app.py`` (``inspect-app dashboard``). The database comes from
 ``load_settings().resolved_database_url`` (``INSPECT_DATABASE_URL``, else a SQLite file under ``INSPECT_HOME``). Pages
@@ -13,13 +13,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from inspect_app.errors import StorageError
+from inspect_app.errors import ConfigError, StorageError
 from inspect_app.ui.common import (
     ALL_STATIONS,
     PERIODS,
     SIGN_IN_REQUIRED_MESSAGE,
     current_user,
     period_window,
+    plant_zone,
     render_account,
     station_filter,
     viewing_allowed,
@@ -36,6 +37,7 @@ PAGES = (
     ("models.py", "Models", ":material/model_training:"),
     ("training.py", "Training", ":material/play_circle:"),
     ("drift.py", "Drift", ":material/ssid_chart:"),
+    ("shifts.py", "Shift report", ":material/schedule:"),
     ("admin.py", "Admin", ":material/admin_panel_settings:"),
 )
 
@@ -49,6 +51,11 @@ def main() -> None:
     or log line reaches the browser; the menu is hidden too.
     """
     st.set_page_config(page_title="inspect_app", layout="wide")
+    try:
+        plant_zone()  # a bad INSPECT_PLANT_TIME_ZONE or INSPECT_SHIFTS is one line here, not a traceback per page
+    except ConfigError as exc:
+        st.error(str(exc))
+        return
     pages = [
         st.Page(str(VIEWS / script), title=title, icon=icon, default=index == 0)
         for index, (script, title, icon) in enumerate(PAGES)

@@ -8,10 +8,13 @@ anything on behalf of someone without the role even if it shows the button.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import streamlit as st
@@ -48,8 +51,8 @@ PERIODS: dict[str, timedelta | None] = {
 DEFAULT_PERIOD = "Last 24 hours"
 # Periods up to this long are charted per hour; longer ones per day (hourly bars would be unreadable).
 HOURLY_MAX_SPAN = timedelta(hours=48)
-# Every time on the dashboard is shown in UTC (the storage's time zone) and says so; no plant time zone setting yet.
-TIME_ZONE_LABEL = "UTC"
+# Every time on the dashboard is shown in the plant's time zone (``Settings.plant_time_zone``) and says so; the
+# storage keeps UTC.
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 
 # Re-exported so that pages import their shared pieces from one place.
@@ -58,7 +61,6 @@ __all__ = [
     "ALL_STATIONS",
     "PERIODS",
     "SIGN_IN_REQUIRED_MESSAGE",
-    "TIME_ZONE_LABEL",
     "bucket_key",
     "current_user",
     "database",
@@ -72,6 +74,8 @@ __all__ = [
     "load_stations",
     "may",
     "period_window",
+    "plant_wall",
+    "plant_zone",
     "render_account",
     "render_filters",
     "render_picture",
@@ -79,6 +83,7 @@ __all__ = [
     "role_hint",
     "run_control",
     "station_filter",
+    "time_title",
     "viewing_allowed",
 ]
 
@@ -100,12 +105,41 @@ def period_window(period: str, now: datetime) -> tuple[datetime | None, str]:
     return start, "hour" if span <= HOURLY_MAX_SPAN else "day"
 
 
-def format_time(value: datetime | None) -> str:
-    """``2026-12-01 21:09 UTC``; blank for no time. Naive values are read as UTC (how the storage keeps them)."""
+@lru_cache(maxsize=8)
+def _zone_for(setting: str | None) -> ZoneInfo:
+    """The validated plant zone for one value of ``INSPECT_PLANT_TIME_ZONE`` (settings are read once per value)."""
+    return load_settings().plant_zone
+
+
+def plant_zone() -> ZoneInfo:
+    """The plant's time zone (``INSPECT_PLANT_TIME_ZONE``).
+
+    Raises:
+        ConfigError: the setting is not an IANA zone name (one line naming it).
+    """
+    return _zone_for(os.environ.get("INSPECT_PLANT_TIME_ZONE"))
+
+
+def time_title(what: str = "Time") -> str:
+    """A column or axis title that names the plant zone: ``Time (Europe/Berlin)``."""
+    return f"{what} ({plant_zone().key})"
+
+
+def plant_wall(value: datetime) -> datetime:
+    """``value``'s plant wall-clock time labelled UTC, for charts on a UTC scale (Vega-Lite can only draw UTC or the
+    browser's zone, so the plant's hours are handed to it as if they were UTC). Naive values are read as UTC."""
+    moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return moment.astimezone(plant_zone()).replace(tzinfo=UTC)
+
+
+def format_time(value: datetime | None, zone: ZoneInfo | None = None) -> str:
+    """``2026-12-01 22:09 Europe/Berlin`` in the plant zone (or ``zone``); blank for no time. Naive values are read
+    as UTC (how the storage keeps them)."""
     if value is None or pd.isna(value):
         return ""
-    moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return f"{moment.strftime(TIME_FORMAT)} {TIME_ZONE_LABEL}"
+    zone = zone or plant_zone()
+    moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return f"{moment.astimezone(zone).strftime(TIME_FORMAT)} {zone.key}"
 
 
 def format_count(value: float | None) -> str:

@@ -19,7 +19,6 @@ from inspect_app.storage import dashboard_queries, queries
 from inspect_app.ui.alarms import render_last_alarm
 from inspect_app.ui.common import (
     CACHE_TTL_S,
-    TIME_ZONE_LABEL,
     bucket_key,
     database,
     database_url,
@@ -30,9 +29,12 @@ from inspect_app.ui.common import (
     load_lines,
     load_stations,
     period_window,
+    plant_wall,
+    plant_zone,
     render_filters,
     render_picture,
     require_viewing,
+    time_title,
 )
 from inspect_app.ui.maintenance import render_maintenance
 
@@ -46,7 +48,6 @@ THUMBNAIL_WIDTH = 140
 BUCKET_LABELS = {"hour": "Hour", "shift": "Shift", "day": "Day"}
 BUCKET_SPANS = {"hour": timedelta(hours=1), "shift": timedelta(hours=queries.SHIFT_HOURS), "day": timedelta(days=1)}
 BUCKET_CHOICES_KEY = "bucket_choices"
-TIME_TITLE = f"Time ({TIME_ZONE_LABEL})"
 LINE_TOTAL = "(whole line)"
 EMPTY_DATABASE_MESSAGE = (
     "No inspections recorded yet. Run `inspect-app inspect` on an image folder or a camera to fill this dashboard."
@@ -139,7 +140,7 @@ def latest_ng_table(rows: list[Inspection]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
-                TIME_TITLE: format_time(row.created_at),
+                time_title(): format_time(row.created_at),
                 "Line": row.line or "",
                 "Station": row.station or "",
                 "Defect class": row.defect_class or "",
@@ -149,7 +150,7 @@ def latest_ng_table(rows: list[Inspection]) -> pd.DataFrame:
             }
             for row in rows
         ],
-        columns=[TIME_TITLE, "Line", "Station", "Defect class", "Score", "Model", "Image"],
+        columns=[time_title(), "Line", "Station", "Defect class", "Score", "Model", "Image"],
     )
 
 
@@ -163,10 +164,11 @@ def p_chart_frame(chart: dict, bucket: str) -> pd.DataFrame:
     span = BUCKET_SPANS[bucket]
     return pd.DataFrame(
         {
-            "Start": [p["bucket"] for p in points],
-            "End": [p["bucket"] + span for p in points],
-            "Middle": [p["bucket"] + span / 2 for p in points],
-            TIME_TITLE: [format_time(p["bucket"]) for p in points],
+            # Plant wall-clock times on the charts' UTC scale (see ``common.plant_wall``).
+            "Start": [plant_wall(p["bucket"]) for p in points],
+            "End": [plant_wall(p["bucket"] + span) for p in points],
+            "Middle": [plant_wall(p["bucket"] + span / 2) for p in points],
+            time_title(): [format_time(p["bucket"]) for p in points],
             "Defect rate %": [round(p["p"] * 100, 2) for p in points],
             "UCL %": [round(p["ucl"] * 100, 2) for p in points],
             "LCL %": [round(p["lcl"] * 100, 2) for p in points],
@@ -181,7 +183,7 @@ def time_axis(field: str, bucket: str = "hour") -> alt.X:
     """A UTC time axis titled with the time zone (Vega-Lite would otherwise draw the browser's local time), with
     24-hour labels (dates alone for day buckets)."""
     label = "%Y-%m-%d" if bucket == "day" else "%m-%d %H:%M"
-    return alt.X(f"{field}:T", title=TIME_TITLE, scale=alt.Scale(type="utc"), axis=alt.Axis(format=label))
+    return alt.X(f"{field}:T", title=time_title(), scale=alt.Scale(type="utc"), axis=alt.Axis(format=label))
 
 
 def render_kpis(summary: InspectionSummary) -> None:
@@ -200,7 +202,7 @@ def render_p_chart(chart: dict, bucket: str) -> None:
         st.caption("No decided parts in this period.")
         return
     center = chart["center"] * 100
-    tooltip = [TIME_TITLE, "Defect rate %:Q", "NG", "Inspected", "UCL %:Q", "LCL %:Q"]
+    tooltip = [time_title(), "Defect rate %:Q", "NG", "Inspected", "UCL %:Q", "LCL %:Q"]
     base = alt.Chart(frame)
     limits = [
         base.mark_rule(strokeDash=[4, 3], color="#888").encode(x=time_axis("Start", bucket), x2="End:T", y=f"{name}:Q",
@@ -217,7 +219,7 @@ def render_p_chart(chart: dict, bucket: str) -> None:
     st.altair_chart(alt.layer(*limits, rate, flagged, centre), width="stretch")
     out = int(frame["Out of control"].sum())
     st.caption(
-        f"Centre line p̄ = {center:.1f} % (green); dashed: 3σ limits per {bucket}; times in {TIME_ZONE_LABEL}; "
+        f"Centre line p̄ = {center:.1f} % (green); dashed: 3σ limits per {bucket}; times in {plant_zone().key}; "
         + (f"**{out} point(s) out of control** (red)." if out else "all points within limits.")
     )
 

@@ -1,51 +1,78 @@
-"""Review page: the REVIEW band and a random audit sample of OK parts; a person confirms or relabels each one.
+"""Review page: the REVIEW band (paged and filtered) and a random audit sample of OK parts; a person confirms or
+relabels each part, or ticks several and gives them one verdict.
 
-Verdicts are stored through ``app.reviews.review_inspection`` (operator role or higher, audited) and become
-training data: the Training page can hand them to the next fine-tuning run as a CSV manifest.
+Verdicts are stored through ``app.reviews.review_inspection`` (operator role or higher, one audit row per part)
+and become training data: the Training page can hand them to the next fine-tuning run as a CSV manifest. The cards
+themselves live in ``ui.review_cards``, the keyboard shortcuts in ``ui.review_shortcuts``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from datetime import UTC, date, datetime, time, timedelta
 
 import pandas as pd
 import streamlit as st
 
-from inspect_app.app import reviews
 from inspect_app.errors import StorageError
 from inspect_app.records import GOOD_CLASS, ReviewItem
 from inspect_app.storage import Repository, dashboard_queries, queries
+from inspect_app.storage.dashboard_queries import ReviewFilters
+from inspect_app.storage.tables import UNCLASSIFIED
 from inspect_app.ui.common import (
     ALL_STATIONS,
     CACHE_TTL_S,
-    current_user,
     database,
     database_url,
     load_stations,
     may,
-    render_picture,
     require_viewing,
     role_hint,
-    run_control,
     station_filter,
 )
+from inspect_app.ui.review_cards import (
+    MESSAGES_KEY,
+    OTHER_CLASS,
+    VIEWS,
+    item_key,
+    record_verdicts,
+    render_card,
+    selected_ids,
+)
+from inspect_app.ui.review_shortcuts import NEXT_PAGE_KEY, PREVIOUS_PAGE_KEY, legend, render_shortcuts
 
 logger = logging.getLogger(__name__)
 
 PAGE_TITLE = "Review"
-QUEUE_LIMIT = 12
-# Pictures at a size that shows a defect without pushing the controls off the screen.
-REVIEW_IMAGE_PX = 260
+PAGE_SIZES = (12, 24, 48)
+PAGE_KEY = "review_page"
 AUDIT_SIZES = (5, 10, 20)
 SOURCES = ("Review band", "Audit sample (OK parts)")
-OTHER_CLASS = "(other…)"
+ALL_CLASSES = "All classes"
+# Scores are normalised to [0, 1]; the full slider range means "no score filter".
+SCORE_RANGE = (0.0, 1.0)
+DEFAULT_OPACITY = 0.5
+
+__all__ = ["PAGE_SIZES", "PAGE_TITLE", "SOURCES", "date_window", "render"]
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def load_queue(url: str, station: str | None) -> tuple[int, list[ReviewItem]]:
-    """Waiting REVIEW parts: total count and the newest ``QUEUE_LIMIT``."""
-    db = database(url)
-    return queries.review_queue_size(db, station=station), queries.review_queue(db, QUEUE_LIMIT, station=station)
+def load_waiting(url: str, station: str | None) -> int:
+    """How many REVIEW parts wait for a verdict (one station or all)."""
+    return queries.review_queue_size(database(url), station=station)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_page(url: str, filters: ReviewFilters, page: int, page_size: int) -> list[ReviewItem]:
+    """One page of the waiting parts that match ``filters``."""
+    return dashboard_queries.review_queue_page(database(url), filters, page, page_size)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_matching(url: str, filters: ReviewFilters) -> int:
+    """How many waiting parts match ``filters``."""
+    return dashboard_queries.review_queue_count(database(url), filters)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
@@ -61,14 +88,15 @@ def load_recent_reviews(url: str) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
-                "Time (UTC)": r["at"], "Reviewer": r["reviewer"], "Model said": r["model_decision"],
-                "Model class": r["model_class"], "Verdict": r["verdict"], "Defect class": r["defect_class"],
-                "Relabelled": r["changed"], "Image": r["image_path"],
+                "Part": f"#{r['inspection_id']}", "Time (UTC)": f"{r['at']:%Y-%m-%d %H:%M:%S}",
+                "Reviewer": r["reviewer"], "Model said": r["model_decision"], "Model class": r["model_class"] or "",
+                "Verdict": r["verdict"], "Defect class": r["defect_class"] or "",
+                "Relabelled": "yes" if r["changed"] else "no", "Image": r["image_path"],
             }
             for r in rows
         ],
-        columns=["Time (UTC)", "Reviewer", "Model said", "Model class", "Verdict", "Defect class", "Relabelled",
-                 "Image"],
+        columns=["Part", "Time (UTC)", "Reviewer", "Model said", "Model class", "Verdict", "Defect class",
+                 "Relabelled", "Image"],
     )
 
 
@@ -83,39 +111,96 @@ def load_defect_classes(url: str) -> list[str]:
     return names
 
 
-def render_item(url: str, item: ReviewItem, classes: list[str], may_review: bool = True) -> None:
-    """One part: picture, what the model said, and (for a user who may review) the confirm / relabel controls."""
-    inspection = item.inspection
+def date_window(dates: tuple[date, ...] | list[date] | date | None) -> tuple[datetime | None, datetime | None]:
+    """A date-range picker's value → (since, until) in UTC: whole days, the last one included.
+
+    One picked date (the second not chosen yet) is that day alone; none is no bound.
+    """
+    if dates is None:
+        return None, None
+    if isinstance(dates, date):
+        dates = (dates,)
+    picked = [d for d in dates if d is not None]
+    if not picked:
+        return None, None
+    first, last = min(picked), max(picked)
+    return datetime.combine(first, time(), UTC), datetime.combine(last + timedelta(days=1), time(), UTC)
+
+
+def render_filters(classes: list[str]) -> ReviewFilters:
+    """Station, predicted class, score range and date range in the sidebar."""
+    st.sidebar.header("Review filters")
+    station = station_filter(
+        st.sidebar.selectbox("Station", [ALL_STATIONS, *load_stations(database_url())], key="review_station"))
+    choice = st.sidebar.selectbox("Predicted class", [ALL_CLASSES, *classes, UNCLASSIFIED], key="review_class")
+    low, high = st.sidebar.slider("Score", *SCORE_RANGE, value=SCORE_RANGE, step=0.01, key="review_score")
+    since, until = date_window(st.sidebar.date_input("Date range (UTC)", value=(), key="review_dates"))
+    return ReviewFilters(
+        station=station, defect_class=None if choice == ALL_CLASSES else choice,
+        min_score=None if low <= SCORE_RANGE[0] else low, max_score=None if high >= SCORE_RANGE[1] else high,
+        since=since, until=until,
+    )
+
+
+def _turn(delta: int, pages: int) -> None:
+    """Previous / next page callback."""
+    st.session_state[PAGE_KEY] = min(max(1, int(st.session_state.get(PAGE_KEY, 1)) + delta), pages)
+
+
+def render_paging(matching: int, waiting: int) -> tuple[int, int]:
+    """Page size, page number and "n of N waiting"; returns (page, page size)."""
+    size_col, prev_col, page_col, next_col = st.columns([2, 1, 2, 1], vertical_alignment="bottom")
+    page_size = size_col.selectbox("Cards per page", PAGE_SIZES, key="review_page_size")
+    pages = max(1, math.ceil(matching / page_size))
+    # Verdicts and filters shrink the queue: a page past the end becomes the last page (before the widget exists).
+    if int(st.session_state.get(PAGE_KEY, 1)) > pages:
+        st.session_state[PAGE_KEY] = pages
+    prev_col.button("← Previous", key=PREVIOUS_PAGE_KEY, on_click=_turn, args=(-1, pages))
+    page = int(page_col.number_input("Page", min_value=1, max_value=pages, step=1, key=PAGE_KEY))
+    next_col.button("Next →", key=NEXT_PAGE_KEY, on_click=_turn, args=(1, pages))
+    first = (page - 1) * page_size + 1 if matching else 0
+    last = min(page * page_size, matching)
+    scope = "" if matching == waiting else f" that match the filters ({waiting:,} waiting in all)"
+    st.caption(f"Cards {first:,}–{last:,} of {matching:,} waiting{scope} · page {page:,} of {pages:,}")
+    return page, page_size
+
+
+def _select(ids: list[int], ticked: bool) -> None:
+    """Tick or untick every card on the page."""
+    for inspection_id in ids:
+        st.session_state[item_key(inspection_id, "select")] = ticked
+
+
+def _on_batch(url: str, ids: list[int], verdict: str) -> None:
+    """Batch button callback: one verdict for every ticked card on the page."""
+    chosen = selected_ids(ids)
+    if not chosen:
+        st.session_state.setdefault(MESSAGES_KEY, []).append(("error", "Tick the cards for a batch verdict first."))
+        return
+    defect = st.session_state.get("review_batch_class") if verdict == "NG" else None
+    record_verdicts(url, chosen, verdict, defect_class=defect)
+
+
+def render_batch(url: str, ids: list[int], classes: list[str]) -> None:
+    """Select all / none, and one verdict for every ticked card (each recorded and audited on its own)."""
     with st.container(border=True):
-        left, right = st.columns([1, 3])
-        with left:
-            render_picture((("heatmap", inspection.heatmap_path), ("image", inspection.image_path)),
-                           width=REVIEW_IMAGE_PX)
-        with right:
-            score = "–" if inspection.score is None else f"{inspection.score:.3f}"
-            st.markdown(
-                f"**#{item.inspection_id}** · {inspection.station} · {inspection.created_at:%Y-%m-%d %H:%M:%S} UTC  \n"
-                f"Model: **{inspection.decision.value}** {inspection.defect_class or ''} (score {score})  \n"
-                f"`{inspection.image_path}`"
-            )
-            if not may_review:
-                return
-            key = f"item_{item.inspection_id}"
-            options = [*classes, OTHER_CLASS]
-            default = options.index(inspection.defect_class) if inspection.defect_class in options else 0
-            chosen = st.selectbox("Defect class (for NG)", options, index=default, key=f"{key}_class")
-            other = st.text_input("Other defect class", key=f"{key}_other") if chosen == OTHER_CLASS else ""
-            comment = st.text_input("Comment", key=f"{key}_comment")
-            ok_col, ng_col = st.columns(2)
-            help_text = role_hint("review")
-            if ok_col.button("Good part (OK)", key=f"{key}_ok", help=help_text):
-                run_control(reviews.review_inspection, database(url), current_user(), item.inspection_id, "OK",
-                            comment=comment, success=f"#{item.inspection_id} recorded as OK")
-            if ng_col.button("Defective (NG)", key=f"{key}_ng", help=help_text):
-                defect = other.strip() if chosen == OTHER_CLASS else chosen
-                run_control(reviews.review_inspection, database(url), current_user(), item.inspection_id, "NG",
-                            defect_class=defect, comment=comment,
-                            success=f"#{item.inspection_id} recorded as NG {defect}")
+        cols = st.columns([2, 2, 3, 2, 2], vertical_alignment="bottom")
+        cols[0].button("Select all on page", key="review_select_all", on_click=_select, args=(ids, True))
+        cols[1].button("Clear selection", key="review_select_none", on_click=_select, args=(ids, False))
+        cols[2].selectbox("Defect class for a batch NG", [c for c in classes if c != OTHER_CLASS],
+                          key="review_batch_class")
+        help_text = role_hint("review")
+        cols[3].button("OK for selected", key="review_batch_ok", help=help_text, on_click=_on_batch,
+                       args=(url, ids, "OK"))
+        cols[4].button("NG for selected", key="review_batch_ng", help=help_text, on_click=_on_batch,
+                       args=(url, ids, "NG"))
+        st.caption(f"{len(selected_ids(ids))} of {len(ids)} cards on this page selected")
+
+
+def _show_messages() -> None:
+    """What the verdict callbacks left for this run."""
+    for kind, text in st.session_state.pop(MESSAGES_KEY, []):
+        (st.success if kind == "success" else st.error)(text)
 
 
 def render() -> None:
@@ -124,29 +209,44 @@ def render() -> None:
     require_viewing()
     url = database_url()
     try:
-        choice = st.sidebar.selectbox("Station", [ALL_STATIONS, *load_stations(url)], key="review_station")
-        station = station_filter(choice)
-        source = st.radio("Parts to review", SOURCES, horizontal=True, key="review_source")
-        waiting, queue = load_queue(url, station)
+        classes = load_defect_classes(url)
+        filters = render_filters(classes)
+        _show_messages()
+        source_col, view_col, opacity_col = st.columns([3, 2, 2])
+        source = source_col.radio("Parts to review", SOURCES, horizontal=True, key="review_source")
+        view = view_col.radio("Pictures", VIEWS, horizontal=True, key="review_view")
+        opacity = DEFAULT_OPACITY
+        if view == VIEWS[1]:
+            opacity = opacity_col.slider("Heatmap opacity", 0.0, 1.0, DEFAULT_OPACITY, step=0.05,
+                                         key="review_opacity")
+        waiting = load_waiting(url, filters.station)
         st.metric("Waiting for review", f"{waiting:,}")
         may_review = may("review")
         if not may_review:
             st.caption(f"Read-only: recording verdicts {role_hint('review')}.")
-        classes = load_defect_classes(url)
         if source == SOURCES[0]:
-            items = queue
+            matching = waiting if filters == ReviewFilters(station=filters.station) else load_matching(url, filters)
+            page, page_size = render_paging(matching, waiting)
+            items = load_page(url, filters, page, page_size) if matching else []
             if not items:
-                st.info("The review band is empty: every part got a clear OK or NG.")
+                st.info("No part waits for review with these filters." if waiting
+                        else "The review band is empty: every part got a clear OK or NG.")
         else:
             size = st.selectbox("Audit sample size", AUDIT_SIZES, index=0, key="audit_size")
             seed = st.session_state.setdefault("audit_seed", 0)
             if st.button("New sample", key="audit_reshuffle"):
                 st.session_state["audit_seed"] = seed = seed + 1
-            items = load_audit_sample(url, size, station, seed)
+            items = load_audit_sample(url, size, filters.station, seed)
             if not items:
                 st.info("No unreviewed OK parts to audit.")
+        ids = [item.inspection_id for item in items]
+        if items:
+            st.caption(legend())
+            render_shortcuts(ids)
+            if may_review:
+                render_batch(url, ids, classes)
         for item in items:
-            render_item(url, item, classes, may_review)
+            render_card(url, item, classes, view, opacity, may_review)
         st.subheader("Recent verdicts")
         recent = load_recent_reviews(url)
         if recent.empty:

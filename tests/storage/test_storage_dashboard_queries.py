@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from inspect_app.records import Decision, Review
 from inspect_app.storage import Database, Repository, dashboard_queries
-from inspect_app.storage.tables import SCORE_BINS
+from inspect_app.storage.tables import UNCLASSIFIED
+
+MOMENT = datetime(2024, 3, 10, 8, 0, tzinfo=UTC)
 
 
 def _seed(repo: Repository, factory: Any) -> list:
@@ -49,6 +51,7 @@ def test_station_comparison_per_line_and_station_over_whole_and_partial_hours(
     assert [(r["line"], r["station"], r["total"], r["decided"], r["ng"]) for r in everything] == [
         ("line-b", "s1", 2, 2, 2), ("line-a", "s1", 2, 2, 1), ("line-a", "s2", 1, 1, 0), ("line-b", "s3", 2, 1, 0),
     ]
+    assert [(r["ok"], r["review"], r["errors"]) for r in everything] == [(0, 0, 0), (1, 0, 0), (1, 0, 0), (1, 0, 1)]
     since = rows[1].created_at  # 25 minutes into the first hour: row 0 is left out
     windowed = dashboard_queries.station_comparison(db, since=since, line="line-a")
     assert [(r["line"], r["station"], r["total"], r["ng"]) for r in windowed] == [("line-a", "s1", 1, 0),
@@ -91,18 +94,70 @@ def test_reviewed_labels_and_recent(db: Database, repo: Repository, inspection_f
     assert [(r["inspection_id"], r["verdict"], r["changed"]) for r in recent] == [(1, "NG", True), (2, "OK", True)]
 
 
-def test_population_stability_and_drift(db: Database, repo: Repository, inspection_factory: Any) -> None:
-    assert dashboard_queries.population_stability([10, 10], [20, 20]) == pytest.approx(0.0)
-    assert dashboard_queries.population_stability([90, 10], [10, 90]) > 1.0
-    with pytest.raises(ValueError, match="2 and 3 bins"):
-        dashboard_queries.population_stability([1, 1], [1, 1, 1])
-    assert dashboard_queries.reference_histogram([0.0, 0.05, 0.999, 1.5, -1]) == [3] + [0] * (SCORE_BINS - 2) + [2]
-    _seed(repo, inspection_factory)
-    same = [0.05, 0.95, 0.85, 0.75, 0.15, 0.25]
-    low = [0.01] * 50
-    [match] = dashboard_queries.score_drift(db, same)
-    [shifted] = dashboard_queries.score_drift(db, low)
-    assert match["n"] == 6 and match["psi"] == pytest.approx(0.0) and not match["drifted"]
-    assert shifted["drifted"] and shifted["psi"] > dashboard_queries.DRIFT_PSI_LIMIT
-    with pytest.raises(ValueError, match="validation scores"):
-        dashboard_queries.score_drift(db, [])
+def _review_rows(repo: Repository, factory: Any) -> list:
+    """Ten REVIEW parts (ids 1..10, one second apart) over two stations and three classes, and one reviewed."""
+    classes = ("scratch", "dent", None)
+    rows = [
+        factory(i, station="s1" if i % 2 else "s2", decision=Decision.REVIEW, defect_class=classes[i % 3],
+                score=0.40 + i * 0.01)
+        for i in range(10)
+    ]
+    assert repo.add_inspections(rows) == 10
+    repo.add_review(Review(inspection_id=10, verdict=Decision.OK, reviewer="ann"))
+    return rows
+
+
+def test_review_queue_page_pages_newest_first_without_overlap(db: Database, repo: Repository,
+                                                              inspection_factory: Any) -> None:
+    _review_rows(repo, inspection_factory)
+    everything = dashboard_queries.ReviewFilters()
+    pages = [[item.inspection_id for item in dashboard_queries.review_queue_page(db, everything, page, 4)]
+             for page in (1, 2, 3, 4)]
+    # Id 10 is reviewed: nine wait, newest first, on pages of 4, 4 and 1.
+    assert pages == [[9, 8, 7, 6], [5, 4, 3, 2], [1], []]
+    assert dashboard_queries.review_queue_count(db, everything) == 9
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        (dashboard_queries.ReviewFilters(station="s1"), [8, 6, 4, 2]),
+        (dashboard_queries.ReviewFilters(defect_class="dent"), [8, 5, 2]),
+        (dashboard_queries.ReviewFilters(defect_class=UNCLASSIFIED), [9, 6, 3]),
+        (dashboard_queries.ReviewFilters(min_score=0.425, max_score=0.445), [5, 4]),
+        (dashboard_queries.ReviewFilters(station="s2", defect_class="scratch"), [7, 1]),
+    ],
+)
+def test_review_queue_filters(db: Database, repo: Repository, inspection_factory: Any,
+                              filters: dashboard_queries.ReviewFilters, expected: list[int]) -> None:
+    _review_rows(repo, inspection_factory)
+    assert [i.inspection_id for i in dashboard_queries.review_queue_page(db, filters, 1, 20)] == expected
+    assert dashboard_queries.review_queue_count(db, filters) == len(expected)
+
+
+def test_review_queue_date_window(db: Database, repo: Repository, inspection_factory: Any) -> None:
+    rows = _review_rows(repo, inspection_factory)
+    # Rows 2, 3 and 4 (ids 3..5): since inclusive, until exclusive.
+    window = dashboard_queries.ReviewFilters(since=rows[2].created_at, until=rows[5].created_at)
+    assert [i.inspection_id for i in dashboard_queries.review_queue_page(db, window, 1, 20)] == [5, 4, 3]
+    assert dashboard_queries.review_queue_count(db, window) == 3
+
+
+@pytest.mark.parametrize(
+    ("filters", "message"),
+    [
+        (dashboard_queries.ReviewFilters(min_score=0.6, max_score=0.5), "min_score 0.6 is above max_score 0.5"),
+        (dashboard_queries.ReviewFilters(since=MOMENT, until=MOMENT), "must be before until"),
+        (dashboard_queries.ReviewFilters(since=MOMENT.replace(tzinfo=None)), "since '2024-03-10T08:00:00' is naive"),
+    ],
+)
+def test_review_queue_rejects_bad_filters(db: Database, filters: dashboard_queries.ReviewFilters,
+                                          message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        dashboard_queries.review_queue_count(db, filters)
+
+
+@pytest.mark.parametrize(("page", "size"), [(0, 12), (1, 0), (True, 12), (1, 2.5)])
+def test_review_queue_page_rejects_bad_paging(db: Database, page: Any, size: Any) -> None:
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        dashboard_queries.review_queue_page(db, dashboard_queries.ReviewFilters(), page, size)

@@ -71,8 +71,8 @@ def test_tables_show_formatted_values(plant: dict) -> None:
     cells = _table_cells(at)
     assert cells and "None" not in cells and "nan" not in cells and "NaT" not in cells
     assert not [c for c in cells if RAW_FLOAT.match(c) and len(c.split(".")[1]) > 3]
-    latest = next(d.value for d in at.dataframe if overview.TIME_TITLE in d.value.columns)
-    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", t) for t in latest[overview.TIME_TITLE])
+    latest = next(d.value for d in at.dataframe if overview.time_title() in d.value.columns)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", t) for t in latest[overview.time_title()])
     assert set(latest["Score"]) == {"0.900", "0.800", "0.950"}
 
 
@@ -93,7 +93,7 @@ def test_p_chart_limits_are_steps_on_a_utc_axis() -> None:
     # Every bucket's limits span exactly its own hour: a step, not a slope between neighbours.
     assert list(frame["End"] - frame["Start"]) == [timedelta(hours=1)] * 3
     assert list(frame["End"][:-1]) == list(frame["Start"][1:])
-    assert frame[overview.TIME_TITLE].iloc[0] == "2026-12-01 21:00 UTC"
+    assert frame[overview.time_title()].iloc[0] == "2026-12-01 21:00 UTC"
     assert overview.time_axis("Start").to_dict()["scale"] == {"type": "utc"}
     assert overview.time_axis("Start").to_dict()["title"] == "Time (UTC)"
 
