@@ -144,7 +144,8 @@ def test_rates_at_threshold() -> None:
     assert rates_at(GOOD, DEFECT, 0.5) == expected
     assert rates_at(GOOD, DEFECT, 0.0)["false_reject_rate"] == 1.0 and rates_at(GOOD, DEFECT, 1.0)["escape_rate"] == 1.0
     # A score equal to the threshold is NG: the defect at 0.4 is caught, the good part at 0.6 rejected.
-    assert rates_at(GOOD, DEFECT, 0.4)["escape_rate"] == 0.0 and rates_at(GOOD, DEFECT, 0.6)["false_reject_rate"] == 0.25
+    assert rates_at(GOOD, DEFECT, 0.4)["escape_rate"] == 0.0
+    assert rates_at(GOOD, DEFECT, 0.6)["false_reject_rate"] == 0.25
     with pytest.raises(ValueError, match="at least one good and one defect"):
         rates_at([], DEFECT, 0.5)
 
