@@ -11,425 +11,38 @@ import logging
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from inspect_app.app.versions import register_model
+from inspect_app.cli_common import open_repository, settings_of, shown
 from inspect_app.cli_db import add_owner_url_option, add_role_commands, migration_url
-from inspect_app.cli_lifecycle import add_lifecycle_commands, queue_training, register_finetune_pipeline
+from inspect_app.cli_inspect import add_inspect_commands, run_folder_job
+from inspect_app.cli_lifecycle import add_lifecycle_commands, shell
+from inspect_app.cli_train import DEFAULT_SAMPLE_DIR, add_train_commands, train_progress
 from inspect_app.cli_users import add_user_commands, ensure_first_admin
-from inspect_app.config.base import read_yaml
 from inspect_app.config.pipeline import PipelineSpec
-from inspect_app.config.recipes import TrainConfig, load_recipe
-from inspect_app.config.settings import Settings, load_settings
+from inspect_app.config.recipes import TrainConfig
 from inspect_app.errors import ConfigError, InspectAppError
 from inspect_app.log import setup_logging
-from inspect_app.records import InspectionSummary, ModelStatus, ModelVersion
+from inspect_app.records import ModelStatus
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SAMPLE_DIR = Path("sample_data")
 # Loopback unless told otherwise: on the plant network the dashboard sits behind a TLS proxy (README).
 DEFAULT_DASHBOARD_ADDRESS = "127.0.0.1"
-EXIT_UNDELIVERED = 3  # the run ended with rows, evidence or reject signals still waiting in a spool
 
 
 # ----------------------------------------------------------------------------------------------------------- helpers
-def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(home=args.home, database_url=args.db)
-
-
-def _shown(url: str) -> str:
-    """A database URL as the CLI may print it: password masked (URLs reach terminals, logs and CI output)."""
-    from inspect_app.storage.db import mask_url
-
-    return mask_url(url)
-
-
-def _open_repository(url: str) -> object:
-    from inspect_app.storage.db import Database
-    from inspect_app.storage.repository import Repository
-
-    return Repository(Database.open(url))
-
-
-def format_summary(summary: InspectionSummary, title: str = "Inspection summary") -> str:
-    """A plain-text table of the counts a quality engineer reads first."""
-    rows = [
-        ("images", f"{summary.total}"),
-        ("OK", f"{summary.ok}"),
-        ("REVIEW", f"{summary.review}"),
-        ("NG", f"{summary.ng}"),
-        ("errors", f"{summary.errors}"),
-        ("defect rate", f"{summary.defect_rate * 100:.1f} %"),
-        ("yield", f"{summary.yield_rate * 100:.1f} %"),
-    ]
-    # Per-class lines name the decision they count: NG parts and REVIEW parts are never added together.
-    rows += [(f"  NG {name}", f"{count}") for name, count in summary.per_class.items()]
-    rows += [(f"  REVIEW {name}", f"{count}") for name, count in summary.review_per_class.items()]
-    width = max(len(name) for name, _ in rows)
-    lines = [title, "-" * (width + 12)]
-    lines += [f"{name:<{width}}  {value:>8}" for name, value in rows]
-    return "\n".join(lines)
-
-
-def _progress_bar(label: str) -> Callable[[int, int], None]:
-    start = time.perf_counter()
-
-    def show(done: int, total: int) -> None:
-        elapsed = time.perf_counter() - start
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (total - done) / rate if rate > 0 else 0.0
-        filled = int(30 * done / total) if total else 30
-        bar = "#" * filled + "." * (30 - filled)
-        sys.stderr.write(f"\r{label} [{bar}] {done}/{total} {rate:.1f} img/s ETA {eta:.0f}s")
-        if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-    return show
-
-
-def _train_progress(event: dict) -> None:
-    if event["phase"] == "train":
-        sys.stderr.write(
-            f"\repoch {event['epoch']} step {event['step']}/{event['steps']} loss {event['loss']:.4f} "
-            f"{event['images_per_s']:.1f} img/s"
-            + (f" ETA {event['eta_s']:.0f}s   " if event.get("eta_s") else "   ")
-        )
-        sys.stderr.flush()
-    elif event["phase"] == "epoch":
-        eta = event.get("eta_s")
-        sys.stderr.write(
-            f"\repoch {event['epoch']}/{event['epochs']} train loss {event['train_loss']:.4f} "
-            f"{event['images_per_s']:.1f} img/s val acc {event.get('val_accuracy', float('nan')):.3f} "
-            f"val macro recall {event.get('val_macro_recall', float('nan')):.3f}"
-            + (f" ETA {eta:.0f}s" if eta else "") + "\n"
-        )
-
-
-def register_model(repository: object, card: object, model_dir: Path, promote_if_first: bool = True) -> ModelVersion:
-    """Record a trained model as a version in the database; the first one becomes active."""
-    version = ModelVersion(
-        name=card.name,
-        kind=card.kind,
-        backbone=card.backbone,
-        path=str(Path(model_dir).resolve()),
-        classes=tuple(card.classes),
-        metrics=card.metrics,
-        threshold=card.threshold,
-        data_fingerprint=card.data_fingerprint,
-    )
-    if repository.get_model_version(card.name) is None:
-        repository.add_model_version(version)
-    if promote_if_first and repository.active_model() is None:
-        repository.promote(card.name)
-    return version
-
-
 # ----------------------------------------------------------------------------------------------------------- commands
-def cmd_sample_data(args: argparse.Namespace) -> int:
-    """Generate synthetic parts with synthetic defects."""
-    from inspect_app.data.synthetic import generate_sample_data
-
-    summary = generate_sample_data(Path(args.dir), seed=args.seed, overwrite=args.overwrite)
-    print(f"sample data written to {args.dir}: {summary}")
-    return 0
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    """Fine-tune a classifier on a class-folder dataset and register it."""
-    from inspect_app.engine.train import fit
-
-    settings = _settings(args)
-    if args.kind == "anomaly":
-        return _train_anomaly(args, settings)
-    config = load_recipe(
-        Path(args.recipe) if args.recipe else None,
-        backbone=args.backbone, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        input_size=args.input_size, seed=args.seed, device=args.device, optimizer=args.optimizer,
-        val_fraction=args.val_fraction, folds=args.folds, fold=args.fold, time_budget_s=args.time_budget_s,
-        good_class=args.good_class,
-    )
-    if args.queue:
-        return queue_training(args, settings, config)
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed and not (args.out or args.name):
-        raise ConfigError("under torchrun every process must agree on the run folder: pass --out or --name")
-    out = Path(args.out) if args.out else settings.models_dir / (args.name or time.strftime("model-%Y%m%d-%H%M%S"))
-    result = fit(Path(args.data_dir), out, config, name=args.name or out.name, progress=_train_progress,
-                 resume=args.resume)
-    if os.environ.get("RANK", "0") != "0":
-        return 0  # rank 0 reports and registers the model once
-    metrics = result.card.metrics
-    print(f"model {result.card.name} saved to {result.model_dir} in {result.seconds:.0f} s")
-    if "accuracy" in metrics:
-        good = result.card.good_class
-        versus = (f"AUROC {good}-vs-defect {metrics['auroc_good_vs_defect']:.4f}"
-                  if good and metrics.get("auroc_good_vs_defect") is not None else "no good class: defect typing")
-        print(f"validation: accuracy {metrics['accuracy']:.3f}, macro recall {metrics['macro_recall']:.3f}, {versus}")
-    else:
-        print(f"validation: severity MAE {metrics['mae']:.4f}, RMSE {metrics['rmse']:.4f}")
-    if not args.no_register:
-        register_model(_open_repository(settings.resolved_database_url), result.card, result.model_dir)
-        print(f"registered model version {result.card.name} in {_shown(settings.resolved_database_url)}")
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Evaluate a checkpoint on a labelled data set: JSON report, plots and NG heatmaps."""
-    from inspect_app.engine.evaluate import evaluate_model
-
-    out = Path(args.out) if args.out else Path(args.model) / "evaluation"
-    report = evaluate_model(
-        args.model, args.data, out, device=args.device or "auto", batch_size=args.batch_size,
-        false_reject=args.false_reject, target_escape=args.target_escape,
-        target_false_reject=args.target_false_reject, progress=_progress_bar("evaluating"),
-    )
-    print(f"{report['images']} images, accuracy {report['accuracy']:.4f}, macro recall {report['macro_recall']:.4f}")
-    for name, row in report["per_class"].items():
-        print(f"  {name:<16} precision {row['precision']:.3f} recall {row['recall']:.3f} f1 {row['f1']:.3f} "
-              f"n={row['support']}")
-    if report.get("auroc_good_vs_defect") is not None:
-        point = report["operating_point"]
-        low, high = report["auroc_interval"]
-        print(f"good-vs-defect AUROC {report['auroc_good_vs_defect']:.4f} "
-              f"(95 % bootstrap interval {low:.4f}-{high:.4f}); escape rate {point['escape_rate']:.4f} "
-              f"at {point['false_reject_rate']:.1%} false reject (threshold {point['threshold']:.4f})")
-        per_defect = ", ".join(f"{name} {value:.4f}" for name, value in report["auroc_per_defect_class"].items()
-                               if value is not None)
-        if per_defect:
-            print(f"  AUROC per defect class (against the good parts): {per_defect}")
-        for side, label in (("good", "good parts scored above the most defects"),
-                            ("defect", "defects scored below the most good parts")):
-            if report["costliest"][side]:
-                print(f"  {label}:")
-            for entry in report["costliest"][side][:3]:
-                print(f"    {entry['name']}  score {entry['score']:.4f}, {entry['misordered']:g} pairs "
-                      f"(AUROC cost {entry['auroc_cost']:.4f})")
-    point = report["at_model_threshold"]
-    parts = [f"at the model's own threshold {report['model_threshold']:.4f}"
-             f" (REVIEW band {report['model_review_band']:.4f} below it):"]
-    for key, text in (("false_reject_rate", "false rejects"), ("escape_rate", "escapes (not NG)"),
-                      ("escape_into_ok_rate", "escapes into OK"), ("review_share", "parts to REVIEW")):
-        if point[key] is not None:
-            parts.append(f"{text} {point[key]:.1%}")
-    print(" ".join(parts[:1]) + " " + ", ".join(parts[1:]))
-    if report.get("pixel_auroc") is not None:
-        print(f"pixel AUROC {report['pixel_auroc']:.4f}")
-    for name, target in report["targets"].items():
-        print(f"threshold for {name} {target['target']}: {target['threshold']:.4f} ({target})")
-    if report["unreadable"]:
-        print(f"{len(report['unreadable'])} unreadable image(s) skipped (listed in the report)")
-    print(f"report, plots and {report['heatmaps']} NG heatmap(s) in {out}")
-    return 0
-
-
-def cmd_data_check(args: argparse.Namespace) -> int:
-    """Report class counts, unreadable files, duplicates and train/test leakage of a data set."""
-    import json
-
-    from inspect_app.data.check import check_dataset
-
-    report = check_dataset(Path(args.dir), test=Path(args.test) if args.test else None)
-    print(report.format())
-    if args.json:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
-    return 0
-
-
-def _train_anomaly(args: argparse.Namespace, settings: Settings) -> int:
-    """Fit (or with --update extend) a good-only anomaly model and register it."""
-    from inspect_app.data.folders import list_images
-    from inspect_app.engine.anomaly import fit_anomaly, scan_good_only, update_anomaly
-    from inspect_app.engine.anomaly_config import AnomalyConfig
-
-    name = args.name or time.strftime("anomaly-%Y%m%d-%H%M%S")
-    out = Path(args.out) if args.out else settings.models_dir / name
-    if args.update:
-        result = update_anomaly(Path(args.update), list_images(Path(args.data_dir)), out, name=args.name or out.name)
-    else:
-        base = (AnomalyConfig.from_dict(read_yaml(Path(args.recipe)), where=f"recipe file {args.recipe!r}")
-                if args.recipe else AnomalyConfig())
-        config = base.with_overrides(backbone=args.backbone, input_size=args.input_size, seed=args.seed,
-                                     device=args.device, batch_size=args.batch_size)
-        data = scan_good_only(Path(args.data_dir), args.good_class)
-        result = fit_anomaly(data, out, config, name=args.name or out.name)
-    info = result.card.anomaly
-    print(f"anomaly model {result.card.name} saved to {result.model_dir} in {result.seconds:.0f} s: "
-          f"{info['bank_rows']} bank rows ({info['bank_mb']:.1f} MB); threshold from {info['threshold_source']}, "
-          f"calling {info['holdout_false_reject_rate']:.1%} of the held-out good images NG")
-    geometry = info.get("geometry") or {}
-    if geometry:
-        print(f"input geometry: {geometry['resize']} ({geometry['reason']})"
-              + (f"; {geometry['hint']}" if geometry.get("hint") else ""))
-    if info.get("expected_false_reject_rate") is not None:
-        interval = info.get("false_reject_interval")
-        spread = f" (90 % interval {interval[0]:.1%}-{interval[1]:.1%})" if interval else ""
-        print(f"expected on new good parts: {info['expected_false_reject_rate']:.1%} false rejects{spread}; "
-              f"REVIEW band {result.card.review_band:.3f} below the threshold 0.5 "
-              f"(about {result.card.train_config.get('review_rate', 0):.0%} of good parts at or above it)")
-    if not args.no_register:
-        register_model(_open_repository(settings.resolved_database_url), result.card, result.model_dir)
-        print(f"registered model version {result.card.name} in {_shown(settings.resolved_database_url)}")
-    return 0
-
-
-def build_sinks(spec: PipelineSpec, settings: Settings, repository: object) -> list:
-    """The sinks a pipeline declares, in the order they must run (files first so rows carry their paths)."""
-    from inspect_app.engine.sinks import CsvSink, DatabaseSink, HeatmapFileSink, JsonLinesSink, RejectHookSink
-
-    spool = Path(spec.spool_dir) if spec.spool_dir else settings.home / "spool"
-    ng_dir = Path(spec.ng_dir) if spec.ng_dir else settings.resolved_evidence_dir
-    sinks: list = [HeatmapFileSink(ng_dir, spec.save_ng_images)]
-    if spec.csv:
-        sinks.append(CsvSink(Path(spec.csv)))
-    if spec.jsonl:
-        sinks.append(JsonLinesSink(Path(spec.jsonl)))
-    if spec.reject_webhook or spec.reject_command:
-        sinks.append(RejectHookSink(
-            spool / f"reject_{spec.name}.jsonl", webhook=spec.reject_webhook, command=spec.reject_command,
-            decisions=spec.reject_on,
-        ))
-    sinks.append(DatabaseSink(repository))
-    return sinks
-
-
-def run_folder_job(spec: PipelineSpec, settings: Settings) -> int:
-    """Execute a declared pipeline (any source kind): the shared body of ``inspect``, ``run`` and ``demo``.
-
-    Returns:
-        The exit code: 0, or ``EXIT_UNDELIVERED`` when something (rows, evidence, reject signals) still waits in a
-        spool at the end of the run.
-    """
-    from inspect_app.data.sources import open_source
-    from inspect_app.engine.onnx_backend import load_inspector
-    from inspect_app.engine.pipeline import Pipeline, format_stats
-    from inspect_app.storage.spool import SpoolingRepository
-
-    url = os.environ.get("INSPECT_DATABASE_URL") or spec.database_url or settings.resolved_database_url
-    repository = _open_repository(url)
-    inspector = load_inspector(
-        Path(spec.model), backend=spec.backend, device=spec.device, threshold=spec.threshold,
-        review_band=spec.review_band, onnx_path=Path(spec.onnx_path) if spec.onnx_path else None,
-    )
-    version = register_model(repository, inspector.card, Path(spec.model))
-    if spec.follow_active:
-        from inspect_app.lifecycle.active_model import HotSwapInspector, inspector_loader
-
-        # Promotions reach the running pipeline between batches, without a restart and without losing frames.
-        active = repository.active_model() or version
-        inspector = HotSwapInspector(
-            repository, inspector_loader(spec.device, spec.threshold, spec.review_band, spec.backend), initial=active
-        )
-    # Batches decided while the database is unreachable wait in a local spool and are written once it answers. The
-    # spool is replayed *before* the skip list is read, so images spooled by an earlier run are not inspected again.
-    spool_dir = Path(spec.spool_dir) if spec.spool_dir else settings.home / "spool"
-    spool = SpoolingRepository(repository, spool_dir / f"{_safe_name(spec.station)}.jsonl")
-    if spool.pending:
-        _flush_spool(spool)
-    known = repository.known_hashes(inspector.card.name, spec.station) | spool.pending_hashes()
-    source = open_source(
-        spec.source_kind, spec.source, station=spec.station, line=spec.line, skip_hashes=known, live=spec.live,
-        options=spec.source_options,
-    )
-    if hasattr(source, "skip_paths"):
-        source.skip_paths = repository.unreadable_paths(spec.station)
-
-    def show_stats(snapshot: dict) -> None:
-        print(f"[{spec.name}] {format_stats(snapshot)}", file=sys.stderr, flush=True)
-
-    finite = source.total is not None
-    pipeline = Pipeline(
-        [source], inspector, build_sinks(spec, settings, spool), name=spec.name, max_batch=spec.batch_size,
-        max_wait_ms=spec.max_wait_ms, queue_size=spec.queue_size, stats_interval_s=spec.stats_interval_s,
-        on_stats=None if finite else show_stats,
-        stats_path=Path(spec.stats_file) if spec.stats_file else settings.home / "stats" / f"{spec.name}.json",
-        progress=_progress_bar("inspecting") if finite else None,
-        spool_dir=spool_dir,
-    )
-    if not finite:
-        print(f"[{spec.name}] inspecting {source.name}; Ctrl-C stops, drains and flushes", file=sys.stderr)
-    result = pipeline.run()
-    summary = result.summary()
-    print(format_summary(summary, title=f"Inspection summary: {spec.source} (model {inspector.card.name})"))
-    if result.skipped:
-        from inspect_app.storage import queries
-
-        print(f"skipped {result.skipped} image(s) already inspected with this model at {spec.station}")
-        print(format_summary(queries.summary(repository.db, station=spec.station), title=f"All of {spec.station}"))
-    if result.dropped:
-        print(f"dropped {sum(result.dropped.values())} live frame(s) under back-pressure")
-    for name, gaps in result.gaps.items():
-        print(f"source {name}: {len(gaps)} outage(s), {sum(g.seconds for g in gaps):.1f} s without frames")
-    for failure in result.source_failures:
-        print(f"source failed: {failure}")
-    if spool.spooled or spool.pending:
-        _flush_spool(spool)
-    print(f"results in {_shown(url)}" + (f" and {spec.csv}" if spec.csv else ""))
-    pending = list(result.undelivered)
-    if spool.pending:
-        pending.append(f"database: {spool.pending} result(s) wait in {spool.path}")
-    if pending:
-        # One line a station operator can act on; the exit code tells a scheduler the job is not complete.
-        print("not delivered (the next run replays them): " + "; ".join(pending))
-        return EXIT_UNDELIVERED
-    return 0
-
-
-def _safe_name(name: str) -> str:
-    """A station name made safe as a file name."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "station"
-
-
-def _flush_spool(spool: object) -> None:
-    """Try once more to write spooled rows at the end of a run, and say where any that remain wait."""
-    from inspect_app.errors import StorageError
-
-    try:
-        spool.flush()
-    except StorageError as exc:
-        logger.warning("spooled rows stay in %s: %s", spool.path, exc)
-    if not spool.pending:
-        print(f"{spool.spooled} result(s) spooled during a database outage were written to the database")
-
-
-def cmd_inspect(args: argparse.Namespace) -> int:
-    """Inspect an image folder into the database."""
-    settings = _settings(args)
-    spec = PipelineSpec(
-        name="inspect", source=args.folder, model=args.model, station=args.station or settings.station,
-        line=args.line or settings.line, database_url=args.db, batch_size=args.batch_size, threshold=args.threshold,
-        review_band=args.review_band, csv=args.csv, ng_dir=args.ng_dir, device=args.device or settings.device,
-    )
-    return run_folder_job(spec, settings)
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    """Execute a declared pipeline file (``kind: finetune`` files register their schedule)."""
-    if read_yaml(Path(args.pipeline)).get("kind") == "finetune":
-        return register_finetune_pipeline(args)
-    spec = PipelineSpec.from_yaml(Path(args.pipeline))
-    return run_folder_job(spec, _settings(args))
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    """Export a checkpoint for another runtime (ONNX)."""
-    from inspect_app.models.export import export_model
-
-    out = export_model(Path(args.model), args.format, Path(args.out) if args.out else None)
-    print(f"exported {args.model} as {args.format} to {out}")
-    return 0
-
-
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     """Apply database migrations up to the latest revision (as the owner role with --owner-url)."""
     from inspect_app.storage.db import upgrade
 
-    url = migration_url(args, _settings(args).resolved_database_url)
+    url = migration_url(args, settings_of(args).resolved_database_url)
     upgrade(url)
-    print(f"database {_shown(url)} is at the latest schema")
+    print(f"database {shown(url)} is at the latest schema")
     return 0
 
 
@@ -437,7 +50,7 @@ def cmd_db_downgrade(args: argparse.Namespace) -> int:
     """Revert database migrations down to a revision."""
     from inspect_app.storage.db import downgrade, mask_url
 
-    url = migration_url(args, _settings(args).resolved_database_url)
+    url = migration_url(args, settings_of(args).resolved_database_url)
     downgrade(url, args.revision)
     print(f"database {mask_url(url)} downgraded to {args.revision}")
     return 0
@@ -447,16 +60,15 @@ def cmd_db_current(args: argparse.Namespace) -> int:
     """Show the database's schema revision and the newest one shipped."""
     from inspect_app.storage.db import current_revision, head_revision, mask_url
 
-    url = _settings(args).resolved_database_url
+    url = settings_of(args).resolved_database_url
     print(f"database {mask_url(url)}: revision {current_revision(url) or 'none'} (newest {head_revision()})")
     return 0
 
 
 def cmd_db_purge(args: argparse.Namespace) -> int:
     """Delete old inspections and their files; hourly aggregates stay."""
+    from inspect_app.app.maintenance import purge
     from inspect_app.cli_lifecycle import shell
-    from inspect_app.errors import ConfigError
-    from inspect_app.storage.access import purge
     from inspect_app.storage.db import Database
     from inspect_app.storage.retention import parse_age
 
@@ -464,7 +76,7 @@ def cmd_db_purge(args: argparse.Namespace) -> int:
         age = parse_age(args.older_than)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    database = Database.open(_settings(args).resolved_database_url)
+    database = Database.open(settings_of(args).resolved_database_url)
     try:
         result = purge(database, shell(), age, keep_files=args.keep_files, dry_run=args.dry_run)
     finally:
@@ -479,7 +91,7 @@ def cmd_db_purge(args: argparse.Namespace) -> int:
 
 def cmd_models_list(args: argparse.Namespace) -> int:
     """List registered model versions."""
-    repository = _open_repository(_settings(args).resolved_database_url)
+    repository = open_repository(settings_of(args).resolved_database_url)
     for version in repository.list_model_versions():
         acc = version.metrics.get("accuracy")
         acc_text = f"{acc:.3f}" if isinstance(acc, float) else "-"
@@ -489,11 +101,11 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 def cmd_models_promote(args: argparse.Namespace) -> int:
     """Make a registered model version the active one."""
+    from inspect_app.app.versions import promote_model
     from inspect_app.cli_lifecycle import shell
-    from inspect_app.storage.access import promote_model
     from inspect_app.storage.db import Database
 
-    promote_model(Database.open(_settings(args).resolved_database_url), shell(), args.name, reason="cli")
+    promote_model(Database.open(settings_of(args).resolved_database_url), shell(), args.name, reason="cli")
     print(f"model {args.name} is now {ModelStatus.ACTIVE.value}")
     return 0
 
@@ -510,13 +122,13 @@ def dashboard_command(port: int, address: str = DEFAULT_DASHBOARD_ADDRESS) -> li
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """Start the Streamlit dashboard (blocks until stopped); loopback only unless ``--address`` says otherwise."""
-    settings = _settings(args)
+    settings = settings_of(args)
     env = {**os.environ, "INSPECT_DATABASE_URL": settings.resolved_database_url}
     address = getattr(args, "address", None) or DEFAULT_DASHBOARD_ADDRESS
     command = dashboard_command(args.port, address)
-    shown = _shown(settings.resolved_database_url)
+    database = shown(settings.resolved_database_url)
     host = f"[{address}]" if ":" in address else address
-    print(f"dashboard on http://{host}:{args.port} (database {shown}); Ctrl-C stops it")
+    print(f"dashboard on http://{host}:{args.port} (database {database}); Ctrl-C stops it")
     if not settings.dashboard_open_viewing:
         print("sign-in required; create users with: inspect-app users add NAME --role admin|engineer|operator|viewer")
     try:
@@ -529,7 +141,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The whole product in one go: sample data → fine-tune → inspect → summary → dashboard."""
     from inspect_app.engine.train import fit
 
-    settings = _settings(args)
+    settings = settings_of(args)
     sample = Path(args.sample_dir)
     if not (sample / "train").is_dir():
         from inspect_app.data.synthetic import generate_sample_data
@@ -542,9 +154,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     else:
         config = TrainConfig(epochs=args.epochs, batch_size=16, input_size=224, device=settings.device)
         print(f"fine-tuning {config.backbone} on {sample / 'train'} for {config.epochs} epochs (a few minutes on CPU)")
-        result = fit(sample / "train", model_dir, config, name="demo", progress=_train_progress)
+        result = fit(sample / "train", model_dir, config, name="demo", progress=train_progress)
         print(f"validation accuracy {result.card.metrics['accuracy']:.3f} in {result.seconds:.0f} s")
-        register_model(_open_repository(settings.resolved_database_url), result.card, model_dir)
+        register_model(open_repository(settings.resolved_database_url), result.card, model_dir, actor=shell().username)
     spec = PipelineSpec(
         name="demo", source=str(sample / "incoming"), model=str(model_dir), station=settings.station,
         line=settings.line, csv=str(settings.home / "out" / "demo.csv"), ng_dir=str(settings.home / "out" / "ng"),
@@ -567,82 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("sample-data", help="generate synthetic parts with defects and masks")
-    p.add_argument("dir", nargs="?", default=str(DEFAULT_SAMPLE_DIR))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing folder's content")
-    p.set_defaults(func=cmd_sample_data)
+    add_train_commands(sub)
 
-    p = sub.add_parser("train", help="fine-tune a classifier, or fit a good-only anomaly model (--kind anomaly)")
-    p.add_argument("data_dir", help="folder with one sub-folder per class (good, scratch, ...); for --kind anomaly "
-                   "also a plain folder of good images")
-    p.add_argument("--kind", choices=("classifier", "anomaly"), default="classifier")
-    p.add_argument("--good-class", metavar="NAME",
-                   help="class folder of the defect-free parts (default: found from names such as good, ok, pass, "
-                        "normal, no_defect; 'none' when every class is a defect type)")
-    p.add_argument("--update", metavar="MODEL", help="--kind anomaly: add DATA_DIR's good images to this model")
-    p.add_argument("--out", help="run/checkpoint folder (default: <home>/models/<name>)")
-    p.add_argument("--name", help="model version name (default: the folder name)")
-    p.add_argument("--recipe", help="YAML file of training options; flags override it")
-    p.add_argument("--backbone")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--input-size", type=int)
-    p.add_argument("--optimizer", choices=("adamw", "adam", "sgd"))
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--val-fraction", type=float)
-    p.add_argument("--folds", type=int, help="k-fold cross-validation: number of folds")
-    p.add_argument("--fold", type=int, help="k-fold cross-validation: which fold validates")
-    p.add_argument("--time-budget-s", type=float, help="shorten the run to end within this many seconds")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out after its last finished epoch")
-    p.add_argument("--no-register", action="store_true", help="do not record the model in the database")
-    p.add_argument("--queue", action="store_true", help="queue the run for `inspect-app worker` instead")
-    p.add_argument("--test-dir", help="with --queue: frozen test set (class folders) for champion/challenger")
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("evaluate", help="evaluate a model on a labelled data set (JSON, plots, NG heatmaps)")
-    p.add_argument("model", help="checkpoint folder")
-    p.add_argument("data", help="class folders, MVTec folder or CSV manifest")
-    p.add_argument("--out", help="output folder (default <model>/evaluation)")
-    p.add_argument("--false-reject", type=float, default=0.01, help="report the escape rate at this false-reject rate")
-    p.add_argument("--target-escape", type=float, help="also find the threshold meeting this escape rate")
-    p.add_argument("--target-false-reject", type=float, help="also find the threshold meeting this false-reject rate")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    p.set_defaults(func=cmd_evaluate)
-
-    data = sub.add_parser("data", help="data set tools").add_subparsers(dest="data_command", required=True)
-    p = data.add_parser("check", help="class counts, unreadable files, duplicates, train/test leakage")
-    p.add_argument("dir", help="class folders, MVTec folder or CSV manifest")
-    p.add_argument("--test", help="a separate test set to check for leakage against")
-    p.add_argument("--json", help="also write the report as JSON to this file")
-    p.set_defaults(func=cmd_data_check)
-
-    p = sub.add_parser("inspect", help="inspect an image folder into the database")
-    p.add_argument("folder")
-    p.add_argument("--model", required=True, help="checkpoint folder")
-    p.add_argument("--station")
-    p.add_argument("--line")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--threshold", type=float, help="defect-score threshold (default: the model's)")
-    p.add_argument("--review-band", type=float, default=None,
-                   help="REVIEW band just below the threshold (default: the model's; 0 for binary OK/NG)")
-    p.add_argument("--csv", help="also append results to this CSV file")
-    p.add_argument("--ng-dir", help="folder for NG heatmap overlays (default <home>/ng)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    p.set_defaults(func=cmd_inspect)
-
-    p = sub.add_parser("run", help="execute a declared pipeline (pipelines/*.yaml)")
-    p.add_argument("pipeline")
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("export", help="export a model for another runtime (ONNX)")
-    p.add_argument("model", help="checkpoint folder")
-    p.add_argument("--format", default="onnx", choices=("onnx",))
-    p.add_argument("--out", help="output file (default <model>/model.onnx)")
-    p.set_defaults(func=cmd_export)
+    add_inspect_commands(sub)
 
     p = sub.add_parser("dashboard", help="start the Streamlit dashboard")
     p.add_argument("--port", type=int, default=8501)

@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
 
 from inspect_app.config.recipes import TrainConfig, load_recipe
 from inspect_app.config.settings import Settings, load_settings
 from inspect_app.errors import ConfigError, DatasetError
-from inspect_app.records import ModelStatus
+from inspect_app.records import ModelStatus, User
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -36,9 +35,9 @@ def actor() -> str:
     return f"cli:{os_user()}"
 
 
-def shell() -> Any:
-    """The audited acting user of this shell (``access.shell_user``)."""
-    from inspect_app.storage.access import shell_user
+def shell() -> User:
+    """The audited acting user of this shell (``app.access.shell_user``)."""
+    from inspect_app.app.access import shell_user
 
     return shell_user(os_user())
 
@@ -152,7 +151,7 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
 def cmd_runs_cancel(args: argparse.Namespace) -> int:
     """Cancel a queued or running training run."""
-    from inspect_app.storage.access import cancel_run
+    from inspect_app.app.runs import cancel_run
 
     run = cancel_run(_open_db(args), shell(), args.run_id)
     state = "cancelled" if run.status.value == "cancelled" else "asked to stop at its next step"
@@ -162,8 +161,8 @@ def cmd_runs_cancel(args: argparse.Namespace) -> int:
 
 def cmd_schedules_add(args: argparse.Namespace) -> int:
     """Add a cron schedule that queues fine-tuning runs."""
+    from inspect_app.app.schedules import add_schedule
     from inspect_app.config.policy import FinetuneSpec
-    from inspect_app.storage.access import add_schedule
 
     for folder in filter(None, (args.data_dir, args.test_dir)):
         _require_folder(folder)
@@ -192,7 +191,7 @@ def cmd_schedules_list(args: argparse.Namespace) -> int:
 
 def cmd_schedules_toggle(args: argparse.Namespace) -> int:
     """Enable or disable a schedule."""
-    from inspect_app.storage.access import set_schedule_enabled
+    from inspect_app.app.schedules import set_schedule_enabled
 
     schedule = set_schedule_enabled(_open_db(args), shell(), args.name, args.enable)
     print(f"schedule {schedule.name} {'enabled' if schedule.enabled else 'disabled'}")
@@ -201,7 +200,7 @@ def cmd_schedules_toggle(args: argparse.Namespace) -> int:
 
 def cmd_schedules_remove(args: argparse.Namespace) -> int:
     """Delete a schedule (its runs stay)."""
-    from inspect_app.storage.access import remove_schedule
+    from inspect_app.app.schedules import remove_schedule
 
     remove_schedule(_open_db(args), shell(), args.name)
     print(f"schedule {args.name} removed")
@@ -210,7 +209,7 @@ def cmd_schedules_remove(args: argparse.Namespace) -> int:
 
 def cmd_models_rollback(args: argparse.Namespace) -> int:
     """Re-activate the model the current active one replaced."""
-    from inspect_app.storage.access import rollback_model
+    from inspect_app.app.versions import rollback_model
 
     version = rollback_model(_open_db(args), shell())
     print(f"rolled back: model {version.name} is now {ModelStatus.ACTIVE.value}")
@@ -221,7 +220,7 @@ def cmd_reviews_export(args: argparse.Namespace) -> int:
     """Write the reviewed parts as a ``path,label`` CSV manifest (``train`` and ``evaluate`` read it)."""
     from datetime import UTC, datetime
 
-    from inspect_app.storage.dashboard_queries import write_review_manifest
+    from inspect_app.app.reviews import export_reviews
 
     since = None
     if args.since:
@@ -232,10 +231,12 @@ def cmd_reviews_export(args: argparse.Namespace) -> int:
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)  # plant records are UTC
     try:
-        count = write_review_manifest(_open_db(args), Path(args.out), since=since)
+        export = export_reviews(_open_db(args), Path(args.out), since=since)
     except ValueError as exc:
         raise DatasetError(str(exc)) from exc
-    print(f"wrote {count} reviewed parts to {args.out}")
+    print(f"wrote {export.written} reviewed parts to {args.out}")
+    if export.frames or export.missing:
+        print(f"left out {export.frames} stream frame(s) and {export.missing} part(s) whose image file is not here")
     return 0
 
 

@@ -1,7 +1,7 @@
 """The ``inspect-app users`` commands: add, list, activate, deactivate, set-role, reset-password.
 
 Kept apart from ``cli.py`` like ``cli_lifecycle``; ``cli`` adds these sub-commands with ``add_user_commands``. Every
-change goes through ``storage.access``/``storage.users``, which audit it in the same transaction, with the shell user
+change goes through the use cases in ``inspect_app.app``, which audit it in the same transaction, with the shell user
 (``cli:$USER``) as the actor. A bad name, role or password is one ``error:`` line and exit code 2.
 """
 
@@ -58,26 +58,27 @@ def ensure_first_admin(url: str) -> str:
     """
     import secrets
 
-    from inspect_app.storage import Database, Repository, access
+    from inspect_app.app import users
+    from inspect_app.storage import Database, Repository
 
     with Database.open(url) as db:
         if Repository(db).list_users():
             return ("sign in to the dashboard with your user (inspect-app users list shows them; "
                     "inspect-app users reset-password NAME sets a forgotten password)")
         password = secrets.token_urlsafe(12)
-        access.create_user(db, FIRST_ADMIN, "admin", password)
+        users.create_user(db, FIRST_ADMIN, "admin", password)
     return (f"created the first dashboard user {FIRST_ADMIN!r} (role admin); sign in with password {password}\n"
             f"  it is shown only now: change it with  inspect-app users reset-password {FIRST_ADMIN}")
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
     """Create a dashboard user with a role; the password is stored as an Argon2id hash."""
-    from inspect_app.storage import access
-    from inspect_app.storage.users import check_role
+    from inspect_app.app import users
+    from inspect_app.app.users import check_role
 
     try:
         check_role(args.role)  # before the prompt: nobody should type a password for a command that will fail
-        user = access.create_user(_open_db(args), args.name, args.role, read_new_password(args),
+        user = users.create_user(_open_db(args), args.name, args.role, read_new_password(args),
                                   display_name=args.display_name, shell_actor=actor())
     except ValueError as exc:
         return _refuse(exc)
@@ -105,7 +106,7 @@ def _change(args: argparse.Namespace, change: Callable[[object], User]) -> User 
 
 def cmd_users_activate(args: argparse.Namespace) -> int:
     """Let a user sign in again, or (``--deactivate``) stop them from signing in."""
-    from inspect_app.storage.users import set_user_active
+    from inspect_app.app.users import set_user_active
 
     user = _change(args, lambda db: set_user_active(db, actor(), args.name, args.activate))
     if isinstance(user, int):
@@ -116,7 +117,7 @@ def cmd_users_activate(args: argparse.Namespace) -> int:
 
 def cmd_users_set_role(args: argparse.Namespace) -> int:
     """Give a user another role."""
-    from inspect_app.storage.users import check_role, set_user_role
+    from inspect_app.app.users import check_role, set_user_role
 
     try:
         check_role(args.role)
@@ -131,8 +132,8 @@ def cmd_users_set_role(args: argparse.Namespace) -> int:
 
 def cmd_users_reset_password(args: argparse.Namespace) -> int:
     """Set a new password for a user (prompted twice, or one line on stdin)."""
+    from inspect_app.app.users import reset_password
     from inspect_app.storage.repository import Repository
-    from inspect_app.storage.users import reset_password
 
     db = _open_db(args)
     if Repository(db).get_user(args.name) is None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from inspect_app.cli import build_parser, format_summary, main
+from inspect_app.cli import build_parser, main
+from inspect_app.cli_inspect import format_summary
 from inspect_app.records import InspectionSummary
 
 
@@ -95,7 +96,8 @@ def test_users_add_stores_a_hashed_password(tmp_path: Path, capsys: pytest.Captu
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
-    from inspect_app.storage import Database, access
+    from inspect_app.app import access
+    from inspect_app.storage import Database
 
     monkeypatch.delenv("INSPECT_DATABASE_URL", raising=False)
     monkeypatch.setattr("sys.stdin", io.StringIO("a-long-password\n"))

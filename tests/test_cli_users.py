@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from inspect_app.app import access
 from inspect_app.cli import main
 from inspect_app.errors import AccessDeniedError
-from inspect_app.storage import Database, Repository, access
+from inspect_app.storage import Database, Repository
 
 ROLES_TEXT = "['viewer', 'operator', 'engineer', 'admin']"
 

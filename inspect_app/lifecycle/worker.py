@@ -217,10 +217,10 @@ class Worker:
             promoted = comparison.promoted and spec.promotion.auto_promote
             if promoted:
                 previous = champion.name if champion else None
-                if not self.queue.promote_if_active_is(name, previous):
+                event = promotions.promotion_event(name, previous, f"worker:{self.name}",
+                                                   f"run {run.id}: {comparison.reason}")
+                if not self.queue.promote_if_active_is(name, previous, audit=event):
                     continue  # another worker promoted its candidate meanwhile: judge against that one
-                promotions.audit_promotion(self.repository, name, previous, f"worker:{self.name}",
-                                                 f"run {run.id}: {comparison.reason}")
             reason = comparison.reason
             if comparison.promoted and not promoted:
                 reason = f"{reason}; auto_promote is off, so it waits for a person"

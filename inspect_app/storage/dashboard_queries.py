@@ -7,13 +7,11 @@ time bounds are timezone-aware, ``since`` inclusive and ``until`` exclusive.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exists, select
@@ -43,7 +41,6 @@ __all__ = [
     "reviewed_labels",
     "score_drift",
     "station_comparison",
-    "write_review_manifest",
 ]
 
 
@@ -196,25 +193,6 @@ def reviewed_labels(db: Database, since: datetime | None = None) -> list[tuple[s
             (path, GOOD_CLASS if verdict == Decision.OK.value else (defect or "defect"))
             for path, verdict, defect in session.execute(stmt).all()
         ]
-
-
-def write_review_manifest(db: Database, path: Path, since: datetime | None = None) -> int:
-    """Write the reviewed parts as a CSV manifest (``path,label``) for the next fine-tuning run; returns the rows.
-
-    Raises:
-        ValueError: nothing has been reviewed (an empty manifest would silently add nothing).
-    """
-    labels = reviewed_labels(db, since=since)
-    if not labels:
-        raise ValueError("no reviewed parts yet; review parts on the Review page first")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "label"])
-        writer.writerows(labels)
-    logger.info("wrote %d reviewed parts to %s", len(labels), path)
-    return len(labels)
 
 
 def reference_histogram(scores: Sequence[float]) -> list[int]:

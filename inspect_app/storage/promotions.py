@@ -12,23 +12,21 @@ logger = logging.getLogger(__name__)
 PROMOTE_ACTION = "model.promote"
 
 
-def audit_promotion(repository: Repository, name: str, previous: str | None, actor: str, reason: str) -> None:
-    """Record a promotion with the model it replaced (what ``rollback`` reads)."""
-    repository.audit(AuditEvent(actor=actor, action=PROMOTE_ACTION, target=name,
-                                details={"previous": previous, "reason": reason}))
+def promotion_event(name: str, previous: str | None, actor: str, reason: str) -> AuditEvent:
+    """The audit entry of a promotion, with the model it replaced (what ``rollback`` reads)."""
+    return AuditEvent(actor=actor, action=PROMOTE_ACTION, target=name, details={"previous": previous, "reason": reason})
 
 
 def promote(repository: Repository, name: str, actor: str, reason: str = "manual") -> ModelVersion:
-    """Make ``name`` the active model and audit it with the previous active model's name.
+    """Make ``name`` the active model and audit it with the previous active model's name, in one transaction.
 
     Raises:
         LookupError: no model version is called ``name`` (the known ones are listed).
     """
     previous = repository.active_model()
-    version = repository.promote(name)
-    if previous is None or previous.name != name:
-        audit_promotion(repository, name, previous.name if previous else None, actor, reason)
-    return version
+    changes = previous is None or previous.name != name
+    event = promotion_event(name, previous.name if previous else None, actor, reason) if changes else None
+    return repository.promote(name, audit=event)
 
 
 ROLLBACK_REASON = "rollback from"

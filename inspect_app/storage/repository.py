@@ -422,8 +422,8 @@ class Repository:
 
     # model versions ----------------------------------------------------------------------------------------------
 
-    def add_model_version(self, version: ModelVersion) -> int:
-        """Register a model version and return its id.
+    def add_model_version(self, version: ModelVersion, audit: AuditEvent | None = None) -> int:
+        """Register a model version and return its id; ``audit`` is written in the same transaction.
 
         Raises:
             StorageError: the name is taken, or the version is ``active`` while another one is.
@@ -433,6 +433,8 @@ class Repository:
             if session.scalar(select(ModelVersionRow.id).where(ModelVersionRow.name == version.name)) is not None:
                 raise StorageError(f"model version {version.name!r} already exists")
             session.add(row)
+            if audit is not None:
+                self._audit(session, audit)
             session.flush()
             return row.id
 
@@ -468,10 +470,11 @@ class Repository:
             row = session.scalar(stmt)
             return None if row is None else _model_version_from_row(row)
 
-    def promote(self, name: str) -> ModelVersion:
+    def promote(self, name: str, audit: AuditEvent | None = None) -> ModelVersion:
         """Make ``name`` the active model and retire the previous one, in one transaction.
 
         Promoting the model that is already active changes nothing; a retired model may be promoted again (rollback).
+        ``audit`` is written in the same transaction, when the promotion changes something.
 
         Returns:
             The promoted model version.
@@ -492,6 +495,8 @@ class Repository:
                     .values(status=ModelStatus.RETIRED.value)
                 )
                 row.status = ModelStatus.ACTIVE.value
+                if audit is not None:
+                    self._audit(session, audit)
                 session.flush()
                 logger.info("model version %r promoted to active", name)
             return _model_version_from_row(row)
@@ -743,8 +748,8 @@ class Repository:
                 manifest_path=row.manifest_path, created_at=row.created_at,
             )
 
-    def add_schedule(self, schedule: Schedule) -> int:
-        """Record a schedule and return its id.
+    def add_schedule(self, schedule: Schedule, audit: AuditEvent | None = None) -> int:
+        """Record a schedule and return its id; ``audit`` is written in the same transaction.
 
         Raises:
             StorageError: the name is taken.
@@ -760,6 +765,8 @@ class Repository:
                 created_at=schedule.created_at,
             )
             session.add(row)
+            if audit is not None:
+                self._audit(session, audit)
             session.flush()
             return row.id
 

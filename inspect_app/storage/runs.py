@@ -10,15 +10,16 @@ comes back cannot overwrite the run's new owner.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
 
 from inspect_app.errors import RunStateError, StorageError
-from inspect_app.records import ModelComparison, ModelStatus, RunStatus, TrainingRun, utcnow
+from inspect_app.records import AuditEvent, ModelComparison, ModelStatus, RunStatus, TrainingRun, utcnow
 from inspect_app.storage.db import Database
-from inspect_app.storage.repository import run_from_row
+from inspect_app.storage.repository import Repository, run_from_row
 from inspect_app.storage.tables import InspectionRow, ModelComparisonRow, ModelVersionRow, ReviewRow, TrainingRunRow
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class RunQueue:
         model_name: str | None = None,
         schedule: str | None = None,
         created_at: datetime | None = None,
+        audit: Callable[[int], AuditEvent] | None = None,
     ) -> int:
         """Add a queued run and return its id.
 
@@ -73,6 +75,7 @@ class RunQueue:
             model_name: name for the model version it will produce (default chosen by the worker).
             schedule: name of the schedule that queued it, if any.
             created_at: queue time (default now); runs are claimed oldest first.
+            audit: builds the audit entry from the new run's id; written in the same transaction.
         """
         row = _T(
             status=RunStatus.QUEUED.value, config=dict(config), data_dir=str(data_dir), model_name=model_name,
@@ -82,11 +85,17 @@ class RunQueue:
         with self.db.session() as session:
             session.add(row)
             session.flush()
+            if audit is not None:
+                Repository._audit(session, audit(row.id))
             logger.info("queued training run %d on %s", row.id, data_dir)
             return row.id
 
-    def cancel(self, run_id: int, now: datetime | None = None) -> TrainingRun:
+    def cancel(
+        self, run_id: int, now: datetime | None = None, audit: Callable[[TrainingRun], AuditEvent] | None = None
+    ) -> TrainingRun:
         """Cancel a run: a queued one at once, a running one at its worker's next progress report.
+
+        ``audit`` builds the audit entry from the cancelled run; it is written in the same transaction.
 
         Raises:
             LookupError: no run has ``run_id``.
@@ -108,7 +117,10 @@ class RunQueue:
                 raise RunStateError(f"training run {run_id} is {row.status!r}; only runs that are {allowed} can be "
                                     "cancelled")
             session.flush()
-            return run_from_row(row)
+            run = run_from_row(row)
+            if audit is not None:
+                Repository._audit(session, audit(run))
+            return run
 
     # workers -----------------------------------------------------------------------------------------------------
 
@@ -344,8 +356,10 @@ class RunQueue:
 
     # promotion -------------------------------------------------------------------------------------------------
 
-    def promote_if_active_is(self, name: str, expected: str | None) -> bool:
+    def promote_if_active_is(self, name: str, expected: str | None, audit: AuditEvent | None = None) -> bool:
         """Make ``name`` active only if the active model is still ``expected`` (``None``: no active model).
+
+        ``audit`` (the promotion's audit entry) is written in the same transaction as the promotion.
 
         Two workers that judged their candidates against the same champion cannot both replace it: the active row is
         locked while it is checked, and a concurrent first promotion trips the one-active unique index.
@@ -370,6 +384,8 @@ class RunQueue:
                     current.status = ModelStatus.RETIRED.value
                     session.flush()
                 row.status = ModelStatus.ACTIVE.value
+                if audit is not None:
+                    Repository._audit(session, audit)
                 session.flush()
         except StorageError as exc:
             logger.warning("promotion of %s lost a race (%s); it will be judged again", name, exc)

@@ -8,6 +8,7 @@ scheduler that was down for days fires once, not once per missed occurrence.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy import delete, select, update
 
 from inspect_app.config.policy import FinetuneSpec
 from inspect_app.errors import ConfigError
-from inspect_app.records import Schedule, utcnow
+from inspect_app.records import AuditEvent, Schedule, utcnow
 from inspect_app.storage.db import Database
 from inspect_app.storage.repository import Repository
 from inspect_app.storage.tables import ScheduleRow
@@ -69,9 +70,11 @@ class ScheduleStore:
 
     def add(
         self, name: str, cron: str, config: dict[str, Any], kind: str = "train", enabled: bool = True,
-        now: datetime | None = None,
+        now: datetime | None = None, audit: Callable[[Schedule], AuditEvent] | None = None,
     ) -> Schedule:
         """Create a schedule whose first firing is the next occurrence after ``now``.
+
+        ``audit`` builds the audit entry from the new schedule; it is written in the same transaction.
 
         Raises:
             ConfigError: bad cron expression or kind (named, with the allowed form).
@@ -83,7 +86,7 @@ class ScheduleStore:
         cron = check_cron(cron)
         schedule = Schedule(name=name, kind=kind, cron=cron, config=dict(config), enabled=enabled,
                             next_run_at=next_fire(cron, now), created_at=now)
-        self.repository.add_schedule(schedule)
+        self.repository.add_schedule(schedule, audit=audit(schedule) if audit is not None else None)
         logger.info("schedule %r added (%s), first run %s", name, cron, schedule.next_run_at)
         return schedule
 
@@ -106,9 +109,11 @@ class ScheduleStore:
 
     def update(
         self, name: str, cron: str | None = None, config: dict[str, Any] | None = None, enabled: bool | None = None,
-        now: datetime | None = None,
+        now: datetime | None = None, audit: AuditEvent | None = None,
     ) -> Schedule:
         """Change a schedule's cron, config and/or enabled flag; a new cron or re-enabling recomputes the next run.
+
+        ``audit`` is written in the same transaction as the change.
 
         Raises:
             LookupError: no such schedule.
@@ -125,13 +130,16 @@ class ScheduleStore:
             values["enabled"] = enabled
         if cron is not None or (enabled and not current.enabled):
             values["next_run_at"] = next_fire(values.get("cron", current.cron), now)
-        if values:
+        if values or audit is not None:
             with self.db.session() as session:
-                session.execute(update(ScheduleRow).where(ScheduleRow.name == name).values(**values))
+                if values:
+                    session.execute(update(ScheduleRow).where(ScheduleRow.name == name).values(**values))
+                if audit is not None:
+                    Repository._audit(session, audit)
         return self.get(name)
 
-    def remove(self, name: str) -> None:
-        """Delete a schedule (its runs stay).
+    def remove(self, name: str, audit: AuditEvent | None = None) -> None:
+        """Delete a schedule (its runs stay); ``audit`` is written in the same transaction.
 
         Raises:
             LookupError: no such schedule.
@@ -139,6 +147,8 @@ class ScheduleStore:
         self.get(name)
         with self.db.session() as session:
             session.execute(delete(ScheduleRow).where(ScheduleRow.name == name))
+            if audit is not None:
+                Repository._audit(session, audit)
 
     def take_firing(self, name: str, expected_next: datetime | None, now: datetime) -> Schedule | None:
         """Claim the firing due at ``expected_next``: move ``next_run_at`` past ``now`` and stamp ``last_run_at``.

@@ -1,7 +1,7 @@
 """Admin page: users and roles; activate, deactivate, change a role, reset a password, add a user.
 
 Admins only: anyone else is told which role the page needs and sees nothing more (not even the user names). Every
-change goes through the functions ``inspect-app users`` uses (``storage.users``, ``storage.access.create_user``), which
+change goes through the functions ``inspect-app users`` uses (``app.users``), which
 check the admin role against the database and audit the change in its transaction; the last active admin is kept.
 """
 
@@ -12,9 +12,10 @@ import logging
 import pandas as pd
 import streamlit as st
 
+from inspect_app.app import access, users
 from inspect_app.errors import StorageError
 from inspect_app.records import User
-from inspect_app.storage import Repository, access, users
+from inspect_app.storage import Repository
 from inspect_app.storage.tables import USER_ROLES
 from inspect_app.ui.common import (
     current_user,
@@ -80,7 +81,7 @@ def render_add(url: str) -> None:
         password = st.text_input("Password", type="password", key="admin_new_password")
         submitted = st.form_submit_button("Add user", help=role_hint("users"))
     if submitted:
-        run_control(access.create_user, database(url), name.strip(), role, password, actor=current_user(),
+        run_control(users.create_user, database(url), name.strip(), role, password, actor=current_user(),
                     display_name=display.strip() or None, success=f"user {name.strip()} added with role {role}")
 
 

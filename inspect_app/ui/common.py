@@ -1,7 +1,7 @@
 """Pieces every dashboard page shares: the database, sidebar filters, sign-in (``ui.session``), running a control.
 
 Reads go through cached loaders keyed by plain values (the URL string); controls go through
-``inspect_app.storage.access``, which checks the role next to the write and audits it, so a page cannot change
+the use cases in ``inspect_app.app``, which checks the role next to the write and audits it, so a page cannot change
 anything on behalf of someone without the role even if it shows the button.
 """
 
@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 import pandas as pd
 import streamlit as st
 
+from inspect_app.app import access
 from inspect_app.config import load_settings
 from inspect_app.errors import InspectAppError
-from inspect_app.storage import access as storage_access
 from inspect_app.storage import queries
 from inspect_app.ui import files
 from inspect_app.ui.connection import database, database_url
@@ -182,14 +182,14 @@ def run_control(action: Callable[..., T], *args: Any, success: str, **kwargs: An
 def may(action: str) -> bool:
     """Whether the signed-in user (re-read from the database) may use the control for ``action``.
 
-    Pages draw a control only when this holds; the ``storage.access`` function behind it checks again.
+    Pages draw a control only when this holds; the ``inspect_app.app`` use case behind it checks again.
     """
-    return storage_access.allowed(current_user(), action)
+    return access.allowed(current_user(), action)
 
 
 def role_hint(action: str) -> str:
     """Help text naming the least role a control needs."""
-    return f"needs role {storage_access.ACTION_ROLES[action]} or higher"
+    return f"needs role {access.ACTION_ROLES[action]} or higher"
 
 
 # --- files from database rows -------------------------------------------------------------------------------------

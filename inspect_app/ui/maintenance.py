@@ -3,7 +3,7 @@
 The control has two steps, like ``inspect-app db purge --dry-run`` followed by the real run: a dry run counts the
 inspections older than the chosen age, then a confirm button deletes exactly those (the confirmed purge reuses the
 dry run's reference time, so rows that age past the cut-off in between are not taken). Both steps go through
-``storage.access.purge``, which checks the admin role next to the write; ``storage.retention`` writes the audit entry.
+``app.maintenance.purge``, which checks the admin role next to the write; ``storage.retention`` writes the audit entry.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
+from inspect_app.app import access, maintenance
 from inspect_app.errors import InspectAppError
 from inspect_app.records import User
-from inspect_app.storage import access
 from inspect_app.storage.retention import parse_age
 from inspect_app.ui.common import current_user, database, role_hint, run_control
 
@@ -46,12 +46,12 @@ def _dry_run(url: str, user: User | None, age: str, keep_files: bool) -> None:
     try:
         parse_age(age)  # named error for a bad age before anything else (the role check comes next)
         now = datetime.now(UTC)
-        result = access.purge(database(url), user, age, keep_files, dry_run=True, now=now)
+        result = maintenance.purge(database(url), user, age, keep_files, dry_run=True, now=now)
     except (InspectAppError, ValueError) as exc:
         logger.info("purge dry run refused: %s", exc)
         st.error(str(exc))
         return
-    assert user is not None  # access.purge refused anyone else
+    assert user is not None  # maintenance.purge refused anyone else
     st.session_state[PENDING_KEY] = {"user": user.username, "age": age, "keep_files": keep_files, "now": now,
                                      "cutoff": result.cutoff, "rows": result.rows}
 
@@ -59,7 +59,8 @@ def _dry_run(url: str, user: User | None, age: str, keep_files: bool) -> None:
 def _confirm(url: str, user: User | None, pending: dict) -> None:
     """Run the counted purge and report rows and files."""
     del st.session_state[PENDING_KEY]
-    result = run_control(access.purge, database(url), user, pending["age"], pending["keep_files"], now=pending["now"],
+    result = run_control(maintenance.purge, database(url), user, pending["age"], pending["keep_files"],
+                         now=pending["now"],
                          success=f"purge of inspections older than {pending['age']} done")
     if result is not None:
         files = "files kept" if pending["keep_files"] else (
@@ -71,7 +72,7 @@ def _confirm(url: str, user: User | None, pending: dict) -> None:
 def render_maintenance(url: str) -> None:
     """Draw the purge control: age, keep-files choice, dry-run count, then confirm or cancel.
 
-    Admins only: anyone else does not see the section (``access.purge`` refuses them anyway).
+    Admins only: anyone else does not see the section (``maintenance.purge`` refuses them anyway).
     """
     user = current_user()
     if not access.allowed(user, "purge"):

@@ -13,10 +13,11 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from inspect_app.app import versions
 from inspect_app.errors import StorageError
 from inspect_app.metrics import rates_at, threshold_tradeoff
 from inspect_app.records import ModelStatus, ModelVersion
-from inspect_app.storage import Repository, access, detail_queries
+from inspect_app.storage import Repository, detail_queries
 from inspect_app.ui.analysis import score_samples
 from inspect_app.ui.common import (
     CACHE_TTL_S,
@@ -45,7 +46,7 @@ def load_models(url: str) -> list[ModelVersion]:
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def load_rollback_target(url: str) -> str | None:
     """Name of the model a rollback would re-activate."""
-    target = access.rollback_target(database(url))
+    target = versions.rollback_target(database(url))
     return None if target is None else target.name
 
 
@@ -91,12 +92,12 @@ def render_controls(url: str, models: list[ModelVersion], selected: ModelVersion
         label = f"Promote {selected.name}"
         if may_promote and st.button(label, key="promote", disabled=selected.status == ModelStatus.ACTIVE or failed,
                                      help=role_hint("promote")):
-            run_control(access.promote_model, database(url), current_user(), selected.name,
+            run_control(versions.promote_model, database(url), current_user(), selected.name,
                         success=f"{selected.name} is now the active model")
     with right:
         label = f"Roll back to {target}" if target else "Roll back"
         if may_rollback and st.button(label, key="rollback", disabled=target is None, help=role_hint("rollback")):
-            run_control(access.rollback_model, database(url), current_user(),
+            run_control(versions.rollback_model, database(url), current_user(),
                         success=f"rolled back from {active.name if active else '–'} to {target}")
 
 
@@ -136,7 +137,7 @@ def render_tuner(url: str, version: ModelVersion) -> float | None:
     # The tuner is a what-if anyone may explore; only storing the threshold is a control.
     if may("threshold") and st.button(f"Apply threshold {threshold:.2f} to {version.name}", key="apply_threshold",
                  disabled=not moved, help=role_hint("threshold")):
-        run_control(access.set_model_threshold, database(url), current_user(), version.name, threshold,
+        run_control(versions.set_model_threshold, database(url), current_user(), version.name, threshold,
                     success=f"threshold of {version.name} set to {threshold:.2f}")
     return threshold
 

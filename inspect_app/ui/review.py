@@ -1,6 +1,6 @@
 """Review page: the REVIEW band and a random audit sample of OK parts; a person confirms or relabels each one.
 
-Verdicts are stored through ``storage.access.review_inspection`` (operator role or higher, audited) and become
+Verdicts are stored through ``app.reviews.review_inspection`` (operator role or higher, audited) and become
 training data: the Training page can hand them to the next fine-tuning run as a CSV manifest.
 """
 
@@ -11,9 +11,10 @@ import logging
 import pandas as pd
 import streamlit as st
 
+from inspect_app.app import reviews
 from inspect_app.errors import StorageError
 from inspect_app.records import GOOD_CLASS, ReviewItem
-from inspect_app.storage import Repository, access, dashboard_queries, queries
+from inspect_app.storage import Repository, dashboard_queries, queries
 from inspect_app.ui.common import (
     ALL_STATIONS,
     CACHE_TTL_S,
@@ -108,11 +109,11 @@ def render_item(url: str, item: ReviewItem, classes: list[str], may_review: bool
             ok_col, ng_col = st.columns(2)
             help_text = role_hint("review")
             if ok_col.button("Good part (OK)", key=f"{key}_ok", help=help_text):
-                run_control(access.review_inspection, database(url), current_user(), item.inspection_id, "OK",
+                run_control(reviews.review_inspection, database(url), current_user(), item.inspection_id, "OK",
                             comment=comment, success=f"#{item.inspection_id} recorded as OK")
             if ng_col.button("Defective (NG)", key=f"{key}_ng", help=help_text):
                 defect = other.strip() if chosen == OTHER_CLASS else chosen
-                run_control(access.review_inspection, database(url), current_user(), item.inspection_id, "NG",
+                run_control(reviews.review_inspection, database(url), current_user(), item.inspection_id, "NG",
                             defect_class=defect, comment=comment,
                             success=f"#{item.inspection_id} recorded as NG {defect}")
 

@@ -16,10 +16,11 @@ from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
+from inspect_app.app import access
 from inspect_app.config import load_settings
 from inspect_app.errors import InspectAppError, SessionInvalidError, StorageError
 from inspect_app.records import AuditEvent, User
-from inspect_app.storage import Repository, access, sessions
+from inspect_app.storage import Repository, sessions
 from inspect_app.ui.connection import database, database_url
 
 logger = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """Training page: queue and cancel fine-tuning runs, watch them (progress, queue fields, log tail), manage the
 schedules ``lifecycle.scheduler`` fires, and read the champion/challenger comparisons.
 
-Every control goes through ``storage.access`` (role checked, audited); the lifecycle worker does the work. Reviewed
-parts join a run's data through its spec's ``use_reviews`` (the worker freezes them at the run's start).
+Every control goes through a use case in ``inspect_app.app`` (role checked, audited); the lifecycle worker does the
+work. Reviewed parts join a run's data through its spec's ``use_reviews`` (the worker freezes them at the run's start).
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from inspect_app.app import runs as run_actions
+from inspect_app.app import schedules as schedule_actions
 from inspect_app.config import TrainConfig, load_settings
 from inspect_app.errors import StorageError
 from inspect_app.records import RunStatus, TrainingRun, utcnow
-from inspect_app.storage import Repository, access
+from inspect_app.storage import Repository
 from inspect_app.storage.runs import RunQueue
 from inspect_app.storage.schedules import CRON_HELP
 from inspect_app.ui import files
@@ -238,7 +240,7 @@ def render_start(url: str) -> None:
     if not submitted:
         return
     recipe = {"backbone": backbone.strip(), "epochs": int(epochs), "batch_size": int(batch), "lr": float(lr)}
-    run_id = run_control(access.enqueue_training, database(url), current_user(), data_dir.strip(), recipe,
+    run_id = run_control(run_actions.enqueue_training, database(url), current_user(), data_dir.strip(), recipe,
                          model_name=name.strip() or None, use_reviews=with_reviews, test_dir=test_dir.strip() or None,
                          success="run queued")
     if run_id is not None:
@@ -284,7 +286,7 @@ def render_runs_body(url: str) -> None:
         cols = st.columns([2, 1])
         run_id = cols[0].selectbox("Run to cancel", active_ids, key="cancel_pick")
         if cols[1].button("Cancel run", key="cancel_run", help=role_hint("cancel")):
-            run = run_control(access.cancel_run, database(url), current_user(), run_id, success=f"run {run_id}: "
+            run = run_control(run_actions.cancel_run, database(url), current_user(), run_id, success=f"run {run_id}: "
                               "cancel requested")
             if run is not None:
                 st.caption(f"Run {run.id} is {run.status.value}" +
@@ -321,7 +323,7 @@ def render_schedules(url: str) -> None:
         name = cols[0].selectbox("Schedule", list(frame["Name"]), key="schedule_pick")
         enabled = bool(frame.loc[frame["Name"] == name, "Enabled"].iloc[0])
         if cols[1].button("Pause" if enabled else "Resume", key="schedule_toggle", help=role_hint("schedule")):
-            run_control(access.set_schedule_enabled, database(url), current_user(), name, not enabled,
+            run_control(schedule_actions.set_schedule_enabled, database(url), current_user(), name, not enabled,
                         success=f"schedule {name} {'paused' if enabled else 'resumed'}")
     with st.form("add_schedule"):
         cols = st.columns(3)
@@ -333,7 +335,8 @@ def render_schedules(url: str) -> None:
                                key="schedule_only_new")
         submitted = st.form_submit_button("Add fine-tuning schedule", help=role_hint("schedule"))
     if submitted:
-        run_control(access.add_schedule, database(url), current_user(), name.strip(), cron.strip(), data_dir.strip(),
+        run_control(schedule_actions.add_schedule, database(url), current_user(), name.strip(), cron.strip(),
+                    data_dir.strip(),
                     only_if_new_data=only_new, success=f"schedule {name} added")
 
 

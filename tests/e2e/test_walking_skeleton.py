@@ -75,13 +75,14 @@ def test_rerun_is_idempotent(flow: dict, capsys: pytest.CaptureFixture[str]) -> 
 def test_dashboard_overview_shows_the_counts(flow: dict, monkeypatch: pytest.MonkeyPatch, repo_root: Path) -> None:
     from streamlit.testing.v1 import AppTest
 
-    from inspect_app.storage import Repository, access, queries
+    from inspect_app.app import users
+    from inspect_app.storage import Repository, queries
     from inspect_app.storage.db import Database
 
     db = Database.open(flow["db_url"])
     expected = queries.summary(db)
     if Repository(db).get_user("qe") is None:
-        access.create_user(db, "qe", "viewer", "qe-long-password")
+        users.create_user(db, "qe", "viewer", "qe-long-password")
     monkeypatch.setenv("INSPECT_DATABASE_URL", flow["db_url"])
     monkeypatch.setenv("INSPECT_HOME", str(flow["home"]))
     app = AppTest.from_file(str(repo_root / "inspect_app" / "ui" / "app.py"), default_timeout=60).run()

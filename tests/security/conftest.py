@@ -24,9 +24,10 @@ import streamlit as st
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
+from inspect_app.app import users
 from inspect_app.cli import main
 from inspect_app.records import Decision, Inspection
-from inspect_app.storage import Database, Repository, access
+from inspect_app.storage import Database, Repository
 
 ADMIN_ENV = "INSPECT_TEST_POSTGRES_ADMIN_URL"
 OWNER_PASSWORD = "owner-pw-9f3a1c"
@@ -140,7 +141,7 @@ def plant(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
         for i in range(6)
     ])
     for role in ROLES:
-        access.create_user(db, role, role, PASSWORD)
+        users.create_user(db, role, role, PASSWORD)
     monkeypatch.setenv("INSPECT_DATABASE_URL", db_url)
     monkeypatch.setenv("INSPECT_HOME", str(tmp_path))
     monkeypatch.setenv("INSPECT_SESSION_SECRET", SECRET)

@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from inspect_app.app import users
 from inspect_app.records import AuditEvent
-from inspect_app.storage import Database, Repository, access
+from inspect_app.storage import Database, Repository
 
 pytestmark = pytest.mark.postgres
 APP_URL_ENV = "INSPECT_TEST_POSTGRES_APP_URL"
@@ -33,7 +34,7 @@ def app_db() -> Iterator[Database]:
 
 def test_app_role_writes_rows_and_audit_entries(app_db: Database) -> None:
     name = f"ci_{uuid.uuid4().hex[:8]}"
-    access.create_user(app_db, name, "viewer", "correct horse battery")
+    users.create_user(app_db, name, "viewer", "correct horse battery")
     Repository(app_db).audit(AuditEvent(actor=name, action="ci.probe"))
     assert any(e.actor == name and e.action == "ci.probe" for e in Repository(app_db).list_audit(limit=1000))
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from inspect_app import cli, cli_users
-from inspect_app.storage import Database, Repository, access
+from inspect_app.app import access
+from inspect_app.storage import Database, Repository
 
 
 def _address(command: list[str]) -> str:

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from inspect_app.storage import Database, Repository, sessions, throttle, users
+from inspect_app.app import users
+from inspect_app.storage import Database, Repository, sessions, throttle
 from inspect_app.ui import app, session
 
 APP_FILE = Path(app.__file__).resolve()

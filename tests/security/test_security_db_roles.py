@@ -21,13 +21,16 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from inspect_app.app import reviews, users, versions
+from inspect_app.app import runs as run_actions
+from inspect_app.app import schedules as schedule_actions
+from inspect_app.app.users import set_user_active
 from inspect_app.cli import main
 from inspect_app.records import AuditEvent, Decision, Inspection, ModelVersion, RunStatus
-from inspect_app.storage import Database, Repository, access, promotions
+from inspect_app.storage import Database, Repository, promotions
 from inspect_app.storage.retention import purge
 from inspect_app.storage.runs import RunQueue
 from inspect_app.storage.schedules import ScheduleStore
-from inspect_app.storage.users import set_user_active
 
 pytestmark = pytest.mark.postgres
 
@@ -58,31 +61,31 @@ def test_app_role_runs_the_product_path(app_db: Database, roles_db, tmp_path) ->
     assert make_url(app_db.engine.url).username == roles_db.app
     repository = Repository(app_db)
     assert repository.add_inspections([_inspection(i) for i in range(3)] + [_inspection(3, Decision.OK)]) == 4
-    admin = access.create_user(app_db, "alice", "admin", "correct horse battery")
-    operator = access.create_user(app_db, "olly", "operator", "correct horse battery")
+    admin = users.create_user(app_db, "alice", "admin", "correct horse battery")
+    operator = users.create_user(app_db, "olly", "operator", "correct horse battery")
     inspection_id = repository.inspection_id(f"{0:064x}", "m1", "station-1")
     assert inspection_id is not None
-    access.review_inspection(app_db, operator, inspection_id, "NG", defect_class="scratch")
+    reviews.review_inspection(app_db, operator, inspection_id, "NG", defect_class="scratch")
 
     for name in ("m1", "m2"):
         repository.add_model_version(ModelVersion(name=name, kind="classifier", backbone="b", path=f"/m/{name}",
                                                   classes=("good", "scratch")))
     promotions.promote(repository, "m1", actor="alice")
-    access.promote_model(app_db, admin, "m2")
-    access.set_model_threshold(app_db, admin, "m2", 0.4)
-    access.rollback_model(app_db, admin)
+    versions.promote_model(app_db, admin, "m2")
+    versions.set_model_threshold(app_db, admin, "m2", 0.4)
+    versions.rollback_model(app_db, admin)
     assert repository.active_model().name == "m1"
 
     queue = RunQueue(app_db)
-    run_id = access.enqueue_training(app_db, admin, str(tmp_path), {"epochs": 1})
+    run_id = run_actions.enqueue_training(app_db, admin, str(tmp_path), {"epochs": 1})
     claimed = queue.claim("w1")
     assert claimed is not None and claimed.id == run_id
     queue.heartbeat(run_id, "w1")
     queue.finish(run_id, "w1", RunStatus.SUCCEEDED)
-    access.cancel_run(app_db, admin, queue.enqueue({"epochs": 1}, str(tmp_path)))
+    run_actions.cancel_run(app_db, admin, queue.enqueue({"epochs": 1}, str(tmp_path)))
 
-    access.add_schedule(app_db, admin, "nightly", "0 2 * * *", str(tmp_path))
-    access.set_schedule_enabled(app_db, admin, "nightly", False)
+    schedule_actions.add_schedule(app_db, admin, "nightly", "0 2 * * *", str(tmp_path))
+    schedule_actions.set_schedule_enabled(app_db, admin, "nightly", False)
     ScheduleStore(app_db).remove("nightly")
     set_user_active(app_db, "cli:test", "olly", False)
 

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
-from inspect_app.storage import Database, Repository, access, queries
+from inspect_app.app import access, reviews, users
+from inspect_app.storage import Database, Repository, queries
 from inspect_app.storage.tables import InspectionRow
 from inspect_app.ui import app
 from inspect_app.ui.files import NOT_FOUND, OUTSIDE, check_path, served_image, served_text
@@ -58,11 +59,11 @@ def test_free_text_fields_store_injection_strings_verbatim(plant: Database) -> N
         ids = list(session.scalars(select(InspectionRow.id)))
     assert len(ids) == 6
     for inspection_id, payload in zip(ids, PAYLOADS, strict=False):
-        access.review_inspection(plant, engineer, inspection_id, "NG", defect_class=payload, comment=payload)
+        reviews.review_inspection(plant, engineer, inspection_id, "NG", defect_class=payload, comment=payload)
         review = repo.get_review(inspection_id)
         assert (review.defect_class, review.comment) == (payload, payload)
     for n, payload in enumerate(PAYLOADS):
-        access.create_user(plant, f"user{n}", "viewer", PASSWORD, actor=admin, display_name=payload)
+        users.create_user(plant, f"user{n}", "viewer", PASSWORD, actor=admin, display_name=payload)
         assert repo.get_user(f"user{n}").display_name == payload
     # A filter is a bound parameter: a hostile station name matches nothing and breaks nothing.
     for payload in PAYLOADS:
@@ -76,7 +77,7 @@ def test_free_text_fields_store_injection_strings_verbatim(plant: Database) -> N
 def test_user_names_with_sql_are_refused_or_stored_as_text(plant: Database, payload: str) -> None:
     admin = Repository(plant).get_user("admin")
     try:
-        access.create_user(plant, payload, "viewer", PASSWORD, actor=admin)
+        users.create_user(plant, payload, "viewer", PASSWORD, actor=admin)
     except ValueError as exc:  # refused: the message names the value
         assert repr(payload) in str(exc) or payload in str(exc)
     else:

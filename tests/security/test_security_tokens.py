@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from inspect_app.app import access, users
 from inspect_app.config.settings import Settings
 from inspect_app.errors import AccessDeniedError, ConfigError, SessionInvalidError, SignInThrottledError
-from inspect_app.storage import Database, access, sessions, throttle, users
+from inspect_app.storage import Database, sessions, throttle
 
 # The same values as the plant fixture in conftest.py (test code does not import conftest modules).
 PASSWORD = "correct-horse-battery"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,16 +80,12 @@ def test_audit_sample_is_seeded_ok_and_unreviewed(db: Database, repo: Repository
         dashboard_queries.audit_sample(db, 0)
 
 
-def test_reviewed_labels_manifest_and_recent(db: Database, repo: Repository, inspection_factory: Any,
-                                             tmp_path: Path) -> None:
+def test_reviewed_labels_and_recent(db: Database, repo: Repository, inspection_factory: Any) -> None:
     rows = _seed(repo, inspection_factory)
-    with pytest.raises(ValueError, match="no reviewed parts"):
-        dashboard_queries.write_review_manifest(db, tmp_path / "m.csv")
+    assert dashboard_queries.reviewed_labels(db) == []
     repo.add_review(Review(inspection_id=2, verdict=Decision.OK, reviewer="op"))
     repo.add_review(Review(inspection_id=1, verdict=Decision.NG, reviewer="op", defect_class="stain"))
-    assert dashboard_queries.write_review_manifest(db, tmp_path / "out" / "m.csv") == 2
-    with open(tmp_path / "out" / "m.csv", newline="") as fh:
-        assert list(csv.reader(fh)) == [["path", "label"], [rows[1].image_path, "good"], [rows[0].image_path, "stain"]]
+    assert dashboard_queries.reviewed_labels(db) == [(rows[1].image_path, "good"), (rows[0].image_path, "stain")]
     recent = dashboard_queries.recent_reviews(db)
     # Both relabel the model: inspection 2 was NG and judged OK; inspection 1 was NG scratch and judged NG stain.
     assert [(r["inspection_id"], r["verdict"], r["changed"]) for r in recent] == [(1, "NG", True), (2, "OK", True)]

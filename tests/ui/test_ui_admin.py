@@ -9,8 +9,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from inspect_app.app import access, users
 from inspect_app.errors import AccessDeniedError
-from inspect_app.storage import Database, Repository, access
+from inspect_app.storage import Database, Repository
 from inspect_app.ui import app, common
 
 APP_FILE = Path(app.__file__).resolve()
@@ -34,7 +35,7 @@ def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     url = f"sqlite:///{(tmp_path / 'plant.db').as_posix()}"
     with Database.open(url) as db:
         for role in ("viewer", "operator", "engineer", "admin"):
-            access.create_user(db, role, role, PASSWORD)
+            users.create_user(db, role, role, PASSWORD)
     monkeypatch.setenv("INSPECT_DATABASE_URL", url)
     monkeypatch.setenv("INSPECT_HOME", str(tmp_path))
     return url

@@ -14,9 +14,10 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from inspect_app.app import versions
 from inspect_app.metrics import rates_at
 from inspect_app.records import ModelStatus, ModelVersion, RunStatus, TrainingRun
-from inspect_app.storage import Database, Repository, access, detail_queries
+from inspect_app.storage import Database, Repository, detail_queries
 from inspect_app.ui import model_compare
 from tests.ui import test_ui_pages as pages
 
@@ -137,7 +138,7 @@ def test_rollback_offers_the_previous_active_never_a_failed_candidate(plant: dic
     _add_version(url, "broken", pages._metrics(), run_id=run_id)
     with Database.open(url) as db:
         engineer = Repository(db).get_user("engineer")
-        access.promote_model(db, engineer, "m2")
+        versions.promote_model(db, engineer, "m2")
         assert detail_queries.failed_run_candidates(db) == {"broken"}
     at = _open("models", user="engineer")
     assert at.button(key="rollback").label == "Roll back to m1"

@@ -12,11 +12,14 @@ import streamlit as st
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from inspect_app.app import maintenance, reviews, users, versions
+from inspect_app.app import runs as run_actions
+from inspect_app.app import schedules as schedule_actions
 from inspect_app.config.policy import FinetuneSpec
 from inspect_app.errors import AccessDeniedError
 from inspect_app.lifecycle.scheduler import Scheduler
 from inspect_app.records import Decision, Inspection, ModelComparison, ModelStatus, ModelVersion, RunStatus, TrainingRun
-from inspect_app.storage import Database, Repository, access, dashboard_queries, queries
+from inspect_app.storage import Database, Repository, dashboard_queries, queries
 from inspect_app.storage.runs import RunQueue
 from inspect_app.storage.schedules import ScheduleStore, schedule_config
 from inspect_app.storage.tables import InspectionRow
@@ -81,7 +84,7 @@ def plant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
                                                 metrics=_metrics(), status=status, threshold=0.5,
                                                 created_at=now - timedelta(days=2 if name == "m0" else 1)))
         for role in ("viewer", "operator", "engineer", "admin"):
-            access.create_user(db, role, role, PASSWORD)
+            users.create_user(db, role, role, PASSWORD)
         (tmp_path / "run.log").write_text("".join(f"epoch {i} loss 0.{i}\n" for i in range(1, 61)))
         repo.add_training_run(TrainingRun(config={"epochs": 4}, data_dir="/data", status=RunStatus.RUNNING,
                                           metrics={"epoch": 2, "epochs": 4}, log_path=str(tmp_path / "run.log")))
@@ -201,7 +204,7 @@ def test_engineer_sees_no_purge_control_and_is_refused(plant: dict) -> None:
     assert not any(t.key == "purge_age" for t in at.text_input) and not at.expander
     # The server-side check stays: the function behind the control refuses an engineer.
     with Database.open(plant["url"]) as db, pytest.raises(AccessDeniedError, match="may not 'purge'"):
-        access.purge(db, Repository(db).get_user("engineer"), "30d", dry_run=True)
+        maintenance.purge(db, Repository(db).get_user("engineer"), "30d", dry_run=True)
     assert sorted(_inspection_ages(plant["url"])) == sorted(before) and all(f.exists() for f in files)
     assert _audit(plant["url"], "db.purge") == []
 
@@ -290,7 +293,7 @@ def test_review_without_role_shows_no_controls_and_is_refused(plant: dict) -> No
     assert any(c.value.startswith("Read-only: recording verdicts needs role operator") for c in at.caption)
     with Database.open(plant["url"]) as db:
         with pytest.raises(AccessDeniedError, match="role 'viewer' may not 'review'"):
-            access.review_inspection(db, Repository(db).get_user("viewer"), first, "OK")
+            reviews.review_inspection(db, Repository(db).get_user("viewer"), first, "OK")
         assert Repository(db).get_review(first) is None
 
 
@@ -346,7 +349,7 @@ def test_operator_sees_no_model_controls_and_cannot_promote(plant: dict) -> None
     assert not {"promote", "rollback", "apply_threshold"} & {b.key for b in at.button}
     with Database.open(plant["url"]) as db:
         with pytest.raises(AccessDeniedError, match="needs role engineer or admin"):
-            access.promote_model(db, Repository(db).get_user("operator"), "m0")
+            versions.promote_model(db, Repository(db).get_user("operator"), "m0")
         assert Repository(db).active_model().name == "m1"
 
 
@@ -384,11 +387,11 @@ def test_operator_sees_no_training_controls_and_is_refused(plant: dict) -> None:
     with Database.open(plant["url"]) as db:
         operator = Repository(db).get_user("operator")
         with pytest.raises(AccessDeniedError, match="may not 'train'"):
-            access.enqueue_training(db, operator, str(plant["tmp"] / "train"), {})
+            run_actions.enqueue_training(db, operator, str(plant["tmp"] / "train"), {})
         with pytest.raises(AccessDeniedError, match="may not 'cancel'"):
-            access.cancel_run(db, operator, RunQueue(db).list()[0].id)
+            run_actions.cancel_run(db, operator, RunQueue(db).list()[0].id)
         with pytest.raises(AccessDeniedError, match="may not 'schedule'"):
-            access.set_schedule_enabled(db, operator, "nightly", False)
+            schedule_actions.set_schedule_enabled(db, operator, "nightly", False)
     with Database.open(plant["url"]) as db:
         runs = RunQueue(db).list()
         assert [(r.status, r.cancel_requested) for r in runs] == [(RunStatus.RUNNING, False)]

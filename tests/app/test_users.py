@@ -1,11 +1,12 @@
-"""``storage.users`` from the dashboard's side: a signed-in admin, re-checked against the database on every change."""
+"""`app.users` from the dashboard's side: a signed-in admin, re-checked against the database on every change."""
 
 from __future__ import annotations
 
 import pytest
 
+from inspect_app.app import access, users
 from inspect_app.errors import AccessDeniedError, LastAdminError
-from inspect_app.storage import Database, Repository, access, users
+from inspect_app.storage import Database, Repository
 
 PASSWORD = "correct-horse-battery"
 
@@ -14,7 +15,7 @@ PASSWORD = "correct-horse-battery"
 def people(db: Database) -> dict:
     """Two admins and an engineer, signed in the way the dashboard does it."""
     for name, role in (("ana", "admin"), ("ben", "admin"), ("eng", "engineer")):
-        access.create_user(db, name, role, PASSWORD)
+        users.create_user(db, name, role, PASSWORD)
     return {name: access.sign_in(db, name, PASSWORD) for name in ("ana", "ben", "eng")}
 
 

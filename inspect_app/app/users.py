@@ -1,6 +1,7 @@
-"""User administration: activate, deactivate, change a role, reset a password; each audited in the write's transaction.
+"""User administration: create, activate, deactivate, change a role, reset a password; each audited in the write's
+transaction.
 
-These are controls like those in ``access``: a dashboard caller passes the signed-in ``User``, who must be an admin in
+These are controls like the other use cases: a dashboard caller passes the signed-in ``User``, who must be an admin in
 the database *now* (an admin deactivated or demoted in another session is refused at once). The CLI passes a string
 naming the shell user instead (``cli:alice``), because whoever runs it on the server already owns the database.
 No change may leave the plant without an active admin: nobody could administer users any more.
@@ -13,9 +14,9 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from inspect_app.app.access import authorize
 from inspect_app.errors import LastAdminError
 from inspect_app.records import AuditEvent, User
-from inspect_app.storage.access import authorize
 from inspect_app.storage.db import Database
 from inspect_app.storage.passwords import hash_password
 from inspect_app.storage.repository import Repository, _user_from_row
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 ADMIN_ROLE = "admin"
 
-__all__ = ["ADMIN_ROLE", "check_role", "reset_password", "set_user_active", "set_user_role"]
+__all__ = ["ADMIN_ROLE", "check_role", "create_user", "reset_password", "set_user_active", "set_user_role"]
 
 
 def check_role(role: str) -> str:
@@ -37,6 +38,36 @@ def check_role(role: str) -> str:
     if role not in USER_ROLES:
         raise ValueError(f"role {role!r} is not one of {list(USER_ROLES)}")
     return role
+
+
+def create_user(
+    db: Database,
+    username: str,
+    role: str,
+    password: str,
+    actor: User | None = None,
+    display_name: str | None = None,
+    shell_actor: str | None = None,
+) -> User:
+    """Create a user with a hashed password, audited (``user.add``) in the same transaction.
+
+    ``actor`` is the signed-in admin when the dashboard creates the user (checked); the CLI passes ``None`` because
+    whoever runs it on the server already owns the database, and names that shell user as ``shell_actor``
+    (``cli:$USER``) for the audit log.
+
+    Raises:
+        AccessDeniedError: ``actor`` is given and is not an admin.
+        ValueError: empty name, unknown role (allowed roles named) or a too-short password.
+        StorageError: the name is taken.
+    """
+    if actor is not None:
+        authorize(actor, "users")
+    if not username or not username.strip() or username != username.strip():
+        raise ValueError(f"user name {username!r} must be non-empty without surrounding spaces")
+    user = User(username=username, role=role, display_name=display_name)
+    who = actor.username if actor is not None else shell_actor or "system"
+    Repository(db).add_user(user, password, actor=who)
+    return user
 
 
 def _actor_name(db: Database, actor: User | str | None) -> str:

@@ -1,0 +1,101 @@
+"""Reviewing inspected parts: a person's verdict on one inspection (audited with the review), and the export of
+verdicts as a training manifest."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from inspect_app.app.access import authorize
+from inspect_app.records import Decision, Review, User
+from inspect_app.storage import dashboard_queries
+from inspect_app.storage.db import Database
+from inspect_app.storage.repository import Repository
+from inspect_app.storage.tables import REVIEW_VERDICTS
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ReviewExport", "export_reviews", "review_inspection"]
+
+
+def review_inspection(
+    db: Database,
+    user: User | None,
+    inspection_id: int,
+    verdict: str,
+    defect_class: str | None = None,
+    comment: str | None = None,
+) -> int:
+    """Record a person's verdict (confirm or relabel) on one inspection; returns the review id.
+
+    The repository writes the audit entry in the same transaction as the review.
+
+    Raises:
+        AccessDeniedError: the user is not at least an operator.
+        ValueError: the verdict is not OK/NG, or an NG verdict names no defect class.
+        LookupError: no such inspection.
+        StorageError: the inspection already has a review.
+    """
+    user = authorize(user, "review")
+    if verdict not in REVIEW_VERDICTS:
+        raise ValueError(f"review verdict {verdict!r} is not one of {list(REVIEW_VERDICTS)}")
+    if verdict == Decision.NG.value and not defect_class:
+        raise ValueError("an NG verdict needs the defect class the reviewer saw")
+    return Repository(db).add_review(
+        Review(
+            inspection_id=inspection_id,
+            verdict=Decision(verdict),
+            reviewer=user.username,
+            defect_class=defect_class if verdict == Decision.NG.value else None,
+            comment=comment or None,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class ReviewExport:
+    """What ``export_reviews`` wrote: manifest rows, and reviewed parts left out because no image file exists."""
+
+    path: Path
+    written: int
+    frames: int  # stream/video frames kept no image file (``frame:N``)
+    missing: int  # the image file is gone (purged, moved, or on another machine's disk)
+
+
+def export_reviews(db: Database, path: Path, since: datetime | None = None) -> ReviewExport:
+    """Write the reviewed parts as a ``path,label`` CSV manifest that ``train`` and ``data check`` read as is.
+
+    Paths are written absolute (a manifest's relative paths are read relative to the manifest), resolved from the
+    current folder when the inspection stored them relative. Parts without an image file are counted, not written:
+    a manifest row that points nowhere would stop the next training run.
+
+    Raises:
+        ValueError: nothing has been reviewed, or none of the reviewed parts has an image file (counts named).
+    """
+    labels = dashboard_queries.reviewed_labels(db, since=since)
+    if not labels:
+        raise ValueError("no reviewed parts yet; review parts on the Review page first")
+    rows: list[tuple[str, str]] = []
+    frames = missing = 0
+    for image, label in labels:
+        if image.startswith("frame:"):
+            frames += 1
+        elif not Path(image).is_file():
+            missing += 1
+        else:
+            rows.append((str(Path(image).resolve()), label))
+    if not rows:
+        raise ValueError(f"none of the {len(labels)} reviewed parts has an image file here "
+                         f"({frames} stream frame(s), {missing} file(s) not found)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label"])
+        writer.writerows(rows)
+    logger.info("wrote %d reviewed parts to %s (%d frames, %d missing files left out)", len(rows), path, frames,
+                missing)
+    return ReviewExport(path=path, written=len(rows), frames=frames, missing=missing)

@@ -1,0 +1,48 @@
+"""What the ``inspect-app`` sub-commands share: settings from the global flags, printable URLs, the repository, a
+progress bar on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+
+from inspect_app.config.settings import Settings, load_settings
+from inspect_app.storage.db import Database, mask_url
+from inspect_app.storage.repository import Repository
+
+
+def settings_of(args: argparse.Namespace) -> Settings:
+    """The settings the global ``--home`` and ``--db`` flags (then the environment) give."""
+    return load_settings(home=args.home, database_url=args.db)
+
+
+def shown(url: str) -> str:
+    """A database URL as the CLI may print it: password masked (URLs reach terminals, logs and CI output)."""
+    return mask_url(url)
+
+
+def open_repository(url: str) -> Repository:
+    """The repository over the database at ``url`` (migrated to the latest schema)."""
+    return Repository(Database.open(url))
+
+
+def progress_bar(label: str) -> Callable[[int, int], None]:
+    """A one-line progress bar on stderr: call it with (done, total)."""
+    started: list[float] = []  # set at the first call, so that model loading does not count against the rate
+
+    def show(done: int, total: int) -> None:
+        if not started:
+            started.append(time.perf_counter())
+        elapsed = time.perf_counter() - started[0]
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else 0.0
+        filled = int(30 * done / total) if total else 30
+        bar = "#" * filled + "." * (30 - filled)
+        sys.stderr.write(f"\r{label} [{bar}] {done}/{total} {rate:.1f} img/s ETA {eta:.0f}s")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
