@@ -93,7 +93,7 @@ def main() -> None:
                 chart = page.locator('[data-testid="stVegaLiteChart"]').nth(1)
                 box = chart.bounding_box()
                 if box is not None:
-                    page.mouse.click(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.7)
+                    page.mouse.click(box["x"] + box["width"] * 0.22, box["y"] + box["height"] * 0.5)
                     page.wait_for_timeout(3000)
                 page.screenshot(path=str(out / "models_overview_click.png"), full_page=True)
                 text = page.locator("body").inner_text()

@@ -58,8 +58,10 @@ def confusion_chart(frame: pd.DataFrame, title: str) -> alt.Chart:
     classes = list(dict.fromkeys(frame["True"]))
     size = cell_size(len(classes))
     base = alt.Chart(frame, title=title).encode(
-        x=alt.X("Predicted:N", sort=classes, title="Predicted", axis=alt.Axis(labelAngle=-45, labelLimit=90)),
-        y=alt.Y("True:N", sort=classes, title="True", axis=alt.Axis(labelLimit=90)),
+        x=alt.X("Predicted:N", sort=classes, title="Predicted", axis=alt.Axis(labelAngle=-45, labelLimit=90,
+                                                                               labelOverlap=False)),
+        # Every class named: Vega would otherwise drop every other label once they touch.
+        y=alt.Y("True:N", sort=classes, title="True", axis=alt.Axis(labelLimit=90, labelOverlap=False)),
         tooltip=["True", "Predicted", alt.Tooltip("Count:Q", format=","),
                  alt.Tooltip("Share:Q", format=".1%", title="Share of true class")],
     )
@@ -155,7 +157,7 @@ def roc_chart(curves: pd.DataFrame, points: pd.DataFrame) -> alt.LayerChart:
               scale=alt.Scale(domain=[0, 1]))
     y = alt.Y("Defects caught:Q", title="Defects caught (1 − escape rate)", axis=alt.Axis(format="%"),
               scale=alt.Scale(domain=[0, 1]))
-    colour = alt.Color("Version:N", title="Version")
+    colour = alt.Color("Version:N", title="Version", legend=alt.Legend(orient="bottom", labelLimit=400))
     tooltip = ["Point:N", alt.Tooltip("Threshold:Q", format=".2f"), alt.Tooltip("False-reject rate:Q", format=".1%"),
                alt.Tooltip("Defects caught:Q", format=".1%")]
     lines = alt.Chart(curves).mark_line(interpolate="step-after").encode(x=x, y=y, color=colour, order="Order:Q")
