@@ -157,7 +157,8 @@ def roc_chart(curves: pd.DataFrame, points: pd.DataFrame) -> alt.LayerChart:
               scale=alt.Scale(domain=[0, 1]))
     y = alt.Y("Defects caught:Q", title="Defects caught (1 − escape rate)", axis=alt.Axis(format="%"),
               scale=alt.Scale(domain=[0, 1]))
-    colour = alt.Color("Version:N", title="Version", legend=alt.Legend(orient="bottom", labelLimit=400))
+    colour = alt.Color("Version:N", title="Version", legend=alt.Legend(orient="bottom", direction="vertical",
+                                                                          labelLimit=400))
     tooltip = ["Point:N", alt.Tooltip("Threshold:Q", format=".2f"), alt.Tooltip("False-reject rate:Q", format=".1%"),
                alt.Tooltip("Defects caught:Q", format=".1%")]
     lines = alt.Chart(curves).mark_line(interpolate="step-after").encode(x=x, y=y, color=colour, order="Order:Q")
@@ -221,4 +222,6 @@ def render_comparison(models: list[ModelVersion], selected: str, rollback: str |
             if frame is None:
                 st.caption(f"No confusion matrix in the card of {version.name}.")
             else:
-                st.altair_chart(confusion_chart(frame, f"Confusion matrix, {version.name} (validation)"))
+                # Its own size (cells per class), not the column's: stretching would squash the rows.
+                st.altair_chart(confusion_chart(frame, f"Confusion matrix, {version.name} (validation)"),
+                                width="content")
