@@ -15,7 +15,7 @@ import inspect_app
 
 PACKAGE_DIR = Path(inspect_app.__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
-THIRD_PARTY_ALLOWED = {"sqlalchemy", "alembic", "streamlit", "pandas", "altair", "argon2", "croniter", "PIL"}
+THIRD_PARTY_ALLOWED = {"sqlalchemy", "alembic", "streamlit", "pandas", "altair", "argon2", "croniter", "PIL", "numpy"}
 # redact: the URL masking helper (stdlib only), shared by messages of every layer.
 BASE_ALLOWED = (
     "inspect_app.config", "inspect_app.records", "inspect_app.errors", "inspect_app.redact", "inspect_app.storage",
@@ -24,7 +24,8 @@ BASE_ALLOWED = (
 INSPECT_APP_ALLOWED = {
     "storage": BASE_ALLOWED,
     "app": (*BASE_ALLOWED, "inspect_app.app"),
-    "ui": (*BASE_ALLOWED, "inspect_app.app", "inspect_app.ui"),
+    # inspect_app.metrics: the numpy ROC and rates engine wrote the model cards with (torch-free, checked below).
+    "ui": (*BASE_ALLOWED, "inspect_app.app", "inspect_app.ui", "inspect_app.metrics"),
 }
 FORBIDDEN_MODULES = ("torch", "torchvision", "timm", "inspect_app.data", "inspect_app.models", "inspect_app.engine")
 
@@ -89,3 +90,8 @@ def test_storage_and_dashboard_run_without_loading_torch(tmp_path: Path) -> None
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("clean")
+
+
+def test_shared_metrics_module_needs_only_numpy() -> None:
+    modules = _imported_modules(PACKAGE_DIR / "metrics.py")
+    assert {m.split(".")[0] for m in modules} <= {"__future__", "collections", "typing", "numpy"}, modules

@@ -1,7 +1,8 @@
-"""Models page: versions with metrics, confusion matrix, ROC, a threshold tuner, promote and roll back.
+"""Models page: versions with metrics, promote and roll back, a threshold tuner, and two versions side by side.
 
 The tuner moves a threshold over the model card's validation scores and shows escape rate against false-reject
-rate; applying it stores the threshold on the model version (engineer role, audited).
+rate; applying it stores the threshold on the model version (engineer role, audited). The comparison
+(``ui.model_compare``) draws the tuner's point on the ROC next to each version's own operating point.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import streamlit as st
 
 from inspect_app.app import versions
 from inspect_app.errors import StorageError
+from inspect_app.metrics import rates_at, threshold_tradeoff
 from inspect_app.records import ModelStatus, ModelVersion
-from inspect_app.storage import Repository
-from inspect_app.ui.analysis import rates_at, roc_curve, score_samples, threshold_tradeoff
+from inspect_app.storage import Repository, detail_queries
+from inspect_app.ui.analysis import score_samples
 from inspect_app.ui.common import (
     CACHE_TTL_S,
     current_user,
@@ -27,6 +29,7 @@ from inspect_app.ui.common import (
     role_hint,
     run_control,
 )
+from inspect_app.ui.model_compare import render_comparison
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,12 @@ def load_rollback_target(url: str) -> str | None:
     """Name of the model a rollback would re-activate."""
     target = versions.rollback_target(database(url))
     return None if target is None else target.name
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_unpromotable(url: str) -> set[str]:
+    """Candidates of failed or cancelled runs: never offered for promotion."""
+    return detail_queries.failed_run_candidates(database(url))
 
 
 def versions_table(models: list[ModelVersion]) -> pd.DataFrame:
@@ -68,14 +77,6 @@ def versions_table(models: list[ModelVersion]) -> pd.DataFrame:
     )
 
 
-def confusion_frame(metrics: dict) -> pd.DataFrame | None:
-    """Confusion matrix (true rows × predicted columns) from a model's metrics, or ``None``."""
-    matrix, classes = metrics.get("confusion_matrix"), metrics.get("classes")
-    if not matrix or not classes or len(matrix) != len(classes):
-        return None
-    return pd.DataFrame(matrix, index=[f"true {c}" for c in classes], columns=[f"pred {c}" for c in classes])
-
-
 def render_controls(url: str, models: list[ModelVersion], selected: ModelVersion) -> None:
     """Promote the selected version, or roll back to the previous active one."""
     active = next((m for m in models if m.status == ModelStatus.ACTIVE), None)
@@ -83,10 +84,13 @@ def render_controls(url: str, models: list[ModelVersion], selected: ModelVersion
     may_promote, may_rollback = may("promote"), may("rollback")
     if not may_promote and not may_rollback:
         return
+    failed = selected.name in load_unpromotable(url)
+    if failed:
+        st.caption(f"{selected.name} comes from a failed or cancelled training run and cannot be promoted.")
     left, right = st.columns(2)
     with left:
         label = f"Promote {selected.name}"
-        if may_promote and st.button(label, key="promote", disabled=selected.status == ModelStatus.ACTIVE,
+        if may_promote and st.button(label, key="promote", disabled=selected.status == ModelStatus.ACTIVE or failed,
                                      help=role_hint("promote")):
             run_control(versions.promote_model, database(url), current_user(), selected.name,
                         success=f"{selected.name} is now the active model")
@@ -97,13 +101,14 @@ def render_controls(url: str, models: list[ModelVersion], selected: ModelVersion
                         success=f"rolled back from {active.name if active else '–'} to {target}")
 
 
-def render_tuner(url: str, version: ModelVersion) -> None:
-    """Escape vs false-reject trade-off over thresholds, the chosen point marked, and the apply button."""
+def render_tuner(url: str, version: ModelVersion) -> float | None:
+    """Escape vs false-reject trade-off over thresholds, the chosen point marked, and the apply button; returns the
+    threshold the tuner is at (``None`` without validation scores)."""
     st.subheader("Threshold tuner")
     samples = score_samples(version.metrics)
     if samples is None:
         st.caption("This model card has no validation scores (models trained before they were recorded).")
-        return
+        return None
     good, defect = samples
     threshold = st.slider("Threshold (NG when defect score ≥ threshold)", 0.01, 0.99, float(version.threshold),
                           step=0.01, key=f"threshold_{version.name}")
@@ -134,33 +139,7 @@ def render_tuner(url: str, version: ModelVersion) -> None:
                  disabled=not moved, help=role_hint("threshold")):
         run_control(versions.set_model_threshold, database(url), current_user(), version.name, threshold,
                     success=f"threshold of {version.name} set to {threshold:.2f}")
-
-
-def render_details(version: ModelVersion) -> None:
-    """Confusion matrix and ROC curve of one version."""
-    left, right = st.columns(2)
-    with left:
-        st.subheader("Confusion matrix (validation)")
-        frame = confusion_frame(version.metrics)
-        if frame is None:
-            st.caption("No confusion matrix in this model card.")
-        else:
-            st.dataframe(frame)
-    with right:
-        st.subheader("ROC, good vs defect")
-        samples = score_samples(version.metrics)
-        if samples is None:
-            st.caption("No validation scores in this model card.")
-        else:
-            roc = pd.DataFrame(roc_curve(*samples))[["fpr", "tpr"]]
-            chart = alt.Chart(roc).mark_line(interpolate="step-after").encode(
-                x=alt.X("fpr:Q", title="False-reject rate (good called NG)"),
-                y=alt.Y("tpr:Q", title="Defects caught"),
-            )
-            st.altair_chart(chart, width="stretch")
-            auroc = version.metrics.get("auroc_good_vs_defect")
-            if isinstance(auroc, float):
-                st.caption(f"AUROC {auroc:.3f}")
+    return threshold
 
 
 def render() -> None:
@@ -181,8 +160,9 @@ def render() -> None:
         if not may("promote"):
             st.caption(f"Read-only: promoting, rolling back and changing thresholds {role_hint('promote')}.")
         render_controls(url, models, version)
-        render_details(version)
-        render_tuner(url, version)
+        tuned = render_tuner(url, version)
+        render_comparison(models, version.name, load_rollback_target(url),
+                          None if tuned is None else (version.name, tuned))
     except StorageError as exc:
         logger.error("models page cannot read the database: %s", exc)
         st.error(f"Cannot read the plant database: {exc}")

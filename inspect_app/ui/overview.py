@@ -1,4 +1,5 @@
-"""Overview page: KPIs, defect rate over time (hour / shift / day), p-chart, Pareto, station comparison, latest NG.
+"""Overview page: KPIs, defect rate over time (hour / shift / day), p-chart, Pareto, station comparison, latest NG,
+and the parts behind a clicked defect-rate point or Pareto bar.
 
 Every number comes from ``storage.queries`` / ``storage.dashboard_queries``, which read the hourly rollups, so the
 page stays fast over millions of inspections.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -15,7 +18,7 @@ import streamlit as st
 
 from inspect_app.errors import StorageError
 from inspect_app.records import Inspection, InspectionSummary
-from inspect_app.storage import dashboard_queries, queries
+from inspect_app.storage import dashboard_queries, detail_queries, queries
 from inspect_app.ui.alarms import render_last_alarm
 from inspect_app.ui.common import (
     CACHE_TTL_S,
@@ -54,6 +57,11 @@ EMPTY_DATABASE_MESSAGE = (
 )
 EMPTY_PERIOD_MESSAGE = "No inspections in the selected period and station. Widen the period in the sidebar."
 OUT_OF_CONTROL_COLOR = "#d62728"
+# Click-through: the chart selections (Vega-Lite point parameters) and the two pickers they fill in.
+BUCKET_PICK, CLASS_PICK = "bucket_pick", "class_pick"
+P_CHART_KEY, PARETO_KEY = "p_chart", "pareto"
+DRILL_BUCKET_KEY, DRILL_CLASS_KEY = "drill_bucket", "drill_class"
+NOTHING_PICKED = "—"
 
 
 def kpi_values(summary: InspectionSummary) -> list[tuple[str, str]]:
@@ -101,6 +109,14 @@ def load_pareto(url: str, since: datetime | None, station: str | None, line: str
 def load_station_comparison(url: str, since: datetime | None, line: str | None) -> list[dict]:
     """One row per line and station: inspected, decided, NG, defect rate (worst first)."""
     return dashboard_queries.station_comparison(database(url), since=since, line=line)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_parts_behind(url: str, since: datetime | None, until: datetime | None, station: str | None,
+                      line: str | None, defect_class: str | None) -> list[Inspection]:
+    """The NG parts behind one bucket and/or one defect class, newest first (a page of them)."""
+    return detail_queries.parts_behind(database(url), since=since, until=until, station=station, line=line,
+                                       defect_class=defect_class)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
@@ -209,18 +225,25 @@ def render_p_chart(chart: dict, bucket: str) -> None:
                                                                 tooltip=tooltip)
         for name in ("UCL %", "LCL %")
     ]
-    rate = base.mark_line(point=True).encode(
-        x=time_axis("Middle", bucket), y=alt.Y("Defect rate %:Q", title="Defect rate %"), tooltip=tooltip,
-    )
+    rate = base.mark_line().encode(x=time_axis("Middle", bucket), y=alt.Y("Defect rate %:Q", title="Defect rate %"))
+    # The points carry the click: one point selection on the bucket's label, which fills the parts picker below.
+    pick = alt.selection_point(name=BUCKET_PICK, fields=[time_title()], on="click", clear="dblclick")
+    points = base.mark_point(filled=True, size=60).encode(
+        x=time_axis("Middle", bucket), y="Defect rate %:Q", tooltip=tooltip,
+        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.5)),
+    ).add_params(pick)
     flagged = base.transform_filter(alt.datum["Out of control"]).mark_point(
         size=120, filled=True, color=OUT_OF_CONTROL_COLOR
     ).encode(x=time_axis("Middle", bucket), y="Defect rate %:Q", tooltip=tooltip)
     centre = alt.Chart(pd.DataFrame({"c": [center]})).mark_rule(color="#2ca02c").encode(y="c:Q")
-    st.altair_chart(alt.layer(*limits, rate, flagged, centre), width="stretch")
+    st.altair_chart(alt.layer(*limits, rate, flagged, points, centre), width="stretch", key=P_CHART_KEY,
+                    on_select=partial(pick_from_chart, P_CHART_KEY, BUCKET_PICK, time_title(), DRILL_BUCKET_KEY),
+                    selection_mode=BUCKET_PICK)
     out = int(frame["Out of control"].sum())
     st.caption(
         f"Centre line p̄ = {center:.1f} % (green); dashed: 3σ limits per {bucket}; times in {plant_zone().key}; "
         + (f"**{out} point(s) out of control** (red)." if out else "all points within limits.")
+        + " Click a point for its parts."
     )
 
 
@@ -233,11 +256,18 @@ def render_pareto(frame: pd.DataFrame) -> None:
     order = list(frame["Defect class"])
     base = alt.Chart(frame).encode(x=alt.X("Defect class:N", sort=order, title="Defect class"))
     tooltip = ["Defect class", alt.Tooltip("NG:Q", format=","), alt.Tooltip("Cumulative %:Q", format=".1f")]
-    bars = base.mark_bar().encode(y=alt.Y("NG:Q", title="NG parts"), tooltip=tooltip)
+    pick = alt.selection_point(name=CLASS_PICK, fields=["Defect class"], on="click", clear="dblclick")
+    bars = base.mark_bar().encode(
+        y=alt.Y("NG:Q", title="NG parts"), tooltip=tooltip,
+        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.5)),
+    ).add_params(pick)
     line = base.mark_line(point=True, color="#ff7f0e").encode(
         y=alt.Y("Cumulative %:Q", title="Cumulative %", scale=alt.Scale(domain=[0, 100])), tooltip=tooltip
     )
-    st.altair_chart(alt.layer(bars, line).resolve_scale(y="independent"), width="stretch")
+    st.altair_chart(alt.layer(bars, line).resolve_scale(y="independent"), width="stretch", key=PARETO_KEY,
+                    on_select=partial(pick_from_chart, PARETO_KEY, CLASS_PICK, "Defect class", DRILL_CLASS_KEY),
+                    selection_mode=CLASS_PICK)
+    st.caption("Click a bar for its parts.")
 
 
 def render_heat(rows: list[dict]) -> None:
@@ -280,6 +310,11 @@ def render_latest_ng(rows: list[Inspection]) -> None:
     if not rows:
         st.caption("No NG parts in this period.")
         return
+    render_parts(rows)
+
+
+def render_parts(rows: list[Inspection]) -> None:
+    """Thumbnails of the first parts (served only through ``ui.files``), then the table of all of them."""
     shown = rows[:THUMBNAILS]
     for column, row in zip(st.columns(len(shown)), shown, strict=True):
         with column:
@@ -338,7 +373,60 @@ def render_figures(url: str) -> None:
         render_p_chart(load_p_chart(url, bucket, since, station, line), bucket)
     with right:
         render_pareto(load_pareto(url, since, station, line))
+    render_drill_down(url, p_chart_frame(load_p_chart(url, bucket, since, station, line), bucket), bucket,
+                      list(load_pareto(url, since, station, line)["Defect class"]), station, line, since)
     comparison = load_station_comparison(url, since, line)
     render_heat(comparison)
     render_station_comparison(comparison)
     render_latest_ng(load_latest_ng(url, since, station))
+
+
+# --- click-through --------------------------------------------------------------------------------------------------
+
+
+def picked(state: Any, param: str, field: str) -> str | None:
+    """The value of ``field`` a point selection ``param`` holds in a chart's selection state, or ``None``."""
+    try:
+        chosen = state["selection"][param]
+    except (KeyError, TypeError):
+        return None
+    if isinstance(chosen, list) and chosen and isinstance(chosen[0], dict) and chosen[0].get(field) is not None:
+        return str(chosen[0][field])
+    return None
+
+
+def pick_from_chart(chart_key: str, param: str, field: str, picker_key: str) -> None:
+    """Chart callback: put the clicked point's value into its picker (cleared by a click on empty space)."""
+    value = picked(st.session_state.get(chart_key), param, field)
+    st.session_state[picker_key] = NOTHING_PICKED if value is None else value
+
+
+def render_drill_down(url: str, buckets: pd.DataFrame, bucket: str, classes: list[str], station: str | None,
+                      line: str | None, since: datetime | None) -> None:
+    """Two pickers (filled by clicking a defect-rate point or a Pareto bar) and the NG parts behind them."""
+    st.subheader("Parts behind a chart point")
+    labels = list(reversed(buckets[time_title()])) if not buckets.empty else []
+    # A picked value the new period or bucket no longer has is dropped rather than failing the widget.
+    for key, options in ((DRILL_BUCKET_KEY, labels), (DRILL_CLASS_KEY, classes)):
+        if st.session_state.get(key, NOTHING_PICKED) not in (NOTHING_PICKED, *options):
+            st.session_state[key] = NOTHING_PICKED
+    left, right = st.columns(2)
+    chosen_bucket = left.selectbox(f"{BUCKET_LABELS[bucket]} (defect-rate point)", [NOTHING_PICKED, *labels],
+                                   key=DRILL_BUCKET_KEY)
+    chosen_class = right.selectbox("Defect class (Pareto bar)", [NOTHING_PICKED, *classes], key=DRILL_CLASS_KEY)
+    if chosen_bucket == NOTHING_PICKED and chosen_class == NOTHING_PICKED:
+        st.caption("Click a point of the defect-rate chart or a Pareto bar (or pick one here) to list its NG parts.")
+        return
+    start, end = since, None
+    if chosen_bucket != NOTHING_PICKED:
+        row = buckets[buckets[time_title()] == chosen_bucket].iloc[0]
+        start, end = row["Start"].to_pydatetime(), row["End"].to_pydatetime()
+    defect_class = None if chosen_class == NOTHING_PICKED else chosen_class
+    rows = load_parts_behind(url, start, end, station, line, defect_class)
+    what = " · ".join(v for v in (chosen_bucket if end else "", defect_class or "", station or "", line or "") if v)
+    if not rows:
+        st.caption(f"No NG parts behind {what}.")
+        return
+    more = " (the newest shown)" if len(rows) >= detail_queries.PARTS_LIMIT else ""
+    st.caption(f"{len(rows)} NG part(s) behind {what}{more}.")
+    render_parts(rows)

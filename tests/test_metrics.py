@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inspect_app.engine.metrics import (
+from inspect_app.metrics import (
     classification_report,
     confusion_matrix,
     costliest_samples,
@@ -61,7 +61,7 @@ def test_report_keeps_sorted_validation_scores_per_group() -> None:
     )
     assert report["score_samples"] == {"good": [0.1, 0.3], "defect": [0.8, 0.9123]}
 def test_roc_curve_runs_from_origin_to_one_and_matches_auc() -> None:
-    from inspect_app.engine.metrics import roc_curve
+    from inspect_app.metrics import roc_curve
 
     labels = [False, False, True, True, True, False]
     scores = [0.1, 0.4, 0.35, 0.8, 0.8, 0.2]
@@ -73,7 +73,7 @@ def test_roc_curve_runs_from_origin_to_one_and_matches_auc() -> None:
 
 
 def test_threshold_for_escape_rate_meets_the_target_with_fewest_false_rejects() -> None:
-    from inspect_app.engine.metrics import false_reject_rate, threshold_for_escape_rate
+    from inspect_app.metrics import false_reject_rate, threshold_for_escape_rate
 
     defects = np.linspace(0.05, 0.95, 100)
     for target in (0.0, 0.05, 0.2):
@@ -131,3 +131,68 @@ def test_roc_auc_interval_brackets_the_figure_and_narrows_with_more_parts() -> N
     assert roc_auc_interval([True, True], [0.1, 0.2]) is None
     with pytest.raises(ValueError, match=r"interval level 1\.5"):
         roc_auc_interval(*small, level=1.5)
+
+
+GOOD = [0.1, 0.2, 0.3, 0.6]
+DEFECT = [0.4, 0.7, 0.9]
+
+
+def test_rates_at_threshold() -> None:
+    from inspect_app.metrics import rates_at
+
+    expected = {"threshold": 0.5, "false_reject_rate": 0.25, "escape_rate": pytest.approx(1 / 3)}
+    assert rates_at(GOOD, DEFECT, 0.5) == expected
+    assert rates_at(GOOD, DEFECT, 0.0)["false_reject_rate"] == 1.0 and rates_at(GOOD, DEFECT, 1.0)["escape_rate"] == 1.0
+    # A score equal to the threshold is NG: the defect at 0.4 is caught, the good part at 0.6 rejected.
+    assert rates_at(GOOD, DEFECT, 0.4)["escape_rate"] == 0.0
+    assert rates_at(GOOD, DEFECT, 0.6)["false_reject_rate"] == 0.25
+    with pytest.raises(ValueError, match="at least one good and one defect"):
+        rates_at([], DEFECT, 0.5)
+
+
+def test_tradeoff_is_monotone_and_agrees_with_rates_at() -> None:
+    import itertools
+
+    from inspect_app.metrics import rates_at, threshold_tradeoff
+
+    curve = threshold_tradeoff(GOOD, DEFECT, steps=11)
+    assert len(curve) == 11 and curve[0]["threshold"] == 0.0 and curve[-1]["threshold"] == 1.0
+    assert all(a["false_reject_rate"] >= b["false_reject_rate"] for a, b in itertools.pairwise(curve))
+    assert all(a["escape_rate"] <= b["escape_rate"] for a, b in itertools.pairwise(curve))
+    for point in curve:
+        assert point == pytest.approx(rates_at(GOOD, DEFECT, point["threshold"]))
+    with pytest.raises(ValueError, match="steps 1"):
+        threshold_tradeoff(GOOD, DEFECT, steps=1)
+
+
+def test_good_defect_roc_corners_and_area() -> None:
+    from inspect_app.metrics import good_defect_roc
+
+    fpr, tpr, _ = good_defect_roc(GOOD, DEFECT)
+    assert (fpr[0], tpr[0]) == (0.0, 0.0) and (fpr[-1], tpr[-1]) == (1.0, 1.0)
+    # 11 of the 12 (good, defect) pairs are ordered correctly (0.6 > 0.4 is the only miss).
+    assert np.trapezoid(tpr, fpr) == pytest.approx(11 / 12)
+
+
+def test_engine_metrics_is_the_same_module_as_the_torch_free_one() -> None:
+    import inspect_app.engine.metrics as engine_metrics
+    import inspect_app.metrics as shared
+
+    assert engine_metrics.roc_curve is shared.roc_curve and engine_metrics.roc_auc is shared.roc_auc
+
+
+def test_roc_and_auroc_match_scikit_learn_on_tied_scores() -> None:
+    """Dev cross-check against an independent implementation (skipped where scikit-learn is not installed)."""
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    from inspect_app.metrics import roc_curve
+
+    rng = np.random.default_rng(7)
+    labels = rng.random(400) < 0.3
+    # Rounded scores: many ties, as model cards store them (4 decimals) and harder on both implementations.
+    scores = np.round(np.where(labels, rng.normal(0.6, 0.2, 400), rng.normal(0.4, 0.2, 400)), 2)
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    ref_fpr, ref_tpr, ref_thresholds = sklearn_metrics.roc_curve(labels, scores, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, ref_fpr)
+    np.testing.assert_allclose(tpr, ref_tpr)
+    np.testing.assert_allclose(thresholds[1:], ref_thresholds[1:])
+    assert roc_auc(labels, scores) == pytest.approx(sklearn_metrics.roc_auc_score(labels, scores))
