@@ -37,10 +37,11 @@ def cmd_alarms_check(args: argparse.Namespace) -> int:
     from inspect_app.errors import StorageError
 
     settings = load_alarm_settings(pipeline_down_minutes=args.pipeline_down_minutes)
+    zone = load_settings(home=args.home, database_url=args.db).plant_zone
     db = _open_db(args)
     while True:
         try:
-            result = check_alarms(db, settings)
+            result = check_alarms(db, settings, zone=zone)
             for alarm in result.raised:
                 print(f"raised: {_line(alarm)}", flush=True)
             for failure in result.failures:

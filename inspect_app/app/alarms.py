@@ -1,10 +1,11 @@
-"""Alarm use cases: check the rules (p-chart, pipeline down), send what is new, acknowledge (audited).
+"""Alarm use cases: check the rules (p-chart, pipeline down, score drift), send what is new, acknowledge (audited).
 
 ``inspect-app alarms check`` runs ``check_alarms`` once (``--every N`` in a loop; or from cron / a systemd timer).
 A check raises each alarm once per episode: a p-chart episode is a run of consecutive points that break a rule,
 matched to the station's stored alarm it overlaps (whichever rule raised it), so a station that stays out of control
 extends its alarm instead of raising a new one per check or per rule;
-a pipeline-down episode is one ``last_seen`` of a silent pipeline. Alarms are stored before any notifier is tried;
+a pipeline-down episode is one ``last_seen`` of a silent pipeline; a drift episode is a run of plant days on which
+``app.drift`` raises its calibrated alarm (as the Drift page shows it). Alarms are stored before any notifier is tried;
 a channel that fails is logged and tried again at the next check, so no alarm is lost.
 """
 
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from inspect_app.app import spc
+from inspect_app.app import drift, spc
 from inspect_app.app.access import ACTION_ROLES, allowed, authorize
 from inspect_app.app.notify import Channel, NotifyError, channels
 from inspect_app.config.alarms import AlarmSettings
@@ -29,6 +32,8 @@ logger = logging.getLogger(__name__)
 # The least role that may acknowledge an alarm: the operator at the line is who answers it.
 ACKNOWLEDGE_ROLE = ACTION_ROLES["acknowledge"]
 PIPELINE_RULE = "silent"
+DRIFT_RULE = "psi_over_limit"
+DRIFT_WINDOW_DAYS = 31  # the Drift page's default window: 7 reference days and the weeks after them
 _BUCKET_HOURS = {"hour": 1, "shift": queries.SHIFT_HOURS, "day": 24}
 
 __all__ = ["ACKNOWLEDGE_ROLE", "CheckResult", "acknowledge_alarm", "check_alarms", "may_acknowledge",
@@ -116,6 +121,51 @@ def check_spc(db: Database, settings: AlarmSettings, now: datetime, result: Chec
                 result.cleared += 1
 
 
+def _day_start(day: Any, zone: ZoneInfo) -> datetime:
+    """The first instant of a plant day, as an aware datetime."""
+    return datetime.combine(day, time(0), tzinfo=zone)
+
+
+def check_drift(db: Database, zone: ZoneInfo, now: datetime, result: CheckResult) -> None:
+    """A ``drift`` alarm per station while ``app.drift`` raises its calibrated alarm; cleared when a day is normal."""
+    store = AlarmStore(db)
+    stations, _skipped = drift.plant_drift(db, zone, since=now - timedelta(days=DRIFT_WINDOW_DAYS), until=now)
+    for station in stations:
+        days = [d for d in station.days if not d.reference]
+        runs: list[list[drift.DriftDay]] = []  # alarm days that follow each other
+        for index, day in enumerate(days):
+            if not day.alarm:
+                continue
+            if runs and index > 0 and days[index - 1] is runs[-1][-1]:
+                runs[-1].append(day)
+            else:
+                runs.append([day])
+        known = store.episodes("drift", station.station, DRIFT_RULE)
+        for run in runs:
+            start, end, last = _day_start(run[0].day, zone), _day_start(run[-1].day, zone), run[-1]
+            message = (f"{station.station}: score drift on {len(run)} plant day(s) from {run[0].day}; "
+                       f"PSI {last.psi:.2f} against a limit of {last.limit:.2f} on {last.day}")
+            match = next((a for a in known if a.episode_start <= end and a.episode_end >= start), None)
+            if match is not None:
+                if end > match.episode_end:
+                    store.extend(int(match.id), end, last.psi, message)
+                    result.extended += 1
+                continue
+            if run[-1] is not days[-1]:
+                continue  # history: the episode ended before this check
+            alarm = store.raise_alarm(Alarm(
+                kind="drift", subject=station.station, station=station.station, line=_line_of(db, station.station),
+                rule=DRIFT_RULE, message=message, value=last.psi, episode_start=start, episode_end=end, raised_at=now,
+            ))
+            if alarm is not None:
+                result.raised.append(alarm)
+        newest = days[-1] if days else None
+        for alarm in store.uncleared("drift"):
+            if alarm.subject == station.station and newest is not None and not newest.alarm:
+                store.clear(int(alarm.id), now)
+                result.cleared += 1
+
+
 def _line_of(db: Database, station: str) -> str | None:
     """The line a station belongs to, from the station comparison the Overview shows."""
     from inspect_app.storage import dashboard_queries
@@ -188,15 +238,17 @@ def notify_pending(db: Database, targets: list[Channel], now: datetime | None = 
 
 
 def check_alarms(db: Database, settings: AlarmSettings, now: datetime | None = None,
-                 targets: list[Channel] | None = None) -> CheckResult:
-    """One check: the p-chart rules per station, silent pipelines, then notifications (see the module doc).
+                 targets: list[Channel] | None = None, zone: ZoneInfo | None = None) -> CheckResult:
+    """One check: the p-chart rules per station, silent pipelines, score drift, then notifications (module doc).
 
-    ``targets`` defaults to the channels ``settings`` configure.
+    ``targets`` defaults to the channels ``settings`` configure; ``zone`` (the plant's, default UTC) makes the drift
+    rule's plant days.
     """
     now = now or utcnow()
     result = CheckResult()
     check_spc(db, settings, now, result)
     check_pipelines(db, settings, now, result)
+    check_drift(db, zone or ZoneInfo("UTC"), now, result)
     for alarm in result.raised:
         logger.warning("alarm raised: %s", alarm.message)
     result.notified, result.failures = notify_pending(db, channels(settings) if targets is None else targets, now)

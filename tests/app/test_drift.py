@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from inspect_app.app import alarms as alarms_app
 from inspect_app.app import drift
 from inspect_app.storage import Database, Repository, queries
 from inspect_app.storage.repository import score_bin
@@ -96,6 +97,13 @@ def test_seeded_plant_alarms_only_at_the_shifted_station(tmp_path: Path) -> None
         alarms = by_station["paint-2"].alarm_days
         last_days = {(now - timedelta(days=k)).astimezone(BERLIN).date() for k in range(3)}
         assert alarms and set(alarms) <= last_days
+        # The alarm rule raises it once, for paint-2 only, and a second check extends nothing new.
+        first, second = alarms_app.CheckResult(), alarms_app.CheckResult()
+        alarms_app.check_drift(db, BERLIN, now, first)
+        alarms_app.check_drift(db, BERLIN, now, second)
+        assert [(a.kind, a.station, a.rule) for a in first.raised] == [("drift", "paint-2", "psi_over_limit")]
+        assert "score drift" in first.raised[0].message and first.raised[0].value > 0.1
+        assert second.raised == [] and second.extended == 0
         # What the old reference did: the active model's validation *good* scores against a day with its NG mix.
         model = next(m for m in Repository(db).list_model_versions() if m.name == "efnet-v2")
         validation = [0] * SCORE_BINS
