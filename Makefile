@@ -1,4 +1,4 @@
-# Two commands on a fresh machine: `make demo` (the whole product on SQLite) and `make test` (the suite + ruff).
+# Two commands on a fresh machine: `make demo` (the whole product on SQLite) and `make test` (ruff, mypy and the suite on 2 workers).
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,7 +11,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m mypy
+	$(BIN)/python -m pytest -q -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
