@@ -73,7 +73,8 @@ def is_unreachable(exc: BaseException) -> bool:
 def _describe(exc: BaseException, url: URL) -> str:
     """Short reason for a database error: the driver's own message, with the URL's password removed."""
     orig = getattr(exc, "orig", None)
-    message = str(orig if orig is not None else exc).strip()
+    # One line: PostgreSQL's messages carry a LINE/caret context over several lines (a multi-line CREATE TABLE).
+    message = " ".join(str(orig if orig is not None else exc).split())
     # Drivers may echo their connection string; never let the password through.
     if url.password:
         message = message.replace(str(url.password), "***")

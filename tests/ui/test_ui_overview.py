@@ -124,7 +124,7 @@ def test_latest_ng_thumbnails_are_served_only_inside_the_roots(plant: dict, tmp_
 
 def _drill_table(at: AppTest) -> pd.DataFrame:
     """The parts table under "Parts behind a chart point" (the latest-NG table is the last one)."""
-    tables = [d.value for d in at.dataframe if overview.TIME_TITLE in d.value.columns]
+    tables = [d.value for d in at.dataframe if overview.time_title() in d.value.columns]
     assert len(tables) == 2, "no parts table behind the pick"
     return tables[0]
 
@@ -158,7 +158,7 @@ def test_picking_a_pareto_class_and_a_station_lists_only_those_parts(plant: dict
     assert list(_drill_table(at)["Image"]) == [r.image_path for r in scratch if r.station == "cell-b"]
     at.selectbox(key=overview.DRILL_CLASS_KEY).select(overview.NOTHING_PICKED)
     at = _run(at)
-    assert len([d for d in at.dataframe if overview.TIME_TITLE in d.value.columns]) == 1
+    assert len([d for d in at.dataframe if overview.time_title() in d.value.columns]) == 1
 
 
 def test_charts_carry_the_click_selections(plant: dict) -> None:
@@ -180,4 +180,4 @@ def test_picked_reads_a_point_selection() -> None:
     assert overview.picked(state, overview.CLASS_PICK, "Defect class") == "dent"
     assert overview.picked({"selection": {overview.CLASS_PICK: []}}, overview.CLASS_PICK, "Defect class") is None
     assert overview.picked(None, overview.CLASS_PICK, "Defect class") is None
-    assert overview.picked({"selection": {}}, overview.BUCKET_PICK, overview.TIME_TITLE) is None
+    assert overview.picked({"selection": {}}, overview.BUCKET_PICK, overview.time_title()) is None
