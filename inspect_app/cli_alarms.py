@@ -12,16 +12,11 @@ import logging
 import sys
 import time
 
+from inspect_app.cli_common import open_database, settings_of
 from inspect_app.cli_lifecycle import shell
-from inspect_app.config.settings import load_settings
 
 logger = logging.getLogger(__name__)
 
-
-def _open_db(args: argparse.Namespace) -> object:
-    from inspect_app.storage.db import Database
-
-    return Database.open(load_settings(home=args.home, database_url=args.db).resolved_database_url)
 
 
 def _line(alarm: object) -> str:
@@ -37,8 +32,8 @@ def cmd_alarms_check(args: argparse.Namespace) -> int:
     from inspect_app.errors import StorageError
 
     settings = load_alarm_settings(pipeline_down_minutes=args.pipeline_down_minutes)
-    zone = load_settings(home=args.home, database_url=args.db).plant_zone
-    db = _open_db(args)
+    zone = settings_of(args).plant_zone
+    db = open_database(args)
     while True:
         try:
             result = check_alarms(db, settings, zone=zone)
@@ -59,7 +54,7 @@ def cmd_alarms_list(args: argparse.Namespace) -> int:
     """Newest alarms first (open ones only unless ``--all``)."""
     from inspect_app.storage.alarms import AlarmStore
 
-    for alarm in AlarmStore(_open_db(args)).recent(open_only=not args.all, limit=args.limit):
+    for alarm in AlarmStore(open_database(args)).recent(open_only=not args.all, limit=args.limit):
         print(_line(alarm))
     return 0
 
@@ -69,7 +64,7 @@ def cmd_alarms_ack(args: argparse.Namespace) -> int:
     from inspect_app.app.alarms import acknowledge_alarm
 
     try:
-        alarm = acknowledge_alarm(_open_db(args), shell(), args.id)
+        alarm = acknowledge_alarm(open_database(args), shell(), args.id)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -23,6 +23,11 @@ def shown(url: str) -> str:
     return mask_url(url)
 
 
+def open_database(args: argparse.Namespace) -> Database:
+    """The database the global ``--home`` and ``--db`` flags (then the environment) name, at the latest schema."""
+    return Database.open(settings_of(args).resolved_database_url)
+
+
 def open_repository(url: str) -> Repository:
     """The repository over the database at ``url`` (migrated to the latest schema)."""
     return Repository(Database.open(url))

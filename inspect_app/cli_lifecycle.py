@@ -11,14 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from inspect_app.cli_common import open_database, settings_of
 from inspect_app.config.recipes import TrainConfig, load_recipe
-from inspect_app.config.settings import Settings, load_settings
+from inspect_app.config.settings import Settings
 from inspect_app.errors import ConfigError, DatasetError
 from inspect_app.records import ModelStatus, User
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(home=args.home, database_url=args.db)
 
 
 def os_user() -> str:
@@ -42,11 +39,6 @@ def shell() -> User:
 
     return shell_user(os_user())
 
-
-def _open_db(args: argparse.Namespace) -> object:
-    from inspect_app.storage.db import Database
-
-    return Database.open(_settings(args).resolved_database_url)
 
 
 def _require_folder(folder: str) -> None:
@@ -98,7 +90,7 @@ def register_finetune_pipeline(args: argparse.Namespace) -> int:
     from inspect_app.storage.schedules import ScheduleStore
 
     name, cron, config = read_finetune_pipeline(Path(args.pipeline))
-    store = ScheduleStore(_open_db(args))
+    store = ScheduleStore(open_database(args))
     if any(s.name == name for s in store.list()):
         schedule = store.update(name, cron=cron, config=config)
     else:
@@ -114,7 +106,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from inspect_app.lifecycle.worker import Worker
 
-    worker = Worker(_open_db(args), _settings(args), name=args.name, heartbeat_s=args.heartbeat,
+    worker = Worker(open_database(args), settings_of(args), name=args.name, heartbeat_s=args.heartbeat,
                     stale_after=timedelta(seconds=args.stale_after), max_attempts=args.max_attempts)
     for run in worker.recover():
         print(f"recovered training run {run.id}: now {run.status.value}")
@@ -135,7 +127,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     """Fire due schedules into the run queue."""
     from inspect_app.lifecycle.scheduler import Scheduler
 
-    scheduler = Scheduler(_open_db(args))
+    scheduler = Scheduler(open_database(args))
     if args.once:
         queued = scheduler.tick()
         print(f"queued training run(s) {queued}" if queued else "no schedule due")
@@ -152,7 +144,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     """List training runs, newest first."""
     from inspect_app.storage.runs import RunQueue
 
-    for run in RunQueue(_open_db(args)).list(limit=args.limit, status=args.status):
+    for run in RunQueue(open_database(args)).list(limit=args.limit, status=args.status):
         phase = run.progress.get("phase", "")
         epoch = f" epoch {run.progress['epoch']}" if "epoch" in run.progress else ""
         print(f"{run.id:>5} {run.status.value:<10} {run.created_at:%Y-%m-%d %H:%M} {run.model_name or '-':<28} "
@@ -167,7 +159,7 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
     from inspect_app.storage.runs import RunQueue
 
-    run = RunQueue(_open_db(args)).get(args.run_id)
+    run = RunQueue(open_database(args)).get(args.run_id)
     print(json.dumps(dataclasses.asdict(run), indent=2, default=str))
     return 0
 
@@ -176,7 +168,7 @@ def cmd_runs_cancel(args: argparse.Namespace) -> int:
     """Cancel a queued or running training run."""
     from inspect_app.app.runs import cancel_run
 
-    run = cancel_run(_open_db(args), shell(), args.run_id)
+    run = cancel_run(open_database(args), shell(), args.run_id)
     state = "cancelled" if run.status.value == "cancelled" else "asked to stop at its next step"
     print(f"training run {run.id} {state}")
     return 0
@@ -204,7 +196,8 @@ def cmd_schedules_add(args: argparse.Namespace) -> int:
         train = base.with_overrides(backbone=args.backbone, epochs=args.epochs, input_size=args.input_size,
                                     batch_size=args.batch_size, lr=args.lr, device=args.device)
         spec = FinetuneSpec(train=train, test_dir=test_dir, model_prefix=args.name)
-    schedule = add_schedule(_open_db(args), shell(), args.name, args.cron, args.data_dir, spec, args.only_if_new_data)
+    schedule = add_schedule(open_database(args), shell(), args.name, args.cron, args.data_dir, spec,
+                            args.only_if_new_data)
     print(f"schedule {schedule.name} ({schedule.cron}) added; next run {schedule.next_run_at:%Y-%m-%d %H:%M} UTC")
     return 0
 
@@ -213,7 +206,7 @@ def cmd_schedules_list(args: argparse.Namespace) -> int:
     """List schedules."""
     from inspect_app.storage.schedules import ScheduleStore
 
-    for s in ScheduleStore(_open_db(args)).list():
+    for s in ScheduleStore(open_database(args)).list():
         last = f"{s.last_run_at:%Y-%m-%d %H:%M}" if s.last_run_at else "never"
         nxt = f"{s.next_run_at:%Y-%m-%d %H:%M}" if s.next_run_at else "-"
         only = " only-if-new-data" if s.config.get("only_if_new_data") else ""
@@ -226,7 +219,7 @@ def cmd_schedules_toggle(args: argparse.Namespace) -> int:
     """Enable or disable a schedule."""
     from inspect_app.app.schedules import set_schedule_enabled
 
-    schedule = set_schedule_enabled(_open_db(args), shell(), args.name, args.enable)
+    schedule = set_schedule_enabled(open_database(args), shell(), args.name, args.enable)
     print(f"schedule {schedule.name} {'enabled' if schedule.enabled else 'disabled'}")
     return 0
 
@@ -235,7 +228,7 @@ def cmd_schedules_remove(args: argparse.Namespace) -> int:
     """Delete a schedule (its runs stay)."""
     from inspect_app.app.schedules import remove_schedule
 
-    remove_schedule(_open_db(args), shell(), args.name)
+    remove_schedule(open_database(args), shell(), args.name)
     print(f"schedule {args.name} removed")
     return 0
 
@@ -244,7 +237,7 @@ def cmd_models_rollback(args: argparse.Namespace) -> int:
     """Re-activate the model the current active one replaced."""
     from inspect_app.app.versions import rollback_model
 
-    version = rollback_model(_open_db(args), shell())
+    version = rollback_model(open_database(args), shell())
     print(f"rolled back: model {version.name} is now {ModelStatus.ACTIVE.value}")
     return 0
 
@@ -264,7 +257,7 @@ def cmd_reviews_export(args: argparse.Namespace) -> int:
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)  # plant records are UTC
     try:
-        export = export_reviews(_open_db(args), Path(args.out), since=since)
+        export = export_reviews(open_database(args), Path(args.out), since=since)
     except ValueError as exc:
         raise DatasetError(str(exc)) from exc
     print(f"wrote {export.written} reviewed parts to {args.out}")

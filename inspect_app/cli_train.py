@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from inspect_app.app.versions import register_model
 from inspect_app.cli_common import open_repository, progress_bar, settings_of, shown
@@ -36,6 +37,11 @@ def train_progress(event: dict) -> None:
             + (f" ETA {eta:.0f}s" if eta else "") + "\n"
         )
 
+
+def _register(settings: Settings, card: Any, model_dir: Path) -> None:
+    """Record a model the command trained in the database (audited as the shell user) and say where."""
+    register_model(open_repository(settings.resolved_database_url), card, model_dir, actor=shell().username)
+    print(f"registered model version {card.name} in {shown(settings.resolved_database_url)}")
 
 def cmd_sample_data(args: argparse.Namespace) -> int:
     """Generate synthetic parts with synthetic defects."""
@@ -80,9 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"validation: severity MAE {metrics['mae']:.4f}, RMSE {metrics['rmse']:.4f}")
     if not args.no_register:
-        register_model(open_repository(settings.resolved_database_url), result.card, result.model_dir,
-                       actor=shell().username)
-        print(f"registered model version {result.card.name} in {shown(settings.resolved_database_url)}")
+        _register(settings, result.card, result.model_dir)
     return 0
 
 
@@ -180,9 +184,7 @@ def _train_anomaly(args: argparse.Namespace, settings: Settings) -> int:
               f"REVIEW band {result.card.review_band:.3f} below the threshold 0.5 "
               f"(about {result.card.train_config.get('review_rate', 0):.0%} of good parts at or above it)")
     if not args.no_register:
-        register_model(open_repository(settings.resolved_database_url), result.card, result.model_dir,
-                       actor=shell().username)
-        print(f"registered model version {result.card.name} in {shown(settings.resolved_database_url)}")
+        _register(settings, result.card, result.model_dir)
     return 0
 
 

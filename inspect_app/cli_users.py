@@ -11,18 +11,13 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from inspect_app.cli_common import open_database
 from inspect_app.cli_lifecycle import actor
-from inspect_app.config.settings import load_settings
 from inspect_app.records import User
 from inspect_app.storage.tables import USER_ROLES
 
 ROLES_HELP = "/".join(USER_ROLES)
 
-
-def _open_db(args: argparse.Namespace) -> object:
-    from inspect_app.storage.db import Database
-
-    return Database.open(load_settings(home=args.home, database_url=args.db).resolved_database_url)
 
 
 def _refuse(exc: Exception) -> int:
@@ -78,7 +73,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 
     try:
         check_role(args.role)  # before the prompt: nobody should type a password for a command that will fail
-        user = users.create_user(_open_db(args), args.name, args.role, read_new_password(args),
+        user = users.create_user(open_database(args), args.name, args.role, read_new_password(args),
                                   display_name=args.display_name, shell_actor=actor())
     except ValueError as exc:
         return _refuse(exc)
@@ -90,7 +85,7 @@ def cmd_users_list(args: argparse.Namespace) -> int:
     """List dashboard users, their roles and whether they may sign in."""
     from inspect_app.storage.repository import Repository
 
-    for user in Repository(_open_db(args)).list_users():
+    for user in Repository(open_database(args)).list_users():
         print(f"{user.username:<24} {user.role:<10} {'active' if user.active else 'inactive':<9} "
               f"{user.display_name or ''}".rstrip())
     return 0
@@ -99,7 +94,7 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 def _change(args: argparse.Namespace, change: Callable[[object], User]) -> User | int:
     """Run one user change on the database; a bad value becomes exit code 2 (lookups are handled by ``main``)."""
     try:
-        return change(_open_db(args))
+        return change(open_database(args))
     except ValueError as exc:
         return _refuse(exc)
 
@@ -135,7 +130,7 @@ def cmd_users_reset_password(args: argparse.Namespace) -> int:
     from inspect_app.app.users import reset_password
     from inspect_app.storage.repository import Repository
 
-    db = _open_db(args)
+    db = open_database(args)
     if Repository(db).get_user(args.name) is None:
         # Checked before the prompt; reset_password checks again (and names the known users) in its transaction.
         return _refuse(LookupError(f"user {args.name!r} not found; `inspect-app users list` shows the users"))
