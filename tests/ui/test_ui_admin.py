@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from inspect_app.app import access, users
@@ -18,15 +16,6 @@ APP_FILE = Path(app.__file__).resolve()
 TIMEOUT_S = 60
 PASSWORD = "correct-horse-battery"
 
-
-@pytest.fixture(autouse=True)
-def fresh_caches() -> Iterator[None]:
-    """Streamlit caches live in the process; start and end every test without them."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
 
 
 @pytest.fixture

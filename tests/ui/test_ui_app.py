@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from inspect_app.records import Decision, Inspection, InspectionSummary
@@ -24,15 +22,6 @@ def open_viewing(monkeypatch: pytest.MonkeyPatch) -> None:
     """These tests read pages anonymously; sign-in being required by default is tested in tests/security."""
     monkeypatch.setenv("INSPECT_DASHBOARD_OPEN_VIEWING", "true")
 
-
-@pytest.fixture(autouse=True)
-def fresh_caches() -> Iterator[None]:
-    """Streamlit caches live in the process; start and end every test without them."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
 
 
 def _recent_rows(now: datetime) -> list[Inspection]:

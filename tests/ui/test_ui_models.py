@@ -22,7 +22,6 @@ from inspect_app.ui import model_compare
 from tests.ui import test_ui_pages as pages
 
 plant = pages.plant
-fresh_caches = pages.fresh_caches
 _open, _run = pages._open, pages._run
 
 TEN_CLASSES = ["good", *(f"defect-{k}" for k in range(1, 10))]

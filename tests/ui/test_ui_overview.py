@@ -21,7 +21,6 @@ from tests.ui import test_ui_pages as pages
 
 # The seeded plant (signed-in users, runs, schedules) and the cache reset of the page tests.
 plant = pages.plant
-fresh_caches = pages.fresh_caches
 _open, _run = pages._open, pages._run
 
 RAW_FLOAT = re.compile(r"^-?\d+\.\d{3,}$")

@@ -3,12 +3,10 @@ seeded numbers, a control changes the database, and a control without the role i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
@@ -31,15 +29,6 @@ PASSWORD = "correct-horse-battery"
 GOOD_SCORES = [0.02, 0.05, 0.08, 0.1, 0.12, 0.2, 0.3, 0.45]
 DEFECT_SCORES = [0.35, 0.6, 0.7, 0.8, 0.9, 0.95]
 
-
-@pytest.fixture(autouse=True)
-def fresh_caches() -> Iterator[None]:
-    """Streamlit caches live in the process; start and end every test without them."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
 
 
 def _inspections(now: datetime) -> list[Inspection]:

@@ -3,13 +3,11 @@ with real part pictures and heatmap overlays; every control is checked by what i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -28,15 +26,6 @@ STATIONS = ("cell-a", "cell-b")
 # Part k: station STATIONS[k % 2], class CLASSES[k % 3], score 0.40 + k/200, made k * 4 hours ago; ids are k + 1.
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(minutes=1)
 
-
-@pytest.fixture(autouse=True)
-def fresh_caches() -> Iterator[None]:
-    """Streamlit caches live in the process; start and end every test without them."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
 
 
 def _picture(path: Path, value: int) -> None:

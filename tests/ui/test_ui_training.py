@@ -17,7 +17,6 @@ from tests.ui import test_ui_pages as pages
 
 # The seeded plant (signed-in users, one running run without a worker, schedules) and the page tests' cache reset.
 plant = pages.plant
-fresh_caches = pages.fresh_caches
 
 EPOCH_LOG = (
     "2026-12-07 07:00:00 INFO inspect_app.engine.train: epoch 1/4 {'epoch': 1, 'train_loss': 0.9, 'val_loss': 1.1}\n"
