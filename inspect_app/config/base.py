@@ -21,22 +21,23 @@ from pydantic_core import PydanticCustomError
 
 from inspect_app.errors import ConfigError
 
-_KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
+_KINDS: dict[Any, str] = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
 _TYPE_ERRORS = {
     "int_parsing", "int_type", "int_from_float", "float_parsing", "float_type", "bool_parsing", "bool_type",
     "string_type", "greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number",
 }
 
 
-def choice(*allowed: str) -> Any:
-    """A text field limited to ``allowed``; the refusal lists them (``'rmsprop' is not one of adamw, adam, sgd``)."""
+def choice(*allowed: str) -> AfterValidator:
+    """Limits a text field to ``allowed`` (``field: Annotated[str, choice("a", "b")]``); the refusal lists them
+    (``'rmsprop' is not one of adamw, adam, sgd``)."""
 
     def check(value: str) -> str:
         if value not in allowed:
             raise PydanticCustomError("choice", "is not one of {allowed}", {"allowed": ", ".join(allowed)})
         return value
 
-    return Annotated[str, AfterValidator(check)]
+    return AfterValidator(check)
 
 
 class ConfigModel(BaseModel):
@@ -173,14 +174,14 @@ def validation_message(exc: ValidationError, model: type[BaseModel], where: str 
             parts.append(f"{path} {value} {message}" if path else message)
     for parent, keys in unknown.items():
         holder, _ = _walk(model, (*parent, "")) if parent else (model, None)
-        allowed = sorted(holder.model_fields) if holder is not None else []
+        allowed_keys = sorted(holder.model_fields) if holder is not None else []
         text = f"unknown {getattr(holder, 'what', 'option')}(s) {sorted(keys)}"
         if parent:
             text += f" in {'.'.join(map(str, parent))!r}"
-        close = difflib.get_close_matches(keys[0], allowed, n=1) if len(keys) == 1 else []
+        close = difflib.get_close_matches(keys[0], allowed_keys, n=1) if len(keys) == 1 else []
         if close:
             text += f" (did you mean {close[0]!r}?)"
-        parts.insert(0, text + (f"; allowed: {allowed}" if allowed else ""))
+        parts.insert(0, text + (f"; allowed: {allowed_keys}" if allowed_keys else ""))
     return (f"{where}: " if where else "") + "; ".join(parts)
 
 

@@ -7,7 +7,7 @@ of its own, so an unknown or bad key is refused with its path (``inference.batch
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -66,21 +66,21 @@ class PipelineSpec(ConfigModel):
     name: str
     source: str
     model: str
-    source_kind: choice(*SOURCE_KINDS) = "folder"
+    source_kind: Annotated[str, choice(*SOURCE_KINDS)] = "folder"
     station: str = "station-1"
     line: str = "line-1"
     database_url: str | None = None
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(default=16, ge=1)
     threshold: float | None = None
     review_band: float | None = None
     csv: str | None = None
     ng_dir: str | None = None
-    device: choice(*DEVICES) = "auto"
+    device: Annotated[str, choice(*DEVICES)] = "auto"
     source_options: dict[str, Any] = Field(default_factory=dict)
     live: bool | None = None
-    max_wait_ms: float = Field(50.0, ge=0)
-    queue_size: int = Field(64, ge=1)
-    backend: choice(*BACKENDS) = "torch"
+    max_wait_ms: float = Field(default=50.0, ge=0)
+    queue_size: int = Field(default=64, ge=1)
+    backend: Annotated[str, choice(*BACKENDS)] = "torch"
     onnx_path: str | None = None
     follow_active: bool = False
     jsonl: str | None = None
@@ -89,7 +89,7 @@ class PipelineSpec(ConfigModel):
     reject_command: str | None = None
     reject_on: tuple[str, ...] = ("NG",)
     spool_dir: str | None = None
-    stats_interval_s: float = Field(10.0, gt=0)
+    stats_interval_s: float = Field(default=10.0, gt=0)
     stats_file: str | None = None
 
     @model_validator(mode="after")
@@ -118,7 +118,7 @@ class StationSection(_Section):
 class SourceSection(_Section):
     """``source:`` where images come from; the options after ``live`` are passed to the source as given."""
 
-    kind: choice(*SOURCE_KINDS) = "folder"
+    kind: Annotated[str, choice(*SOURCE_KINDS)] = "folder"
     path: str
     live: bool | None = None
     recursive: bool | None = None
@@ -141,7 +141,7 @@ class ModelSection(_Section):
     path: str
     threshold: float | None = None
     review_band: float | None = None
-    backend: choice(*BACKENDS) = "torch"
+    backend: Annotated[str, choice(*BACKENDS)] = "torch"
     onnx_path: str | None = None
     follow_active: bool = False
 
@@ -149,10 +149,10 @@ class ModelSection(_Section):
 class InferenceSection(_Section):
     """``inference:`` batching and device."""
 
-    batch_size: int = Field(16, ge=1)
-    device: choice(*DEVICES) = "auto"
-    max_wait_ms: float = Field(50.0, ge=0)
-    queue_size: int = Field(64, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    device: Annotated[str, choice(*DEVICES)] = "auto"
+    max_wait_ms: float = Field(default=50.0, ge=0)
+    queue_size: int = Field(default=64, ge=1)
 
 
 class RejectSection(_Section):
@@ -192,7 +192,7 @@ class SinksSection(_Section):
 class StatsSection(_Section):
     """``stats:`` live figures."""
 
-    interval_s: float = Field(10.0, gt=0)
+    interval_s: float = Field(default=10.0, gt=0)
     file: str | None = None
 
 

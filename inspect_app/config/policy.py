@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -25,9 +25,9 @@ class PromotionPolicy(ConfigModel):
 
     what = "promotion option"
 
-    false_reject_rate: float = Field(0.01, ge=0, lt=1)
-    class_tolerance: float = Field(0.05, ge=0, le=1)
-    min_improvement: float = Field(0.0, ge=0, le=1)
+    false_reject_rate: float = Field(default=0.01, ge=0, lt=1)
+    class_tolerance: float = Field(default=0.05, ge=0, le=1)
+    min_improvement: float = Field(default=0.0, ge=0, le=1)
     auto_promote: bool = True
 
 
@@ -54,11 +54,11 @@ class FinetuneSpec(ConfigModel):
 
     train: TrainConfig = Field(default_factory=TrainConfig)
     test_dir: str | None = None
-    test_fraction: float = Field(0.2, gt=0, lt=1)
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
     use_reviews: bool = True
     model_prefix: str = "finetune"
     promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
-    kind: choice(*MODEL_KINDS) = "classifier"
+    kind: Annotated[str, choice(*MODEL_KINDS)] = "classifier"
     anomaly: dict[str, Any] = Field(default_factory=dict)
     update: bool = False
 

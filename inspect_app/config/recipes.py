@@ -6,7 +6,7 @@ The good-only anomaly recipe lives beside its engine (``inspect_app.engine.anoma
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -78,47 +78,47 @@ class TrainConfig(ConfigModel):
     what = "training option"
 
     backbone: str = "efficientnet_lite0"
-    input_size: int = Field(224, ge=1)
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    input_size: int = Field(default=224, ge=1)
+    epochs: int = Field(default=20, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
     backbone_lr_scale: float = 0.3
-    weight_decay: float = Field(0.01, ge=0)
-    optimizer: choice(*OPTIMIZERS) = "adamw"
-    val_fraction: float = Field(0.2, gt=0, lt=1)
+    weight_decay: float = Field(default=0.01, ge=0)
+    optimizer: Annotated[str, choice(*OPTIMIZERS)] = "adamw"
+    val_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 0
     pretrained: bool = True
     num_workers: int = 0
-    device: choice(*DEVICES) = "auto"
+    device: Annotated[str, choice(*DEVICES)] = "auto"
     max_train_images: int | None = None
     freeze_bn_stats: bool = True
-    resize_mode: choice(*RESIZE_MODES) = "resize"
-    augment: choice(*AUGMENT_PRESETS) = "inspection"
-    mixup: float = Field(0.0, ge=0)
-    cutmix: float = Field(0.0, ge=0)
-    loss: choice(*LOSSES) = "ce"
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
-    class_weights: choice(*CLASS_WEIGHTS) = "sqrt"
-    sampler: choice(*SAMPLERS) = "shuffle"
-    l1: float = Field(0.0, ge=0)
+    resize_mode: Annotated[str, choice(*RESIZE_MODES)] = "resize"
+    augment: Annotated[str, choice(*AUGMENT_PRESETS)] = "inspection"
+    mixup: float = Field(default=0.0, ge=0)
+    cutmix: float = Field(default=0.0, ge=0)
+    loss: Annotated[str, choice(*LOSSES)] = "ce"
+    label_smoothing: float = Field(default=0.1, ge=0, lt=1)
+    class_weights: Annotated[str, choice(*CLASS_WEIGHTS)] = "sqrt"
+    sampler: Annotated[str, choice(*SAMPLERS)] = "shuffle"
+    l1: float = Field(default=0.0, ge=0)
     momentum: float = 0.9
     nesterov: bool = True
-    schedule: choice(*SCHEDULES) = "cosine"
-    warmup_epochs: float = Field(0.5, ge=0)
+    schedule: Annotated[str, choice(*SCHEDULES)] = "cosine"
+    warmup_epochs: float = Field(default=0.5, ge=0)
     step_epochs: int = 3
     step_gamma: float = 0.1
-    layer_decay: float | None = Field(None, gt=0, le=1)
-    probe_epochs: int = Field(0, ge=0)
-    ema: float = Field(0.99, ge=0, lt=1)
+    layer_decay: float | None = Field(default=None, gt=0, le=1)
+    probe_epochs: int = Field(default=0, ge=0)
+    ema: float = Field(default=0.99, ge=0, lt=1)
     grad_clip: float | None = 5.0
-    amp: choice(*AMP_MODES) = "auto"
+    amp: Annotated[str, choice(*AMP_MODES)] = "auto"
     channels_last: bool = True
     compile: bool = False
     cache_images: bool = True
-    select_metric: choice(*SELECT_METRICS) = "macro_recall"
-    false_reject_rate: float = Field(0.01, ge=0, lt=1)
+    select_metric: Annotated[str, choice(*SELECT_METRICS)] = "macro_recall"
+    false_reject_rate: float = Field(default=0.01, ge=0, lt=1)
     patience: int | None = None
-    folds: int | None = Field(None, ge=2)
+    folds: int | None = Field(default=None, ge=2)
     fold: int = 0
     time_budget_s: float | None = None
     good_class: str | None = None

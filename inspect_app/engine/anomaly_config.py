@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -95,36 +95,36 @@ class AnomalyConfig(ConfigModel):
 
     # lite2 over lite0 on Magnetic Tile: image AUROC 0.989 vs 0.987, escape rate at 1 % false reject 5.6 % vs 13 %.
     backbone: str = "efficientnet_lite2"
-    layers: tuple[int, ...] = Field(DEFAULT_LAYERS, min_length=1)
-    neighbourhood: int = Field(3, ge=1)
-    input_size: int = Field(224, ge=1)
-    resize: choice(AUTO_RESIZE, *TILING_MODES) = AUTO_RESIZE
-    tile_scale: float = Field(1.0, ge=1)
-    tile_overlap: float = Field(0.25, ge=0, lt=0.9)
+    layers: tuple[int, ...] = Field(default=DEFAULT_LAYERS, min_length=1)
+    neighbourhood: int = Field(default=3, ge=1)
+    input_size: int = Field(default=224, ge=1)
+    resize: Annotated[str, choice(AUTO_RESIZE, *TILING_MODES)] = AUTO_RESIZE
+    tile_scale: float = Field(default=1.0, ge=1)
+    tile_overlap: float = Field(default=0.25, ge=0, lt=0.9)
     # Off by default: on Magnetic Tile (3 seeds) it moved image AUROC within the seed spread (0.9894 vs 0.9886 on
     # average) and doubled the escapes at 1 % false reject; it is for parts whose lighting varies across them.
-    flat_field: float = Field(0.0, ge=0, le=1)
+    flat_field: float = Field(default=0.0, ge=0, le=1)
     standardize: bool = True
     flip_augment: bool = False
-    coreset_ratio: float = Field(0.1, gt=0, le=1)
-    coreset_dim: int = Field(64, ge=1)
-    coreset_chunk: int = Field(16384, ge=1)
+    coreset_ratio: float = Field(default=0.1, gt=0, le=1)
+    coreset_dim: int = Field(default=64, ge=1)
+    coreset_chunk: int = Field(default=16384, ge=1)
     coreset_oversample: float = 4.0
     blur_sigma: float = 4.0
     position_norm: bool = True
-    holdout_fraction: float = Field(0.2, gt=0, lt=1)
-    min_calibration_images: int = Field(300, ge=1)
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    min_calibration_images: int = Field(default=300, ge=1)
     holdout_in_bank: bool = True
-    score_top_fraction: float = Field(0.1, ge=0, le=1)
-    false_reject_rate: float = Field(0.01, ge=0, lt=1)
+    score_top_fraction: float = Field(default=0.1, ge=0, le=1)
+    false_reject_rate: float = Field(default=0.01, ge=0, lt=1)
     # A review_rate at or below false_reject_rate simply gives no band (its edge would not lie under the threshold).
-    review_rate: float = Field(0.08, ge=0, lt=1)
-    escape_rate: float = Field(0.01, ge=0, lt=1)
-    nn_search: choice(*SEARCH_MODES) = "auto"
-    hnsw_ef_search: int = Field(DEFAULT_EF_SEARCH, ge=1)
-    batch_size: int = Field(16, ge=1)
+    review_rate: float = Field(default=0.08, ge=0, lt=1)
+    escape_rate: float = Field(default=0.01, ge=0, lt=1)
+    nn_search: Annotated[str, choice(*SEARCH_MODES)] = "auto"
+    hnsw_ef_search: int = Field(default=DEFAULT_EF_SEARCH, ge=1)
+    batch_size: int = Field(default=16, ge=1)
     seed: int = 0
-    device: choice(*DEVICES) = "auto"
+    device: Annotated[str, choice(*DEVICES)] = "auto"
 
     @field_validator("neighbourhood")
     @classmethod
