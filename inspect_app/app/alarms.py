@@ -37,7 +37,7 @@ DRIFT_WINDOW_DAYS = 31  # the Drift page's default window: 7 reference days and 
 _BUCKET_HOURS = {"hour": 1, "shift": queries.SHIFT_HOURS, "day": 24}
 
 __all__ = ["ACKNOWLEDGE_ROLE", "CheckResult", "acknowledge_alarm", "check_alarms", "may_acknowledge",
-           "notify_pending"]
+           "notify_pending", "stored_id"]
 
 
 @dataclass
@@ -101,7 +101,7 @@ def check_spc(db: Database, settings: AlarmSettings, now: datetime, result: Chec
                          None)
             if match is not None:
                 if episode.end > match.episode_end:
-                    store.extend(int(match.id), episode.end, episode.value, message)
+                    store.extend(stored_id(match), episode.end, episode.value, message)
                     result.extended += 1
                 continue
             if episode.end < recent:
@@ -117,8 +117,15 @@ def check_spc(db: Database, settings: AlarmSettings, now: datetime, result: Chec
         last_point = points[-1]["bucket"] if points else None
         for alarm in store.uncleared("spc"):
             if alarm.subject == station and last_point is not None and last_point > alarm.episode_end:
-                store.clear(int(alarm.id), now)
+                store.clear(stored_id(alarm), now)
                 result.cleared += 1
+
+
+def stored_id(alarm: Alarm) -> int:
+    """The id of an alarm read from the store (``Alarm.id`` is ``None`` only before it is stored)."""
+    if alarm.id is None:
+        raise ValueError(f"alarm {alarm.subject!r} ({alarm.kind}) has no id: it was never stored")
+    return alarm.id
 
 
 def _day_start(day: Any, zone: ZoneInfo) -> datetime:
@@ -148,7 +155,7 @@ def check_drift(db: Database, zone: ZoneInfo, now: datetime, result: CheckResult
             match = next((a for a in known if a.episode_start <= end and a.episode_end >= start), None)
             if match is not None:
                 if end > match.episode_end:
-                    store.extend(int(match.id), end, last.psi, message)
+                    store.extend(stored_id(match), end, last.psi, message)
                     result.extended += 1
                 continue
             if run[-1] is not days[-1]:
@@ -162,7 +169,7 @@ def check_drift(db: Database, zone: ZoneInfo, now: datetime, result: CheckResult
         newest = days[-1] if days else None
         for alarm in store.uncleared("drift"):
             if alarm.subject == station.station and newest is not None and not newest.alarm:
-                store.clear(int(alarm.id), now)
+                store.clear(stored_id(alarm), now)
                 result.cleared += 1
 
 
@@ -203,9 +210,9 @@ def check_pipelines(db: Database, settings: AlarmSettings, now: datetime, result
         if alarm is not None:
             result.raised.append(alarm)
     for alarm in store.uncleared("pipeline_down"):
-        status = current.get(alarm.subject)
-        if status is None or status.final or status.last_seen > alarm.episode_start:
-            store.clear(int(alarm.id), now)
+        latest = current.get(alarm.subject)
+        if latest is None or latest.final or latest.last_seen > alarm.episode_start:
+            store.clear(stored_id(alarm), now)
             result.cleared += 1
 
 
@@ -217,7 +224,8 @@ def notify_pending(db: Database, targets: list[Channel], now: datetime | None = 
     if not targets:
         return 0, []
     store = AlarmStore(db)
-    done, failures = 0, []
+    done = 0
+    failures: list[str] = []
     for alarm in store.unnotified():
         delivered: dict[str, str] = {}
         errors = []
@@ -231,7 +239,7 @@ def notify_pending(db: Database, targets: list[Channel], now: datetime | None = 
                 logger.warning("alarm %s not sent by %s (retried at the next check): %s", alarm.id, channel.name, exc)
                 errors.append(f"{channel.name}: {exc}")
         complete = all(c.name in alarm.deliveries or c.name in delivered for c in targets)
-        store.record_delivery(int(alarm.id), delivered, "; ".join(errors) or None, complete, now or utcnow())
+        store.record_delivery(stored_id(alarm), delivered, "; ".join(errors) or None, complete, now or utcnow())
         done += complete
         failures.extend(f"alarm {alarm.id} {e}" for e in errors)
     return done, failures

@@ -87,6 +87,8 @@ class SmtpChannel:
     def send(self, alarm: Alarm) -> None:
         """Send one e-mail."""
         s = self.settings
+        if not s.smtp_host:  # channels() builds this channel only with a host; settings changed since then
+            raise NotifyError("SMTP channel: smtp_host is not set")
         message = EmailMessage()
         message["Subject"] = f"[inspect_app alarm] {alarm.message}"[:200]
         message["From"] = s.smtp_from

@@ -76,7 +76,7 @@ def _small_affine(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     h, w = image.shape[:2]
     angle = float(rng.uniform(-10.0, 10.0))
     scale = float(rng.uniform(0.92, 1.08))
-    matrix = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, scale)
+    matrix: np.ndarray = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, scale)
     matrix[:, 2] += rng.uniform(-0.04, 0.04, size=2) * (w, h)
     return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 

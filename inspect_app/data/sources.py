@@ -70,7 +70,7 @@ def open_source(
     unknown = sorted(set(options) - allowed[kind])
     if unknown:
         raise SourceError(f"{kind} source: unknown option(s) {unknown}; allowed: {sorted(allowed[kind])}")
-    common = {"station": station, "line": line}
+    common: dict[str, Any] = {"station": station, "line": line}
     if kind == "folder":
         return folder_source(target, skip_hashes=skip_hashes, **options, **common)
     if kind == "glob":

@@ -49,9 +49,9 @@ def _brushed(rng: np.random.Generator, s: int, yy: np.ndarray, xx: np.ndarray) -
     band_w = rng.uniform(0.12, 0.3) * s
     band = np.exp(-(((np.arange(m, dtype=np.float32) - band_pos) / band_w) ** 2))
     # The highlight of brushed metal runs across the brushing direction, so it varies along x like the streaks.
-    layers = np.dstack([streaks, np.broadcast_to(band[None, :], (m, m))]).astype(np.float32)
+    layers: np.ndarray = np.dstack([streaks, np.broadcast_to(band[None, :], (m, m))]).astype(np.float32)
     angle = float(rng.uniform(-25.0, 25.0) + rng.choice([0.0, 90.0]))
-    rot = cv2.getRotationMatrix2D((m / 2, m / 2), angle, 1.0)
+    rot: np.ndarray = cv2.getRotationMatrix2D((m / 2, m / 2), angle, 1.0)
     rot[:, 2] -= (m - s) / 2  # land the centre of the big canvas on the centre of the output
     layers = cv2.warpAffine(layers, rot, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     light, light_angle = _lighting(rng, s, yy, xx)

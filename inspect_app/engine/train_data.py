@@ -72,7 +72,7 @@ class RunLoaders:
 def build_loaders(run: RunData, config: TrainConfig, proc: RunProcess) -> RunLoaders:
     """Loaders for the split: each process's share of the global batch under DDP, or a balanced sampler if asked."""
     severity = run.data.severity if config.loss == "mse" else None
-    common = {"resize_mode": config.resize_mode, "cache": config.cache_images, "severity": severity}
+    common: dict[str, Any] = {"resize_mode": config.resize_mode, "cache": config.cache_images, "severity": severity}
     train_set = LabelledImages(
         run.train_items, run.classes, config.input_size, train=True, seed=config.seed, preset=config.augment, **common
     )

@@ -91,7 +91,7 @@ def decide(
     frr = f"{policy.false_reject_rate:.2%} false rejects"
     worse = {name: delta for name, delta in deltas.items() if delta < -policy.class_tolerance - _TIE}
     if worse:
-        name = min(worse, key=worse.get)
+        name = min(worse, key=worse.__getitem__)
         return False, (
             f"detects {name!r} worse than {champion['model']} by {-worse[name]:.1%} at {frr} "
             f"(tolerance {policy.class_tolerance:.1%})"

@@ -198,7 +198,7 @@ def _ensure_role(connection: Connection, role: str, password: str | None, admin:
         raise MissingPasswordError(role)
     attributes = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
     statement = f"{'CREATE' if existing is None else 'ALTER'} ROLE {_ident(role)} {attributes}"
-    raw = connection.connection.dbapi_connection
+    raw: Any = connection.connection.dbapi_connection  # psycopg's connection: its pgconn is beyond the DBAPI protocol
     if password is not None:
         statement += f" PASSWORD '{_scram(raw, role, password)}'"
     # The driver's cursor, in the same transaction: SQLAlchemy would log the statement at -vv.

@@ -177,7 +177,10 @@ class PipelineStatusWriter:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._pending is not None)
-                snapshot, self._pending, self._busy = self._pending, None, True
+                snapshot = self._pending
+                if snapshot is None:  # wait_for returned with the predicate true; this narrows the type
+                    continue
+                self._pending, self._busy = None, True
             try:
                 record_pipeline_status(self.db, self.pipeline, self.station, self.line, snapshot, host=self.host)
                 if self._failing:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import delete, func, select
 
@@ -97,7 +99,7 @@ def purge(
     old = InspectionRow.created_at < cutoff
     if dry_run:
         with db.session() as session:
-            count = int(session.scalar(select(func.count()).select_from(InspectionRow).where(old)))
+            count = int(session.scalar(select(func.count()).select_from(InspectionRow).where(old)) or 0)
         return PurgeResult(cutoff=cutoff, rows=count)
 
     rows = deleted = missing = kept = 0
@@ -154,7 +156,7 @@ def purge(
     return result
 
 
-def _file_candidates(batch: list) -> set[str]:
+def _file_candidates(batch: Sequence[Any]) -> set[str]:
     """Files the purged rows point at: heatmaps always, images only for decided rows.
 
     Rows without a content hash (unreadable files) keep their image: without the hash there is no indexed way to

@@ -11,7 +11,7 @@ import logging
 import pandas as pd
 import streamlit as st
 
-from inspect_app.app.alarms import ACKNOWLEDGE_ROLE, acknowledge_alarm, may_acknowledge
+from inspect_app.app.alarms import ACKNOWLEDGE_ROLE, acknowledge_alarm, may_acknowledge, stored_id
 from inspect_app.errors import StorageError
 from inspect_app.records import Alarm
 from inspect_app.storage.alarms import AlarmStore
@@ -79,8 +79,8 @@ def render_open(url: str) -> None:
                       f"{alarm_state(alarm)}  \n{alarm.message}")
         # Keyed by the alarm's id, so a press always lands on the alarm it is drawn beside.
         pressed = allowed and button.button("Acknowledge", key=f"ack_{alarm.id}")
-        if pressed and run_control(acknowledge_alarm, database(url), current_user(), int(alarm.id),
-                                   success=f"Alarm {alarm.id} acknowledged"):
+        if pressed and run_control(acknowledge_alarm, database(url), current_user(), stored_id(alarm),
+                                   success=f"Alarm {alarm.id} acknowledged") is not None:
             st.rerun()
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -229,8 +229,9 @@ def role_hint(action: str) -> str:
 # --- files from database rows -------------------------------------------------------------------------------------
 
 
-def render_picture(candidates: Sequence[tuple[str, str | None]], caption: str = "", width: int | str = "content",
-                   *, roots: Sequence[Path] | None = None) -> bool:
+def render_picture(candidates: Sequence[tuple[str, str | None]], caption: str = "",
+                   width: int | Literal["stretch", "content"] = "content", *,
+                   roots: Sequence[Path] | None = None) -> bool:
     """Show the first ``(label, path)`` candidate that ``ui.files`` lets the dashboard serve; return whether one was.
 
     Otherwise a placeholder caption names, per recorded file, why it is not shown ("heatmap outside the evidence and

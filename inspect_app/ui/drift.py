@@ -85,7 +85,7 @@ def _summary(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _chart(frame: pd.DataFrame, day_title: str) -> alt.LayerChart:
+def _chart(frame: pd.DataFrame, day_title: str) -> alt.LayerChart | alt.FacetChart:
     """PSI per day and station (log scale: calm days sit near 0.001, drift above 0.1), alarm days in red and each
     station's limit dashed."""
     x = alt.X("Day:T", title=day_title, scale=alt.Scale(type="utc"), axis=alt.Axis(format="%Y-%m-%d"))

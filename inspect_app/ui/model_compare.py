@@ -53,7 +53,7 @@ def cell_size(classes: int) -> int:
     return int(max(CELL_MIN_PX, min(CELL_MAX_PX, MATRIX_MAX_PX // max(classes, 1))))
 
 
-def confusion_chart(frame: pd.DataFrame, title: str) -> alt.Chart:
+def confusion_chart(frame: pd.DataFrame, title: str) -> alt.LayerChart | alt.FacetChart:
     """Heat table: true class rows, predicted columns, coloured by share of the true class, counts written in."""
     classes = list(dict.fromkeys(frame["True"]))
     size = cell_size(len(classes))
@@ -130,7 +130,8 @@ def roc_frames(versions: Sequence[ModelVersion], tuner: tuple[str, float] | None
     Each version's operating point is at its own stored threshold; ``tuner`` = (version name, threshold) adds the
     point the threshold tuner is at for that version.
     """
-    curves, points = [], []
+    curves: list[dict[str, object]] = []
+    points: list[dict[str, object]] = []
     for v in versions:
         samples = score_samples(v.metrics)
         if samples is None:
@@ -151,7 +152,7 @@ def roc_frames(versions: Sequence[ModelVersion], tuner: tuple[str, float] | None
                                           "Tuner"]))
 
 
-def roc_chart(curves: pd.DataFrame, points: pd.DataFrame) -> alt.LayerChart:
+def roc_chart(curves: pd.DataFrame, points: pd.DataFrame) -> alt.LayerChart | alt.FacetChart:
     """ROC curves overlaid, the chance diagonal dashed, operating points filled and the tuner's point as a cross."""
     x = alt.X("False-reject rate:Q", title="False-reject rate (good parts called NG)", axis=alt.Axis(format="%"),
               scale=alt.Scale(domain=[0, 1]))

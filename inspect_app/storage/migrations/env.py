@@ -7,7 +7,7 @@ connection through ``config.attributes["connection"]``, so the URL (and its pass
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import Connection, create_engine, pool
 
 from inspect_app.storage.tables import Base
 
@@ -15,13 +15,13 @@ config = context.config
 target_metadata = Base.metadata
 
 
-def _configure_and_run(connection: object) -> None:
+def _configure_and_run(connection: Connection) -> None:
     """Run the pending migrations on one open connection."""
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         # SQLite cannot ALTER most things in place; batch mode rebuilds tables so future migrations stay portable.
-        render_as_batch=connection.dialect.name == "sqlite",  # type: ignore[attr-defined]
+        render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )
     with context.begin_transaction():
