@@ -1,11 +1,10 @@
 """What the ``inspect-app`` sub-commands share: settings from the global flags, printable URLs, the repository, a
-progress bar on stderr."""
+progress bar on stderr (tqdm)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 
 from inspect_app.config.settings import Settings, load_settings
@@ -34,20 +33,18 @@ def open_repository(url: str) -> Repository:
 
 
 def progress_bar(label: str) -> Callable[[int, int], None]:
-    """A one-line progress bar on stderr: call it with (done, total)."""
-    started: list[float] = []  # set at the first call, so that model loading does not count against the rate
+    """A tqdm bar on stderr: call it with (done, total). Silent when stderr is not a terminal (CI logs, pipes)."""
+    from tqdm import tqdm
+
+    bars: list[tqdm] = []  # made at the first call, so that model loading does not count against the rate
 
     def show(done: int, total: int) -> None:
-        if not started:
-            started.append(time.perf_counter())
-        elapsed = time.perf_counter() - started[0]
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (total - done) / rate if rate > 0 else 0.0
-        filled = int(30 * done / total) if total else 30
-        bar = "#" * filled + "." * (30 - filled)
-        sys.stderr.write(f"\r{label} [{bar}] {done}/{total} {rate:.1f} img/s ETA {eta:.0f}s")
+        if not bars:
+            bars.append(tqdm(total=total, desc=label, unit="img", file=sys.stderr, disable=None))
+        bar = bars[0]
+        bar.total = total
+        bar.update(done - bar.n)
         if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+            bar.close()
 
     return show
