@@ -57,44 +57,39 @@ def good_only_recipe(recipe: str | None, **overrides: Any) -> dict[str, Any]:
 
 
 def queue_training(args: argparse.Namespace, settings: Settings, config: TrainConfig | None) -> int:
-    """``train --queue``: record a run for ``inspect-app worker`` instead of training here.
+    """``train --queue``: record a run for ``inspect-app worker`` instead of training here (``app.runs``, audited).
 
     ``config`` is the classifier recipe; ``None`` with ``--kind anomaly``, whose recipe is read here.
     """
-    from inspect_app.config.policy import FinetuneSpec
+    from inspect_app.app.runs import enqueue_training
     from inspect_app.storage.db import Database
-    from inspect_app.storage.runs import RunQueue
 
     for folder in filter(None, (args.data_dir, args.test_dir)):
         _require_folder(folder)
-    test_dir = str(Path(args.test_dir).resolve()) if args.test_dir else None
     if config is None:
         if getattr(args, "update", None):
             raise ConfigError(f"--update {args.update!r} with --queue: a queued run refreshes the active good-only "
                               "model; schedule it with `schedules add NAME --kind anomaly --update`")
-        anomaly = good_only_recipe(args.recipe, backbone=args.backbone, input_size=args.input_size, seed=args.seed,
-                                   device=args.device, batch_size=args.batch_size)
-        spec = FinetuneSpec(kind="anomaly", anomaly=anomaly, test_dir=test_dir)
+        # Checked here, where the engine is: a bad option is one line now rather than a failed run later.
+        recipe = good_only_recipe(args.recipe, backbone=args.backbone, input_size=args.input_size, seed=args.seed,
+                                  device=args.device, batch_size=args.batch_size)
     else:
-        spec = FinetuneSpec(train=config, test_dir=test_dir)
+        recipe = config.to_dict()
     db = Database.open(settings.resolved_database_url)
-    run_id = RunQueue(db).enqueue(spec.to_dict(), str(Path(args.data_dir).resolve()), model_name=args.name)
+    run_id = enqueue_training(db, shell(), args.data_dir, recipe, model_name=args.name, test_dir=args.test_dir,
+                              kind="classifier" if config is not None else "anomaly")
     kind = "good-only " if config is None else ""
     print(f"queued {kind}training run {run_id} on {args.data_dir}; `inspect-app worker` executes it")
     return 0
 
 
 def register_finetune_pipeline(args: argparse.Namespace) -> int:
-    """``run`` on a ``kind: finetune`` file: create or update its schedule."""
+    """``run`` on a ``kind: finetune`` file: create or update its schedule (``app.schedules``, audited)."""
+    from inspect_app.app.schedules import register_schedule
     from inspect_app.lifecycle.scheduler import read_finetune_pipeline
-    from inspect_app.storage.schedules import ScheduleStore
 
     name, cron, config = read_finetune_pipeline(Path(args.pipeline))
-    store = ScheduleStore(open_database(args))
-    if any(s.name == name for s in store.list()):
-        schedule = store.update(name, cron=cron, config=config)
-    else:
-        schedule = store.add(name, cron, config)
+    schedule, _ = register_schedule(open_database(args), shell(), name, cron, config)
     print(f"schedule {name} ({cron}) registered; next run {schedule.next_run_at:%Y-%m-%d %H:%M} UTC; "
           "`inspect-app scheduler` fires it and `inspect-app worker` trains")
     return 0
