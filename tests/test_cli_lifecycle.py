@@ -229,8 +229,8 @@ def test_cli_actions_are_audited_with_the_operating_system_user(
     with _db(db_args) as db:
         events = list(reversed(Repository(db).list_audit(limit=50)))
     actions = [(e.action, e.actor) for e in events]
-    expected = ["training.enqueue", "training.cancel", "schedule.add", "schedule.disable", "schedule.enable", "schedule.remove",
-                "model.promote", "model.promote", "model.promote", "db.purge"]
+    expected = ["training.enqueue", "training.cancel", "schedule.add", "schedule.disable", "schedule.enable",
+                "schedule.remove", "model.promote", "model.promote", "model.promote", "db.purge"]
     assert [a for a, _ in actions] == expected
     assert {actor for _, actor in actions} == {"cli:quality-eng"}
     assert events[-2].details["reason"] == "rollback from b"
