@@ -120,14 +120,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
     """Fire due schedules into the run queue."""
+    from inspect_app.config.alarms import load_alarm_settings
     from inspect_app.lifecycle.scheduler import Scheduler
 
-    scheduler = Scheduler(open_database(args))
+    alarms = load_alarm_settings() if args.alarms_every else None
+    scheduler = Scheduler(open_database(args), alarms=alarms, alarm_every_s=args.alarms_every or 60.0,
+                          zone=settings_of(args).plant_zone)
     if args.once:
         queued = scheduler.tick()
         print(f"queued training run(s) {queued}" if queued else "no schedule due")
         return 0
-    print(f"scheduler ticking every {args.interval:g} s; Ctrl-C stops it")
+    checks = f", alarm checks every {args.alarms_every:g} s" if args.alarms_every else ""
+    print(f"scheduler ticking every {args.interval:g} s{checks}; Ctrl-C stops it")
     try:
         scheduler.run_forever(interval_s=args.interval)
     except KeyboardInterrupt:
@@ -279,6 +283,8 @@ def add_lifecycle_commands(sub: argparse._SubParsersAction, models: argparse._Su
     p = sub.add_parser("scheduler", help="queue fine-tuning runs when their cron schedules are due")
     p.add_argument("--once", action="store_true", help="one tick, then exit")
     p.add_argument("--interval", type=float, default=30.0, help="seconds between ticks")
+    p.add_argument("--alarms-every", type=float, default=60.0, metavar="SECONDS",
+                   help="also run the alarm checks (INSPECT_ALARM_* settings) this often; 0: no alarm checks")
     p.set_defaults(func=cmd_scheduler)
 
     runs = sub.add_parser("runs", help="fine-tuning runs").add_subparsers(dest="runs_command", required=True)
