@@ -68,7 +68,7 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 
 def cmd_db_purge(args: argparse.Namespace) -> int:
     """Delete old inspections and their files; hourly aggregates stay."""
-    from inspect_app.app.maintenance import purge
+    from inspect_app.app.maintenance import purge_inspections
     from inspect_app.cli_lifecycle import shell
     from inspect_app.storage.db import Database
     from inspect_app.storage.retention import parse_age
@@ -79,7 +79,7 @@ def cmd_db_purge(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from exc
     database = Database.open(settings_of(args).resolved_database_url)
     try:
-        result = purge(database, shell(), age, keep_files=args.keep_files, dry_run=args.dry_run)
+        result = purge_inspections(database, shell(), age, keep_files=args.keep_files, dry_run=args.dry_run)
     finally:
         database.dispose()
     verb = "would delete" if args.dry_run else "deleted"

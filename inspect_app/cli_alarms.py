@@ -41,6 +41,8 @@ def cmd_alarms_check(args: argparse.Namespace) -> int:
                 print(f"raised: {_line(alarm)}", flush=True)
             for failure in result.failures:
                 print(f"not sent (retried at the next check): {failure}", flush=True)
+            if not result.raised:
+                print(f"checked {result.stations} station(s): no new alarms", flush=True)
             if not args.every:
                 return 0
         except StorageError as exc:
@@ -54,8 +56,11 @@ def cmd_alarms_list(args: argparse.Namespace) -> int:
     """Newest alarms first (open ones only unless ``--all``)."""
     from inspect_app.storage.alarms import AlarmStore
 
-    for alarm in AlarmStore(open_database(args)).recent(open_only=not args.all, limit=args.limit):
+    alarms = AlarmStore(open_database(args)).recent(open_only=not args.all, limit=args.limit)
+    for alarm in alarms:
         print(_line(alarm))
+    if not alarms:
+        print("no alarms" if args.all else "no open alarms")
     return 0
 
 

@@ -57,44 +57,39 @@ def good_only_recipe(recipe: str | None, **overrides: Any) -> dict[str, Any]:
 
 
 def queue_training(args: argparse.Namespace, settings: Settings, config: TrainConfig | None) -> int:
-    """``train --queue``: record a run for ``inspect-app worker`` instead of training here.
+    """``train --queue``: record a run for ``inspect-app worker`` instead of training here (``app.runs``, audited).
 
     ``config`` is the classifier recipe; ``None`` with ``--kind anomaly``, whose recipe is read here.
     """
-    from inspect_app.config.policy import FinetuneSpec
+    from inspect_app.app.runs import enqueue_training
     from inspect_app.storage.db import Database
-    from inspect_app.storage.runs import RunQueue
 
     for folder in filter(None, (args.data_dir, args.test_dir)):
         _require_folder(folder)
-    test_dir = str(Path(args.test_dir).resolve()) if args.test_dir else None
     if config is None:
         if getattr(args, "update", None):
             raise ConfigError(f"--update {args.update!r} with --queue: a queued run refreshes the active good-only "
                               "model; schedule it with `schedules add NAME --kind anomaly --update`")
-        anomaly = good_only_recipe(args.recipe, backbone=args.backbone, input_size=args.input_size, seed=args.seed,
-                                   device=args.device, batch_size=args.batch_size)
-        spec = FinetuneSpec(kind="anomaly", anomaly=anomaly, test_dir=test_dir)
+        # Checked here, where the engine is: a bad option is one line now rather than a failed run later.
+        recipe = good_only_recipe(args.recipe, backbone=args.backbone, input_size=args.input_size, seed=args.seed,
+                                  device=args.device, batch_size=args.batch_size)
     else:
-        spec = FinetuneSpec(train=config, test_dir=test_dir)
+        recipe = config.to_dict()
     db = Database.open(settings.resolved_database_url)
-    run_id = RunQueue(db).enqueue(spec.to_dict(), str(Path(args.data_dir).resolve()), model_name=args.name)
+    run_id = enqueue_training(db, shell(), args.data_dir, recipe, model_name=args.name, test_dir=args.test_dir,
+                              kind="classifier" if config is not None else "anomaly")
     kind = "good-only " if config is None else ""
     print(f"queued {kind}training run {run_id} on {args.data_dir}; `inspect-app worker` executes it")
     return 0
 
 
 def register_finetune_pipeline(args: argparse.Namespace) -> int:
-    """``run`` on a ``kind: finetune`` file: create or update its schedule."""
+    """``run`` on a ``kind: finetune`` file: create or update its schedule (``app.schedules``, audited)."""
+    from inspect_app.app.schedules import register_schedule
     from inspect_app.lifecycle.scheduler import read_finetune_pipeline
-    from inspect_app.storage.schedules import ScheduleStore
 
     name, cron, config = read_finetune_pipeline(Path(args.pipeline))
-    store = ScheduleStore(open_database(args))
-    if any(s.name == name for s in store.list()):
-        schedule = store.update(name, cron=cron, config=config)
-    else:
-        schedule = store.add(name, cron, config)
+    schedule, _ = register_schedule(open_database(args), shell(), name, cron, config)
     print(f"schedule {name} ({cron}) registered; next run {schedule.next_run_at:%Y-%m-%d %H:%M} UTC; "
           "`inspect-app scheduler` fires it and `inspect-app worker` trains")
     return 0
@@ -125,14 +120,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
     """Fire due schedules into the run queue."""
+    from inspect_app.config.alarms import load_alarm_settings
     from inspect_app.lifecycle.scheduler import Scheduler
 
-    scheduler = Scheduler(open_database(args))
+    alarms = load_alarm_settings() if args.alarms_every else None
+    scheduler = Scheduler(open_database(args), alarms=alarms, alarm_every_s=args.alarms_every or 60.0,
+                          zone=settings_of(args).plant_zone)
     if args.once:
         queued = scheduler.tick()
         print(f"queued training run(s) {queued}" if queued else "no schedule due")
         return 0
-    print(f"scheduler ticking every {args.interval:g} s; Ctrl-C stops it")
+    checks = f", alarm checks every {args.alarms_every:g} s" if args.alarms_every else ""
+    print(f"scheduler ticking every {args.interval:g} s{checks}; Ctrl-C stops it")
     try:
         scheduler.run_forever(interval_s=args.interval)
     except KeyboardInterrupt:
@@ -284,6 +283,8 @@ def add_lifecycle_commands(sub: argparse._SubParsersAction, models: argparse._Su
     p = sub.add_parser("scheduler", help="queue fine-tuning runs when their cron schedules are due")
     p.add_argument("--once", action="store_true", help="one tick, then exit")
     p.add_argument("--interval", type=float, default=30.0, help="seconds between ticks")
+    p.add_argument("--alarms-every", type=float, default=60.0, metavar="SECONDS",
+                   help="also run the alarm checks (INSPECT_ALARM_* settings) this often; 0: no alarm checks")
     p.set_defaults(func=cmd_scheduler)
 
     runs = sub.add_parser("runs", help="fine-tuning runs").add_subparsers(dest="runs_command", required=True)

@@ -61,7 +61,7 @@ def ensure_first_admin(url: str) -> str:
             return ("sign in to the dashboard with your user (inspect-app users list shows them; "
                     "inspect-app users reset-password NAME sets a forgotten password)")
         password = secrets.token_urlsafe(12)
-        users.create_user(db, FIRST_ADMIN, "admin", password)
+        users.create_user(db, FIRST_ADMIN, "admin", password, shell_actor=actor())  # audited as cli:$USER
     return (f"created the first dashboard user {FIRST_ADMIN!r} (role admin); sign in with password {password}\n"
             f"  it is shown only now: change it with  inspect-app users reset-password {FIRST_ADMIN}")
 

@@ -41,7 +41,7 @@ def test_alarms_check_list_and_ack(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main([*home, "alarms", "check"]) == 0
     assert "raised:" in capsys.readouterr().out
     assert main([*home, "alarms", "check", "--pipeline-down-minutes", "5"]) == 0
-    assert "raised:" not in capsys.readouterr().out  # once per episode
+    assert capsys.readouterr().out == "checked 0 station(s): no new alarms\n"  # once per episode
     assert main([*home, "alarms", "list"]) == 0
     listed = capsys.readouterr().out
     assert "pipeline_down" in listed and "pipeline cam at cell-a" in listed
@@ -55,4 +55,6 @@ def test_alarms_check_list_and_ack(tmp_path: Path, capsys: pytest.CaptureFixture
         (event,) = Repository(db).list_audit(action=ACKNOWLEDGE_ACTION)
     assert event.actor.startswith("cli:")
     assert main([*home, "alarms", "list"]) == 0
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr().out == "no open alarms\n"
+    assert main([*home, "alarms", "list", "--all"]) == 0
+    assert "pipeline_down" in capsys.readouterr().out

@@ -119,6 +119,34 @@ def test_good_only_runs_queue_and_schedule_from_flags_recipes_and_pipeline_files
     assert "--kind anomaly" in capsys.readouterr().err
 
 
+def test_queued_runs_and_registered_pipelines_are_audited_as_the_shell_user(
+    db_args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("USER", "alice")
+    assert main([*db_args, "train", str(tmp_path), "--queue", "--epochs", "2"]) == 0
+    assert main([*db_args, "train", str(tmp_path), "--queue", "--kind", "anomaly", "--input-size", "64"]) == 0
+    pipeline = tmp_path / "nightly.yaml"
+    pipeline.write_text(f"name: nightly\nkind: finetune\nschedule: {{cron: '0 2 * * *'}}\ndata: {{dir: {tmp_path}}}\n",
+                        encoding="utf-8")
+    assert main([*db_args, "run", str(pipeline)]) == 0
+    pipeline.write_text(pipeline.read_text(encoding="utf-8").replace("0 2 * * *", "0 3 * * *"), encoding="utf-8")
+    assert main([*db_args, "run", str(pipeline)]) == 0  # the second registration updates the schedule
+    with _db(db_args) as db:
+        repo = Repository(db)
+        enqueued = repo.list_audit(action="training.enqueue")
+        added, updated = repo.list_audit(action="schedule.add"), repo.list_audit(action="schedule.update")
+        runs = {run.id: run for run in RunQueue(db).list()}
+        schedule = ScheduleStore(db).get("nightly")
+    assert sorted((e.actor, e.target, e.details["kind"]) for e in enqueued) == [
+        ("cli:alice", "training_run:1", "classifier"), ("cli:alice", "training_run:2", "anomaly")]
+    assert runs[2].config["kind"] == "anomaly" and runs[2].config["anomaly"]["input_size"] == 64
+    assert runs[1].config["train"]["extra"]["requested_by"] == "cli:alice"
+    assert [(e.actor, e.target, e.details["cron"]) for e in added] == [("cli:alice", "schedule:nightly", "0 2 * * *")]
+    assert [(e.actor, e.target, e.details["cron"]) for e in updated] == [
+        ("cli:alice", "schedule:nightly", "0 3 * * *")]
+    assert schedule.cron == "0 3 * * *"
+
+
 def test_models_promote_and_rollback(db_args: list[str], capsys) -> None:
     with _db(db_args) as db:
         repo = Repository(db)
@@ -201,8 +229,8 @@ def test_cli_actions_are_audited_with_the_operating_system_user(
     with _db(db_args) as db:
         events = list(reversed(Repository(db).list_audit(limit=50)))
     actions = [(e.action, e.actor) for e in events]
-    expected = ["training.cancel", "schedule.add", "schedule.disable", "schedule.enable", "schedule.remove",
-                "model.promote", "model.promote", "model.promote", "db.purge"]
+    expected = ["training.enqueue", "training.cancel", "schedule.add", "schedule.disable", "schedule.enable",
+                "schedule.remove", "model.promote", "model.promote", "model.promote", "db.purge"]
     assert [a for a, _ in actions] == expected
     assert {actor for _, actor in actions} == {"cli:quality-eng"}
     assert events[-2].details["reason"] == "rollback from b"

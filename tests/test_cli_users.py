@@ -136,3 +136,14 @@ def test_users_add_is_audited_as_the_shell_user(home: list[str]) -> None:
     with _db(home) as db:
         entries = Repository(db).list_audit(action="user.add")
     assert sorted((e.actor, e.target) for e in entries) == [("cli:tester", "ana"), ("cli:tester", "bob")]
+
+
+def test_the_demo_first_admin_is_audited_as_the_shell_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inspect_app import cli_users
+
+    monkeypatch.setenv("USER", "tester")
+    url = f"sqlite:///{(tmp_path / 'demo.db').as_posix()}"
+    assert "sign in with password" in cli_users.ensure_first_admin(url)
+    with Database.open(url) as db:
+        entries = Repository(db).list_audit(action="user.add")
+    assert [(e.actor, e.target) for e in entries] == [("cli:tester", "admin")]

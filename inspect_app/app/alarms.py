@@ -49,6 +49,7 @@ class CheckResult:
     cleared: int = 0
     notified: int = 0
     failures: list[str] = field(default_factory=list)
+    stations: int = 0  # stations whose p-chart was checked (what `alarms check` reports when nothing is new)
 
 
 def may_acknowledge(user: User | None) -> bool:
@@ -87,7 +88,9 @@ def check_spc(db: Database, settings: AlarmSettings, now: datetime, result: Chec
     until = _complete_until(now, settings.spc_bucket)
     since = until - timedelta(hours=settings.spc_window_hours)
     recent = now - timedelta(hours=settings.spc_recent_hours)
-    for station in queries.stations(db):
+    stations = queries.stations(db)
+    result.stations = len(stations)
+    for station in stations:
         chart = queries.p_chart(db, bucket=settings.spc_bucket, since=since, until=until, station=station)
         points = [p for p in chart["points"] if p["n"] >= settings.spc_min_parts]
         center = chart["center"]

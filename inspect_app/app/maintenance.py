@@ -9,10 +9,10 @@ from inspect_app.records import User
 from inspect_app.storage import retention
 from inspect_app.storage.db import Database
 
-__all__ = ["purge"]
+__all__ = ["purge_inspections"]
 
 
-def purge(
+def purge_inspections(
     db: Database,
     user: User | None,
     older_than: str | timedelta,

@@ -1,4 +1,4 @@
-"""Champion/challenger: judge two models on one frozen test set at the plant's operating point, then decide.
+"""Champion/challenger: judge two models on one frozen test set at the plant's operating point, keep the better.
 
 The operating point is the plant's false-reject rate: each model's threshold is set on the test set's good parts so
 that it rejects at most that share of them, and the model that lets fewer defective parts through (the escape rate)
@@ -73,7 +73,7 @@ def evaluate_model(
     }
 
 
-def decide(
+def judge_challenger(
     candidate: dict[str, Any], champion: dict[str, Any] | None, policy: PromotionPolicy
 ) -> tuple[bool, str, dict[str, Any]]:
     """Whether the candidate wins, why (one sentence), and the per-class deltas.
@@ -121,7 +121,7 @@ def compare(
     """Evaluate candidate and champion on the same test items and return the (unsaved) comparison."""
     cand = evaluate_model(candidate_dir, test_items, policy, device)
     champ = evaluate_model(champion_dir, test_items, policy, device) if champion_dir is not None else None
-    promoted, reason, deltas = decide(cand, champ, policy)
+    promoted, reason, deltas = judge_challenger(cand, champ, policy)
     logger.info("candidate %s vs %s: %s (%s)", candidate_name, champion_name, "WIN" if promoted else "keep", reason)
     details = {"candidate": cand, "champion": champ, "detection_delta": deltas, "policy": policy.to_dict(),
                "test_images": len(test_items)}

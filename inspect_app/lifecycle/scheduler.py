@@ -3,6 +3,9 @@
 A schedule's ``config`` holds the run's ``FinetuneSpec`` plus ``data_dir`` and ``only_if_new_data``. On each tick a
 due schedule fires at most once, however many occurrences were missed while nothing ran, and never while a run it
 queued earlier is still queued or running. The clock is injected, so tests fire schedules without waiting.
+
+Given alarm settings, the same loop also runs the alarm checks (``app.alarms.check_alarms``) every
+``alarm_every_s`` seconds, so a plant that runs the scheduler gets its alarms without a cron entry.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from inspect_app.app.alarms import CheckResult, check_alarms
+from inspect_app.config.alarms import AlarmSettings
 from inspect_app.config.policy import FinetuneSpec
-from inspect_app.errors import ConfigError
+from inspect_app.errors import ConfigError, StorageError
 from inspect_app.records import Schedule, utcnow
 from inspect_app.storage.db import Database
 from inspect_app.storage.runs import RunQueue
@@ -61,14 +67,42 @@ class Scheduler:
     Args:
         db: the open, migrated database.
         clock: current UTC time (injected by tests).
+        alarms: alarm settings (``config.alarms``); ``None``: the loop checks no alarms.
+        alarm_every_s: least seconds between two alarm checks of ``run_forever``.
+        zone: the plant's time zone (the drift rule's days); ``None``: UTC.
     """
 
-    def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow, alarms: AlarmSettings | None = None,
+                 alarm_every_s: float = 60.0, zone: ZoneInfo | None = None) -> None:
         """Bind to a database."""
+        if alarm_every_s <= 0:
+            raise ValueError(f"alarm_every_s {alarm_every_s!r} must be positive")
         self.db = db
         self.clock = clock
         self.store = ScheduleStore(db)
         self.queue = RunQueue(db)
+        self.alarms = alarms
+        self.alarm_every = timedelta(seconds=alarm_every_s)
+        self.zone = zone
+        self._alarms_checked: datetime | None = None
+
+    def check_alarms_if_due(self, now: datetime | None = None) -> CheckResult | None:
+        """Run the alarm checks when alarm settings are given and ``alarm_every_s`` has passed; else ``None``.
+
+        A database that does not answer skips this check (logged); the next one is tried at the next interval.
+        """
+        now = now or self.clock()
+        if self.alarms is None or (self._alarms_checked is not None and now - self._alarms_checked < self.alarm_every):
+            return None
+        self._alarms_checked = now
+        try:
+            result = check_alarms(self.db, self.alarms, now=now, zone=self.zone)
+        except StorageError as exc:
+            logger.warning("alarm check skipped, the database did not answer: %s", exc)
+            return None
+        for failure in result.failures:
+            logger.warning("alarm not sent (retried at the next check): %s", failure)
+        return result
 
     def has_new_data(self, schedule: Schedule, data_dir: str) -> bool:
         """New reviews or newer files in the data folder since the schedule last queued a run."""
@@ -115,10 +149,11 @@ class Scheduler:
         return queued
 
     def run_forever(self, stop: threading.Event | None = None, interval_s: float = 30.0) -> None:
-        """Tick every ``interval_s`` seconds until ``stop`` is set."""
+        """Tick (and check alarms when due) every ``interval_s`` seconds until ``stop`` is set."""
         stop = stop or threading.Event()
         while not stop.is_set():
             self.tick()
+            self.check_alarms_if_due()
             stop.wait(interval_s)
 
 

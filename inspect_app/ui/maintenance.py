@@ -3,7 +3,8 @@
 The control has two steps, like ``inspect-app db purge --dry-run`` followed by the real run: a dry run counts the
 inspections older than the chosen age, then a confirm button deletes exactly those (the confirmed purge reuses the
 dry run's reference time, so rows that age past the cut-off in between are not taken). Both steps go through
-``app.maintenance.purge``, which checks the admin role next to the write; ``storage.retention`` writes the audit entry.
+``app.maintenance.purge_inspections``, which checks the admin role next to the write; ``storage.retention`` writes
+the audit entry.
 """
 
 from __future__ import annotations
@@ -46,12 +47,12 @@ def _dry_run(url: str, user: User | None, age: str, keep_files: bool) -> None:
     try:
         parse_age(age)  # named error for a bad age before anything else (the role check comes next)
         now = datetime.now(UTC)
-        result = maintenance.purge(database(url), user, age, keep_files, dry_run=True, now=now)
+        result = maintenance.purge_inspections(database(url), user, age, keep_files, dry_run=True, now=now)
     except (InspectAppError, ValueError) as exc:
         logger.info("purge dry run refused: %s", exc)
         st.error(str(exc))
         return
-    assert user is not None  # maintenance.purge refused anyone else
+    assert user is not None  # maintenance.purge_inspections refused anyone else
     st.session_state[PENDING_KEY] = {"user": user.username, "age": age, "keep_files": keep_files, "now": now,
                                      "cutoff": result.cutoff, "rows": result.rows}
 
@@ -59,7 +60,7 @@ def _dry_run(url: str, user: User | None, age: str, keep_files: bool) -> None:
 def _confirm(url: str, user: User | None, pending: dict) -> None:
     """Run the counted purge and report rows and files."""
     del st.session_state[PENDING_KEY]
-    result = run_control(maintenance.purge, database(url), user, pending["age"], pending["keep_files"],
+    result = run_control(maintenance.purge_inspections, database(url), user, pending["age"], pending["keep_files"],
                          now=pending["now"],
                          success=f"purge of inspections older than {pending['age']} done")
     if result is not None:
@@ -72,7 +73,7 @@ def _confirm(url: str, user: User | None, pending: dict) -> None:
 def render_maintenance(url: str) -> None:
     """Draw the purge control: age, keep-files choice, dry-run count, then confirm or cancel.
 
-    Admins only: anyone else does not see the section (``maintenance.purge`` refuses them anyway).
+    Admins only: anyone else does not see the section (``maintenance.purge_inspections`` refuses them anyway).
     """
     user = current_user()
     if not access.allowed(user, "purge"):

@@ -56,6 +56,8 @@ REFRESH_S = 5
 # ``engine.train`` logs one line per finished epoch: "epoch 3/10 {'epoch': 3, 'train_loss': 0.41, ...}".
 EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+) (\{.*\})\s*$")
 LOSS_NAMES = {"train_loss": "Training loss", "val_loss": "Validation loss"}
+# The kinds of run the form queues (``config.policy.MODEL_KINDS``), as the form names them.
+RUN_KINDS = {"classifier": "Classifier (fine-tune)", "anomaly": "Good-only (anomaly)"}
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -236,13 +238,20 @@ def render_start(url: str) -> None:
         lr = cols[3].number_input("Learning rate", 1e-6, 1.0, defaults.lr, format="%.5f", key="train_lr")
         with_reviews = st.checkbox("Add the reviewed parts (Review page verdicts) as extra training data",
                                    value=True, key="train_with_reviews")
+        kind = st.radio("Model", list(RUN_KINDS), format_func=RUN_KINDS.get, horizontal=True, key="train_kind")
+        update = st.checkbox("Good-only: refresh the active good-only model with the good parts reviewed since it "
+                             "was made (instead of fitting anew)", key="train_update")
         submitted = st.form_submit_button("Queue run", help=role_hint("train"))
     if not submitted:
         return
-    recipe = {"backbone": backbone.strip(), "epochs": int(epochs), "batch_size": int(batch), "lr": float(lr)}
+    if kind == "anomaly":
+        # A good-only model has no epochs or learning rate; the worker checks the rest (it has the engine).
+        recipe: dict[str, Any] = {"backbone": backbone.strip(), "batch_size": int(batch)}
+    else:
+        recipe = {"backbone": backbone.strip(), "epochs": int(epochs), "batch_size": int(batch), "lr": float(lr)}
     run_id = run_control(run_actions.enqueue_training, database(url), current_user(), data_dir.strip(), recipe,
                          model_name=name.strip() or None, use_reviews=with_reviews, test_dir=test_dir.strip() or None,
-                         success="run queued")
+                         kind=kind, update=update and kind == "anomaly", success="run queued")
     if run_id is not None:
         st.caption(f"Run {run_id} waits for the worker.")
 

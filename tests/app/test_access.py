@@ -200,15 +200,15 @@ def test_purge_needs_an_admin_and_is_audited_once(db: Database, tmp_path: Path, 
     ])
     for role in ("operator", "engineer"):
         with pytest.raises(AccessDeniedError, match=rf"role '{role}' may not 'purge'; needs role admin"):
-            maintenance.purge(db, _user(role), "1d")
+            maintenance.purge_inspections(db, _user(role), "1d")
     with pytest.raises(AccessDeniedError, match="sign in first"):
-        maintenance.purge(db, None, "1d", dry_run=True)
+        maintenance.purge_inspections(db, None, "1d", dry_run=True)
     assert _inspection_count(db) == 2 and image.exists() and repo.list_audit(action="db.purge") == []
     with pytest.raises(ValueError, match=r"age '1 day'.*m, h, d, w"):
-        maintenance.purge(db, _user("admin"), "1 day")
-    assert maintenance.purge(db, _user("admin"), "1d", dry_run=True, now=now).rows == 1
+        maintenance.purge_inspections(db, _user("admin"), "1 day")
+    assert maintenance.purge_inspections(db, _user("admin"), "1d", dry_run=True, now=now).rows == 1
     assert _inspection_count(db) == 2 and repo.list_audit(action="db.purge") == []  # a dry run changes nothing
-    result = maintenance.purge(db, _user("admin"), "1d", keep_files=True, now=now)
+    result = maintenance.purge_inspections(db, _user("admin"), "1d", keep_files=True, now=now)
     assert result.rows == 1 and result.cutoff == now - timedelta(days=1) and image.exists()
     assert _inspection_count(db) == 1
     [event] = repo.list_audit(action="db.purge")

@@ -6,7 +6,7 @@ import pytest
 
 from inspect_app.config.policy import FinetuneSpec, PromotionPolicy
 from inspect_app.errors import ConfigError
-from inspect_app.lifecycle.promotion import decide
+from inspect_app.lifecycle.promotion import judge_challenger
 
 POLICY = PromotionPolicy(false_reject_rate=0.01, class_tolerance=0.05)
 
@@ -16,27 +16,28 @@ def figures(model: str, escape: float, auroc: float = 0.9, **detection: float) -
 
 
 def test_lower_escape_rate_wins() -> None:
-    promoted, reason, deltas = decide(figures("new", 0.1, scratch=0.9, dent=0.9),
-                                      figures("old", 0.2, scratch=0.8, dent=0.8), POLICY)
+    promoted, reason, deltas = judge_challenger(figures("new", 0.1, scratch=0.9, dent=0.9),
+                                                figures("old", 0.2, scratch=0.8, dent=0.8), POLICY)
     assert promoted and "10.0% < champion 20.0%" in reason
     assert deltas == pytest.approx({"scratch": 0.1, "dent": 0.1})
 
 
 def test_a_class_regression_beyond_tolerance_blocks_promotion_even_with_a_better_escape_rate() -> None:
-    promoted, reason, _ = decide(figures("new", 0.05, scratch=1.0, dent=0.7),
-                                 figures("old", 0.2, scratch=0.7, dent=0.8), POLICY)
+    promoted, reason, _ = judge_challenger(figures("new", 0.05, scratch=1.0, dent=0.7),
+                                           figures("old", 0.2, scratch=0.7, dent=0.8), POLICY)
     assert not promoted and "'dent'" in reason and "10.0%" in reason
     # Within the tolerance it passes.
-    assert decide(figures("new", 0.05, scratch=1.0, dent=0.76), figures("old", 0.2, scratch=0.7, dent=0.8),
-                  POLICY)[0]
+    assert judge_challenger(figures("new", 0.05, scratch=1.0, dent=0.76),
+                            figures("old", 0.2, scratch=0.7, dent=0.8), POLICY)[0]
 
 
 def test_ties_go_to_ranking_quality_and_an_equal_model_stays_a_candidate() -> None:
-    assert decide(figures("new", 0.0, 0.99, scratch=1.0), figures("old", 0.0, 0.95, scratch=1.0), POLICY)[0]
-    promoted, reason, _ = decide(figures("new", 0.0, 0.95, scratch=1.0), figures("old", 0.0, 0.95, scratch=1.0),
-                                 POLICY)
+    assert judge_challenger(figures("new", 0.0, 0.99, scratch=1.0), figures("old", 0.0, 0.95, scratch=1.0),
+                            POLICY)[0]
+    promoted, reason, _ = judge_challenger(figures("new", 0.0, 0.95, scratch=1.0),
+                                           figures("old", 0.0, 0.95, scratch=1.0), POLICY)
     assert not promoted and "not better" in reason
-    assert decide(figures("new", 0.3), None, POLICY)[0]  # the first model has nothing to beat
+    assert judge_challenger(figures("new", 0.3), None, POLICY)[0]  # the first model has nothing to beat
 
 
 def test_policy_and_spec_reject_bad_values_by_name() -> None:

@@ -117,3 +117,26 @@ def test_pipeline_file_errors_name_the_bad_part(tmp_path: Path) -> None:
     path.write_text("kind: finetune\nschedule: {cron: '0 2 * * *'}\ndata: {dir: d}\ntrain: {epochz: 2}\n")
     with pytest.raises(ConfigError, match="epochz"):
         read_finetune_pipeline(path)
+
+
+def test_the_scheduler_loop_runs_the_alarm_checks_on_their_interval(db: Database) -> None:
+    from inspect_app.config.alarms import load_alarm_settings
+    from inspect_app.storage.alarms import AlarmStore
+    from inspect_app.storage.live_stats import record_pipeline_status
+
+    # A pipeline that went silent 20 minutes ago: pipeline_down after 10 minutes without reports.
+    record_pipeline_status(db, "cam", "cell-a", "line-1", {"frames": 3, "elapsed_s": 1}, host="st-a",
+                           now=T0 - timedelta(minutes=20))
+    clock = Clock(T0)
+    scheduler = Scheduler(db, clock=clock, alarms=load_alarm_settings(pipeline_down_minutes=10), alarm_every_s=60)
+    first = scheduler.check_alarms_if_due()
+    assert first is not None and [a.kind for a in first.raised] == ["pipeline_down"]
+    clock.now = T0 + timedelta(seconds=30)
+    assert scheduler.check_alarms_if_due() is None  # not yet due again
+    clock.now = T0 + timedelta(seconds=61)
+    again = scheduler.check_alarms_if_due()
+    assert again is not None and again.raised == []  # once per episode
+    assert [a.kind for a in AlarmStore(db).recent()] == ["pipeline_down"]
+    assert Scheduler(db, clock=clock).check_alarms_if_due() is None  # no alarm settings: no checks
+    with pytest.raises(ValueError, match="alarm_every_s 0"):
+        Scheduler(db, alarm_every_s=0)

@@ -193,7 +193,7 @@ def test_engineer_sees_no_purge_control_and_is_refused(plant: dict) -> None:
     assert not any(t.key == "purge_age" for t in at.text_input) and not at.expander
     # The server-side check stays: the function behind the control refuses an engineer.
     with Database.open(plant["url"]) as db, pytest.raises(AccessDeniedError, match="may not 'purge'"):
-        maintenance.purge(db, Repository(db).get_user("engineer"), "30d", dry_run=True)
+        maintenance.purge_inspections(db, Repository(db).get_user("engineer"), "30d", dry_run=True)
     assert sorted(_inspection_ages(plant["url"])) == sorted(before) and all(f.exists() for f in files)
     assert _audit(plant["url"], "db.purge") == []
 

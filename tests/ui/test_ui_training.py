@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from inspect_app.config.policy import FinetuneSpec
 from inspect_app.records import RunStatus, TrainingRun, utcnow
 from inspect_app.storage import Database
 from inspect_app.storage.runs import RunQueue
@@ -101,3 +102,21 @@ def test_running_run_without_any_heartbeat_counts_from_its_start() -> None:
     assert training.worker_health(run, now) == "stale: no report for 3 min"
     recent = dataclasses.replace(run, started_at=now - timedelta(seconds=30))
     assert training.worker_health(recent, now) == "reporting (30 s ago)"
+
+
+def test_engineer_queues_a_good_only_update_run_audited(plant: dict) -> None:
+    at = pages._open("training", user="engineer")
+    at.text_input(key="train_data_dir").input(str(plant["tmp"] / "train"))
+    at.radio(key="train_kind").set_value("anomaly")
+    at.checkbox(key="train_update").check()
+    next(b for b in at.button if b.label == "Queue run").click()
+    at = pages._run(at)
+    assert at.success[0].value == "run queued"
+    with Database.open(plant["url"]) as db:
+        run = RunQueue(db).list(status="queued")[0]
+    spec = FinetuneSpec.from_dict(run.config)  # what lifecycle.worker reads
+    assert (spec.kind, spec.update, spec.train.extra["requested_by"]) == ("anomaly", True, "engineer")
+    assert "epochs" not in spec.anomaly and spec.anomaly["batch_size"] > 0
+    (event,) = pages._audit(plant["url"], "training.enqueue")
+    assert (event.actor, event.target, event.details["kind"], event.details["update"]) == (
+        "engineer", f"training_run:{run.id}", "anomaly", True)
