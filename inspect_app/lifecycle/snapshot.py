@@ -60,6 +60,7 @@ class Snapshot:
         manifest_path: the manifest JSON.
         counts: images per split and source.
         reviews_skipped: reviewed images left out, per reason.
+        reviewed: (path in ``train_dir``, class) of the reviewed images it trains on.
     """
 
     train_dir: Path
@@ -69,6 +70,7 @@ class Snapshot:
     manifest_path: Path
     counts: dict[str, int] = field(default_factory=dict)
     reviews_skipped: dict[str, int] = field(default_factory=dict)
+    reviewed: list[Item] = field(default_factory=list)
 
 
 def in_test_split(relative_path: str, test_fraction: float) -> bool:
@@ -117,28 +119,36 @@ def _freeze(source: Path, digest: str, store_dir: Path, target: Path) -> None:
         shutil.copyfile(stored, target)  # another file system (or one without hard links)
 
 
-def training_hashes(manifest_path: str | os.PathLike[str]) -> set[str]:
-    """Content hashes of a snapshot's training split, from its manifest.
+def _manifest(manifest_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A snapshot's manifest.
 
     Raises:
-        DatasetError: the manifest is missing or unreadable (named).
+        DatasetError: missing or unreadable (named).
     """
     try:
         manifest = json.loads(Path(manifest_path).read_text(encoding="utf-8"))
-        return {entry["sha256"] for entry in manifest["files"] if entry["split"] == "train"}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
+            raise ValueError("no file list")
+        return manifest
+    except (OSError, ValueError) as exc:
         raise DatasetError(f"snapshot manifest {manifest_path} is unreadable ({exc})") from exc
 
 
-def model_training_hashes(repository: Repository, version: ModelVersion) -> set[str] | None:
-    """Content hashes ``version`` trained on, from the snapshot its data fingerprint names; ``None`` when it has
-    none (a model registered before snapshots, or from another home)."""
-    snapshot = repository.get_dataset_snapshot(version.data_fingerprint) if version.data_fingerprint else None
+def trained_files(repository: Repository, data_fingerprint: str | None, name: str) -> list[dict[str, Any]] | None:
+    """The training entries (manifest rows) of the snapshot ``data_fingerprint`` names; ``None`` when it has none (a
+    model registered before snapshots, or in another database), with a warning naming model ``name``."""
+    snapshot = repository.get_dataset_snapshot(data_fingerprint) if data_fingerprint else None
     if snapshot is None or not snapshot.manifest_path:
-        logger.warning("model %s has no dataset snapshot: its training images cannot be checked against the test set",
-                       version.name)
+        logger.warning("model %s has no dataset snapshot: its training images cannot be checked against a test set",
+                       name)
         return None
-    return training_hashes(snapshot.manifest_path)
+    return [entry for entry in _manifest(snapshot.manifest_path)["files"] if entry["split"] == "train"]
+
+
+def model_training_hashes(repository: Repository, version: ModelVersion) -> set[str] | None:
+    """Content hashes ``version`` trained on (its snapshot's training split); ``None`` when it has no snapshot."""
+    files = trained_files(repository, version.data_fingerprint, version.name)
+    return None if files is None else {entry["sha256"] for entry in files}
 
 
 def _scan_data(data_dir: Path, good_only: bool) -> tuple[list[Item], list[str]]:
@@ -164,6 +174,7 @@ def build_snapshot(
     train_on_folder: bool = True,
     store_dir: Path | None = None,
     trained_by_others: Mapping[str, Collection[str]] | None = None,
+    base_files: list[dict[str, Any]] | None = None,
 ) -> Snapshot:
     """Freeze a run's data into ``run_dir``: manifest, training tree and test set.
 
@@ -178,6 +189,8 @@ def build_snapshot(
         store_dir: the content-addressed image store (``Settings.snapshots_dir``); default ``run_dir/store``.
         trained_by_others: what other models (the champion) trained on, ``"model 'name'"`` → content hashes: the
             hash-chosen test set leaves those images out, and a test folder holding one is refused.
+        base_files: for a refresh, the training entries of the model it adds to (``trained_files``): they are
+            part of what the refreshed model knows, so its snapshot and fingerprint hold them too (source ``base``).
 
     Raises:
         DatasetError: the data folder is unusable, a class ends up without training or test images, or the frozen test
@@ -188,8 +201,8 @@ def build_snapshot(
     items, classes = _scan_data(data_dir, good_only)
     others = dict(trained_by_others or {})
     seen_by_others = set().union(*others.values()) if others else set()
-    files: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    files = [{**entry, "split": "train", "source": "base"} for entry in base_files or []]
+    seen = {entry["sha256"] for entry in files}
     for path, label in items:
         digest = file_hash(path)
         if digest in seen:
@@ -281,7 +294,8 @@ def _write(
     for entry in files:
         tree = test_dir if entry["split"] == "test" else train_dir
         frozen = tree / entry["label"] / f"{entry['sha256'][:16]}{Path(entry['path']).suffix.lower()}"
-        _freeze(Path(entry["path"]), entry["sha256"], store_dir, frozen)
+        # A base model's image comes from its own snapshot: the live file may have changed since.
+        _freeze(Path(entry.pop("frozen", None) or entry["path"]), entry["sha256"], store_dir, frozen)
         entry["frozen"] = str(frozen)
         if entry["split"] == "test":
             test_items.append((frozen, entry["label"]))
@@ -296,7 +310,8 @@ def _write(
     manifest_path.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     logger.info("snapshot %s: %s; reviews skipped %s", fingerprint[:12], dict(counts), skipped)
     return Snapshot(train_dir=train_dir, test_items=test_items, classes=classes, fingerprint=fingerprint,
-                    manifest_path=manifest_path, counts=dict(counts), reviews_skipped=skipped)
+                    manifest_path=manifest_path, counts=dict(counts), reviews_skipped=skipped,
+                    reviewed=[(Path(e["frozen"]), e["label"]) for e in files if e["source"] == "review"])
 
 
 def _check_coverage(files: list[dict[str, Any]], classes: list[str], data_dir: Path, least: int = 2) -> None:
