@@ -38,7 +38,7 @@ from inspect_app.data.folders import (
 )
 from inspect_app.data.image_io import file_hash
 from inspect_app.errors import DatasetError
-from inspect_app.records import GOOD_CLASS, ModelVersion
+from inspect_app.records import GOOD_CLASS, DatasetSnapshot, ModelVersion
 from inspect_app.storage.repository import Repository
 
 logger = logging.getLogger(__name__)
@@ -71,6 +71,11 @@ class Snapshot:
     counts: dict[str, int] = field(default_factory=dict)
     reviews_skipped: dict[str, int] = field(default_factory=dict)
     reviewed: list[Item] = field(default_factory=list)
+
+    def record(self) -> DatasetSnapshot:
+        """The database record of this snapshot (``Repository.add_dataset_snapshot``)."""
+        return DatasetSnapshot(fingerprint=self.fingerprint, path=str(self.train_dir), classes=tuple(self.classes),
+                               image_count=sum(self.counts.values()), manifest_path=str(self.manifest_path))
 
 
 def in_test_split(relative_path: str, test_fraction: float) -> bool:
@@ -149,6 +154,29 @@ def model_training_hashes(repository: Repository, version: ModelVersion) -> set[
     """Content hashes ``version`` trained on (its snapshot's training split); ``None`` when it has no snapshot."""
     files = trained_files(repository, version.data_fingerprint, version.name)
     return None if files is None else {entry["sha256"] for entry in files}
+
+
+def stamp_fingerprint(model_dir: Path, card: Any, snapshot: Snapshot, refresh: bool = False) -> Any:
+    """The card of a model fitted on ``snapshot``, carrying the snapshot's fingerprint (one value on card, run record
+    and model version).
+
+    A refreshed model's card is its base's, so it is rewritten with the refreshed data's fingerprint (the base's
+    images and the new ones); a fresh fit computed the same value from the same files.
+
+    Raises:
+        DatasetError: a fresh fit's card names other data than the snapshot it trained on (both named).
+    """
+    from inspect_app.models.checkpoint import write_card
+
+    if card.data_fingerprint == snapshot.fingerprint:
+        return card
+    if not refresh:
+        raise DatasetError(f"model {card.name}: its card's data fingerprint {card.data_fingerprint} is not the one of "
+                           f"its snapshot {snapshot.manifest_path}, {snapshot.fingerprint}: the data changed while "
+                           "it trained; train again")
+    card = card.replace(data_fingerprint=snapshot.fingerprint)
+    write_card(Path(model_dir), card)
+    return card
 
 
 def _scan_data(data_dir: Path, good_only: bool) -> tuple[list[Item], list[str]]:
@@ -263,19 +291,25 @@ def snapshot_trained(
     store_dir: Path,
     data_dir: Path,
     test_items: list[Item] | None = None,
+    base_files: list[dict[str, Any]] | None = None,
 ) -> Snapshot:
     """Freeze the data a model was trained on outside the worker (``inspect-app train``): every item is training
     data (its validation share included), ``test_items`` the frozen test set, refused when it shares an image.
 
+    Args:
+        base_files: for a model that extends another (``train --update``), that model's training entries.
+
     Raises:
-        DatasetError: a file is unreadable, or the test set shares an image with the training items (named).
+        DatasetError: a file is unreadable, or the test set shares an image with the training data (named).
     """
     train = content_hashes(items)
     test = content_hashes(test_items or [])
-    refuse_overlap(test, set(train), f"the training data {data_dir}")
-    files = [{"path": str(path), "label": label, "sha256": digest, "split": split, "source": source}
-             for split, source, hashes in (("train", "folder", train), ("test", "test_dir", test))
-             for digest, (path, label) in hashes.items()]
+    refuse_overlap(test, set(train) | {entry["sha256"] for entry in base_files or []}, f"the training data {data_dir}")
+    files = [{**entry, "split": "train", "source": "base"} for entry in base_files or []]
+    known = {entry["sha256"] for entry in files}
+    files += [{"path": str(path), "label": label, "sha256": digest, "split": split, "source": source}
+              for split, source, hashes in (("train", "folder", train), ("test", "test_dir", test))
+              for digest, (path, label) in hashes.items() if digest not in known]
     return _write(files, classes, run_dir, store_dir, {"data_dir": str(data_dir), "test_dir": None}, {})
 
 

@@ -22,9 +22,15 @@ from typing import Any
 from inspect_app.config.policy import FinetuneSpec
 from inspect_app.config.settings import Settings
 from inspect_app.engine.anomaly_config import ANOMALY_KIND
-from inspect_app.errors import DatasetError, RunStateError
+from inspect_app.errors import RunStateError
 from inspect_app.lifecycle.promotion import compare
-from inspect_app.lifecycle.snapshot import Snapshot, build_snapshot, model_training_hashes, trained_files
+from inspect_app.lifecycle.snapshot import (
+    Snapshot,
+    build_snapshot,
+    model_training_hashes,
+    stamp_fingerprint,
+    trained_files,
+)
 from inspect_app.records import (
     GOOD_CLASS,
     DatasetSnapshot,
@@ -190,10 +196,7 @@ class Worker:
                                   store_dir=self.settings.snapshots_dir, trained_by_others=others,
                                   base_files=base_files)
         self.queue.update_running(run.id, self.name, data_fingerprint=snapshot.fingerprint)
-        self._record_snapshot(DatasetSnapshot(
-            fingerprint=snapshot.fingerprint, path=str(snapshot.train_dir), classes=tuple(snapshot.classes),
-            image_count=sum(snapshot.counts.values()), manifest_path=str(snapshot.manifest_path),
-        ))
+        self._record_snapshot(snapshot.record())
         snapshot_figures = {"fingerprint": snapshot.fingerprint, "counts": snapshot.counts,
                             "reviews_skipped": snapshot.reviews_skipped}
         if base is not None and snapshot.counts.get("train/review", 0) == 0:
@@ -215,7 +218,7 @@ class Worker:
             result = fit(snapshot.train_dir, run_dir / "model", spec.train, name=name, progress=beat.report)
             device, keys = spec.train.device, ("accuracy", "macro_recall", "auroc_good_vs_defect", "epoch")
         beat.report({"phase": "evaluate"})
-        card = self._stamp(result, snapshot, base)
+        card = stamp_fingerprint(result.model_dir, result.card, snapshot, refresh=base is not None)
         self.repository.add_model_version(ModelVersion(
             name=name, kind=card.kind, backbone=card.backbone, path=str(result.model_dir), classes=tuple(card.classes),
             metrics=card.metrics, threshold=card.threshold, data_fingerprint=snapshot.fingerprint,
@@ -231,28 +234,6 @@ class Worker:
         if base is not None:
             metrics["refreshed"] = base.name
         return metrics
-
-    @staticmethod
-    def _stamp(result: Any, snapshot: Snapshot, base: ModelVersion | None) -> Any:
-        """The fitted model's card, carrying the snapshot's fingerprint: one fingerprint on card, run and version.
-
-        A refresh's card comes from its base, so it is rewritten with the refreshed data's fingerprint (the base's
-        images and the reviewed ones); a fresh fit computed the same value from the same files.
-
-        Raises:
-            DatasetError: a fresh fit's card names other data than the snapshot it trained on.
-        """
-        from inspect_app.models.checkpoint import write_card
-
-        card = result.card
-        if card.data_fingerprint == snapshot.fingerprint:
-            return card
-        if base is None:
-            raise DatasetError(f"model {card.name}: its card's data fingerprint {card.data_fingerprint} is not its "
-                               f"snapshot's {snapshot.fingerprint} ({snapshot.manifest_path})")
-        card = card.replace(data_fingerprint=snapshot.fingerprint)
-        write_card(result.model_dir, card)
-        return card
 
     def _fit_good_only(
         self, spec: FinetuneSpec, snapshot: Snapshot, out: Path, name: str, beat: _Heartbeat,
