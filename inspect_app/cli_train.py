@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inspect_app.app.versions import register_model
 from inspect_app.cli_common import open_repository, progress_bar, settings_of, shown
@@ -16,6 +16,10 @@ from inspect_app.config.base import read_yaml
 from inspect_app.config.recipes import load_recipe
 from inspect_app.config.settings import Settings
 from inspect_app.errors import ConfigError
+
+if TYPE_CHECKING:
+    from inspect_app.data.folders import Item
+    from inspect_app.lifecycle.snapshot import Snapshot
 
 DEFAULT_SAMPLE_DIR = Path("sample_data")
 
@@ -38,10 +42,27 @@ def train_progress(event: dict) -> None:
         )
 
 
-def _register(settings: Settings, card: Any, model_dir: Path) -> None:
-    """Record a model the command trained in the database (audited as the shell user) and say where."""
-    register_model(open_repository(settings.resolved_database_url), card, model_dir, actor=shell().username)
+def _register(settings: Settings, card: Any, model_dir: Path, snapshot: Snapshot) -> None:
+    """Record a model the command trained, with its data snapshot, in the database (audited as the shell user)."""
+    register_model(open_repository(settings.resolved_database_url), card, model_dir, actor=shell().username,
+                   snapshot=snapshot.record())
     print(f"registered model version {card.name} in {shown(settings.resolved_database_url)}")
+
+
+def _snapshot(
+    settings: Settings, args: argparse.Namespace, out: Path, items: list[Item], classes: list[str],
+    base_files: list[dict[str, Any]] | None = None,
+) -> Snapshot:
+    """Freeze what the command trains on into ``<out>/snapshot`` (images in ``<home>/snapshots``), before training:
+    a ``--test-dir`` sharing an image with it is refused here, before any time is spent."""
+    from inspect_app.data.folders import scan_class_folders
+    from inspect_app.lifecycle.snapshot import snapshot_trained
+
+    test = scan_class_folders(Path(args.test_dir)) if args.test_dir else None
+    snapshot = snapshot_trained(items, classes, out / "snapshot", settings.snapshots_dir, Path(args.data_dir), test,
+                                base_files)
+    print(f"data snapshot {snapshot.fingerprint[:12]} in {snapshot.manifest_path.parent}: {snapshot.counts}")
+    return snapshot
 
 def cmd_sample_data(args: argparse.Namespace) -> int:
     """Generate synthetic parts with synthetic defects."""
@@ -72,10 +93,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     if distributed and not (args.out or args.name):
         raise ConfigError("under torchrun every process must agree on the run folder: pass --out or --name")
     out = Path(args.out) if args.out else settings.models_dir / (args.name or time.strftime("model-%Y%m%d-%H%M%S"))
+    if os.environ.get("RANK", "0") == "0":
+        from inspect_app.data.layouts import load_dataset
+
+        data = load_dataset(Path(args.data_dir))  # what fit trains on, its validation share included
+        snapshot = _snapshot(settings, args, out, list(data.items), list(data.classes))
     result = fit(Path(args.data_dir), out, config, name=args.name or out.name, progress=train_progress,
                  resume=args.resume)
     if os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 reports and registers the model once
+    from inspect_app.lifecycle.snapshot import stamp_fingerprint
+
+    card = stamp_fingerprint(result.model_dir, result.card, snapshot)
     metrics = result.card.metrics
     print(f"model {result.card.name} saved to {result.model_dir} in {result.seconds:.0f} s")
     if "accuracy" in metrics:
@@ -86,7 +115,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"validation: severity MAE {metrics['mae']:.4f}, RMSE {metrics['rmse']:.4f}")
     if not args.no_register:
-        _register(settings, result.card, result.model_dir)
+        _register(settings, card, result.model_dir, snapshot)
     return 0
 
 
@@ -157,18 +186,31 @@ def _train_anomaly(args: argparse.Namespace, settings: Settings) -> int:
     from inspect_app.data.folders import list_images
     from inspect_app.engine.anomaly import fit_anomaly, scan_good_only, update_anomaly
     from inspect_app.engine.anomaly_config import AnomalyConfig
+    from inspect_app.lifecycle.snapshot import stamp_fingerprint, trained_files
+    from inspect_app.models.checkpoint import read_card
+    from inspect_app.records import GOOD_CLASS
 
     name = args.name or time.strftime("anomaly-%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else settings.models_dir / name
     if args.update:
-        result = update_anomaly(Path(args.update), list_images(Path(args.data_dir)), out, name=args.name or out.name)
+        new_good = list_images(Path(args.data_dir))
+        base_card = read_card(Path(args.update))
+        # The extended model knows its base's images too: its snapshot holds them, when the base has one.
+        base_files = None if args.no_register else trained_files(
+            open_repository(settings.resolved_database_url), base_card.data_fingerprint, base_card.name)
+        snapshot = _snapshot(settings, args, out, [(p, GOOD_CLASS) for p in new_good], [GOOD_CLASS], base_files)
+        result = update_anomaly(Path(args.update), new_good, out, name=args.name or out.name)
     else:
         base = (AnomalyConfig.from_dict(read_yaml(Path(args.recipe)), where=f"recipe file {args.recipe!r}")
                 if args.recipe else AnomalyConfig())
         config = base.with_overrides(backbone=args.backbone, input_size=args.input_size, seed=args.seed,
                                      device=args.device, batch_size=args.batch_size)
         data = scan_good_only(Path(args.data_dir), args.good_class)
+        items = [(path, GOOD_CLASS) for path in data.good] + list(data.defects)
+        snapshot = _snapshot(settings, args, out, items,
+                             [GOOD_CLASS, *sorted({label for _, label in data.defects} - {GOOD_CLASS})])
         result = fit_anomaly(data, out, config, name=args.name or out.name)
+    card = stamp_fingerprint(result.model_dir, result.card, snapshot, refresh=bool(args.update))
     info = result.card.anomaly
     print(f"anomaly model {result.card.name} saved to {result.model_dir} in {result.seconds:.0f} s: "
           f"{info['bank_rows']} bank rows ({info['bank_mb']:.1f} MB); threshold from {info['threshold_source']}, "
@@ -184,7 +226,7 @@ def _train_anomaly(args: argparse.Namespace, settings: Settings) -> int:
               f"REVIEW band {result.card.review_band:.3f} below the threshold 0.5 "
               f"(about {result.card.train_config.get('review_rate', 0):.0%} of good parts at or above it)")
     if not args.no_register:
-        _register(settings, result.card, result.model_dir)
+        _register(settings, card, result.model_dir, snapshot)
     return 0
 
 
@@ -222,7 +264,8 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out after its last finished epoch")
     p.add_argument("--no-register", action="store_true", help="do not record the model in the database")
     p.add_argument("--queue", action="store_true", help="queue the run for `inspect-app worker` instead")
-    p.add_argument("--test-dir", help="with --queue: frozen test set (class folders) for champion/challenger")
+    p.add_argument("--test-dir", help="frozen test set (class folders), refused when it shares an image with the "
+                   "training data; with --queue, champion and challenger are judged on it")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a model on a labelled data set (JSON, plots, NG heatmaps)")

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from inspect_app.app.access import authorize
-from inspect_app.records import AuditEvent, ModelVersion, User
+from inspect_app.records import AuditEvent, DatasetSnapshot, ModelVersion, User
 from inspect_app.storage import promotions
 from inspect_app.storage.db import Database
 from inspect_app.storage.repository import Repository, _model_version_from_row
@@ -70,12 +70,22 @@ def set_model_threshold(db: Database, user: User | None, name: str, threshold: f
 
 
 def register_model(
-    repository: Repository, card: Any, model_dir: Path, actor: str = "system", promote_if_first: bool = True
+    repository: Repository, card: Any, model_dir: Path, actor: str = "system", promote_if_first: bool = True,
+    snapshot: DatasetSnapshot | None = None,
 ) -> ModelVersion:
     """Record a trained model (its card and folder) as a version, audited; the first one becomes active.
 
     Registering a model that is already known changes nothing, so a pipeline may register its model on every start.
+    ``snapshot``, the frozen data it trained on, is recorded with it (once per fingerprint).
+
+    Raises:
+        ValueError: the snapshot's fingerprint is not the card's (both named): they would describe other data.
     """
+    if snapshot is not None:
+        if snapshot.fingerprint != card.data_fingerprint:
+            raise ValueError(f"model {card.name}: snapshot fingerprint {snapshot.fingerprint} is not the card's data "
+                             f"fingerprint {card.data_fingerprint}")
+        repository.add_dataset_snapshot(snapshot)
     version = ModelVersion(
         name=card.name,
         kind=card.kind,

@@ -132,6 +132,11 @@ class Settings(BaseSettings):
         """Folder that holds training-run folders by default."""
         return self.home / "runs"
 
+    @property
+    def snapshots_dir(self) -> Path:
+        """Content-addressed store of the images dataset snapshots hold (each distinct image once)."""
+        return self.home / "snapshots"
+
 
 def load_settings(**overrides: Any) -> Settings:
     """Build settings from the environment, then apply non-``None`` overrides (CLI flags).

@@ -10,7 +10,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -244,38 +244,58 @@ def stratified_split(items: Sequence[Item], val_fraction: float, seed: int) -> t
     return train, val
 
 
-def _common_root(paths: Sequence[Path]) -> Path:
-    """Deepest folder that contains every path."""
-    return Path(os.path.commonpath([os.path.abspath(p.parent) for p in paths]))
+def fingerprint_hashes(labelled_hashes: Iterable[tuple[str, str]]) -> str:
+    """The data fingerprint: SHA-256 over the sorted, distinct (class, content hash) lines of a labelled set.
+
+    The one definition every place uses (model card, dataset snapshot, run record): names and locations do not count,
+    so a snapshot's content-addressed copy of a folder has the folder's fingerprint, and an image listed twice once.
+    """
+    lines = sorted({f"{label}\t{digest}\n" for label, digest in labelled_hashes})
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
-def fingerprint(items: Sequence[Item], root: str | os.PathLike[str] | None = None) -> str:
-    """SHA-256 identifying a labelled data set: over sorted (relative path, class, file content hash) lines.
-
-    Renaming, relabelling, adding, removing or editing any image changes it; moving the whole folder does not.
-
-    Args:
-        items: (path, class) pairs.
-        root: folder the paths are made relative to; defaults to the deepest folder containing all of them.
+def fingerprint(items: Sequence[Item]) -> str:
+    """``fingerprint_hashes`` of labelled image files: relabelling, adding, removing or editing an image changes it;
+    renaming or moving files does not.
 
     Raises:
-        DatasetError: an item's file cannot be read, or lies outside ``root``.
+        DatasetError: an item's file cannot be read (named).
     """
-    if not items:
-        return hashlib.sha256(b"").hexdigest()
-    base = Path(os.path.abspath(root)) if root is not None else _common_root([p for p, _ in items])
-    lines: list[str] = []
+    return fingerprint_hashes((label, _hash_of(path)) for path, label in items)
+
+
+def _hash_of(path: str | os.PathLike[str]) -> str:
+    """``file_hash`` with a read failure as a ``DatasetError`` naming the file."""
+    try:
+        return file_hash(path)
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read for its content hash ({exc.strerror or exc})") from exc
+
+
+def content_hashes(items: Iterable[Item]) -> dict[str, Item]:
+    """Content hash (SHA-256 of the bytes) → the first item with those bytes.
+
+    Raises:
+        DatasetError: an item's file cannot be read (named).
+    """
+    hashes: dict[str, Item] = {}
     for path, label in items:
-        # abspath, not resolve: a symlinked image keeps its place in the data set tree.
-        resolved = Path(os.path.abspath(path))
-        try:
-            rel = resolved.relative_to(base).as_posix()
-        except ValueError:
-            raise DatasetError(f"{path} is not inside the data set root {base}") from None
-        try:
-            digest = file_hash(resolved)
-        except OSError as exc:
-            raise DatasetError(f"{path}: cannot read for fingerprint ({exc.strerror or exc})") from exc
-        lines.append(f"{rel}\t{label}\t{digest}\n")
-    lines.sort()
-    return hashlib.sha256("".join(lines).encode()).hexdigest()
+        hashes.setdefault(_hash_of(path), (Path(path), label))
+    return hashes
+
+
+def refuse_overlap(test: Mapping[str, Item], training: Collection[str], trained: str) -> None:
+    """Refuse a frozen test set that shares an image (by content hash) with a model's training split.
+
+    Args:
+        test: content hash → item of the frozen test set (``content_hashes``).
+        training: content hashes of the training split.
+        trained: what trained on ``training``, for the message (``model 'm1'``, ``the training folder``).
+
+    Raises:
+        DatasetError: one line with the number of shared images and one example path.
+    """
+    shared = sorted(str(test[digest][0]) for digest in set(test) & set(training))
+    if shared:
+        raise DatasetError(f"{len(shared)} of the {len(test)} frozen test image(s) are in the training split of "
+                           f"{trained}, e.g. {shared[0]}; a model must be judged on images it never trained on")

@@ -261,7 +261,7 @@ def _model_card(
         mean=tuple(mean),
         std=tuple(std),
         metrics=metrics,
-        data_fingerprint=fingerprint(list(run.data.items), run.data.root if run.data.layout != "csv" else None),
+        data_fingerprint=fingerprint(list(run.data.items)),
         train_config=config.to_dict(),
     )
 

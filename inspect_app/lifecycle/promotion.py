@@ -9,14 +9,14 @@ more than the tolerance, so an improvement on common defects cannot hide a regre
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from inspect_app.config.policy import PromotionPolicy
-from inspect_app.data.folders import Item
+from inspect_app.data.folders import Item, content_hashes, refuse_overlap
 from inspect_app.data.image_io import read_image
 from inspect_app.engine.anomaly_config import expected_label
 from inspect_app.engine.infer import Inspector
@@ -117,8 +117,22 @@ def compare(
     policy: PromotionPolicy,
     device: str = "auto",
     training_run_id: int | None = None,
+    trained_on: Mapping[str, Collection[str]] | None = None,
 ) -> ModelComparison:
-    """Evaluate candidate and champion on the same test items and return the (unsaved) comparison."""
+    """Evaluate candidate and champion on the same test items and return the (unsaved) comparison.
+
+    Args:
+        trained_on: the content hashes each model trained on (``"model 'name'"`` → hashes): a test set sharing an
+            image with any of them is refused before anything is evaluated.
+
+    Raises:
+        DatasetError: the test set overlaps a training split (count and one path named), or lacks good or defective
+            images.
+    """
+    if trained_on:
+        test = content_hashes(test_items)
+        for trained, hashes in trained_on.items():
+            refuse_overlap(test, hashes, trained)
     cand = evaluate_model(candidate_dir, test_items, policy, device)
     champ = evaluate_model(champion_dir, test_items, policy, device) if champion_dir is not None else None
     promoted, reason, deltas = judge_challenger(cand, champ, policy)

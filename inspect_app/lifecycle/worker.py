@@ -24,7 +24,13 @@ from inspect_app.config.settings import Settings
 from inspect_app.engine.anomaly_config import ANOMALY_KIND
 from inspect_app.errors import RunStateError
 from inspect_app.lifecycle.promotion import compare
-from inspect_app.lifecycle.snapshot import build_snapshot
+from inspect_app.lifecycle.snapshot import (
+    Snapshot,
+    build_snapshot,
+    model_training_hashes,
+    stamp_fingerprint,
+    trained_files,
+)
 from inspect_app.records import (
     GOOD_CLASS,
     DatasetSnapshot,
@@ -183,12 +189,14 @@ class Worker:
         reviews = self.queue.reviewed_images(until=run.started_at) if spec.use_reviews or base else []
         if base is not None:
             reviews = self._good_reviews_since(reviews, base, run)
-        snapshot = build_snapshot(Path(run.data_dir), run_dir, spec, reviews, train_on_folder=base is None)
+        # The frozen test set must be new to the champion (and to the model a refresh adds to) as well.
+        others = self._trained_by(self.repository.active_model(), base)
+        base_files = trained_files(self.repository, base.data_fingerprint, base.name) if base is not None else None
+        snapshot = build_snapshot(Path(run.data_dir), run_dir, spec, reviews, train_on_folder=base is None,
+                                  store_dir=self.settings.snapshots_dir, trained_by_others=others,
+                                  base_files=base_files)
         self.queue.update_running(run.id, self.name, data_fingerprint=snapshot.fingerprint)
-        self._record_snapshot(DatasetSnapshot(
-            fingerprint=snapshot.fingerprint, path=str(snapshot.train_dir), classes=tuple(snapshot.classes),
-            image_count=sum(snapshot.counts.values()), manifest_path=str(snapshot.manifest_path),
-        ))
+        self._record_snapshot(snapshot.record())
         snapshot_figures = {"fingerprint": snapshot.fingerprint, "counts": snapshot.counts,
                             "reviews_skipped": snapshot.reviews_skipped}
         if base is not None and snapshot.counts.get("train/review", 0) == 0:
@@ -202,7 +210,7 @@ class Worker:
         self.queue.update_running(run.id, self.name, model_name=name)
         beat.check()
         if spec.kind == "anomaly":
-            result, device = self._fit_good_only(spec, snapshot.train_dir, run_dir / "model", name, beat, base)
+            result, device = self._fit_good_only(spec, snapshot, run_dir / "model", name, beat, base)
             keys: tuple[str, ...] = ("holdout_false_reject_rate", "auroc_good_vs_defect")
         else:
             from inspect_app.engine.train import fit
@@ -210,7 +218,7 @@ class Worker:
             result = fit(snapshot.train_dir, run_dir / "model", spec.train, name=name, progress=beat.report)
             device, keys = spec.train.device, ("accuracy", "macro_recall", "auroc_good_vs_defect", "epoch")
         beat.report({"phase": "evaluate"})
-        card = result.card
+        card = stamp_fingerprint(result.model_dir, result.card, snapshot, refresh=base is not None)
         self.repository.add_model_version(ModelVersion(
             name=name, kind=card.kind, backbone=card.backbone, path=str(result.model_dir), classes=tuple(card.classes),
             metrics=card.metrics, threshold=card.threshold, data_fingerprint=snapshot.fingerprint,
@@ -228,22 +236,23 @@ class Worker:
         return metrics
 
     def _fit_good_only(
-        self, spec: FinetuneSpec, train_dir: Path, out: Path, name: str, beat: _Heartbeat, base: ModelVersion | None
+        self, spec: FinetuneSpec, snapshot: Snapshot, out: Path, name: str, beat: _Heartbeat,
+        base: ModelVersion | None,
     ) -> tuple[Any, str]:
         """Fit a good-only model on the snapshot (or add its reviewed good images to ``base``); (result, device)."""
-        from inspect_app.data.folders import list_images
         from inspect_app.engine.anomaly import fit_anomaly, scan_good_only, update_anomaly
         from inspect_app.engine.anomaly_config import AnomalyConfig
 
         if base is not None:
-            new_good = list_images(train_dir / GOOD_CLASS)
+            new_good = [path for path, label in snapshot.reviewed if label == GOOD_CLASS]
             logger.info("refreshing good-only model %s with %d good image(s) reviewed since it was made", base.name,
                         len(new_good))
             result = update_anomaly(Path(base.path), new_good, out, name=name)
             beat.report({"phase": "bank", "added_images": len(new_good)})
             return result, AnomalyConfig.from_card(result.card.train_config).device
         config = AnomalyConfig.from_dict(spec.anomaly, where="the run's anomaly recipe")
-        result = fit_anomaly(scan_good_only(train_dir, GOOD_CLASS), out, config, name=name, progress=beat.report)
+        result = fit_anomaly(scan_good_only(snapshot.train_dir, GOOD_CLASS), out, config, name=name,
+                             progress=beat.report)
         return result, config.device
 
     def _model_to_refresh(self, run: TrainingRun) -> ModelVersion | None:
@@ -277,6 +286,16 @@ class Worker:
         logger.info("%d good image(s) reviewed since %s (%d review(s) in all)", len(fresh), since, len(reviews))
         return fresh
 
+    def _trained_by(self, *versions: ModelVersion | None) -> dict[str, set[str]]:
+        """``"model 'name'"`` → the content hashes it trained on, for each of ``versions`` with a snapshot."""
+        trained: dict[str, set[str]] = {}
+        for version in versions:
+            if version is not None and f"model {version.name!r}" not in trained:
+                hashes = model_training_hashes(self.repository, version)
+                if hashes is not None:
+                    trained[f"model {version.name!r}"] = hashes
+        return trained
+
     def _record_snapshot(self, snapshot: DatasetSnapshot) -> None:
         """Register the snapshot (an atomic insert-or-ignore: another worker may register the same data at once)."""
         self.repository.add_dataset_snapshot(snapshot)
@@ -287,9 +306,10 @@ class Worker:
         """Compare with the active model and promote a winner; judged again if the champion changes meanwhile."""
         for _ in range(JUDGE_ATTEMPTS):
             champion = self.repository.active_model()
+            trained_on = self._trained_by(self.repository.get_model_version(name), champion)
             comparison = compare(
                 model_dir, name, Path(champion.path) if champion else None, champion.name if champion else None,
-                test_items, spec.promotion, device=device, training_run_id=run.id,
+                test_items, spec.promotion, device=device, training_run_id=run.id, trained_on=trained_on,
             )
             promoted = comparison.promoted and spec.promotion.auto_promote
             if promoted:

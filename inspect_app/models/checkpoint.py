@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,8 @@ class ModelCard:
         review_band: width of the REVIEW band just below ``threshold`` that a pipeline uses unless it sets its own
             (good-only models size it from their calibration; 0 gives binary decisions).
         metrics: validation metrics at save time.
-        data_fingerprint: hash of the training data (paths, labels, contents).
+        data_fingerprint: the training data's fingerprint (``data.folders.fingerprint``: classes and content hashes),
+            the same value its dataset snapshot and training run carry.
         train_config: the resolved training configuration.
         anomaly: for ``patchcore`` models, the bank's description and score normalisation (raw threshold, centre).
         created_at: ISO-8601 UTC time of saving.
@@ -112,9 +114,17 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, card: ModelCard) -> Pa
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / WEIGHTS_FILE), metadata={"name": card.name, "format": str(CARD_FORMAT)})
-    (folder / CARD_FILE).write_text(card.to_json() + "\n", encoding="utf-8")
+    write_card(folder, card)
     logger.info("saved checkpoint %s to %s", card.name, folder)
     return folder
+
+
+def write_card(folder: Path, card: ModelCard) -> None:
+    """(Re)write a checkpoint folder's model card, atomically: a reader sees the old card or the new one."""
+    path = Path(folder) / CARD_FILE
+    partial = path.with_name(f".{CARD_FILE}.part")
+    partial.write_text(card.to_json() + "\n", encoding="utf-8")
+    os.replace(partial, path)
 
 
 def read_card(folder: Path) -> ModelCard:

@@ -84,3 +84,38 @@ def test_a_good_only_run_takes_a_folder_of_good_images_and_a_test_set_of_any_def
     # Good images alone hold no defect to judge with: without a test folder the run is refused, naming why.
     with pytest.raises(DatasetError, match="needs good and defective images"):
         build_snapshot(tiny_sets["train"] / "good", tmp_path / "x", spec.model_copy(update={"test_dir": None}))
+
+
+def test_a_snapshot_is_content_addressed_copies_that_live_folder_changes_never_reach(
+    tiny_sets: dict[str, Path], tmp_path: Path
+) -> None:
+    from inspect_app.data.folders import fingerprint
+
+    live = tmp_path / "live"
+    shutil.copytree(tiny_sets["train"], live)
+    store = tmp_path / "store"
+    snap = build_snapshot(live, tmp_path / "run", FinetuneSpec(test_fraction=0.3), store_dir=store)
+    frozen = sorted(p for p in (tmp_path / "run").rglob("*.*") if p.suffix != ".json")
+    assert frozen and not any(p.is_symlink() for p in frozen)
+    before = {p: file_hash(p) for p in frozen}
+    # One fingerprint: the card computes it from the trained tree, the snapshot from the manifest.
+    assert fingerprint(scan_class_folders(snap.train_dir)) == snap.fingerprint
+    first = sorted(p for p in live.rglob("*.*") if p.is_file())
+    first[0].write_bytes(first[1].read_bytes())  # edited in place
+    first[2].unlink()  # deleted
+    shutil.copyfile(first[3], live / "good" / "added.png")  # added
+    assert {p: file_hash(p) for p in frozen} == before
+    assert fingerprint(scan_class_folders(snap.train_dir)) == snap.fingerprint
+    objects = sorted((store / "objects").rglob("*.*"))
+    again = build_snapshot(tiny_sets["train"], tmp_path / "run2", FinetuneSpec(test_fraction=0.3), store_dir=store)
+    assert again.fingerprint == snap.fingerprint
+    assert sorted((store / "objects").rglob("*.*")) == objects  # identical images are stored once
+
+
+def test_a_test_folder_sharing_images_with_training_is_refused(tiny_sets: dict[str, Path], tmp_path: Path) -> None:
+    test = tmp_path / "test"
+    shutil.copytree(tiny_sets["test"], test)
+    shutil.copyfile(sorted((tiny_sets["train"] / "good").glob("*.*"))[0], test / "good" / "leak.png")
+    with pytest.raises(DatasetError, match=r"^1 of the 17 frozen test image\(s\) are in the training split of this "
+                                           r"run, e\.g\. .*leak\.png"):
+        build_snapshot(tiny_sets["train"], tmp_path / "run", FinetuneSpec(test_dir=str(test)))

@@ -210,7 +210,7 @@ def test_a_good_only_run_that_fails_after_registering_leaves_no_candidate(
     run_id = queue.enqueue(_good_only_spec(test_dir), str(tiny_sets["train"] / "good"))
     run = Worker(sqlite_db, settings, name="w1").run_once()
     assert run.id == run_id and run.status is RunStatus.FAILED
-    assert run.model_name == f"g-run{run_id}" and "frozen" in run.error
+    assert run.model_name == f"g-run{run_id}" and "not an image" in run.error  # the frozen copy of the broken file
     assert repo.list_model_versions() == []  # registered during the run, removed with its failure
 
 
