@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, exists, func, select
 
 from inspect_app.records import GOOD_CLASS, Decision, ReviewItem, utcnow
-from inspect_app.storage import queries
+from inspect_app.storage import queries, review_paging
 from inspect_app.storage.db import Database
 from inspect_app.storage.repository import inspection_from_row
 from inspect_app.storage.tables import UNCLASSIFIED, InspectionRow, ReviewRow
@@ -194,7 +194,9 @@ class ReviewFilters:
 def review_queue_page(db: Database, filters: ReviewFilters, page: int = 1, page_size: int = 12) -> list[ReviewItem]:
     """Page ``page`` (from 1) of the waiting REVIEW parts that match ``filters``, newest first.
 
-    The order (``created_at``, then ``id``, both descending) is total, so a part is on exactly one page.
+    The order (``created_at``, then ``id``, both descending) is total, so a part is on exactly one page. Pages are
+    keyset reads (``storage.review_paging``): a deep page costs a walk over index keys, not over table rows; the
+    Review page itself keeps the keys of the pages it showed and needs not even that walk.
 
     Raises:
         ValueError: ``page`` or ``page_size`` is not a positive integer, or the filters are invalid.
@@ -202,15 +204,16 @@ def review_queue_page(db: Database, filters: ReviewFilters, page: int = 1, page_
     for name, value in (("page", page), ("page_size", page_size)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} {value!r} must be a positive integer")
-    stmt = (
-        select(InspectionRow)
-        .where(*filters.conditions())
-        .order_by(InspectionRow.created_at.desc(), InspectionRow.id.desc())
-        .offset((page - 1) * page_size)
-        .limit(page_size)
-    )
-    with db.session() as session:
-        return [ReviewItem(inspection_id=row.id, inspection=inspection_from_row(row)) for row in session.scalars(stmt)]
+    if page == 1:
+        return review_paging.review_queue_after(db, filters, None, page_size)
+    matching = review_queue_count(db, filters)
+    skip = (page - 1) * page_size
+    if skip >= matching:
+        return []
+    if matching - skip <= page_size:
+        return review_paging.review_queue_oldest(db, filters, matching - skip)
+    after = review_paging.page_start_key(db, filters, skip, matching)
+    return review_paging.review_queue_after(db, filters, after, page_size)
 
 
 def review_queue_count(db: Database, filters: ReviewFilters) -> int:

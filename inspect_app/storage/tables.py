@@ -173,12 +173,18 @@ class InspectionRow(Base):
         Index(None, "created_at"),
         Index(None, "station", "created_at"),
         Index(None, "decision", "created_at"),
-        # Revision 0002. The review queue (a few % of all rows) read and counted from the index alone: without it,
-        # counting the queue visits every table page that holds a REVIEW row.
+        # Revision 0007: "the latest NG parts of one station" walks only that station's NG rows.
+        Index(None, "station", "decision", "created_at"),
+        # Revision 0002 (filter columns since 0007). The review queue (a few % of all rows) read, filtered, counted
+        # and keyset-paged from the index alone: without it, counting the queue visits every table page that holds a
+        # REVIEW row.
         Index(
             "ix_inspections_review_queue",
             "created_at",
             "id",
+            "station",
+            "defect_class",
+            "score",
             sqlite_where=text("decision = 'REVIEW'"),
             postgresql_where=text("decision = 'REVIEW'"),
         ),

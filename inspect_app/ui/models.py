@@ -24,14 +24,21 @@ from inspect_app.ui.common import (
     current_user,
     database,
     database_url,
+    format_count,
+    format_number,
+    format_time,
     may,
     require_viewing,
     role_hint,
     run_control,
+    time_title,
 )
 from inspect_app.ui.model_compare import render_comparison
 
 logger = logging.getLogger(__name__)
+
+# What a table cell shows for a value the version does not have.
+MISSING = "—"
 
 PAGE_TITLE = "Models"
 NO_MODELS_MESSAGE = "No model versions yet. Train one (`inspect-app train` or the Training page)."
@@ -57,23 +64,26 @@ def load_unpromotable(url: str) -> set[str]:
 
 
 def versions_table(models: list[ModelVersion]) -> pd.DataFrame:
-    """One row per version with its headline metrics."""
-    def metric(version: ModelVersion, key: str) -> float | None:
+    """One row per version with its headline metrics, formatted like the other tables ("—" for missing, plant time)."""
+    def metric(version: ModelVersion, key: str) -> str:
         value = version.metrics.get(key)
-        return round(float(value), 4) if isinstance(value, int | float) else None
+        return format_number(float(value), 4) if isinstance(value, int | float) else MISSING
 
+    created = time_title("Created")
     return pd.DataFrame(
         [
             {
-                "Name": v.name, "Status": v.status.value, "Backbone": v.backbone, "Threshold": v.threshold,
+                "Name": v.name, "Status": v.status.value, "Backbone": v.backbone,
+                "Threshold": format_number(v.threshold, 4) if v.threshold is not None else MISSING,
                 "Accuracy": metric(v, "accuracy"), "Macro recall": metric(v, "macro_recall"),
-                "AUROC": metric(v, "auroc_good_vs_defect"), "Validation images": v.metrics.get("images"),
-                "Created (UTC)": v.created_at,
+                "AUROC": metric(v, "auroc_good_vs_defect"),
+                "Validation images": format_count(v.metrics.get("images")) or MISSING,
+                created: format_time(v.created_at) or MISSING,
             }
             for v in models
         ],
         columns=["Name", "Status", "Backbone", "Threshold", "Accuracy", "Macro recall", "AUROC", "Validation images",
-                 "Created (UTC)"],
+                 created],
     )
 
 

@@ -17,8 +17,9 @@ import streamlit as st
 
 from inspect_app.errors import StorageError
 from inspect_app.records import GOOD_CLASS, ReviewItem
-from inspect_app.storage import Repository, dashboard_queries, queries
+from inspect_app.storage import Repository, dashboard_queries, queries, review_paging
 from inspect_app.storage.dashboard_queries import ReviewFilters
+from inspect_app.storage.review_paging import QueueKey
 from inspect_app.storage.tables import UNCLASSIFIED
 from inspect_app.ui.common import (
     ALL_STATIONS,
@@ -47,6 +48,8 @@ logger = logging.getLogger(__name__)
 PAGE_TITLE = "Review"
 PAGE_SIZES = (12, 24, 48)
 PAGE_KEY = "review_page"
+# (filters, page size) and, per page number shown, the queue key that page starts after (None: the newest part).
+PAGE_KEYS_KEY = "review_page_keys"
 AUDIT_SIZES = (5, 10, 20)
 SOURCES = ("Review band", "Audit sample (OK parts)")
 ALL_CLASSES = "All classes"
@@ -64,9 +67,52 @@ def load_waiting(url: str, station: str | None) -> int:
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def load_page(url: str, filters: ReviewFilters, page: int, page_size: int) -> list[ReviewItem]:
-    """One page of the waiting parts that match ``filters``."""
-    return dashboard_queries.review_queue_page(database(url), filters, page, page_size)
+def load_after(url: str, filters: ReviewFilters, after: QueueKey | None, page_size: int) -> list[ReviewItem]:
+    """One page of the waiting parts that match ``filters``: those after the key ``after``."""
+    return review_paging.review_queue_after(database(url), filters, after, page_size)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_oldest(url: str, filters: ReviewFilters, count: int) -> list[ReviewItem]:
+    """The last page: the ``count`` oldest waiting parts that match ``filters``."""
+    return review_paging.review_queue_oldest(database(url), filters, count)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_start_key(
+    url: str, filters: ReviewFilters, skip: int, matching: int, after: QueueKey | None
+) -> QueueKey | None:
+    """The key a page starts after, ``skip`` parts past ``after`` (a jump to a page not shown before)."""
+    return review_paging.page_start_key(database(url), filters, skip, matching, after)
+
+
+def load_page(url: str, filters: ReviewFilters, page: int, page_size: int, matching: int) -> list[ReviewItem]:
+    """Page ``page`` by keyset: from the key the previous page ended on when this session showed it, else found
+    from the nearest page it did show (or the queue's old end); remembers where this page ends for "Next".
+
+    The keys kept are those of the current filters and page size; a verdict removes its part from the page it is
+    on without moving the parts of any other page.
+    """
+    scope = (filters, page_size)
+    marks = st.session_state.get(PAGE_KEYS_KEY)
+    if not marks or marks[0] != scope:
+        marks = (scope, {1: None})
+    starts: dict[int, QueueKey | None] = marks[1]
+    remaining = matching - (page - 1) * page_size
+    if page in starts:
+        items = load_after(url, filters, starts[page], page_size)
+    elif 0 < remaining <= page_size:
+        items = load_oldest(url, filters, remaining)  # the last page, read from the old end
+    else:
+        known = max(p for p in starts if p < page)
+        starts[page] = load_start_key(url, filters, (page - known) * page_size, matching, starts[known])
+        items = load_after(url, filters, starts[page], page_size)
+    if items:
+        # Later pages' keys may be stale after verdicts; the next one is known exactly now.
+        starts = {p: key for p, key in starts.items() if p <= page}
+        starts[page + 1] = review_paging.queue_key(items[-1])
+    st.session_state[PAGE_KEYS_KEY] = (scope, starts)
+    return items
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
@@ -227,7 +273,7 @@ def render() -> None:
         if source == SOURCES[0]:
             matching = waiting if filters == ReviewFilters(station=filters.station) else load_matching(url, filters)
             page, page_size = render_paging(matching, waiting)
-            items = load_page(url, filters, page, page_size) if matching else []
+            items = load_page(url, filters, page, page_size, matching) if matching else []
             if not items:
                 st.info("No part waits for review with these filters." if waiting
                         else "The review band is empty: every part got a clear OK or NG.")

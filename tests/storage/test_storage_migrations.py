@@ -33,7 +33,7 @@ def test_upgrade_downgrade_upgrade_round_trip(db_url: str) -> None:
     assert current_revision(db_url) is None
     upgrade(db_url)
     assert _tables(db_url) >= APP_TABLES
-    assert current_revision(db_url) == head_revision() == "0006"
+    assert current_revision(db_url) == head_revision() == "0007"
 
     downgrade(db_url, "base")
     assert not APP_TABLES & _tables(db_url)
@@ -162,4 +162,47 @@ def test_each_migration_steps_up_and_down_with_data(db_url: str, inspection_fact
         engine.dispose()
     upgrade(db_url)
     assert current_revision(db_url) == head_revision()
+    downgrade(db_url, "base")
+
+
+def _index_columns(url: str) -> dict[str, tuple[str, ...]]:
+    engine = make_engine(url)
+    try:
+        return {ix["name"]: tuple(ix["column_names"]) for ix in inspect(engine).get_indexes("inspections")}
+    finally:
+        engine.dispose()
+
+
+def test_0007_adds_the_dashboard_indexes_and_downgrade_restores_0006(db_url: str, inspection_factory: Any) -> None:
+    """0006 → 0007 keeps the rows and the answers the indexes serve; 0007 → 0006 puts the old indexes back."""
+    from datetime import UTC, datetime, timedelta
+
+    from inspect_app.storage import Database, Repository, queries
+
+    upgrade(db_url, "0006")
+    t0 = datetime(2024, 1, 1, 5, 30, tzinfo=UTC)
+    rows = [inspection_factory(i, created_at=t0 + timedelta(minutes=7 * i), station=f"s{i % 3}",
+                               decision=["OK", "NG", "REVIEW"][i % 3 if i % 2 else 0], score=(i % 10) / 10)
+            for i in range(40)]
+    with Database.open(db_url, migrate=False) as db:
+        Repository(db).add_inspections(rows)
+        before_ng = [r.image_path for r in queries.latest_ng(db, limit=5, station="s1")]
+        before_queue = [item.inspection_id for item in queries.review_queue(db, limit=50)]
+    assert before_ng and before_queue
+    assert _index_columns(db_url)["ix_inspections_review_queue"] == ("created_at", "id")
+
+    upgrade(db_url, "0007")
+    indexes = _index_columns(db_url)
+    assert indexes["ix_inspections_station_decision_created_at"] == ("station", "decision", "created_at")
+    assert indexes["ix_inspections_review_queue"] == ("created_at", "id", "station", "defect_class", "score")
+    with Database.open(db_url, migrate=False) as db:
+        assert [r.image_path for r in queries.latest_ng(db, limit=5, station="s1")] == before_ng
+        assert [item.inspection_id for item in queries.review_queue(db, limit=50)] == before_queue
+
+    downgrade(db_url, "0006")
+    indexes = _index_columns(db_url)
+    assert "ix_inspections_station_decision_created_at" not in indexes
+    assert indexes["ix_inspections_review_queue"] == ("created_at", "id")
+    with Database.open(db_url, migrate=False) as db:
+        assert queries.review_queue_size(db) == len(before_queue)
     downgrade(db_url, "base")

@@ -154,3 +154,18 @@ def test_rollback_offers_the_previous_active_never_a_failed_candidate(plant: dic
     # The audit trail starts with m2 replacing m1; below m1 it knows nothing, so nothing is offered (no guess at a
     # retired model, no candidate).
     assert at.button(key="rollback").label == "Roll back" and at.button(key="rollback").disabled
+
+
+def test_versions_table_formats_missing_values_and_times_like_the_other_tables() -> None:
+    from inspect_app.records import ModelStatus, ModelVersion
+    from inspect_app.ui.models import MISSING, versions_table
+
+    version = ModelVersion(name="m1", kind="classifier", backbone="efficientnet_lite0", path="/models/m1",
+                           classes=("good", "dent"), metrics={"accuracy": 0.951234, "images": 12345},
+                           status=ModelStatus.ACTIVE, threshold=0.5,
+                           created_at=datetime(2026, 12, 1, 21, 9, 1, tzinfo=UTC))
+    row = versions_table([version]).iloc[0].to_dict()
+    assert row["Accuracy"] == "0.9512" and row["Validation images"] == "12,345"
+    assert row["Macro recall"] == MISSING and row["AUROC"] == MISSING
+    cells = " ".join(str(v) for v in row.values())
+    assert "None" not in cells and "+00:00" not in cells

@@ -137,6 +137,26 @@ def test_paging_sizes_numbers_and_count(plant: dict) -> None:
     assert _cards(at) == list(range(1, 25))
 
 
+def test_verdict_on_a_later_page_lands_on_that_part_and_the_page_stays(plant: dict) -> None:
+    """Page 2 is a keyset read after page 1's last part: a verdict there removes only the judged part from it."""
+    at = _open()
+    at.number_input(key="review_page").set_value(2)  # a jump: no key for page 2 is known yet
+    at = _run(at)
+    jumped = _cards(at)
+    assert jumped == list(range(13, 25))
+    at.button(key="review_previous_page").click()
+    at = _run(at)
+    at.button(key="review_next_page").click()  # walked: page 2 starts after page 1's last part
+    at = _run(at)
+    assert _cards(at) == jumped
+    at.button(key=f"item_{jumped[3]}_ok").click()
+    at = _run(at)
+    assert _verdicts(plant["url"]) == {jumped[3]: ("OK", None)}
+    # The part from page 3 moves up into page 2; nothing from page 1 slides in.
+    assert _cards(at) == [*jumped[:3], *jumped[4:], 25]
+    assert any(c.value.startswith(f"Cards 13–24 of {PARTS - 1} waiting · page 2 of 3") for c in at.caption)
+
+
 @pytest.mark.parametrize(
     ("control", "value", "expected"),
     [
