@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, exists, func, select
 from inspect_app.records import GOOD_CLASS, Decision, ReviewItem, utcnow
 from inspect_app.storage import queries
 from inspect_app.storage.db import Database
-from inspect_app.storage.repository import inspection_from_row
+from inspect_app.storage.inspections import inspection_from_row
 from inspect_app.storage.tables import UNCLASSIFIED, InspectionRow, ReviewRow
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, Table, and_, case, exists, func, literal_c
 
 from inspect_app.records import Decision, Inspection, InspectionSummary, ReviewItem
 from inspect_app.storage.db import Database
-from inspect_app.storage.repository import Repository, inspection_from_row
+from inspect_app.storage.inspections import InspectionRepository, inspection_from_row
 from inspect_app.storage.tables import (
     SCORE_BIN_COLUMNS,
     SCORE_BINS,
@@ -470,7 +470,7 @@ def latest_ng(
 ) -> list[Inspection]:
     """The most recent NG inspections (with their heatmap paths), newest first, optionally one station and from
     ``since`` on."""
-    return Repository(db).list_inspections(limit=limit, decision=Decision.NG, station=station, since=since)
+    return InspectionRepository(db).list_inspections(limit=limit, decision=Decision.NG, station=station, since=since)
 
 
 def _queue_conditions(station: str | None) -> list[ColumnElement[bool]]:
@@ -483,7 +483,7 @@ def _queue_conditions(station: str | None) -> list[ColumnElement[bool]]:
 
 
 def review_queue(db: Database, limit: int = 50, station: str | None = None) -> list[ReviewItem]:
-    """REVIEW inspections without a review yet, newest first, with the ids that ``Repository.add_review`` takes.
+    """REVIEW inspections without a review yet, newest first, with the ids that ``ReviewRepository.add_review`` takes.
 
     Raises:
         ValueError: ``limit`` is not a positive integer.

@@ -75,8 +75,8 @@ def plant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
         for role in ("viewer", "operator", "engineer", "admin"):
             users.create_user(db, role, role, PASSWORD)
         (tmp_path / "run.log").write_text("".join(f"epoch {i} loss 0.{i}\n" for i in range(1, 61)))
-        repo.add_training_run(TrainingRun(config={"epochs": 4}, data_dir="/data", status=RunStatus.RUNNING,
-                                          metrics={"epoch": 2, "epochs": 4}, log_path=str(tmp_path / "run.log")))
+        RunQueue(db).add(TrainingRun(config={"epochs": 4}, data_dir="/data", status=RunStatus.RUNNING,
+                                     metrics={"epoch": 2, "epochs": 4}, log_path=str(tmp_path / "run.log")))
         (tmp_path / "train" / "good").mkdir(parents=True)
         ScheduleStore(db).add("nightly", "0 2 * * *", schedule_config(tmp_path / "train", FinetuneSpec()))
     monkeypatch.setenv("INSPECT_DATABASE_URL", url)
@@ -386,7 +386,7 @@ def test_operator_sees_no_training_controls_and_is_refused(plant: dict) -> None:
     with Database.open(plant["url"]) as db:
         runs = RunQueue(db).list()
         assert [(r.status, r.cancel_requested) for r in runs] == [(RunStatus.RUNNING, False)]
-        assert Repository(db).list_schedules()[0].enabled is True
+        assert ScheduleStore(db).list()[0].enabled is True
     assert _audit(plant["url"], "training.cancel") == []
 
 
