@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from seed_plant import seed  # noqa: E402
 from sqlalchemy import update  # noqa: E402
 
-from inspect_app.storage import Database, queries  # noqa: E402
+from inspect_app.storage import Database, review_queries  # noqa: E402
 from inspect_app.storage.tables import InspectionRow  # noqa: E402
 
 APP = ROOT / "inspect_app" / "ui" / "app.py"
@@ -51,7 +51,7 @@ def _part_images(db: Database, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     with db.session() as session:
-        for item in queries.review_queue(db, limit=12):
+        for item in review_queries.review_queue(db, limit=12):
             image = np.full((160, 160, 3), 150, np.uint8) + rng.integers(0, 20, (160, 160, 3), dtype=np.uint8)
             cv2.circle(image, (80, 80), 60, (90, 90, 95), -1)
             x, y = rng.integers(40, 120, 2)

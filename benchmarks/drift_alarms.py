@@ -23,7 +23,7 @@ from seed_plant import seed  # noqa: E402
 
 from inspect_app.app import drift  # noqa: E402
 from inspect_app.storage import Database, Repository, queries  # noqa: E402
-from inspect_app.storage.repository import score_bin  # noqa: E402
+from inspect_app.storage.inspections import score_bin  # noqa: E402
 from inspect_app.storage.tables import SCORE_BINS  # noqa: E402
 
 OLD_LIMIT = 0.25

@@ -15,8 +15,8 @@ from datetime import timedelta
 from typing import Any
 
 from inspect_app.records import utcnow
-from inspect_app.storage import Database, dashboard_queries, mask_url
-from inspect_app.storage.dashboard_queries import ReviewFilters
+from inspect_app.storage import Database, mask_url, review_queries
+from inspect_app.storage.review_queries import ReviewFilters
 from inspect_app.storage.tables import UNCLASSIFIED
 
 
@@ -34,11 +34,11 @@ def cases(db: Database) -> dict[str, Callable[[], Any]]:
     }
     out: dict[str, Callable[[], Any]] = {}
     for name, chosen in filters.items():
-        out[f"page 1 of 24, {name}"] = lambda f=chosen: dashboard_queries.review_queue_page(db, f, 1, 24)
-        out[f"count, {name}"] = lambda f=chosen: dashboard_queries.review_queue_count(db, f)
-    out["page 100 of 24, no filter"] = lambda: dashboard_queries.review_queue_page(db, ReviewFilters(), 100, 24)
-    out["last page of 48, no filter"] = lambda: dashboard_queries.review_queue_page(
-        db, ReviewFilters(), max(1, -(-dashboard_queries.review_queue_count(db, ReviewFilters()) // 48)), 48)
+        out[f"page 1 of 24, {name}"] = lambda f=chosen: review_queries.review_queue_page(db, f, 1, 24)
+        out[f"count, {name}"] = lambda f=chosen: review_queries.review_queue_count(db, f)
+    out["page 100 of 24, no filter"] = lambda: review_queries.review_queue_page(db, ReviewFilters(), 100, 24)
+    out["last page of 48, no filter"] = lambda: review_queries.review_queue_page(
+        db, ReviewFilters(), max(1, -(-review_queries.review_queue_count(db, ReviewFilters()) // 48)), 48)
     return out
 
 

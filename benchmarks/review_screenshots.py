@@ -32,7 +32,7 @@ from dashboard_screenshots import APP, CHROMIUM, CHROMIUM_ARGS, _free_port, _wai
 from seed_plant import PASSWORD, seed  # noqa: E402
 from sqlalchemy import update  # noqa: E402
 
-from inspect_app.storage import Database, Repository, queries  # noqa: E402
+from inspect_app.storage import Database, Repository, review_queries  # noqa: E402
 from inspect_app.storage.tables import InspectionRow  # noqa: E402
 
 PICTURES = 48
@@ -45,7 +45,7 @@ def _evidence(db: Database, folder: Path) -> list[int]:
     rng = np.random.default_rng(0)
     ids = []
     with db.session() as session:
-        for item in queries.review_queue(db, limit=PICTURES):
+        for item in review_queries.review_queue(db, limit=PICTURES):
             image = np.full((240, 240, 3), 150, np.uint8) + rng.integers(0, 20, (240, 240, 3), dtype=np.uint8)
             cv2.circle(image, (120, 120), 90, (90, 90, 95), -1)
             x, y = (int(v) for v in rng.integers(60, 160, 2))

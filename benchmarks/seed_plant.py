@@ -13,8 +13,10 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from inspect_app.app import users
-from inspect_app.records import Decision, Inspection, ModelStatus, ModelVersion, RunStatus, Schedule, TrainingRun
+from inspect_app.records import Decision, Inspection, ModelStatus, ModelVersion, RunStatus, TrainingRun
 from inspect_app.storage import Database, Repository
+from inspect_app.storage.runs import RunQueue
+from inspect_app.storage.schedules import ScheduleStore
 
 STATIONS = {"press-1": "line-A", "press-2": "line-A", "weld-1": "line-A", "paint-1": "line-B", "paint-2": "line-B",
             "final-1": "line-B"}
@@ -90,9 +92,9 @@ def seed(url: str, rows: int, days: int = 30, seed_value: int = 0, now: datetime
                 created_at=now - timedelta(days=age)))
         for role in ("operator", "engineer", "admin"):
             users.create_user(db, role, role, PASSWORD)
-        repo.add_training_run(TrainingRun(config={"epochs": 8}, data_dir="/data/train", status=RunStatus.RUNNING,
-                                          model_name="efnet-v3", metrics={"epoch": 3, "epochs": 8}))
-        repo.add_schedule(Schedule(name="nightly-finetune", kind="train", cron="0 2 * * *"))
+        RunQueue(db).add(TrainingRun(config={"epochs": 8}, data_dir="/data/train", status=RunStatus.RUNNING,
+                                     model_name="efnet-v3", metrics={"epoch": 3, "epochs": 8}))
+        ScheduleStore(db).add("nightly-finetune", "0 2 * * *", {})
     return {"insert_s": insert_s, "rows": inserted}
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import case, func, literal_column, select
 
 from inspect_app.records import utcnow
-from inspect_app.storage import Database, mask_url, queries
+from inspect_app.storage import Database, mask_url, queries, review_queries
 from inspect_app.storage.tables import InspectionRow
 
 
@@ -41,8 +41,8 @@ def cases(db: Database) -> dict[str, Callable[[], Any]]:
         "score distribution per day 90d": lambda: queries.score_distribution(db, "day", since=quarter),
         "latest NG 20": lambda: queries.latest_ng(db, limit=20, since=day),
         "latest NG 20 one station": lambda: queries.latest_ng(db, limit=20, station="station-07"),
-        "review queue 50": lambda: queries.review_queue(db, limit=50),
-        "review queue size": lambda: queries.review_queue_size(db),
+        "review queue 50": lambda: review_queries.review_queue(db, limit=50),
+        "review queue size": lambda: review_queries.review_queue_size(db),
     }
 
 

@@ -17,10 +17,12 @@ from sqlalchemy.orm import Session
 from inspect_app.app.access import authorize
 from inspect_app.errors import LastAdminError
 from inspect_app.records import AuditEvent, User
+from inspect_app.storage.audit import write_audit
 from inspect_app.storage.db import Database
 from inspect_app.storage.passwords import hash_password
-from inspect_app.storage.repository import Repository, _user_from_row
+from inspect_app.storage.repository import Repository
 from inspect_app.storage.tables import USER_ROLES, UserRow
+from inspect_app.storage.users import user_from_row
 
 logger = logging.getLogger(__name__)
 
@@ -129,11 +131,11 @@ def set_user_active(db: Database, actor: User | str | None, username: str, activ
         if not active:
             # Void the user's dashboard sessions too, so that reactivating later does not revive them.
             row.session_version += 1
-        Repository._audit(session, AuditEvent(actor=name, action="user.activate" if active else "user.deactivate",
+        write_audit(session, AuditEvent(actor=name, action="user.activate" if active else "user.deactivate",
                                               target=username, details={"was_active": old}))
         session.flush()
         logger.info("%s %s user %r", name, "activated" if active else "deactivated", username)
-        return _user_from_row(row)
+        return user_from_row(row)
 
 
 def set_user_role(db: Database, actor: User | str | None, username: str, role: str) -> User:
@@ -153,11 +155,11 @@ def set_user_role(db: Database, actor: User | str | None, username: str, role: s
             _keep_an_admin(session, row, f"make {role}")
         old = row.role
         row.role = role
-        Repository._audit(session, AuditEvent(actor=name, action="user.role", target=username,
+        write_audit(session, AuditEvent(actor=name, action="user.role", target=username,
                                               details={"old": old, "new": role}))
         session.flush()
         logger.info("%s changed the role of user %r from %s to %s", name, username, old, role)
-        return _user_from_row(row)
+        return user_from_row(row)
 
 
 def reset_password(db: Database, actor: User | str | None, username: str, password: str) -> User:
@@ -173,7 +175,7 @@ def reset_password(db: Database, actor: User | str | None, username: str, passwo
     with db.session() as session:
         row = _load(session, username)
         row.password_hash = password_hash
-        Repository._audit(session, AuditEvent(actor=name, action="user.password_reset", target=username))
+        write_audit(session, AuditEvent(actor=name, action="user.password_reset", target=username))
         session.flush()
         logger.info("%s reset the password of user %r", name, username)
-        return _user_from_row(row)
+        return user_from_row(row)

@@ -11,8 +11,10 @@ from sqlalchemy import select
 from inspect_app.app.access import authorize
 from inspect_app.records import AuditEvent, DatasetSnapshot, ModelVersion, User
 from inspect_app.storage import promotions
+from inspect_app.storage.audit import write_audit
 from inspect_app.storage.db import Database
-from inspect_app.storage.repository import Repository, _model_version_from_row
+from inspect_app.storage.model_versions import model_version_from_row
+from inspect_app.storage.repository import Repository
 from inspect_app.storage.tables import ModelVersionRow
 
 __all__ = ["promote_model", "register_model", "rollback_model", "rollback_target", "set_model_threshold"]
@@ -63,10 +65,10 @@ def set_model_threshold(db: Database, user: User | None, name: str, threshold: f
             raise LookupError(f"model version {name!r} not found; known: {list(known)}")
         old = row.threshold
         row.threshold = float(threshold)
-        Repository._audit(session, AuditEvent(actor=user.username, action="model.threshold", target=f"model:{name}",
+        write_audit(session, AuditEvent(actor=user.username, action="model.threshold", target=f"model:{name}",
                                               details={"old": old, "new": float(threshold)}))
         session.flush()
-        return _model_version_from_row(row)
+        return model_version_from_row(row)
 
 
 def register_model(

@@ -13,8 +13,8 @@ from sqlalchemy.exc import IntegrityError
 
 from inspect_app.errors import StorageError
 from inspect_app.records import Alarm, AuditEvent, utcnow
+from inspect_app.storage.audit import write_audit
 from inspect_app.storage.db import Database
-from inspect_app.storage.repository import Repository
 from inspect_app.storage.tables import ALARM_KINDS, AlarmRow
 
 logger = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class AlarmStore:
                 raise ValueError(f"alarm {alarm_id} was acknowledged already by {row.acknowledged_by} at "
                                  f"{row.acknowledged_at:%Y-%m-%d %H:%M} UTC")
             row.acknowledged_at, row.acknowledged_by = at, actor
-            Repository._audit(session, AuditEvent(
+            write_audit(session, AuditEvent(
                 actor=actor, action=ACKNOWLEDGE_ACTION, target=f"alarm:{row.id}", at=at,
                 details={"kind": row.kind, "subject": row.subject, "rule": row.rule},
             ))

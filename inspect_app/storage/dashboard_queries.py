@@ -1,5 +1,5 @@
 """Dashboard aggregations beyond ``storage.queries``: station comparison, live figures, audit samples, reviewed
-training labels, recent reviews and the Review page's filtered queue. (Score drift, its math over
+training labels and recent reviews. (The Review page's queue is ``review_queries``; score drift, its math over
 ``queries.score_distribution``, is ``app.drift``.)
 
 Like ``queries``, everything is computed through SQLAlchemy on the existing tables and runs on SQLite and PostgreSQL;
@@ -11,17 +11,16 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy import exists, select
 
 from inspect_app.records import GOOD_CLASS, Decision, ReviewItem, utcnow
-from inspect_app.storage import queries, review_paging
+from inspect_app.storage import rollup_window
 from inspect_app.storage.db import Database
-from inspect_app.storage.repository import inspection_from_row
-from inspect_app.storage.tables import UNCLASSIFIED, InspectionRow, ReviewRow
+from inspect_app.storage.inspections import inspection_from_row
+from inspect_app.storage.tables import InspectionRow, ReviewRow
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +28,9 @@ logger = logging.getLogger(__name__)
 AUDIT_POOL_LIMIT = 20_000
 
 __all__ = [
-    "ReviewFilters",
     "audit_sample",
     "live_figures",
     "recent_reviews",
-    "review_queue_count",
-    "review_queue_page",
     "reviewed_labels",
     "station_comparison",
 ]
@@ -55,11 +51,11 @@ def station_comparison(
     split as every ``queries`` figure), so a year over millions of inspections costs a few thousand rollup rows.
     A station that moved between lines gets one row per line.
     """
-    # queries' shared rollup-plus-raw reader, grouped by two keys (its public functions group by one).
-    grouped = queries._collect(
-        db, queries._window(since, until), rollup=queries._HOURLY,
-        rollup_measures=queries._hourly_sums(), raw_measures=queries._raw_counters(db.dialect),
-        keys=queries._group_keys("line") + queries._group_keys("station"),
+    # The shared rollup-plus-raw reader, grouped by two keys (the Overview's queries group by one).
+    grouped = rollup_window.collect(
+        db, rollup_window.split_window(since, until), rollup=rollup_window.HOURLY,
+        rollup_measures=rollup_window.hourly_sums(), raw_measures=rollup_window.raw_counters(db.dialect),
+        keys=rollup_window.group_keys("line") + rollup_window.group_keys("station"),
         bucket=None, station=None, line=line,
     )
     result = []
@@ -142,85 +138,6 @@ def audit_sample(
         rows = session.scalars(select(InspectionRow).where(InspectionRow.id.in_(chosen)))
         items = [ReviewItem(inspection_id=row.id, inspection=inspection_from_row(row)) for row in rows]
     return sorted(items, key=lambda item: (item.inspection.created_at, item.inspection_id), reverse=True)
-
-
-@dataclass(frozen=True)
-class ReviewFilters:
-    """What the Review page narrows the waiting REVIEW parts to; ``None`` means no filter.
-
-    Attributes:
-        station: one station.
-        defect_class: the model's most likely class; ``UNCLASSIFIED`` selects parts the model gave no class.
-        min_score / max_score: inclusive score bounds.
-        since / until: ``created_at`` window, ``since`` inclusive and ``until`` exclusive (timezone-aware).
-    """
-
-    station: str | None = None
-    defect_class: str | None = None
-    min_score: float | None = None
-    max_score: float | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def conditions(self) -> list[ColumnElement[bool]]:
-        """SQL conditions: the waiting queue (``queries``' definition) and these filters.
-
-        Raises:
-            ValueError: a naive bound, or a lower bound above its upper bound (both values named).
-        """
-        _check_aware("since", self.since)
-        _check_aware("until", self.until)
-        if self.since is not None and self.until is not None and self.since >= self.until:
-            raise ValueError(f"since {self.since.isoformat()!r} must be before until {self.until.isoformat()!r}")
-        if self.min_score is not None and self.max_score is not None and self.min_score > self.max_score:
-            raise ValueError(f"min_score {self.min_score!r} is above max_score {self.max_score!r}")
-        # One definition of "waiting" (queries'), which matches the partial index ix_inspections_review_queue.
-        conditions = queries._queue_conditions(self.station)
-        if self.defect_class == UNCLASSIFIED:
-            conditions.append(InspectionRow.defect_class.is_(None))
-        elif self.defect_class is not None:
-            conditions.append(InspectionRow.defect_class == self.defect_class)
-        if self.min_score is not None:
-            conditions.append(InspectionRow.score >= self.min_score)
-        if self.max_score is not None:
-            conditions.append(InspectionRow.score <= self.max_score)
-        if self.since is not None:
-            conditions.append(InspectionRow.created_at >= self.since)
-        if self.until is not None:
-            conditions.append(InspectionRow.created_at < self.until)
-        return conditions
-
-
-def review_queue_page(db: Database, filters: ReviewFilters, page: int = 1, page_size: int = 12) -> list[ReviewItem]:
-    """Page ``page`` (from 1) of the waiting REVIEW parts that match ``filters``, newest first.
-
-    The order (``created_at``, then ``id``, both descending) is total, so a part is on exactly one page. Pages are
-    keyset reads (``storage.review_paging``): a deep page costs a walk over index keys, not over table rows; the
-    Review page itself keeps the keys of the pages it showed and needs not even that walk.
-
-    Raises:
-        ValueError: ``page`` or ``page_size`` is not a positive integer, or the filters are invalid.
-    """
-    for name, value in (("page", page), ("page_size", page_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} {value!r} must be a positive integer")
-    if page == 1:
-        return review_paging.review_queue_after(db, filters, None, page_size)
-    matching = review_queue_count(db, filters)
-    skip = (page - 1) * page_size
-    if skip >= matching:
-        return []
-    if matching - skip <= page_size:
-        return review_paging.review_queue_oldest(db, filters, matching - skip)
-    after = review_paging.page_start_key(db, filters, skip, matching)
-    return review_paging.review_queue_after(db, filters, after, page_size)
-
-
-def review_queue_count(db: Database, filters: ReviewFilters) -> int:
-    """How many waiting REVIEW parts match ``filters``."""
-    stmt = select(func.count()).select_from(InspectionRow).where(*filters.conditions())
-    with db.session() as session:
-        return int(session.scalar(stmt) or 0)
 
 
 def recent_reviews(db: Database, limit: int = 50) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from inspect_app.records import Decision, Inspection, ModelStatus, RunStatus
 from inspect_app.storage.db import Database
-from inspect_app.storage.repository import inspection_from_row
+from inspect_app.storage.inspections import inspection_from_row
 from inspect_app.storage.tables import InspectionRow, ModelVersionRow, TrainingRunRow
 
 __all__ = ["PARTS_LIMIT", "failed_run_candidates", "parts_behind"]

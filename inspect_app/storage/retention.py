@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import delete, func, select
 
 from inspect_app.records import AuditEvent, utcnow
+from inspect_app.storage.audit import AuditRepository
 from inspect_app.storage.db import Database
-from inspect_app.storage.repository import Repository
 from inspect_app.storage.tables import InspectionRow
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def purge(
                     kept += 1
         logger.debug("purged %d inspections so far", rows)
     result = PurgeResult(cutoff=cutoff, rows=rows, files_deleted=deleted, files_missing=missing, files_kept=kept)
-    Repository(db).audit(
+    AuditRepository(db).audit(
         AuditEvent(
             actor=actor,
             action="db.purge",

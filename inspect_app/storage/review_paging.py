@@ -16,11 +16,11 @@ from sqlalchemy import ColumnElement, select, tuple_
 
 from inspect_app.records import ReviewItem
 from inspect_app.storage.db import Database
-from inspect_app.storage.repository import inspection_from_row
+from inspect_app.storage.inspections import inspection_from_row
 from inspect_app.storage.tables import InspectionRow
 
 if TYPE_CHECKING:
-    from inspect_app.storage.dashboard_queries import ReviewFilters
+    from inspect_app.storage.review_queries import ReviewFilters
 
 # (created_at, inspection id) of a waiting part: its place in the queue's order.
 QueueKey = tuple[datetime, int]

@@ -18,8 +18,9 @@ from sqlalchemy import func, select, update
 
 from inspect_app.errors import RunStateError, StorageError
 from inspect_app.records import AuditEvent, ModelComparison, ModelStatus, RunStatus, TrainingRun, utcnow
+from inspect_app.storage.audit import write_audit
+from inspect_app.storage.checks import require_aware
 from inspect_app.storage.db import Database
-from inspect_app.storage.repository import Repository, run_from_row
 from inspect_app.storage.tables import InspectionRow, ModelComparisonRow, ModelVersionRow, ReviewRow, TrainingRunRow
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,51 @@ def _aware(name: str, value: datetime | None) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} {value.isoformat()!r} is naive; pass a timezone-aware UTC datetime")
     return value
+
+
+def _run_to_row(run: TrainingRun) -> TrainingRunRow:
+    """New ``TrainingRunRow`` for a record; ``run.id`` is kept when set, else the database assigns one."""
+    for name in ("created_at", "started_at", "finished_at"):
+        require_aware(name, getattr(run, name))
+    row = TrainingRunRow(
+        status=RunStatus(run.status).value,
+        config=dict(run.config),
+        data_dir=run.data_dir,
+        model_name=run.model_name,
+        metrics=dict(run.metrics),
+        log_path=run.log_path,
+        error=run.error,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+    )
+    if run.id is not None:
+        row.id = run.id
+    return row
+
+
+def run_from_row(row: TrainingRunRow) -> TrainingRun:
+    """Record for a ``TrainingRunRow``, queue columns included (the one row → run conversion)."""
+    return TrainingRun(
+        id=row.id,
+        status=RunStatus(row.status),
+        config=dict(row.config),
+        data_dir=row.data_dir,
+        model_name=row.model_name,
+        metrics=dict(row.metrics),
+        log_path=row.log_path,
+        error=row.error,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        worker=row.worker,
+        heartbeat_at=row.heartbeat_at,
+        progress=dict(row.progress or {}),
+        attempts=row.attempts or 0,
+        cancel_requested=bool(row.cancel_requested),
+        schedule=row.schedule,
+        data_fingerprint=row.data_fingerprint,
+    )
 
 
 def _comparison_from_row(row: ModelComparisonRow) -> ModelComparison:
@@ -86,8 +132,16 @@ class RunQueue:
             session.add(row)
             session.flush()
             if audit is not None:
-                Repository._audit(session, audit(row.id))
+                write_audit(session, audit(row.id))
             logger.info("queued training run %d on %s", row.id, data_dir)
+            return row.id
+
+    def add(self, run: TrainingRun) -> int:
+        """Record a run as it is (any status, e.g. one imported or seeded) and return its id; ``enqueue`` queues one."""
+        row = _run_to_row(run)
+        with self.db.session() as session:
+            session.add(row)
+            session.flush()
             return row.id
 
     def cancel(
@@ -119,7 +173,7 @@ class RunQueue:
             session.flush()
             run = run_from_row(row)
             if audit is not None:
-                Repository._audit(session, audit(run))
+                write_audit(session, audit(run))
             return run
 
     # workers -----------------------------------------------------------------------------------------------------
@@ -385,7 +439,7 @@ class RunQueue:
                     session.flush()
                 row.status = ModelStatus.ACTIVE.value
                 if audit is not None:
-                    Repository._audit(session, audit)
+                    write_audit(session, audit)
                 session.flush()
         except StorageError as exc:
             logger.warning("promotion of %s lost a race (%s); it will be judged again", name, exc)

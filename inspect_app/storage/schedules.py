@@ -17,10 +17,11 @@ from croniter import croniter
 from sqlalchemy import delete, select, update
 
 from inspect_app.config.policy import FinetuneSpec
-from inspect_app.errors import ConfigError
+from inspect_app.errors import ConfigError, StorageError
 from inspect_app.records import AuditEvent, Schedule, utcnow
+from inspect_app.storage.audit import write_audit
+from inspect_app.storage.checks import require_aware
 from inspect_app.storage.db import Database
-from inspect_app.storage.repository import Repository
 from inspect_app.storage.tables import ScheduleRow
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def next_fire(cron: str, after: datetime) -> datetime:
 
 
 def _from_row(row: ScheduleRow) -> Schedule:
+    """Record for a ``ScheduleRow``."""
     return Schedule(
         name=row.name, kind=row.kind, cron=row.cron, config=dict(row.config), enabled=row.enabled,
         last_run_at=row.last_run_at, next_run_at=row.next_run_at, created_at=row.created_at,
@@ -57,7 +59,7 @@ def _from_row(row: ScheduleRow) -> Schedule:
 
 
 class ScheduleStore:
-    """Schedule CRUD over one ``Database`` (adding and listing go through ``Repository``).
+    """Schedule CRUD over one ``Database``.
 
     Args:
         db: the open, migrated database.
@@ -66,7 +68,6 @@ class ScheduleStore:
     def __init__(self, db: Database) -> None:
         """Bind to a database."""
         self.db = db
-        self.repository = Repository(db)
 
     def add(
         self, name: str, cron: str, config: dict[str, Any], kind: str = "train", enabled: bool = True,
@@ -86,7 +87,18 @@ class ScheduleStore:
         cron = check_cron(cron)
         schedule = Schedule(name=name, kind=kind, cron=cron, config=dict(config), enabled=enabled,
                             next_run_at=next_fire(cron, now), created_at=now)
-        self.repository.add_schedule(schedule, audit=audit(schedule) if audit is not None else None)
+        for field in ("created_at", "last_run_at", "next_run_at"):
+            require_aware(field, getattr(schedule, field))
+        with self.db.session() as session:
+            if session.scalar(select(ScheduleRow.id).where(ScheduleRow.name == name)) is not None:
+                raise StorageError(f"schedule {name!r} already exists")
+            session.add(ScheduleRow(
+                name=schedule.name, kind=schedule.kind, cron=schedule.cron, config=dict(schedule.config),
+                enabled=schedule.enabled, last_run_at=schedule.last_run_at, next_run_at=schedule.next_run_at,
+                created_at=schedule.created_at,
+            ))
+            if audit is not None:
+                write_audit(session, audit(schedule))
         logger.info("schedule %r added (%s), first run %s", name, cron, schedule.next_run_at)
         return schedule
 
@@ -104,8 +116,12 @@ class ScheduleStore:
             return _from_row(row)
 
     def list(self, enabled_only: bool = False) -> list[Schedule]:
-        """Schedules by name."""
-        return self.repository.list_schedules(enabled_only=enabled_only)
+        """Schedules by name, optionally only the enabled ones."""
+        stmt = select(ScheduleRow).order_by(ScheduleRow.name)
+        if enabled_only:
+            stmt = stmt.where(ScheduleRow.enabled.is_(True))
+        with self.db.session() as session:
+            return [_from_row(row) for row in session.scalars(stmt)]
 
     def update(
         self, name: str, cron: str | None = None, config: dict[str, Any] | None = None, enabled: bool | None = None,
@@ -135,7 +151,7 @@ class ScheduleStore:
                 if values:
                     session.execute(update(ScheduleRow).where(ScheduleRow.name == name).values(**values))
                 if audit is not None:
-                    Repository._audit(session, audit)
+                    write_audit(session, audit)
         return self.get(name)
 
     def remove(self, name: str, audit: AuditEvent | None = None) -> None:
@@ -148,7 +164,7 @@ class ScheduleStore:
         with self.db.session() as session:
             session.execute(delete(ScheduleRow).where(ScheduleRow.name == name))
             if audit is not None:
-                Repository._audit(session, audit)
+                write_audit(session, audit)
 
     def take_firing(self, name: str, expected_next: datetime | None, now: datetime) -> Schedule | None:
         """Claim the firing due at ``expected_next``: move ``next_run_at`` past ``now`` and stamp ``last_run_at``.

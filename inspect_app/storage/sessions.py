@@ -27,8 +27,8 @@ from inspect_app.config.settings import Settings
 from inspect_app.errors import ConfigError, SessionInvalidError
 from inspect_app.records import User
 from inspect_app.storage.db import Database
-from inspect_app.storage.repository import _user_from_row
 from inspect_app.storage.tables import UserRow
+from inspect_app.storage.users import user_from_row
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def verify_token(db: Database, secret: bytes, token: str, idle: timedelta, now: 
                                       f"{idle.total_seconds() / 60:g} minutes without activity; sign in again")
         if not row.active:
             raise SessionInvalidError(f"user {row.username!r} is inactive")
-        return _user_from_row(row)
+        return user_from_row(row)
 
 
 def end_sessions(db: Database, username: str) -> None:

@@ -17,9 +17,9 @@ import streamlit as st
 
 from inspect_app.errors import StorageError
 from inspect_app.records import GOOD_CLASS, ReviewItem
-from inspect_app.storage import Repository, dashboard_queries, queries, review_paging
-from inspect_app.storage.dashboard_queries import ReviewFilters
+from inspect_app.storage import Repository, dashboard_queries, queries, review_paging, review_queries
 from inspect_app.storage.review_paging import QueueKey
+from inspect_app.storage.review_queries import ReviewFilters
 from inspect_app.storage.tables import UNCLASSIFIED
 from inspect_app.ui.common import (
     ALL_STATIONS,
@@ -63,7 +63,7 @@ __all__ = ["PAGE_SIZES", "PAGE_TITLE", "SOURCES", "date_window", "render"]
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def load_waiting(url: str, station: str | None) -> int:
     """How many REVIEW parts wait for a verdict (one station or all)."""
-    return queries.review_queue_size(database(url), station=station)
+    return review_queries.review_queue_size(database(url), station=station)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
@@ -118,7 +118,7 @@ def load_page(url: str, filters: ReviewFilters, page: int, page_size: int, match
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def load_matching(url: str, filters: ReviewFilters) -> int:
     """How many waiting parts match ``filters``."""
-    return dashboard_queries.review_queue_count(database(url), filters)
+    return review_queries.review_queue_count(database(url), filters)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

@@ -23,9 +23,8 @@ from inspect_app.app import schedules as schedule_actions
 from inspect_app.config import TrainConfig, load_settings
 from inspect_app.errors import StorageError
 from inspect_app.records import RunStatus, TrainingRun, utcnow
-from inspect_app.storage import Repository
 from inspect_app.storage.runs import RunQueue
-from inspect_app.storage.schedules import CRON_HELP
+from inspect_app.storage.schedules import CRON_HELP, ScheduleStore
 from inspect_app.ui import files
 from inspect_app.ui.common import (
     CACHE_TTL_S,
@@ -91,7 +90,7 @@ def load_schedules(url: str) -> pd.DataFrame:
             {"Name": s.name, "Cron": s.cron, "Enabled": s.enabled, "Data": s.config.get("data_dir") or "",
              "Only if new data": bool(s.config.get("only_if_new_data")),
              "Last run": format_time(s.last_run_at), "Next run": format_time(s.next_run_at)}
-            for s in Repository(database(url)).list_schedules()
+            for s in ScheduleStore(database(url)).list()
         ],
         columns=["Name", "Cron", "Enabled", "Data", "Only if new data", "Last run", "Next run"],
     )

@@ -175,7 +175,7 @@ def test_schedules(db: Database, repo: Repository, tmp_path: Path) -> None:
     with pytest.raises(AccessDeniedError, match="may not 'schedule'"):
         schedule_actions.add_schedule(db, _user("operator"), "op", "0 4 * * *", str(tmp_path))
     schedule_actions.set_schedule_enabled(db, engineer, "nightly", False)
-    assert {s.name: s.enabled for s in repo.list_schedules()} == {"nightly": False}
+    assert {s.name: s.enabled for s in ScheduleStore(db).list()} == {"nightly": False}
     with pytest.raises(LookupError, match="'nope' not found"):
         schedule_actions.set_schedule_enabled(db, engineer, "nope", True)
     # Resuming recomputes the next run.

@@ -14,7 +14,7 @@ import pytest
 from inspect_app.app import alarms as alarms_app
 from inspect_app.app import drift
 from inspect_app.storage import Database, Repository, queries
-from inspect_app.storage.repository import score_bin
+from inspect_app.storage.inspections import score_bin
 from inspect_app.storage.tables import SCORE_BINS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))

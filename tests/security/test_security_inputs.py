@@ -15,7 +15,7 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from inspect_app.app import access, reviews, users
-from inspect_app.storage import Database, Repository, queries
+from inspect_app.storage import Database, Repository, queries, review_queries
 from inspect_app.storage.tables import InspectionRow
 from inspect_app.ui import app
 from inspect_app.ui.files import NOT_FOUND, OUTSIDE, check_path, served_image, served_text
@@ -68,7 +68,7 @@ def test_free_text_fields_store_injection_strings_verbatim(plant: Database) -> N
     # A filter is a bound parameter: a hostile station name matches nothing and breaks nothing.
     for payload in PAYLOADS:
         assert queries.summary(plant, station=payload).total == 0
-        assert queries.review_queue(plant, station=payload) == []
+        assert review_queries.review_queue(plant, station=payload) == []
         assert repo.get_user(payload) is None
     _intact(plant)
 

@@ -9,7 +9,6 @@ import pytest
 
 from inspect_app.records import Decision, Review
 from inspect_app.storage import Database, Repository, dashboard_queries
-from inspect_app.storage.tables import UNCLASSIFIED
 
 MOMENT = datetime(2024, 3, 10, 8, 0, tzinfo=UTC)
 
@@ -92,72 +91,3 @@ def test_reviewed_labels_and_recent(db: Database, repo: Repository, inspection_f
     recent = dashboard_queries.recent_reviews(db)
     # Both relabel the model: inspection 2 was NG and judged OK; inspection 1 was NG scratch and judged NG stain.
     assert [(r["inspection_id"], r["verdict"], r["changed"]) for r in recent] == [(1, "NG", True), (2, "OK", True)]
-
-
-def _review_rows(repo: Repository, factory: Any) -> list:
-    """Ten REVIEW parts (ids 1..10, one second apart) over two stations and three classes, and one reviewed."""
-    classes = ("scratch", "dent", None)
-    rows = [
-        factory(i, station="s1" if i % 2 else "s2", decision=Decision.REVIEW, defect_class=classes[i % 3],
-                score=0.40 + i * 0.01)
-        for i in range(10)
-    ]
-    assert repo.add_inspections(rows) == 10
-    repo.add_review(Review(inspection_id=10, verdict=Decision.OK, reviewer="ann"))
-    return rows
-
-
-def test_review_queue_page_pages_newest_first_without_overlap(db: Database, repo: Repository,
-                                                              inspection_factory: Any) -> None:
-    _review_rows(repo, inspection_factory)
-    everything = dashboard_queries.ReviewFilters()
-    pages = [[item.inspection_id for item in dashboard_queries.review_queue_page(db, everything, page, 4)]
-             for page in (1, 2, 3, 4)]
-    # Id 10 is reviewed: nine wait, newest first, on pages of 4, 4 and 1.
-    assert pages == [[9, 8, 7, 6], [5, 4, 3, 2], [1], []]
-    assert dashboard_queries.review_queue_count(db, everything) == 9
-
-
-@pytest.mark.parametrize(
-    ("filters", "expected"),
-    [
-        (dashboard_queries.ReviewFilters(station="s1"), [8, 6, 4, 2]),
-        (dashboard_queries.ReviewFilters(defect_class="dent"), [8, 5, 2]),
-        (dashboard_queries.ReviewFilters(defect_class=UNCLASSIFIED), [9, 6, 3]),
-        (dashboard_queries.ReviewFilters(min_score=0.425, max_score=0.445), [5, 4]),
-        (dashboard_queries.ReviewFilters(station="s2", defect_class="scratch"), [7, 1]),
-    ],
-)
-def test_review_queue_filters(db: Database, repo: Repository, inspection_factory: Any,
-                              filters: dashboard_queries.ReviewFilters, expected: list[int]) -> None:
-    _review_rows(repo, inspection_factory)
-    assert [i.inspection_id for i in dashboard_queries.review_queue_page(db, filters, 1, 20)] == expected
-    assert dashboard_queries.review_queue_count(db, filters) == len(expected)
-
-
-def test_review_queue_date_window(db: Database, repo: Repository, inspection_factory: Any) -> None:
-    rows = _review_rows(repo, inspection_factory)
-    # Rows 2, 3 and 4 (ids 3..5): since inclusive, until exclusive.
-    window = dashboard_queries.ReviewFilters(since=rows[2].created_at, until=rows[5].created_at)
-    assert [i.inspection_id for i in dashboard_queries.review_queue_page(db, window, 1, 20)] == [5, 4, 3]
-    assert dashboard_queries.review_queue_count(db, window) == 3
-
-
-@pytest.mark.parametrize(
-    ("filters", "message"),
-    [
-        (dashboard_queries.ReviewFilters(min_score=0.6, max_score=0.5), "min_score 0.6 is above max_score 0.5"),
-        (dashboard_queries.ReviewFilters(since=MOMENT, until=MOMENT), "must be before until"),
-        (dashboard_queries.ReviewFilters(since=MOMENT.replace(tzinfo=None)), "since '2024-03-10T08:00:00' is naive"),
-    ],
-)
-def test_review_queue_rejects_bad_filters(db: Database, filters: dashboard_queries.ReviewFilters,
-                                          message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        dashboard_queries.review_queue_count(db, filters)
-
-
-@pytest.mark.parametrize(("page", "size"), [(0, 12), (1, 0), (True, 12), (1, 2.5)])
-def test_review_queue_page_rejects_bad_paging(db: Database, page: Any, size: Any) -> None:
-    with pytest.raises(ValueError, match="must be a positive integer"):
-        dashboard_queries.review_queue_page(db, dashboard_queries.ReviewFilters(), page, size)

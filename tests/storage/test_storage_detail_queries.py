@@ -9,6 +9,7 @@ import pytest
 
 from inspect_app.records import Decision, ModelStatus, RunStatus
 from inspect_app.storage import Database, Repository, detail_queries
+from inspect_app.storage.runs import RunQueue
 
 
 def test_parts_behind_a_bucket_and_a_class(db: Database, repo: Repository, inspection_factory: Any) -> None:
@@ -51,9 +52,10 @@ def test_parts_behind_refuses_an_empty_window(db: Database, inspection_factory: 
 
 def test_failed_run_candidates(db: Database, repo: Repository, model_version_factory: Any,
                                training_run_factory: Any) -> None:
-    failed = repo.add_training_run(training_run_factory(status=RunStatus.FAILED))
-    cancelled = repo.add_training_run(training_run_factory(status=RunStatus.CANCELLED))
-    finished = repo.add_training_run(training_run_factory(status=RunStatus.SUCCEEDED))
+    queue = RunQueue(db)
+    failed = queue.add(training_run_factory(status=RunStatus.FAILED))
+    cancelled = queue.add(training_run_factory(status=RunStatus.CANCELLED))
+    finished = queue.add(training_run_factory(status=RunStatus.SUCCEEDED))
     repo.add_model_version(model_version_factory("left-over", training_run_id=failed))
     repo.add_model_version(model_version_factory("stopped", training_run_id=cancelled))
     repo.add_model_version(model_version_factory("fine", training_run_id=finished))

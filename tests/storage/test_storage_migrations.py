@@ -113,7 +113,7 @@ def test_each_migration_steps_up_and_down_with_data(db_url: str, inspection_fact
     from sqlalchemy import text
 
     from inspect_app.storage import Database, queries
-    from inspect_app.storage.repository import inspection_to_values
+    from inspect_app.storage.inspections import inspection_to_values
     from inspect_app.storage.tables import InspectionRow
 
     upgrade(db_url, "0001")

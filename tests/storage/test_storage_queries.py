@@ -281,21 +281,6 @@ def test_lines_are_registered(seeded: Database) -> None:
     assert queries.lines(seeded) == sorted(LINES)
 
 
-def test_review_queue_lists_unreviewed_review_rows_newest_first(seeded: Database) -> None:
-    from inspect_app.records import Review
-
-    waiting = sorted((r for r in SEED if r.decision == Decision.REVIEW), key=lambda r: r.created_at, reverse=True)
-    queue = queries.review_queue(seeded, limit=1000)
-    assert [item.inspection for item in queue] == waiting
-    assert queries.review_queue_size(seeded) == len(waiting)
-    repo = Repository(seeded)
-    repo.add_review(Review(inspection_id=queue[0].inspection_id, verdict=Decision.NG, reviewer="ana"))
-    assert [item.inspection for item in queries.review_queue(seeded, limit=1000)] == waiting[1:]
-    assert queries.review_queue_size(seeded) == len(waiting) - 1
-    station = waiting[1].station
-    assert all(i.inspection.station == station for i in queries.review_queue(seeded, station=station))
-
-
 def test_rollups_ignore_duplicates_and_match_raw_counts(db: Database) -> None:
     repo = Repository(db, batch_size=37)
     assert repo.add_inspections(SEED[:250]) == 250

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from inspect_app.errors import StorageError
-from inspect_app.records import Decision, Inspection, ModelStatus, RunStatus, TrainingRun
+from inspect_app.records import Decision, Inspection, ModelStatus
 from inspect_app.storage import Repository
+from inspect_app.storage.runs import RunQueue
 
 T0 = datetime(2024, 3, 10, 8, 0, tzinfo=UTC)
 
@@ -142,7 +143,7 @@ def test_model_version_round_trips_exactly(repo: Repository, model_version_facto
 def test_model_version_links_to_training_run(
     repo: Repository, model_version_factory: Any, training_run_factory: Any
 ) -> None:
-    run_id = repo.add_training_run(training_run_factory())
+    run_id = RunQueue(repo.db).add(training_run_factory())
     original = model_version_factory(training_run_id=run_id)
     repo.add_model_version(original)
     assert repo.get_model_version(original.name) == original
@@ -151,7 +152,8 @@ def test_model_version_links_to_training_run(
 def test_discard_candidates_removes_only_that_runs_candidates(
     repo: Repository, model_version_factory: Any, training_run_factory: Any
 ) -> None:
-    failed, other = repo.add_training_run(training_run_factory()), repo.add_training_run(training_run_factory())
+    queue = RunQueue(repo.db)
+    failed, other = queue.add(training_run_factory()), queue.add(training_run_factory())
     repo.add_model_version(model_version_factory(name="was-active", training_run_id=failed))
     repo.promote("was-active")
     repo.add_model_version(model_version_factory(name="cand", training_run_id=failed))
@@ -218,60 +220,7 @@ def test_database_refuses_a_second_active_model(repo: Repository, model_version_
     assert [m.name for m in repo.list_model_versions()] == ["a"]
 
 
-# --- training runs ------------------------------------------------------------------------------------------------
-
-
-def test_training_run_round_trips_exactly(repo: Repository, training_run_factory: Any) -> None:
-    original = training_run_factory(status=RunStatus.SUCCEEDED)
-    run_id = repo.add_training_run(original)
-    loaded = repo.get_training_run(run_id)
-    assert loaded == training_run_factory(status=RunStatus.SUCCEEDED, id=run_id)
-    assert loaded.finished_at.tzinfo is not None and isinstance(loaded.status, RunStatus)
-
-
-def test_training_run_with_defaults_round_trips(repo: Repository) -> None:
-    original = TrainingRun(config={}, data_dir="/d", created_at=T0)
-    run_id = repo.add_training_run(original)
-    assert repo.get_training_run(run_id) == TrainingRun(config={}, data_dir="/d", created_at=T0, id=run_id)
-
-
-def test_update_training_run(repo: Repository, training_run_factory: Any) -> None:
-    run_id = repo.add_training_run(training_run_factory(started_at=None, finished_at=None, metrics={}))
-    finished = T0 + timedelta(hours=1)
-    updated = repo.update_training_run(
-        run_id, status="failed", error="CUDA out of memory", finished_at=finished, metrics={"epoch": 2}
-    )
-    assert updated.status == RunStatus.FAILED
-    assert updated.error == "CUDA out of memory"
-    assert updated.finished_at == finished
-    assert repo.get_training_run(run_id) == updated
-
-
-def test_update_training_run_rejects_bad_input(repo: Repository, training_run_factory: Any) -> None:
-    run_id = repo.add_training_run(training_run_factory())
-    with pytest.raises(ValueError, match="colour"):
-        repo.update_training_run(run_id, colour="red")
-    with pytest.raises(ValueError, match="exploded"):
-        repo.update_training_run(run_id, status="exploded")
-    with pytest.raises(ValueError, match="naive"):
-        repo.update_training_run(run_id, finished_at=datetime(2024, 1, 1))  # naive on purpose
-    with pytest.raises(LookupError, match="9999"):
-        repo.update_training_run(9999, status="running")
-    with pytest.raises(LookupError, match="9999"):
-        repo.get_training_run(9999)
-
-
-def test_list_training_runs_newest_first(repo: Repository, training_run_factory: Any) -> None:
-    ids = [
-        repo.add_training_run(training_run_factory(created_at=T0 + timedelta(minutes=i), status=status))
-        for i, status in enumerate([RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.QUEUED])
-    ]
-    assert [r.id for r in repo.list_training_runs(limit=10)] == ids[::-1]
-    assert [r.id for r in repo.list_training_runs(limit=2)] == ids[:0:-1]
-    assert [r.id for r in repo.list_training_runs(limit=10, status="queued")] == [ids[2], ids[0]]
-
-
-# --- stations, reviews, users, audit log, snapshots, schedules ----------------------------------------------------
+# --- stations, reviews, users, audit log, snapshots -----------------------------------------------------------
 
 
 def test_stations_are_registered_once_with_their_first_line(repo: Repository, inspection_factory: Any) -> None:
@@ -387,16 +336,3 @@ def test_dataset_snapshot_registered_by_many_workers_at_once_is_one_row(repo: Re
     assert len(set(ids)) == 1 and ids[0] is not None
     with repo.db.session() as session:
         assert session.scalar(text("SELECT count(*) FROM dataset_snapshots WHERE fingerprint = 'race'")) == 1
-
-
-def test_schedules_round_trip(repo: Repository) -> None:
-    from inspect_app.records import Schedule
-
-    nightly = Schedule(name="nightly", kind="train", cron="0 2 * * *", config={"epochs": 3}, created_at=T0)
-    paused = Schedule(name="purge", kind="purge", cron="0 3 * * 0", enabled=False, created_at=T0)
-    repo.add_schedule(nightly)
-    repo.add_schedule(paused)
-    assert repo.list_schedules() == [nightly, paused]
-    assert repo.list_schedules(enabled_only=True) == [nightly]
-    with pytest.raises(StorageError, match="'nightly'"):
-        repo.add_schedule(nightly)

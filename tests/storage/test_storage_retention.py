@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from inspect_app.records import Decision, Inspection, Review
-from inspect_app.storage import Database, Repository, parse_age, purge, queries
+from inspect_app.storage import Database, Repository, parse_age, purge, queries, review_queries
 
 NOW = datetime(2024, 9, 1, 12, 0, tzinfo=UTC)
 
@@ -56,7 +56,7 @@ def aged(db: Database, tmp_path: Path, inspection_factory: Any) -> dict[str, Any
                                 image_path=old_rows[0].image_path, heatmap_path=old_rows[0].heatmap_path)
     repo = Repository(db)
     repo.add_inspections([*old_rows, *new_rows, reused])
-    queue = queries.review_queue(db, limit=10)
+    queue = review_queries.review_queue(db, limit=10)
     repo.add_review(Review(inspection_id=queue[-1].inspection_id, verdict=Decision.OK, reviewer="ana"))
     return {"old": old_rows, "new": [*new_rows, reused]}
 
@@ -77,7 +77,7 @@ def test_purge_deletes_old_rows_and_files_but_keeps_aggregates(db: Database, age
     # The hourly aggregates are kept: the dashboard still answers for the purged period.
     assert queries.summary(db) == before
     assert queries.defect_rate_over_time(db, bucket="day") == daily_before
-    assert queries.review_queue_size(db) == 0  # the queue reads live rows: purged REVIEW rows left it
+    assert review_queries.review_queue_size(db) == 0  # the queue reads live rows: purged REVIEW rows left it
     [event] = Repository(db).list_audit(action="db.purge")
     assert event.details["rows"] == 30 and event.details["files_deleted"] == 58
 

@@ -10,8 +10,8 @@ import pytest
 
 from inspect_app.records import Decision, Review
 from inspect_app.storage import Database, Repository, review_paging
-from inspect_app.storage.dashboard_queries import ReviewFilters, review_queue_count, review_queue_page
 from inspect_app.storage.review_paging import page_start_key, queue_key, review_queue_after, review_queue_oldest
+from inspect_app.storage.review_queries import ReviewFilters, review_queue_count, review_queue_page
 
 ALL = ReviewFilters()
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from inspect_app.errors import RunStateError
-from inspect_app.records import Decision, ModelComparison, Review, RunStatus
+from inspect_app.records import Decision, ModelComparison, Review, RunStatus, TrainingRun
 from inspect_app.storage import Database, Repository
 from inspect_app.storage.runs import RunQueue
 
@@ -127,3 +127,28 @@ def test_comparisons_and_reviewed_images_round_trip(db: Database, inspection_fac
     assert (item["inspection_id"], item["verdict"], item["defect_class"]) == (inspection_id, "NG", "dent")
     assert item["image_path"].endswith("img_0001.png")
     assert queue.reviewed_images(until=T0) == []
+
+
+def test_add_records_a_run_as_it_is_and_get_round_trips_it(db: Database, training_run_factory) -> None:
+    queue = RunQueue(db)
+    run_id = queue.add(training_run_factory(status=RunStatus.SUCCEEDED))
+    loaded = queue.get(run_id)
+    assert loaded == training_run_factory(status=RunStatus.SUCCEEDED, id=run_id)
+    assert loaded.finished_at.tzinfo is not None and isinstance(loaded.status, RunStatus)
+    bare = queue.add(TrainingRun(config={}, data_dir="/d", created_at=T0))
+    assert queue.get(bare) == TrainingRun(config={}, data_dir="/d", created_at=T0, id=bare)
+    with pytest.raises(ValueError, match="naive"):
+        queue.add(TrainingRun(config={}, data_dir="/d", created_at=datetime(2024, 1, 1)))  # naive on purpose
+    with pytest.raises(LookupError, match="9999"):
+        queue.get(9999)
+
+
+def test_list_is_newest_first_and_filters_by_status(db: Database, training_run_factory) -> None:
+    queue = RunQueue(db)
+    ids = [
+        queue.add(training_run_factory(created_at=T0 + timedelta(minutes=i), status=status))
+        for i, status in enumerate([RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.QUEUED])
+    ]
+    assert [r.id for r in queue.list(limit=10)] == ids[::-1]
+    assert [r.id for r in queue.list(limit=2)] == ids[:0:-1]
+    assert [r.id for r in queue.list(limit=10, status="queued")] == [ids[2], ids[0]]

@@ -50,3 +50,12 @@ def test_take_firing_is_won_once_and_skips_missed_occurrences(db: Database) -> N
     assert fired.last_run_at == late
     assert fired.next_run_at == datetime(2025, 6, 5, 2, 0, tzinfo=UTC)
     assert store.take_firing("nightly", due, late) is None  # a second scheduler loses
+
+
+def test_list_is_by_name_and_can_keep_only_the_enabled(db: Database) -> None:
+    store = ScheduleStore(db)
+    store.add("weekly", "0 3 * * 0", {"epochs": 3}, enabled=False, now=T0)
+    store.add("nightly", "0 2 * * *", {"epochs": 1}, now=T0)
+    assert [(s.name, s.enabled, s.config) for s in store.list()] == [
+        ("nightly", True, {"epochs": 1}), ("weekly", False, {"epochs": 3})]
+    assert [s.name for s in store.list(enabled_only=True)] == ["nightly"]

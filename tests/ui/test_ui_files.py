@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from inspect_app.config.settings import load_settings
 from inspect_app.records import Decision, Inspection, RunStatus, TrainingRun
 from inspect_app.storage import Database, Repository
+from inspect_app.storage.runs import RunQueue
 from inspect_app.ui import app, files
 
 APP_FILE = Path(app.__file__).resolve()
@@ -130,8 +131,7 @@ def plant(evidence: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPa
     ]
     with Database.open(url) as db:
         Repository(db).add_inspections(rows)
-        Repository(db).add_training_run(TrainingRun(config={"epochs": 1}, data_dir="/data", status=RunStatus.FAILED,
-                                                    log_path=PASSWD))
+        RunQueue(db).add(TrainingRun(config={"epochs": 1}, data_dir="/data", status=RunStatus.FAILED, log_path=PASSWD))
     monkeypatch.setenv("INSPECT_DATABASE_URL", url)
     return evidence
 

@@ -18,6 +18,7 @@ from inspect_app.app import versions
 from inspect_app.metrics import rates_at
 from inspect_app.records import ModelStatus, ModelVersion, RunStatus, TrainingRun
 from inspect_app.storage import Database, Repository, detail_queries
+from inspect_app.storage.runs import RunQueue
 from inspect_app.ui import model_compare
 from tests.ui import test_ui_pages as pages
 
@@ -131,8 +132,7 @@ def test_default_pair_prefers_the_rollback_target_then_the_next_older() -> None:
 def test_rollback_offers_the_previous_active_never_a_failed_candidate(plant: dict) -> None:
     url = plant["url"]
     with Database.open(url) as db:
-        repo = Repository(db)
-        run_id = repo.add_training_run(TrainingRun(config={}, data_dir="/data", status=RunStatus.FAILED))
+        run_id = RunQueue(db).add(TrainingRun(config={}, data_dir="/data", status=RunStatus.FAILED))
     _add_version(url, "m2", pages._metrics())
     _add_version(url, "broken", pages._metrics(), run_id=run_id)
     with Database.open(url) as db:

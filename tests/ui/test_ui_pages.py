@@ -17,7 +17,7 @@ from inspect_app.config.policy import FinetuneSpec
 from inspect_app.errors import AccessDeniedError
 from inspect_app.lifecycle.scheduler import Scheduler
 from inspect_app.records import Decision, Inspection, ModelComparison, ModelStatus, ModelVersion, RunStatus, TrainingRun
-from inspect_app.storage import Database, Repository, dashboard_queries, queries
+from inspect_app.storage import Database, Repository, dashboard_queries, review_queries
 from inspect_app.storage.runs import RunQueue
 from inspect_app.storage.schedules import ScheduleStore, schedule_config
 from inspect_app.storage.tables import InspectionRow
@@ -75,8 +75,8 @@ def plant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
         for role in ("viewer", "operator", "engineer", "admin"):
             users.create_user(db, role, role, PASSWORD)
         (tmp_path / "run.log").write_text("".join(f"epoch {i} loss 0.{i}\n" for i in range(1, 61)))
-        repo.add_training_run(TrainingRun(config={"epochs": 4}, data_dir="/data", status=RunStatus.RUNNING,
-                                          metrics={"epoch": 2, "epochs": 4}, log_path=str(tmp_path / "run.log")))
+        RunQueue(db).add(TrainingRun(config={"epochs": 4}, data_dir="/data", status=RunStatus.RUNNING,
+                                     metrics={"epoch": 2, "epochs": 4}, log_path=str(tmp_path / "run.log")))
         (tmp_path / "train" / "good").mkdir(parents=True)
         ScheduleStore(db).add("nightly", "0 2 * * *", schedule_config(tmp_path / "train", FinetuneSpec()))
     monkeypatch.setenv("INSPECT_DATABASE_URL", url)
@@ -254,7 +254,7 @@ def test_review_confirm_stores_verdict_and_audit(plant: dict) -> None:
     at = _open("review", user="operator")
     assert {m.label: m.value for m in at.metric}["Waiting for review"] == "2"
     with Database.open(plant["url"]) as db:
-        first = queries.review_queue(db)[0].inspection_id
+        first = review_queries.review_queue(db)[0].inspection_id
     at.selectbox(key=f"item_{first}_class").select("dent")
     at.button(key=f"item_{first}_ng").click()
     at = _run(at)
@@ -276,7 +276,7 @@ def first_index(plant: dict, inspection_id: int) -> int:
 def test_review_without_role_shows_no_controls_and_is_refused(plant: dict) -> None:
     at = _open("review", user="viewer")
     with Database.open(plant["url"]) as db:
-        first = queries.review_queue(db)[0].inspection_id
+        first = review_queries.review_queue(db)[0].inspection_id
     assert any(f"**#{first}**" in m.value for m in at.markdown)  # the part is listed, read-only
     # Zooming is for everyone; no verdict control is drawn.
     assert not any(b.key and b.key.endswith(("_ok", "_ng")) for b in at.button) and not at.checkbox
@@ -386,7 +386,7 @@ def test_operator_sees_no_training_controls_and_is_refused(plant: dict) -> None:
     with Database.open(plant["url"]) as db:
         runs = RunQueue(db).list()
         assert [(r.status, r.cancel_requested) for r in runs] == [(RunStatus.RUNNING, False)]
-        assert Repository(db).list_schedules()[0].enabled is True
+        assert ScheduleStore(db).list()[0].enabled is True
     assert _audit(plant["url"], "training.cancel") == []
 
 
