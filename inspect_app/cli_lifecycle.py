@@ -256,12 +256,14 @@ def cmd_reviews_export(args: argparse.Namespace) -> int:
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)  # plant records are UTC
     try:
-        export = export_reviews(open_database(args), Path(args.out), since=since)
+        export = export_reviews(open_database(args), Path(args.out), since=since,
+                                evidence_root=settings_of(args).resolved_evidence_dir)
     except ValueError as exc:
         raise DatasetError(str(exc)) from exc
     print(f"wrote {export.written} reviewed parts to {args.out}")
     if export.frames or export.missing:
-        print(f"left out {export.frames} stream frame(s) and {export.missing} part(s) whose image file is not here")
+        print(f"left out {export.frames} stream frame(s) without an evidence file and {export.missing} part(s) whose "
+              f"image file is not here")
     return 0
 
 

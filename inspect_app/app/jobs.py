@@ -62,7 +62,8 @@ def build_sinks(spec: PipelineSpec, settings: Settings, repository: Any) -> list
 
     spool = Path(spec.spool_dir) if spec.spool_dir else settings.home / "spool"
     ng_dir = Path(spec.ng_dir) if spec.ng_dir else settings.resolved_evidence_dir
-    sinks: list = [HeatmapFileSink(ng_dir, spec.save_ng_images)]
+    # Rows record evidence relative to the plant's evidence folder when ng_dir lies in it (any machine resolves them).
+    sinks: list = [HeatmapFileSink(ng_dir, spec.save_ng_images, evidence_root=settings.resolved_evidence_dir)]
     if spec.csv:
         sinks.append(CsvSink(Path(spec.csv)))
     if spec.jsonl:

@@ -10,6 +10,8 @@ from datetime import datetime
 from pathlib import Path
 
 from inspect_app.app.access import authorize
+from inspect_app.config.evidence import image_candidates, is_frame_ref
+from inspect_app.config.settings import load_settings
 from inspect_app.records import Decision, Review, User
 from inspect_app.storage import dashboard_queries
 from inspect_app.storage.db import Database
@@ -61,41 +63,55 @@ class ReviewExport:
 
     path: Path
     written: int
-    frames: int  # stream/video frames kept no image file (``frame:N``)
+    frames: int  # stream/video frames whose evidence file was never written (rows from before frames were filed)
     missing: int  # the image file is gone (purged, moved, or on another machine's disk)
 
 
-def export_reviews(db: Database, path: Path, since: datetime | None = None) -> ReviewExport:
+def _picture(part: dashboard_queries.ReviewedPart, evidence_root: Path) -> Path | None:
+    """The first existing file of the part's picture (recorded path, evidence copy, copy by content hash)."""
+    for candidate in image_candidates(part.image_path, part.heatmap_path, part.content_hash, evidence_root):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def export_reviews(
+    db: Database, path: Path, since: datetime | None = None, evidence_root: Path | None = None
+) -> ReviewExport:
     """Write the reviewed parts as a ``path,label`` CSV manifest that ``train`` and ``data check`` read as is.
 
-    Paths are written absolute (a manifest's relative paths are read relative to the manifest), resolved from the
-    current folder when the inspection stored them relative. Parts without an image file are counted, not written:
-    a manifest row that points nowhere would stop the next training run.
+    Paths are written absolute (a manifest's relative paths are read relative to the manifest). Each part's picture
+    is its recorded file when that exists here, else its copy in the evidence folder (``evidence_root``, this
+    machine's mount of it; default ``Settings.resolved_evidence_dir``), which is also where stream and video frames
+    are filed. A relative path of an older row is resolved from the current folder. Parts without an image file are
+    counted, not written: a manifest row that points nowhere would stop the next training run. A part reviewed
+    twice (inspected by two models) is written once, with its latest verdict.
 
     Raises:
         ValueError: nothing has been reviewed, or none of the reviewed parts has an image file (counts named).
     """
-    labels = dashboard_queries.reviewed_labels(db, since=since)
-    if not labels:
+    root = Path(evidence_root) if evidence_root is not None else load_settings().resolved_evidence_dir
+    parts = dashboard_queries.reviewed_parts(db, since=since)
+    if not parts:
         raise ValueError("no reviewed parts yet; review parts on the Review page first")
-    rows: list[tuple[str, str]] = []
+    labels: dict[str, str] = {}
     frames = missing = 0
-    for image, label in labels:
-        if image.startswith("frame:"):
+    for part in parts:
+        if (picture := _picture(part, root)) is not None:
+            labels[str(picture)] = part.label  # oldest first: a later verdict on the same picture wins
+        elif is_frame_ref(part.image_path):
             frames += 1
-        elif not Path(image).is_file():
-            missing += 1
         else:
-            rows.append((str(Path(image).resolve()), label))
-    if not rows:
-        raise ValueError(f"none of the {len(labels)} reviewed parts has an image file here "
-                         f"({frames} stream frame(s), {missing} file(s) not found)")
+            missing += 1
+    if not labels:
+        raise ValueError(f"none of the {len(parts)} reviewed parts has an image file here "
+                         f"({frames} stream frame(s), {missing} file(s) not found under {root} or their own path)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "label"])
-        writer.writerows(rows)
-    logger.info("wrote %d reviewed parts to %s (%d frames, %d missing files left out)", len(rows), path, frames,
+        writer.writerows(labels.items())
+    logger.info("wrote %d reviewed parts to %s (%d frames, %d missing files left out)", len(labels), path, frames,
                 missing)
-    return ReviewExport(path=path, written=len(rows), frames=frames, missing=missing)
+    return ReviewExport(path=path, written=len(labels), frames=frames, missing=missing)

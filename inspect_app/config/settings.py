@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from inspect_app.config.base import validation_message
+from inspect_app.config.evidence import resolve_stored_path
 from inspect_app.config.plant import DEFAULT_SHIFTS, Shift, check_shifts, check_time_zone, shifts_before
 from inspect_app.errors import ConfigError
 
@@ -38,8 +39,9 @@ class Settings(BaseSettings):
         dashboard_trust_forwarded_for: take the client address for the sign-in throttle from the
             ``X-Forwarded-For`` header a reverse proxy sets (``INSPECT_DASHBOARD_TRUST_FORWARDED_FOR``); only behind
             such a proxy, since a browser can send the header itself.
-        evidence_dir: folder of NG heatmaps and part images written by pipelines (``INSPECT_EVIDENCE_DIR``; default
-            ``<home>/ng``).
+        evidence_dir: folder of NG/REVIEW heatmaps and part images written by pipelines, filed by content hash
+            (``INSPECT_EVIDENCE_DIR``; default ``<home>/ng``). Rows store paths relative to it, so a machine that
+            mounts it elsewhere points this at its own mount (see ``config.evidence``).
         file_roots: further folders the dashboard may show files from, such as a camera's image folder
             (``INSPECT_FILE_ROOTS``, separated by ``os.pathsep``).
         plant_time_zone: IANA name of the plant's time zone (``INSPECT_PLANT_TIME_ZONE``, default ``UTC``); the
@@ -109,6 +111,11 @@ class Settings(BaseSettings):
     def resolved_evidence_dir(self) -> Path:
         """Folder of NG heatmaps and evidence images: ``evidence_dir``, else ``<home>/ng``."""
         return self.evidence_dir if self.evidence_dir is not None else self.home / "ng"
+
+    def local_path(self, stored: str | None) -> Path | None:
+        """This machine's path of an image or heatmap path stored on a row (``evidence:...`` joined to
+        ``resolved_evidence_dir``, older absolute paths as they are; ``None`` for a frame without a file)."""
+        return resolve_stored_path(stored, self.resolved_evidence_dir)
 
     @property
     def served_roots(self) -> tuple[Path, ...]:

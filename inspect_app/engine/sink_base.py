@@ -10,11 +10,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from inspect_app.records import Inspection, Prediction
+from inspect_app.records import Decision, Inspection, Prediction
 
 # One decided part on its way to the sinks: the inspection row, the image and the prediction (both ``None`` for an
 # error row).
 SinkItem = tuple[Inspection, np.ndarray | None, Prediction | None]
+
+# Decisions whose parts keep their evidence (picture and heatmap) for review and retraining.
+EVIDENCE_DECISIONS = frozenset({Decision.NG, Decision.REVIEW})
 
 CSV_FIELDS = (
     "created_at", "station", "line", "source", "image_path", "content_hash", "model_version", "decision",

@@ -1,4 +1,5 @@
-"""Sinks that write files: NG/REVIEW evidence images with heatmap overlays, CSV and JSON Lines result files."""
+"""Sinks that write files: NG/REVIEW evidence (part pictures and heatmap overlays, by content hash), CSV and JSON
+Lines result files."""
 
 from __future__ import annotations
 
@@ -8,26 +9,46 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from inspect_app.config.evidence import (
+    EVIDENCE_EXTS,
+    evidence_key,
+    evidence_ref,
+    evidence_relpath,
+    is_frame_ref,
+)
 from inspect_app.data.image_io import write_image
 from inspect_app.engine.explain import overlay
-from inspect_app.engine.sink_base import CSV_FIELDS, SinkItem, inspection_to_dict, row_key
+from inspect_app.engine.sink_base import CSV_FIELDS, EVIDENCE_DECISIONS, SinkItem, inspection_to_dict, row_key
 
 logger = logging.getLogger(__name__)
 
 
 class HeatmapFileSink:
-    """Writes the NG/REVIEW image and its heatmap overlay as PNG files and records the overlay path.
+    """Files each NG/REVIEW part's evidence under the evidence folder by content hash (layout in
+    ``config.evidence``): its heatmap overlay and its picture, and records their paths on the row.
+
+    A frame from a video, stream or camera (image path ``frame:<index>``) has no file of its own, so its picture is
+    always written and becomes the row's image path; the frame identity stays in the content hash, which is what the
+    exactly-once skip list compares. A part read from a file keeps its own path; its copy here is written when
+    ``save_image`` is set. OK parts get no files.
 
     Args:
-        folder: output folder; files are named after the content hash so re-runs overwrite, not duplicate.
-        save_image: also write the NG/REVIEW image itself (``<hash>_image<ext>``) next to its overlay.
+        folder: output folder; names come from the content hash, so a re-run overwrites instead of duplicating.
+        save_image: also write the picture of parts read from files (``<hash><ext>`` beside ``<hash>_heatmap<ext>``).
         ext: file format of both; JPEG by default because PNG (level 6) costs about 20x more CPU per image here, which
             a 2-core station PC takes straight out of inference. ``.png`` keeps the NG image lossless.
+        evidence_root: the plant's evidence folder (default: ``folder``). Files under it are recorded as
+            ``evidence:<relative path>``, which any machine resolves against its own mount of the folder; files
+            elsewhere are recorded by absolute path.
     """
 
-    def __init__(self, folder: Path, save_image: bool = True, ext: str = ".jpg") -> None:
+    def __init__(
+        self, folder: Path, save_image: bool = True, ext: str = ".jpg", evidence_root: Path | None = None
+    ) -> None:
+        if ext.lower() not in EVIDENCE_EXTS:
+            raise ValueError(f"evidence file format {ext!r} is not one of {list(EVIDENCE_EXTS)}")
         self.folder = Path(folder)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -36,19 +57,38 @@ class HeatmapFileSink:
             # replayed by the next run, so the line keeps running and no evidence is lost.
             logger.error("evidence folder %s cannot be created (%s); NG evidence is spooled until it can", folder, exc)
         self.save_image = save_image
-        self.ext = ext
+        self.ext = ext.lower()
+        root = Path(evidence_root) if evidence_root is not None else self.folder
+        folder_real, root_real = self.folder.resolve(), root.resolve()
+        self._under_root = (
+            PurePosixPath(folder_real.relative_to(root_real).as_posix()) if folder_real.is_relative_to(root_real)
+            else None
+        )
+
+    def _stored(self, relpath: PurePosixPath) -> str:
+        """How the row records a file written at ``folder / relpath``."""
+        if self._under_root is not None:
+            return evidence_ref(self._under_root / relpath)
+        return str((self.folder / relpath).absolute())
 
     def write(self, items: Sequence[SinkItem]) -> list[SinkItem]:
-        """Save overlays for non-OK items that carry a heatmap."""
+        """Write the evidence of the batch's NG/REVIEW parts and return the rows with their evidence paths."""
         out: list[SinkItem] = []
         for inspection, image, prediction in items:
-            if image is not None and prediction is not None and prediction.heatmap is not None:
-                stem = (inspection.content_hash or Path(inspection.image_path).stem)[:16]
-                path = self.folder / f"{stem}_overlay{self.ext}"
-                write_image(path, overlay(image, prediction.heatmap))
-                if self.save_image:
-                    write_image(self.folder / f"{stem}_image{self.ext}", image)
-                inspection = replace(inspection, heatmap_path=str(path))
+            if image is not None and prediction is not None and inspection.decision in EVIDENCE_DECISIONS:
+                key = evidence_key(inspection.content_hash, image.tobytes())
+                heatmap_path, image_path = inspection.heatmap_path, inspection.image_path
+                if prediction.heatmap is not None:
+                    relpath = evidence_relpath(key, "heatmap", self.ext)
+                    write_image(self.folder / relpath, overlay(image, prediction.heatmap))
+                    heatmap_path = self._stored(relpath)
+                frame = is_frame_ref(inspection.image_path)
+                if frame or self.save_image:
+                    relpath = evidence_relpath(key, "image", self.ext)
+                    write_image(self.folder / relpath, image)
+                    if frame:
+                        image_path = self._stored(relpath)
+                inspection = replace(inspection, heatmap_path=heatmap_path, image_path=image_path)
             out.append((inspection, image, prediction))
         return out
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,10 +29,12 @@ logger = logging.getLogger(__name__)
 AUDIT_POOL_LIMIT = 20_000
 
 __all__ = [
+    "ReviewedPart",
     "audit_sample",
     "live_figures",
     "recent_reviews",
     "reviewed_labels",
+    "reviewed_parts",
     "station_comparison",
 ]
 
@@ -174,15 +177,31 @@ def reviewed_labels(db: Database, since: datetime | None = None) -> list[tuple[s
 
     OK verdicts are labelled ``GOOD_CLASS``; NG verdicts carry the reviewer's defect class. Oldest first.
     """
+    return [(part.image_path, part.label) for part in reviewed_parts(db, since=since)]
+
+
+@dataclass(frozen=True)
+class ReviewedPart:
+    """One reviewed part as a training row needs it: where its picture may be, and the person's label."""
+
+    image_path: str
+    heatmap_path: str | None
+    content_hash: str | None
+    label: str
+
+
+def reviewed_parts(db: Database, since: datetime | None = None) -> list[ReviewedPart]:
+    """Every reviewed part with its evidence paths, content hash and label (as ``reviewed_labels``). Oldest first."""
     _check_aware("since", since)
-    stmt = select(InspectionRow.image_path, ReviewRow.verdict, ReviewRow.defect_class).join(
-        ReviewRow, ReviewRow.inspection_id == InspectionRow.id
-    )
+    stmt = select(
+        InspectionRow.image_path, InspectionRow.heatmap_path, InspectionRow.content_hash, ReviewRow.verdict,
+        ReviewRow.defect_class,
+    ).join(ReviewRow, ReviewRow.inspection_id == InspectionRow.id)
     if since is not None:
         stmt = stmt.where(ReviewRow.created_at >= since)
     stmt = stmt.order_by(ReviewRow.created_at, ReviewRow.id)
     with db.session() as session:
         return [
-            (path, GOOD_CLASS if verdict == Decision.OK.value else (defect or "defect"))
-            for path, verdict, defect in session.execute(stmt).all()
+            ReviewedPart(path, heatmap, digest, GOOD_CLASS if verdict == Decision.OK.value else (defect or "defect"))
+            for path, heatmap, digest, verdict, defect in session.execute(stmt).all()
         ]

@@ -31,9 +31,10 @@ class DatasetSnapshotRepository:
                     created_at=snapshot.created_at,
                 ).on_conflict_do_nothing(index_elements=["fingerprint"])
             )
-            return session.scalar(
+            # The row exists now (inserted here or by an earlier snapshot of the same data), so its id is found.
+            return session.scalars(
                 select(DatasetSnapshotRow.id).where(DatasetSnapshotRow.fingerprint == snapshot.fingerprint)
-            )
+            ).one()
 
     def get_dataset_snapshot(self, fingerprint: str) -> DatasetSnapshot | None:
         """The snapshot with ``fingerprint`` (a model's ``data_fingerprint``), or ``None``."""

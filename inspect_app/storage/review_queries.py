@@ -57,7 +57,8 @@ def review_queue(db: Database, limit: int = 50, station: str | None = None) -> l
 def review_queue_size(db: Database, station: str | None = None) -> int:
     """How many REVIEW inspections wait for a person's verdict."""
     with db.session() as session:
-        return int(session.scalar(select(func.count()).select_from(InspectionRow).where(*waiting_conditions(station))))
+        stmt = select(func.count()).select_from(InspectionRow).where(*waiting_conditions(station))
+        return int(session.scalar(stmt) or 0)
 
 
 @dataclass(frozen=True)

@@ -237,10 +237,12 @@ def render_picture(candidates: Sequence[tuple[str, str | None]], caption: str = 
     Otherwise a placeholder caption names, per recorded file, why it is not shown ("heatmap outside the evidence and
     data folders"); the file itself is never sent.
     """
-    roots = files.served_roots(load_settings()) if roots is None else roots
+    settings = load_settings()
+    roots = files.served_roots(settings) if roots is None else roots
     reasons = []
-    for label, path in candidates:
-        if not path:
+    for label, stored in candidates:
+        # Rows store evidence relative to the evidence folder; this machine's mount of it resolves them.
+        if (path := settings.local_path(stored)) is None:
             continue
         served = files.served_image(path, roots)
         if served.data is not None:

@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from inspect_app.app import reviews
 from inspect_app.config import load_settings
+from inspect_app.config.evidence import heatmap_candidates, image_candidates
 from inspect_app.errors import InspectAppError
 from inspect_app.records import Inspection, ReviewItem
 from inspect_app.ui import files
@@ -68,29 +69,31 @@ class PartPictures:
     heatmap_reason: str | None = None
 
 
-def _image_candidates(inspection: Inspection) -> list[str]:
-    """Where the part's own picture may be: the recorded image path, then the evidence copy that
-    ``HeatmapFileSink`` writes next to the overlay (``<stem>_overlay.<ext>`` → ``<stem>_image.<ext>``)."""
-    candidates = [inspection.image_path] if inspection.image_path else []
-    if inspection.heatmap_path:
-        overlay = Path(inspection.heatmap_path)
-        if overlay.stem.endswith("_overlay"):
-            candidates.append(str(overlay.with_name(overlay.stem[: -len("_overlay")] + "_image" + overlay.suffix)))
-    return candidates
-
-
-def part_pictures(inspection: Inspection, roots: Sequence[Path]) -> PartPictures:
-    """Read the part's picture and heatmap through ``ui.files`` (only files under the served folders)."""
-    image, image_reason = None, files.NOT_RECORDED
-    for path in _image_candidates(inspection):
+def _first_served(candidates: Sequence[Path], roots: Sequence[Path]) -> tuple[bytes | None, str | None]:
+    """The bytes of the first candidate the dashboard may show, else the first candidate's reason (the recorded
+    path's reason is the one worth showing; the others are fallbacks)."""
+    reason = None
+    for path in candidates:
         served = files.served_image(path, roots)
         if served.data is not None:
-            image, image_reason = served.data, None
-            break
-        # The recorded path's reason is the one worth showing; the evidence copy is a fallback.
-        image_reason = image_reason if image_reason != files.NOT_RECORDED else served.reason
-    heatmap = files.served_image(inspection.heatmap_path, roots)
-    return PartPictures(image, heatmap.data, image_reason, heatmap.reason)
+            return served.data, None
+        reason = reason or served.reason
+    return None, reason or files.NOT_RECORDED
+
+
+def part_pictures(inspection: Inspection, roots: Sequence[Path], evidence_root: Path | None = None) -> PartPictures:
+    """Read the part's picture and heatmap through ``ui.files`` (only files under the served folders).
+
+    ``evidence:`` paths resolve against ``evidence_root`` (this machine's evidence folder), which also finds evidence
+    by content hash when the row records none (``config.evidence``).
+    """
+    image, image_reason = _first_served(
+        image_candidates(inspection.image_path, inspection.heatmap_path, inspection.content_hash, evidence_root), roots
+    )
+    heatmap, heatmap_reason = _first_served(
+        heatmap_candidates(inspection.heatmap_path, inspection.content_hash, evidence_root), roots
+    )
+    return PartPictures(image, heatmap, image_reason, heatmap_reason)
 
 
 def blend(image: bytes, heatmap: bytes, opacity: float) -> bytes:
@@ -119,7 +122,8 @@ def _missing(label: str, reason: str | None) -> str:
 
 def render_pictures(inspection: Inspection, view: str, opacity: float, zoomed: bool) -> None:
     """Draw the part beside its heatmap, or the heatmap over the part; one short line per missing file."""
-    pictures = part_pictures(inspection, files.served_roots(load_settings()))
+    settings = load_settings()
+    pictures = part_pictures(inspection, files.served_roots(settings), settings.resolved_evidence_dir)
     width = ZOOM_IMAGE_PX if zoomed else IMAGE_PX
     notes = []
     if pictures.image is None:

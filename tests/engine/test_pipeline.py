@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from inspect_app.config.evidence import resolve_stored_path
 from inspect_app.data.image_io import write_image
 from inspect_app.data.sources import VideoSource, WatchFolderSource, folder_source
 from inspect_app.engine.infer import Inspector
@@ -74,8 +75,10 @@ def test_folder_run_writes_every_image_once_with_errors_and_ng_files(
     assert result.decisions == {Decision.OK: 10, Decision.NG: 6, Decision.ERROR: 3}
     assert result.per_class == {"crack": 6}
     ng = [r for r in rows if r.decision is Decision.NG]
-    assert all(r.heatmap_path and Path(r.heatmap_path).is_file() for r in ng)
-    assert len(list(ng_dir.glob("*_image.jpg"))) == 6 and len(list(ng_dir.glob("*_overlay.jpg"))) == 6
+    # Evidence is filed by content hash under the evidence folder, recorded relative to it (config.evidence).
+    assert all(r.heatmap_path == f"evidence:{r.content_hash[:2]}/{r.content_hash[2:4]}/{r.content_hash}_heatmap.jpg"
+               and resolve_stored_path(r.heatmap_path, ng_dir).is_file() for r in ng)
+    assert len(list(ng_dir.glob("*/*/*_heatmap.jpg"))) == 6 and len(list(ng_dir.glob("*/*/*.jpg"))) == 12
     with open(csv_path, newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 19
     lines = [json.loads(line) for line in jsonl_path.read_text().splitlines()]

@@ -184,7 +184,61 @@ def test_evidence_that_could_not_be_written_is_spooled_with_its_arrays_and_repla
     ng_dir.unlink()
     later = ResilientSink(HeatmapFileSink(ng_dir), tmp_path / "spool", retries=0)  # the next run
     assert later.replay() == 3 and later.pending == 0
-    assert sorted(p.name for p in ng_dir.iterdir()) == [
-        "0000000000000000_image.jpg", "0000000000000000_overlay.jpg",
-        "0000000000000002_image.jpg", "0000000000000002_overlay.jpg"]
+    assert sorted(p.relative_to(ng_dir).as_posix() for p in ng_dir.rglob("*.jpg")) == [
+        "00/00/0000000000000000.jpg", "00/00/0000000000000000_heatmap.jpg",
+        "00/00/0000000000000002.jpg", "00/00/0000000000000002_heatmap.jpg"]
     assert not list((tmp_path / "spool").iterdir())  # spool and arrays removed once delivered
+
+
+def _evidence_items(rng: np.random.Generator) -> list:
+    """A camera frame and a file part, each NG with a heatmap, and an OK frame (pixels and hashes seeded)."""
+    from inspect_app.records import Prediction
+
+    items = []
+    for index, (ref, decision) in enumerate(
+        (("frame:4", Decision.NG), ("/line/parts/p7.png", Decision.NG), ("frame:5", Decision.OK))
+    ):
+        image = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+        heatmap = rng.random((40, 40)).astype(np.float32) if decision is Decision.NG else None
+        prediction = Prediction(label="crack", score=0.9, decision=decision, heatmap=heatmap, defect_class="crack")
+        inspection = Inspection(station="s", line="l", source="cam", image_path=ref, decision=decision,
+                                content_hash=f"{index:x}" * 64)
+        items.append((inspection, image, prediction))
+    return items
+
+
+def test_evidence_is_filed_by_content_hash_and_frames_become_files(tmp_path: Path) -> None:
+    from inspect_app.config.evidence import resolve_stored_path
+    from inspect_app.data.image_io import read_image
+    from inspect_app.engine.sinks import HeatmapFileSink
+
+    root = tmp_path / "evidence"
+    items = _evidence_items(np.random.default_rng(3))
+    sink = HeatmapFileSink(root, save_image=False, ext=".png")
+    written = sink.write(items)
+    frame, part, ok = (inspection for inspection, _, _ in written)
+    assert frame.image_path == f"evidence:00/00/{'0' * 64}.png"
+    assert frame.heatmap_path == f"evidence:00/00/{'0' * 64}_heatmap.png"
+    # The frame's picture is its own file now, lossless here, pixel for pixel.
+    assert (read_image(resolve_stored_path(frame.image_path, root)) == items[0][1]).all()
+    assert frame.content_hash == items[0][0].content_hash  # the frame identity the skip list compares stays
+    # A file part keeps its own path; without save_image only its overlay is filed. OK parts get nothing.
+    assert part.image_path == "/line/parts/p7.png" and part.heatmap_path == f"evidence:11/11/{'1' * 64}_heatmap.png"
+    assert (ok.image_path, ok.heatmap_path) == ("frame:5", None)
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    assert files == [f"00/00/{'0' * 64}.png", f"00/00/{'0' * 64}_heatmap.png", f"11/11/{'1' * 64}_heatmap.png"]
+    sink.write(items)  # a re-run of the same parts overwrites, never duplicates
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == files
+
+
+def test_evidence_outside_the_evidence_root_is_recorded_by_absolute_path(tmp_path: Path) -> None:
+    from inspect_app.engine.sinks import HeatmapFileSink
+
+    items = _evidence_items(np.random.default_rng(4))
+    under = HeatmapFileSink(tmp_path / "root" / "line-2", evidence_root=tmp_path / "root").write(items[:1])
+    assert under[0][0].image_path == f"evidence:line-2/00/00/{'0' * 64}.jpg"
+    elsewhere = HeatmapFileSink(tmp_path / "demo", evidence_root=tmp_path / "root").write(items[:1])
+    assert elsewhere[0][0].image_path == str(tmp_path / "demo" / "00" / "00" / f"{'0' * 64}.jpg")
+    assert Path(elsewhere[0][0].image_path).is_file()
+    with pytest.raises(ValueError, match=r"'\.tif' is not one of \['\.jpg', '\.png'\]"):
+        HeatmapFileSink(tmp_path / "x", ext=".tif")
