@@ -77,9 +77,11 @@ def cmd_db_purge(args: argparse.Namespace) -> int:
         age = parse_age(args.older_than)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    database = Database.open(settings_of(args).resolved_database_url)
+    settings = settings_of(args)
+    database = Database.open(settings.resolved_database_url)
     try:
-        result = purge_inspections(database, shell(), age, keep_files=args.keep_files, dry_run=args.dry_run)
+        result = purge_inspections(database, shell(), age, keep_files=args.keep_files, dry_run=args.dry_run,
+                                   evidence_root=settings.resolved_evidence_dir)
     finally:
         database.dispose()
     verb = "would delete" if args.dry_run else "deleted"

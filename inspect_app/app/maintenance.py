@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from inspect_app.app.access import authorize
 from inspect_app.records import User
@@ -20,12 +21,14 @@ def purge_inspections(
     *,
     dry_run: bool = False,
     now: datetime | None = None,
+    evidence_root: Path | None = None,
 ) -> retention.PurgeResult:
     """Delete inspections older than ``older_than`` (and, unless ``keep_files``, their files) via ``retention.purge``.
 
     ``retention.purge`` writes the one audit entry (``db.purge``) with the user as actor, so none is added here. A
     dry run only counts and is not audited, but needs the role too: the count is the first half of the control.
     Passing the dry run's ``now`` to the confirmed purge deletes exactly the rows that were counted.
+    ``evidence_root`` (``Settings.resolved_evidence_dir``) resolves the ``evidence:`` paths of the files to delete.
 
     Raises:
         AccessDeniedError: the user is not an admin.
@@ -34,4 +37,5 @@ def purge_inspections(
     """
     user = authorize(user, "purge")
     age = retention.parse_age(older_than) if isinstance(older_than, str) else older_than
-    return retention.purge(db, age, now=now, delete_files=not keep_files, dry_run=dry_run, actor=user.username)
+    return retention.purge(db, age, now=now, delete_files=not keep_files, dry_run=dry_run, actor=user.username,
+                           evidence_root=evidence_root)

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 
+from inspect_app.config.evidence import resolve_stored_path
 from inspect_app.records import AuditEvent, utcnow
 from inspect_app.storage.audit import AuditRepository
 from inspect_app.storage.db import Database
@@ -73,6 +74,7 @@ def purge(
     dry_run: bool = False,
     chunk: int = DEFAULT_CHUNK,
     actor: str = "system",
+    evidence_root: Path | None = None,
 ) -> PurgeResult:
     """Delete inspections created before ``now - older_than`` and, by default, their image and heatmap files.
 
@@ -84,6 +86,8 @@ def purge(
         dry_run: count what would be purged, change nothing.
         chunk: rows deleted per transaction.
         actor: who asked, for the audit log.
+        evidence_root: this machine's evidence folder, which ``evidence:`` paths are relative to; without it such
+            files are kept (counted in ``files_kept``), never guessed at.
 
     Raises:
         ValueError: ``older_than`` is not positive, ``now`` is naive or ``chunk`` is not positive.
@@ -133,8 +137,12 @@ def purge(
                 if path in still_used:
                     kept += 1
                     continue
+                local = resolve_stored_path(path, evidence_root)
+                if local is None:  # a frame reference, or an evidence path with no root to resolve it
+                    kept += 1
+                    continue
                 try:
-                    Path(path).unlink()
+                    local.unlink()
                     deleted += 1
                 except FileNotFoundError:
                     missing += 1

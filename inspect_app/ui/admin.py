@@ -21,9 +21,11 @@ from inspect_app.ui.common import (
     current_user,
     database,
     database_url,
+    format_time,
     require_viewing,
     role_hint,
     run_control,
+    time_title,
 )
 from inspect_app.ui.session import start_session
 
@@ -33,11 +35,12 @@ PAGE_TITLE = "Admin"
 
 
 def users_table(people: list[User]) -> pd.DataFrame:
-    """One row per user: name, display name, role, whether they may sign in, since when."""
+    """One row per user: name, display name, role, whether they may sign in, since when (plant time)."""
+    created = time_title("Created")
     return pd.DataFrame(
-        [{"User": u.username, "Name": u.display_name, "Role": u.role, "Active": u.active, "Created (UTC)": u.created_at}
-         for u in people],
-        columns=["User", "Name", "Role", "Active", "Created (UTC)"],
+        [{"User": u.username, "Name": u.display_name, "Role": u.role, "Active": u.active,
+          created: format_time(u.created_at)} for u in people],
+        columns=["User", "Name", "Role", "Active", created],
     )
 
 

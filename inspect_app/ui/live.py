@@ -21,11 +21,14 @@ from inspect_app.ui.common import (
     ALL_STATIONS,
     database,
     database_url,
+    format_count,
+    format_number,
     format_time,
     load_stations,
     render_picture,
     require_viewing,
     station_filter,
+    time_title,
 )
 
 logger = logging.getLogger(__name__)
@@ -54,17 +57,18 @@ def live_metric_values(figures: dict) -> list[tuple[str, str]]:
 
 
 def _frames_table(rows: list[Inspection]) -> pd.DataFrame:
-    """Display table of the latest frames."""
+    """Display table of the latest frames, times in the plant zone."""
+    time_column = time_title()
     return pd.DataFrame(
         [
             {
-                "Time (UTC)": r.created_at, "Station": r.station, "Decision": r.decision.value,
-                "Defect class": r.defect_class, "Score": r.score, "Latency ms": r.latency_ms, "Image": r.image_path,
-                "Error": r.error,
+                time_column: format_time(r.created_at), "Station": r.station, "Decision": r.decision.value,
+                "Defect class": r.defect_class or "", "Score": format_number(r.score, 3),
+                "Latency ms": format_number(r.latency_ms, 1), "Image": r.image_path or "", "Error": r.error or "",
             }
             for r in rows
         ],
-        columns=["Time (UTC)", "Station", "Decision", "Defect class", "Score", "Latency ms", "Image", "Error"],
+        columns=[time_column, "Station", "Decision", "Defect class", "Score", "Latency ms", "Image", "Error"],
     )
 
 
@@ -94,6 +98,10 @@ def render_live_pipelines(url: str, station: str | None) -> None:
         st.subheader("Pipelines")
         frame = pd.DataFrame(rows)
         frame["Last seen"] = frame["Last seen"].map(format_time)
+        for column in ("Frames/s", "Latency p50 ms", "Latency p95 ms", "Latency p99 ms"):
+            frame[column] = frame[column].map(lambda value: format_number(value, 1))
+        for column in ("Frames", "Queue", "Dropped", "Errors", "Gaps"):
+            frame[column] = frame[column].map(format_count)
         st.dataframe(frame, hide_index=True)
     else:
         st.caption("No pipeline has reported live figures yet.")

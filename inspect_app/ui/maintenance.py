@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import streamlit as st
 
 from inspect_app.app import access, maintenance
+from inspect_app.config import load_settings
 from inspect_app.errors import InspectAppError
 from inspect_app.records import User
 from inspect_app.storage.retention import parse_age
@@ -61,7 +62,7 @@ def _confirm(url: str, user: User | None, pending: dict) -> None:
     """Run the counted purge and report rows and files."""
     del st.session_state[PENDING_KEY]
     result = run_control(maintenance.purge_inspections, database(url), user, pending["age"], pending["keep_files"],
-                         now=pending["now"],
+                         now=pending["now"], evidence_root=load_settings().resolved_evidence_dir,
                          success=f"purge of inspections older than {pending['age']} done")
     if result is not None:
         files = "files kept" if pending["keep_files"] else (

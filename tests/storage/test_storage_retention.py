@@ -112,3 +112,30 @@ def test_unreadable_rows_keep_their_image(db: Database, tmp_path: Path) -> None:
                                                error="truncated")])
     assert purge(db, timedelta(days=90), now=NOW).rows == 1
     assert image.exists()
+
+
+def test_evidence_paths_are_deleted_under_this_machines_evidence_root(db: Database, tmp_path: Path) -> None:
+    # Rows store evidence relative to the evidence root; the purge must find the files where this machine mounts it.
+    root = tmp_path / "mounted-elsewhere"
+    heatmap, image = root / "ab" / "cd" / "abcd01_heatmap.jpg", root / "ab" / "cd" / "abcd01.jpg"
+    heatmap.parent.mkdir(parents=True)
+    heatmap.write_bytes(b"overlay")
+    image.write_bytes(b"part")
+    Repository(db).add_inspections([Inspection(
+        station="s", line="l", source="camera", image_path="evidence:ab/cd/abcd01.jpg",
+        heatmap_path="evidence:ab/cd/abcd01_heatmap.jpg", content_hash="abcd01", decision=Decision.NG,
+        created_at=NOW - timedelta(days=200))])
+    # Without a root nothing is guessed: the files are kept and said so.
+    assert purge(db, timedelta(days=90), now=NOW, dry_run=True).rows == 1
+    result = purge(db, timedelta(days=90), now=NOW, evidence_root=root)
+    assert (result.rows, result.files_deleted, result.files_missing) == (1, 2, 0)
+    assert not heatmap.exists() and not image.exists()
+
+
+def test_evidence_paths_without_a_root_are_kept(db: Database, tmp_path: Path) -> None:
+    Repository(db).add_inspections([Inspection(
+        station="s", line="l", source="camera", image_path="evidence:ab/cd/abcd02.jpg",
+        heatmap_path="evidence:ab/cd/abcd02_heatmap.jpg", content_hash="abcd02", decision=Decision.NG,
+        created_at=NOW - timedelta(days=200))])
+    result = purge(db, timedelta(days=90), now=NOW)
+    assert (result.rows, result.files_deleted, result.files_kept) == (1, 0, 2)

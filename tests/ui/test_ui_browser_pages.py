@@ -46,17 +46,14 @@ VIEWPORT = {"width": 1600, "height": 1200}
 # (name, URL path, role that uses the page), in the menu order of ``ui.app.PAGES``.
 PAGES = (
     ("overview", "", "viewer"),
-    pytest.param("live", "live", "operator", marks=pytest.mark.xfail(
-        strict=True, reason="found on main: pipeline table shows +00:00 times and raw floats (0.10977828057378454)")),
+    ("live", "live", "operator"),
     ("alarms", "alarms", "operator"),
     ("review", "review", "operator"),
-    pytest.param("models", "models", "engineer", marks=pytest.mark.xfail(
-        strict=True, reason="found on main: versions table shows +00:00 times")),
+    ("models", "models", "engineer"),
     ("training", "training", "engineer"),
     ("drift", "drift", "engineer"),
     ("shifts", "shifts", "viewer"),
-    pytest.param("admin", "admin", "admin", marks=pytest.mark.xfail(
-        strict=True, reason="found on main: users table shows +00:00 times")),
+    ("admin", "admin", "admin"),
 )
 # Values a person should never read in a metric or a table cell.
 UNFORMATTED = {
