@@ -93,6 +93,35 @@ class HeatmapFileSink:
         return out
 
 
+def drop_cut_line(path: Path) -> None:
+    """Cut off a last line that a kill left without its newline.
+
+    Otherwise the next append would be glued onto it (one unreadable line), and a cut line that still names its part
+    would keep that part from being written again. The part of a dropped line is not in the file any more, so the re-run
+    that inspects it again writes it whole.
+    """
+    if not path.is_file():
+        return
+    with open(path, "rb+") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        if end == 0:
+            return
+        fh.seek(end - 1)
+        if fh.read(1) == b"\n":
+            return
+        keep, position = 0, end
+        while position > 0:  # back to the last newline, a block at a time
+            start = max(0, position - 65536)
+            fh.seek(start)
+            block = fh.read(position - start)
+            if (index := block.rfind(b"\n")) >= 0:
+                keep = start + index + 1
+                break
+            position = start
+        fh.truncate(keep)
+    logger.warning("%s ended in a line cut short (a killed run); dropped its last %d byte(s)", path, end - keep)
+
+
 class CsvSink:
     """Appends one CSV line per inspection (header written once).
 
@@ -104,6 +133,7 @@ class CsvSink:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fields: tuple[str, ...] = CSV_FIELDS
+        drop_cut_line(self.path)
         if not self.path.exists() or self.path.stat().st_size == 0:
             with open(self.path, "w", newline="", encoding="utf-8") as fh:
                 csv.writer(fh).writerow(CSV_FIELDS)
@@ -134,6 +164,7 @@ class JsonLinesSink:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.written: set[tuple[str, ...]] = set()
+        drop_cut_line(self.path)
         if self.path.is_file():
             with open(self.path, encoding="utf-8") as fh:
                 for line in fh:

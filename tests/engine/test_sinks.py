@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 import threading
@@ -159,6 +160,26 @@ def test_parts_sent_again_after_a_crash_get_one_line_and_one_signal(tmp_path: Pa
         "frame:0", "frame:1", "frame:2", "frame:3"]
     assert [json.loads(line)["image_path"] for line in out.read_text().splitlines()] == [
         "frame:0", "frame:2", "frame:3"]
+
+
+@pytest.mark.parametrize("name", ["r.csv", "r.jsonl"])
+def test_a_line_cut_short_by_kill_9_is_dropped_and_its_part_written_whole(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    make = CsvSink if name.endswith(".csv") else JsonLinesSink
+    make(path).write(_items([Decision.NG, Decision.OK]))
+    whole = path.read_bytes()
+    # kill -9 in the middle of the third part's line: half of it reached the disk, the database never heard of it.
+    make(tmp_path / "scratch" / name).write(_items([Decision.NG], start=2))
+    third = (tmp_path / "scratch" / name).read_bytes().splitlines(keepends=True)[-1]
+    path.write_bytes(whole + third[: len(third) // 2])
+    # The re-run inspects the third part again and one more.
+    make(path).write(_items([Decision.NG, Decision.OK], start=2))
+    lines = path.read_text().splitlines()
+    if name.endswith(".csv"):
+        rows = list(csv.DictReader(lines))
+        assert [row["image_path"] for row in rows] == ["frame:0", "frame:1", "frame:2", "frame:3"]
+    else:
+        assert [json.loads(line)["image_path"] for line in lines] == ["frame:0", "frame:1", "frame:2", "frame:3"]
 
 
 def test_evidence_that_could_not_be_written_is_spooled_with_its_arrays_and_replayed(tmp_path: Path) -> None:
