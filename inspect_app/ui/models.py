@@ -67,14 +67,14 @@ def versions_table(models: list[ModelVersion]) -> pd.DataFrame:
     """One row per version with its headline metrics, formatted like the other tables ("—" for missing, plant time)."""
     def metric(version: ModelVersion, key: str) -> str:
         value = version.metrics.get(key)
-        return format_number(float(value), 4) if isinstance(value, int | float) else MISSING
+        return format_number(float(value), 3) if isinstance(value, int | float) else MISSING
 
     created = time_title("Created")
     return pd.DataFrame(
         [
             {
                 "Name": v.name, "Status": v.status.value, "Backbone": v.backbone,
-                "Threshold": format_number(v.threshold, 4) if v.threshold is not None else MISSING,
+                "Threshold": format_number(v.threshold, 3) if v.threshold is not None else MISSING,
                 "Accuracy": metric(v, "accuracy"), "Macro recall": metric(v, "macro_recall"),
                 "AUROC": metric(v, "auroc_good_vs_defect"),
                 "Validation images": format_count(v.metrics.get("images")) or MISSING,

@@ -177,7 +177,7 @@ def test_0007_adds_the_dashboard_indexes_and_downgrade_restores_0006(db_url: str
     """0006 → 0007 keeps the rows and the answers the indexes serve; 0007 → 0006 puts the old indexes back."""
     from datetime import UTC, datetime, timedelta
 
-    from inspect_app.storage import Database, Repository, queries
+    from inspect_app.storage import Database, Repository, queries, review_queries
 
     upgrade(db_url, "0006")
     t0 = datetime(2024, 1, 1, 5, 30, tzinfo=UTC)
@@ -187,7 +187,7 @@ def test_0007_adds_the_dashboard_indexes_and_downgrade_restores_0006(db_url: str
     with Database.open(db_url, migrate=False) as db:
         Repository(db).add_inspections(rows)
         before_ng = [r.image_path for r in queries.latest_ng(db, limit=5, station="s1")]
-        before_queue = [item.inspection_id for item in queries.review_queue(db, limit=50)]
+        before_queue = [item.inspection_id for item in review_queries.review_queue(db, limit=50)]
     assert before_ng and before_queue
     assert _index_columns(db_url)["ix_inspections_review_queue"] == ("created_at", "id")
 
@@ -197,12 +197,12 @@ def test_0007_adds_the_dashboard_indexes_and_downgrade_restores_0006(db_url: str
     assert indexes["ix_inspections_review_queue"] == ("created_at", "id", "station", "defect_class", "score")
     with Database.open(db_url, migrate=False) as db:
         assert [r.image_path for r in queries.latest_ng(db, limit=5, station="s1")] == before_ng
-        assert [item.inspection_id for item in queries.review_queue(db, limit=50)] == before_queue
+        assert [item.inspection_id for item in review_queries.review_queue(db, limit=50)] == before_queue
 
     downgrade(db_url, "0006")
     indexes = _index_columns(db_url)
     assert "ix_inspections_station_decision_created_at" not in indexes
     assert indexes["ix_inspections_review_queue"] == ("created_at", "id")
     with Database.open(db_url, migrate=False) as db:
-        assert queries.review_queue_size(db) == len(before_queue)
+        assert review_queries.review_queue_size(db) == len(before_queue)
     downgrade(db_url, "base")

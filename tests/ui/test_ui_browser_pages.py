@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from inspect_app.app import users
-from inspect_app.storage import Database, queries
+from inspect_app.storage import Database, queries, review_queries
 from inspect_app.storage.tables import InspectionRow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -85,7 +85,7 @@ def _draw_parts(db: Database, folder: Path, served_as: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     # Seeded image paths are unique per part, so they name the rows to point at the pictures.
-    shown = [item.inspection.image_path for item in queries.review_queue(db, limit=48)]
+    shown = [item.inspection.image_path for item in review_queries.review_queue(db, limit=48)]
     shown += [inspection.image_path for inspection in queries.latest_ng(db, limit=40)]
     with db.session() as session:
         for index, recorded in enumerate(dict.fromkeys(shown)):

@@ -41,6 +41,6 @@ def test_pipeline_table_shows_every_station_from_the_database(tmp_path: Path, mo
     rows = {r["Station"]: r for _, r in table.iterrows()}
     a, b = rows["cell-a"], rows["cell-b"]
     assert (a["Pipeline"], a["Host"], a["Frames"], a["Dropped"], a["Latency p99 ms"], a["State"]) == (
-        "camera-station", "st-a", 321, 7, 170.0, "running")
+        "camera-station", "st-a", "321", "7", "170.0", "running")
     assert (b["Host"], b["State"]) == ("st-b", "silent")
     assert a["Last seen"].endswith("UTC")

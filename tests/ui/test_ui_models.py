@@ -165,7 +165,7 @@ def test_versions_table_formats_missing_values_and_times_like_the_other_tables()
                            status=ModelStatus.ACTIVE, threshold=0.5,
                            created_at=datetime(2026, 12, 1, 21, 9, 1, tzinfo=UTC))
     row = versions_table([version]).iloc[0].to_dict()
-    assert row["Accuracy"] == "0.9512" and row["Validation images"] == "12,345"
+    assert row["Accuracy"] == "0.951" and row["Validation images"] == "12,345"
     assert row["Macro recall"] == MISSING and row["AUROC"] == MISSING
     cells = " ".join(str(v) for v in row.values())
     assert "None" not in cells and "+00:00" not in cells
