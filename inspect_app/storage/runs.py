@@ -16,12 +16,12 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from inspect_app.errors import RunStateError, StorageError
-from inspect_app.records import AuditEvent, ModelComparison, ModelStatus, RunStatus, TrainingRun, utcnow
+from inspect_app.errors import RunStateError
+from inspect_app.records import AuditEvent, ModelComparison, RunStatus, TrainingRun, utcnow
 from inspect_app.storage.audit import write_audit
 from inspect_app.storage.checks import require_aware
 from inspect_app.storage.db import Database
-from inspect_app.storage.tables import InspectionRow, ModelComparisonRow, ModelVersionRow, ReviewRow, TrainingRunRow
+from inspect_app.storage.tables import InspectionRow, ModelComparisonRow, ReviewRow, TrainingRunRow
 
 logger = logging.getLogger(__name__)
 
@@ -407,45 +407,6 @@ class RunQueue:
             stmt = stmt.where(ReviewRow.created_at > _aware("since", since))
         with self.db.session() as session:
             return int(session.scalar(stmt) or 0)
-
-    # promotion -------------------------------------------------------------------------------------------------
-
-    def promote_if_active_is(self, name: str, expected: str | None, audit: AuditEvent | None = None) -> bool:
-        """Make ``name`` active only if the active model is still ``expected`` (``None``: no active model).
-
-        ``audit`` (the promotion's audit entry) is written in the same transaction as the promotion.
-
-        Two workers that judged their candidates against the same champion cannot both replace it: the active row is
-        locked while it is checked, and a concurrent first promotion trips the one-active unique index.
-
-        Returns:
-            Whether ``name`` was promoted; ``False`` means the champion changed and the candidate must be judged again.
-
-        Raises:
-            LookupError: no model version is called ``name``.
-        """
-        try:
-            with self.db.session() as session:
-                current = session.scalar(
-                    select(ModelVersionRow).where(ModelVersionRow.status == ModelStatus.ACTIVE.value).with_for_update()
-                )
-                if (current.name if current is not None else None) != expected:
-                    return False
-                row = session.scalar(select(ModelVersionRow).where(ModelVersionRow.name == name).with_for_update())
-                if row is None:
-                    raise LookupError(f"model version {name!r} not found")
-                if current is not None:
-                    current.status = ModelStatus.RETIRED.value
-                    session.flush()
-                row.status = ModelStatus.ACTIVE.value
-                if audit is not None:
-                    write_audit(session, audit)
-                session.flush()
-        except StorageError as exc:
-            logger.warning("promotion of %s lost a race (%s); it will be judged again", name, exc)
-            return False
-        logger.info("model version %r promoted to active (replacing %r)", name, expected)
-        return True
 
     # comparisons -------------------------------------------------------------------------------------------------
 

@@ -327,7 +327,7 @@ def test_engineer_applies_threshold_and_rolls_back(plant: dict) -> None:
     at = _run(at)
     with Database.open(plant["url"]) as db:
         assert Repository(db).active_model().name == "m0"
-    [event] = _audit(plant["url"], "model.promote")  # the one audited path: storage.promotions
+    [event] = _audit(plant["url"], "model.promote")  # the one audited path: app.versions
     assert (event.actor, event.target, event.details["previous"]) == ("engineer", "m0", "m1")
     assert event.details["reason"] == "rollback from m1"
 
