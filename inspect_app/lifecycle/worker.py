@@ -327,7 +327,7 @@ class Worker:
                 candidate=comparison.candidate, champion=comparison.champion, promoted=promoted, reason=reason,
                 details=comparison.details, training_run_id=run.id, created_at=self.clock(),
             )
-            self.queue.add_comparison(stored)
+            self.repository.add_comparison(stored)
             return stored
         raise RunStateError(f"the active model kept changing while judging {name}; it stays a candidate")
 

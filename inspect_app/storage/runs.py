@@ -1,10 +1,12 @@
-"""The fine-tuning run queue: enqueue, claim, heartbeat, finish, cancel, recover; and stored model comparisons.
+"""The fine-tuning run queue: enqueue, claim, heartbeat, finish, cancel, recover; and what a queued run reads.
 
 Claiming is safe with several workers: PostgreSQL takes the oldest queued row with ``SELECT ... FOR UPDATE SKIP
 LOCKED`` (a locked row is passed over, never waited for or taken twice); SQLite, which serialises writers, flips the
 oldest queued row to ``running`` with one conditional ``UPDATE ... RETURNING``. Every later write by a worker is
 conditional on the run still being ``running`` under that worker's name, so a worker that was declared dead and
-comes back cannot overwrite the run's new owner.
+comes back cannot overwrite the run's new owner. The reviewed-image reads (``reviewed_images``, ``reviews_since``) are
+the queue's inputs: what a run trains on and whether a schedule has anything new to train on. Champion/challenger
+verdicts are ``storage.comparisons``; the promotion itself ``Repository.promote``.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from inspect_app.errors import RunStateError
-from inspect_app.records import AuditEvent, ModelComparison, RunStatus, TrainingRun, utcnow
+from inspect_app.records import AuditEvent, RunStatus, TrainingRun, utcnow
 from inspect_app.storage.audit import write_audit
 from inspect_app.storage.checks import require_aware
 from inspect_app.storage.db import Database
-from inspect_app.storage.tables import InspectionRow, ModelComparisonRow, ReviewRow, TrainingRunRow
+from inspect_app.storage.tables import InspectionRow, ReviewRow, TrainingRunRow
 
 logger = logging.getLogger(__name__)
 
@@ -80,14 +82,6 @@ def run_from_row(row: TrainingRunRow) -> TrainingRun:
         cancel_requested=bool(row.cancel_requested),
         schedule=row.schedule,
         data_fingerprint=row.data_fingerprint,
-    )
-
-
-def _comparison_from_row(row: ModelComparisonRow) -> ModelComparison:
-    """Record for a ``ModelComparisonRow``."""
-    return ModelComparison(
-        candidate=row.candidate, champion=row.champion, promoted=row.promoted, reason=row.reason,
-        details=dict(row.details), training_run_id=row.training_run_id, created_at=row.created_at,
     )
 
 
@@ -407,26 +401,3 @@ class RunQueue:
             stmt = stmt.where(ReviewRow.created_at > _aware("since", since))
         with self.db.session() as session:
             return int(session.scalar(stmt) or 0)
-
-    # comparisons -------------------------------------------------------------------------------------------------
-
-    def add_comparison(self, comparison: ModelComparison) -> int:
-        """Store a champion/challenger evaluation and return its id."""
-        row = ModelComparisonRow(
-            training_run_id=comparison.training_run_id, candidate=comparison.candidate, champion=comparison.champion,
-            promoted=comparison.promoted, reason=comparison.reason, details=dict(comparison.details),
-            created_at=_aware("created_at", comparison.created_at),
-        )
-        with self.db.session() as session:
-            session.add(row)
-            session.flush()
-            return row.id
-
-    def list_comparisons(self, limit: int = 20, candidate: str | None = None) -> list[ModelComparison]:
-        """Newest comparisons first, optionally only those of one candidate."""
-        stmt = select(ModelComparisonRow)
-        if candidate is not None:
-            stmt = stmt.where(ModelComparisonRow.candidate == candidate)
-        stmt = stmt.order_by(ModelComparisonRow.created_at.desc(), ModelComparisonRow.id.desc()).limit(limit)
-        with self.db.session() as session:
-            return [_comparison_from_row(row) for row in session.scalars(stmt)]
