@@ -70,6 +70,8 @@ def promotion_history(db: Database, limit: int = 10_000) -> list[str]:
     """
     history: list[str] = []
     for event in reversed(Repository(db).list_audit(limit=limit, action=PROMOTE_ACTION)):
+        if event.target is None:
+            continue  # every promotion names its model; an entry without one says nothing about the history
         name = _model_name(event.target)
         previous = event.details.get("previous")
         if str(event.details.get("reason", "")).startswith(ROLLBACK_REASON):
