@@ -34,9 +34,9 @@ from inspect_app.config.policy import FinetuneSpec, PromotionPolicy
 from inspect_app.config.recipes import TrainConfig
 from inspect_app.config.settings import Settings
 from inspect_app.data.synthetic import generate_sample_data
+from inspect_app.engine.hot_swap import HotSwapInspector, inspector_loader
 from inspect_app.engine.pipeline import inspect_folder
 from inspect_app.engine.sinks import DatabaseSink
-from inspect_app.lifecycle.active_model import HotSwapInspector, inspector_loader
 from inspect_app.lifecycle.worker import Worker
 from inspect_app.storage import Database, Repository
 from inspect_app.storage.runs import RunQueue

@@ -37,6 +37,10 @@ class StorageError(InspectAppError):
     """The database cannot be reached or refused a write."""
 
 
+class ActiveModelChangedError(StorageError):
+    """A promotion expected another active model than the one the database holds (another promotion came first)."""
+
+
 class AccessDeniedError(InspectAppError):
     """A dashboard or CLI control was attempted without a signed-in user holding the role it needs."""
 

@@ -146,6 +146,34 @@ def repo(db: Database) -> Repository:
     return Repository(db)
 
 
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    """An open, migrated SQLite database file."""
+    database = Database.open(f"sqlite:///{(tmp_path / 'inspect.db').as_posix()}")
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+# ------------------------------------------------------------------ tiny image sets (lifecycle, hot swap)
+@pytest.fixture(scope="session")
+def tiny_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``train`` (good 12, scratch 10), ``swapped`` (labels exchanged), ``test`` (frozen, other seed), ``incoming``."""
+    from inspect_app.data.synthetic import generate_sample_data
+
+    root = tmp_path_factory.mktemp("tiny")
+    generate_sample_data(root / "a", seed=1, per_class={"good": 12, "scratch": 10}, incoming=12, size=64)
+    generate_sample_data(root / "b", seed=2, per_class={"good": 8, "scratch": 8}, incoming=0, size=64)
+    swapped = root / "swapped"
+    swapped.mkdir()
+    # Folder symlinks: the same files under each other's label.
+    os.symlink(root / "a" / "train" / "scratch", swapped / "good")
+    os.symlink(root / "a" / "train" / "good", swapped / "scratch")
+    return {"train": root / "a" / "train", "swapped": swapped, "test": root / "b" / "train",
+            "incoming": root / "a" / "incoming"}
+
+
 def make_inspection(index: int = 0, **overrides: Any) -> Inspection:
     """An inspection with every field set; ``overrides`` replace fields."""
     values: dict[str, Any] = {

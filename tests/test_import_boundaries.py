@@ -27,40 +27,81 @@ INSPECT_APP_ALLOWED = {
     # inspect_app.metrics: the numpy ROC and rates engine wrote the model cards with (torch-free, checked below).
     "ui": (*BASE_ALLOWED, "inspect_app.app", "inspect_app.ui", "inspect_app.metrics"),
 }
+# The use cases reach the layers below them that load torch only lazily, from inside the functions that run them (an
+# inspection job); never the layers above (lifecycle, cli, ui), not even lazily.
+APP_LAZY_ALLOWED = (*INSPECT_APP_ALLOWED["app"], "inspect_app.data", "inspect_app.models", "inspect_app.engine")
 FORBIDDEN_MODULES = ("torch", "torchvision", "timm", "inspect_app.data", "inspect_app.models", "inspect_app.engine")
 
 
-def _imported_modules(path: Path, top_level_only: bool = False) -> set[str]:
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """Every module ``path`` imports, with whether the import runs at import time (``False``: inside a function)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    names: set[str] = set()
-    for node in tree.body if top_level_only else ast.walk(tree):
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+    lazy = {id(inner) for node in ast.walk(tree) if isinstance(node, functions) for inner in ast.walk(node)}
+    found: list[tuple[str, bool]] = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
+            found.extend((alias.name, id(node) not in lazy) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             assert node.level == 0, f"{path}: use absolute imports"
-            names.add(node.module or "")
-    return names
+            found.append((node.module or "", id(node) not in lazy))
+    return found
 
 
-def _allowed(layer: str, module: str) -> bool:
+def _within(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == prefix or module.startswith(prefix + ".") for prefix in prefixes)
+
+
+def _allowed(layer: str, module: str, top_level: bool = True) -> bool:
     top = module.split(".")[0]
     if top == "inspect_app":
-        return any(module == prefix or module.startswith(prefix + ".") for prefix in INSPECT_APP_ALLOWED[layer])
+        prefixes = INSPECT_APP_ALLOWED[layer] if top_level or layer != "app" else APP_LAZY_ALLOWED
+        return _within(module, prefixes)
     return top in sys.stdlib_module_names or top in THIRD_PARTY_ALLOWED or top == "__future__"
+
+
+def _forbidden_imports(layer: str, files: list[Path], root: Path = REPO_ROOT) -> set[str]:
+    """``file: module`` (`` (lazy)``: inside a function) for each import in ``files`` that ``layer`` may not make."""
+    return {
+        f"{path.relative_to(root).as_posix()}: {module}{'' if top_level else ' (lazy)'}"
+        for path in files
+        for module, top_level in _imports(path)
+        if not _allowed(layer, module, top_level)
+    }
 
 
 @pytest.mark.parametrize("layer", ["storage", "app", "ui"])
 def test_layer_imports_only_allowed_modules(layer: str) -> None:
     files = sorted((PACKAGE_DIR / layer).rglob("*.py"))
     assert files, f"no Python files under inspect_app/{layer}"
-    # The use cases reach the engine only lazily, from inside the functions that run it (an inspection job).
-    offending = {
-        f"{path.relative_to(REPO_ROOT)}: {module}"
-        for path in files
-        for module in _imported_modules(path, top_level_only=layer == "app")
-        if not _allowed(layer, module)
-    }
+    offending = _forbidden_imports(layer, files)
     assert not offending, f"forbidden imports: {sorted(offending)}"
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    # A function-level import of a layer above app (as app.jobs once reached lifecycle.active_model).
+    ("def job():\n    from inspect_app.lifecycle.active_model import bind_to_database\n",
+     "inspect_app.lifecycle.active_model (lazy)"),
+    ("def page():\n    import inspect_app.ui.models\n", "inspect_app.ui.models (lazy)"),
+    ("class Command:\n    def run(self):\n        from inspect_app.cli import main\n", "inspect_app.cli (lazy)"),
+    ("def fit():\n    import torch\n", "torch (lazy)"),  # the engine's entry points load torch, not app itself
+    ("from inspect_app.engine.pipeline import Pipeline\n", "inspect_app.engine.pipeline"),  # engine at import time
+    ("try:\n    from inspect_app.lifecycle import worker\nexcept ImportError:\n    worker = None\n",
+     "inspect_app.lifecycle"),
+])
+def test_an_upward_import_in_app_is_caught_even_inside_a_function(tmp_path: Path, source: str, expected: str) -> None:
+    module = tmp_path / "inspect_app" / "app" / "added.py"
+    module.parent.mkdir(parents=True)
+    module.write_text(source, encoding="utf-8")
+    assert _forbidden_imports("app", [module], root=tmp_path) == {f"inspect_app/app/added.py: {expected}"}
+
+
+def test_app_may_reach_the_engine_lazily(tmp_path: Path) -> None:
+    module = tmp_path / "inspect_app" / "app" / "added.py"
+    module.parent.mkdir(parents=True)
+    module.write_text("def job():\n    from inspect_app.engine.hot_swap import bind_to_database\n"
+                      "    from inspect_app.data.sources import open_source\n", encoding="utf-8")
+    assert _forbidden_imports("app", [module], root=tmp_path) == set()
 
 
 def test_storage_and_dashboard_run_without_loading_torch(tmp_path: Path) -> None:
@@ -93,5 +134,5 @@ def test_storage_and_dashboard_run_without_loading_torch(tmp_path: Path) -> None
 
 
 def test_shared_metrics_module_needs_only_numpy() -> None:
-    modules = _imported_modules(PACKAGE_DIR / "metrics.py")
+    modules = {module for module, _ in _imports(PACKAGE_DIR / "metrics.py")}
     assert {m.split(".")[0] for m in modules} <= {"__future__", "collections", "typing", "numpy"}, modules

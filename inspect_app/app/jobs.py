@@ -105,6 +105,7 @@ def run_inspection_job(
     lines an operator should see while it runs (the live source being watched).
     """
     from inspect_app.data.sources import open_source
+    from inspect_app.engine.hot_swap import bind_to_database
     from inspect_app.engine.onnx_backend import load_inspector
     from inspect_app.engine.pipeline import Pipeline
     from inspect_app.storage.live_stats import PipelineStatusWriter
@@ -116,8 +117,6 @@ def run_inspection_job(
         review_band=spec.review_band, onnx_path=Path(spec.onnx_path) if spec.onnx_path else None,
     )
     version = register_model(repository, inspector.card, Path(spec.model), actor=actor)
-    from inspect_app.lifecycle.active_model import bind_to_database
-
     # The stored threshold (the dashboard's) decides unless the pipeline pins one; follow_active follows promotions.
     inspector = bind_to_database(inspector, repository, version, spec)
     # Batches decided while the database is unreachable wait in a local spool and are written once it answers. The

@@ -209,7 +209,7 @@ class Pipeline:
     # inference ---------------------------------------------------------------------------------------------------
 
     def _infer(self, batch: list[Envelope]) -> list[SinkItem]:
-        # A model-following inspector (lifecycle.active_model) swaps only here, between batches, never inside one.
+        # A model-following inspector (engine.hot_swap) swaps only here, between batches, never inside one.
         poll = getattr(self.inspector, "poll", None)
         if poll is not None:
             poll()

@@ -1,4 +1,4 @@
-"""Model lifecycle: the fine-tuning run queue, the worker, schedules, champion/challenger promotion, hot model swap.
+"""Model lifecycle: the fine-tuning run queue, the worker, schedules, champion/challenger promotion.
 
 Sits between ``engine`` and ``ui``/``cli``: it imports ``storage`` and the engine's public functions only.
 """

@@ -19,10 +19,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from inspect_app.app.versions import promotion_event
 from inspect_app.config.policy import FinetuneSpec
 from inspect_app.config.settings import Settings
 from inspect_app.engine.anomaly_config import ANOMALY_KIND
-from inspect_app.errors import RunStateError
+from inspect_app.errors import ActiveModelChangedError, RunStateError
 from inspect_app.lifecycle.promotion import compare
 from inspect_app.lifecycle.snapshot import (
     Snapshot,
@@ -40,7 +41,6 @@ from inspect_app.records import (
     TrainingRun,
     utcnow,
 )
-from inspect_app.storage import promotions
 from inspect_app.storage.db import Database
 from inspect_app.storage.repository import Repository
 from inspect_app.storage.runs import RunQueue
@@ -314,9 +314,11 @@ class Worker:
             promoted = comparison.promoted and spec.promotion.auto_promote
             if promoted:
                 previous = champion.name if champion else None
-                event = promotions.promotion_event(name, previous, f"worker:{self.name}",
-                                                   f"run {run.id}: {comparison.reason}")
-                if not self.queue.promote_if_active_is(name, previous, audit=event):
+                event = promotion_event(name, previous, f"worker:{self.name}", f"run {run.id}: {comparison.reason}")
+                try:
+                    self.repository.promote(name, audit=event, expected_active=previous)
+                except ActiveModelChangedError as exc:
+                    logger.warning("%s; %s is judged again", exc, name)
                     continue  # another worker promoted its candidate meanwhile: judge against that one
             reason = comparison.reason
             if comparison.promoted and not promoted:
@@ -325,7 +327,7 @@ class Worker:
                 candidate=comparison.candidate, champion=comparison.champion, promoted=promoted, reason=reason,
                 details=comparison.details, training_run_id=run.id, created_at=self.clock(),
             )
-            self.queue.add_comparison(stored)
+            self.repository.add_comparison(stored)
             return stored
         raise RunStateError(f"the active model kept changing while judging {name}; it stays a candidate")
 

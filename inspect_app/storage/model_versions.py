@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Final
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from inspect_app.errors import StorageError
+from inspect_app.errors import ActiveModelChangedError, StorageError
 from inspect_app.records import AuditEvent, ModelStatus, ModelVersion
 from inspect_app.storage.audit import write_audit
 from inspect_app.storage.checks import require_aware
@@ -14,6 +15,9 @@ from inspect_app.storage.db import Database
 from inspect_app.storage.tables import ModelVersionRow
 
 logger = logging.getLogger(__name__)
+
+# ``promote(expected_active=ANY_ACTIVE)``: promote whatever model is active now (a person's promotion).
+ANY_ACTIVE: Final = "<any>"
 
 
 def _model_version_to_row(version: ModelVersion) -> ModelVersionRow:
@@ -107,36 +111,57 @@ class ModelVersionRepository:
             row = session.scalar(stmt)
             return None if row is None else model_version_from_row(row)
 
-    def promote(self, name: str, audit: AuditEvent | None = None) -> ModelVersion:
+    def promote(
+        self, name: str, audit: AuditEvent | None = None, expected_active: str | None = ANY_ACTIVE
+    ) -> ModelVersion:
         """Make ``name`` the active model and retire the previous one, in one transaction.
 
         Promoting the model that is already active changes nothing; a retired model may be promoted again (rollback).
-        ``audit`` is written in the same transaction, when the promotion changes something.
+        ``audit`` is written in the same transaction, when the promotion changes something. With ``expected_active``
+        (a name, or ``None`` for no active model) the promotion happens only if that model is still the active one:
+        two workers that judged their candidates against the same champion cannot both replace it (the active row is
+        locked while it is checked, and a concurrent first promotion trips the one-active unique index).
 
         Returns:
             The promoted model version.
 
         Raises:
-            LookupError: no model version is called ``name``.
+            LookupError: no model version is called ``name`` (the known ones are listed).
+            ActiveModelChangedError: the active model is not ``expected_active`` (or became another one meanwhile).
         """
-        with self.db.session() as session:
-            row = session.scalar(select(ModelVersionRow).where(ModelVersionRow.name == name).with_for_update())
-            if row is None:
-                known = session.scalars(select(ModelVersionRow.name).order_by(ModelVersionRow.name)).all()
-                raise LookupError(f"model version {name!r} not found; known: {list(known)}")
-            if row.status != ModelStatus.ACTIVE.value:
-                # Retire first: the one-active unique index is checked per statement.
-                session.execute(
-                    update(ModelVersionRow)
-                    .where(ModelVersionRow.status == ModelStatus.ACTIVE.value)
-                    .values(status=ModelStatus.RETIRED.value)
+        checked = expected_active != ANY_ACTIVE
+        try:
+            with self.db.session() as session:
+                current = session.scalar(
+                    select(ModelVersionRow).where(ModelVersionRow.status == ModelStatus.ACTIVE.value).with_for_update()
                 )
-                row.status = ModelStatus.ACTIVE.value
-                if audit is not None:
-                    write_audit(session, audit)
-                session.flush()
-                logger.info("model version %r promoted to active", name)
-            return model_version_from_row(row)
+                current_name = current.name if current is not None else None
+                if checked and current_name != expected_active:
+                    raise ActiveModelChangedError(
+                        f"model version {name!r} not promoted: the active model is {current_name!r}, not "
+                        f"{expected_active!r}")
+                row = session.scalar(select(ModelVersionRow).where(ModelVersionRow.name == name).with_for_update())
+                if row is None:
+                    known = session.scalars(select(ModelVersionRow.name).order_by(ModelVersionRow.name)).all()
+                    raise LookupError(f"model version {name!r} not found; known: {list(known)}")
+                if row.status != ModelStatus.ACTIVE.value:
+                    if current is not None:
+                        # Retire first: the one-active unique index is checked per statement.
+                        current.status = ModelStatus.RETIRED.value
+                        session.flush()
+                    row.status = ModelStatus.ACTIVE.value
+                    if audit is not None:
+                        write_audit(session, audit)
+                    session.flush()
+                    logger.info("model version %r promoted to active (replacing %r)", name, current_name)
+                return model_version_from_row(row)
+        except ActiveModelChangedError:
+            raise
+        except StorageError as exc:
+            if not checked:
+                raise
+            raise ActiveModelChangedError(f"model version {name!r} not promoted: another promotion came first "
+                                          f"({exc})") from exc
 
 
-__all__ = ["ModelVersionRepository", "model_version_from_row"]
+__all__ = ["ANY_ACTIVE", "ModelVersionRepository", "model_version_from_row"]

@@ -9,6 +9,7 @@ code lives, and new code may take just the one it needs. Training runs are ``sto
 from __future__ import annotations
 
 from inspect_app.storage.audit import AuditRepository
+from inspect_app.storage.comparisons import ModelComparisonRepository
 from inspect_app.storage.dataset_snapshots import DatasetSnapshotRepository
 from inspect_app.storage.inspections import InspectionRepository
 from inspect_app.storage.model_versions import ModelVersionRepository
@@ -19,6 +20,7 @@ from inspect_app.storage.users import UserRepository
 class Repository(
     InspectionRepository,
     ModelVersionRepository,
+    ModelComparisonRepository,
     ReviewRepository,
     UserRepository,
     AuditRepository,

@@ -1,10 +1,12 @@
-"""The fine-tuning run queue: enqueue, claim, heartbeat, finish, cancel, recover; and stored model comparisons.
+"""The fine-tuning run queue: enqueue, claim, heartbeat, finish, cancel, recover; and what a queued run reads.
 
 Claiming is safe with several workers: PostgreSQL takes the oldest queued row with ``SELECT ... FOR UPDATE SKIP
 LOCKED`` (a locked row is passed over, never waited for or taken twice); SQLite, which serialises writers, flips the
 oldest queued row to ``running`` with one conditional ``UPDATE ... RETURNING``. Every later write by a worker is
 conditional on the run still being ``running`` under that worker's name, so a worker that was declared dead and
-comes back cannot overwrite the run's new owner.
+comes back cannot overwrite the run's new owner. The reviewed-image reads (``reviewed_images``, ``reviews_since``) are
+the queue's inputs: what a run trains on and whether a schedule has anything new to train on. Champion/challenger
+verdicts are ``storage.comparisons``; the promotion itself ``Repository.promote``.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from inspect_app.errors import RunStateError, StorageError
-from inspect_app.records import AuditEvent, ModelComparison, ModelStatus, RunStatus, TrainingRun, utcnow
+from inspect_app.errors import RunStateError
+from inspect_app.records import AuditEvent, RunStatus, TrainingRun, utcnow
 from inspect_app.storage.audit import write_audit
 from inspect_app.storage.checks import require_aware
 from inspect_app.storage.db import Database
-from inspect_app.storage.tables import InspectionRow, ModelComparisonRow, ModelVersionRow, ReviewRow, TrainingRunRow
+from inspect_app.storage.tables import InspectionRow, ReviewRow, TrainingRunRow
 
 logger = logging.getLogger(__name__)
 
@@ -80,14 +82,6 @@ def run_from_row(row: TrainingRunRow) -> TrainingRun:
         cancel_requested=bool(row.cancel_requested),
         schedule=row.schedule,
         data_fingerprint=row.data_fingerprint,
-    )
-
-
-def _comparison_from_row(row: ModelComparisonRow) -> ModelComparison:
-    """Record for a ``ModelComparisonRow``."""
-    return ModelComparison(
-        candidate=row.candidate, champion=row.champion, promoted=row.promoted, reason=row.reason,
-        details=dict(row.details), training_run_id=row.training_run_id, created_at=row.created_at,
     )
 
 
@@ -407,65 +401,3 @@ class RunQueue:
             stmt = stmt.where(ReviewRow.created_at > _aware("since", since))
         with self.db.session() as session:
             return int(session.scalar(stmt) or 0)
-
-    # promotion -------------------------------------------------------------------------------------------------
-
-    def promote_if_active_is(self, name: str, expected: str | None, audit: AuditEvent | None = None) -> bool:
-        """Make ``name`` active only if the active model is still ``expected`` (``None``: no active model).
-
-        ``audit`` (the promotion's audit entry) is written in the same transaction as the promotion.
-
-        Two workers that judged their candidates against the same champion cannot both replace it: the active row is
-        locked while it is checked, and a concurrent first promotion trips the one-active unique index.
-
-        Returns:
-            Whether ``name`` was promoted; ``False`` means the champion changed and the candidate must be judged again.
-
-        Raises:
-            LookupError: no model version is called ``name``.
-        """
-        try:
-            with self.db.session() as session:
-                current = session.scalar(
-                    select(ModelVersionRow).where(ModelVersionRow.status == ModelStatus.ACTIVE.value).with_for_update()
-                )
-                if (current.name if current is not None else None) != expected:
-                    return False
-                row = session.scalar(select(ModelVersionRow).where(ModelVersionRow.name == name).with_for_update())
-                if row is None:
-                    raise LookupError(f"model version {name!r} not found")
-                if current is not None:
-                    current.status = ModelStatus.RETIRED.value
-                    session.flush()
-                row.status = ModelStatus.ACTIVE.value
-                if audit is not None:
-                    write_audit(session, audit)
-                session.flush()
-        except StorageError as exc:
-            logger.warning("promotion of %s lost a race (%s); it will be judged again", name, exc)
-            return False
-        logger.info("model version %r promoted to active (replacing %r)", name, expected)
-        return True
-
-    # comparisons -------------------------------------------------------------------------------------------------
-
-    def add_comparison(self, comparison: ModelComparison) -> int:
-        """Store a champion/challenger evaluation and return its id."""
-        row = ModelComparisonRow(
-            training_run_id=comparison.training_run_id, candidate=comparison.candidate, champion=comparison.champion,
-            promoted=comparison.promoted, reason=comparison.reason, details=dict(comparison.details),
-            created_at=_aware("created_at", comparison.created_at),
-        )
-        with self.db.session() as session:
-            session.add(row)
-            session.flush()
-            return row.id
-
-    def list_comparisons(self, limit: int = 20, candidate: str | None = None) -> list[ModelComparison]:
-        """Newest comparisons first, optionally only those of one candidate."""
-        stmt = select(ModelComparisonRow)
-        if candidate is not None:
-            stmt = stmt.where(ModelComparisonRow.candidate == candidate)
-        stmt = stmt.order_by(ModelComparisonRow.created_at.desc(), ModelComparisonRow.id.desc()).limit(limit)
-        with self.db.session() as session:
-            return [_comparison_from_row(row) for row in session.scalars(stmt)]

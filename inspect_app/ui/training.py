@@ -23,6 +23,7 @@ from inspect_app.app import schedules as schedule_actions
 from inspect_app.config import TrainConfig, load_settings
 from inspect_app.errors import StorageError
 from inspect_app.records import RunStatus, TrainingRun, utcnow
+from inspect_app.storage.repository import Repository
 from inspect_app.storage.runs import RunQueue
 from inspect_app.storage.schedules import CRON_HELP, ScheduleStore
 from inspect_app.ui import files
@@ -75,7 +76,7 @@ def load_comparisons(url: str) -> pd.DataFrame:
              "Candidate escape": format_percent((c.details.get("candidate") or {}).get("escape_rate")),
              "Champion escape": format_percent((c.details.get("champion") or {}).get("escape_rate")),
              "Reason": c.reason or ""}
-            for c in RunQueue(database(url)).list_comparisons(limit=COMPARISONS_SHOWN)
+            for c in Repository(database(url)).list_comparisons(limit=COMPARISONS_SHOWN)
         ],
         columns=["When", "Run", "Candidate", "Champion", "Promoted", "Candidate escape", "Champion escape",
                  "Reason"],

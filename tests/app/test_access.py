@@ -104,7 +104,7 @@ def test_promote_rollback_and_threshold(db: Database, repo: Repository, model_ve
     assert versions.rollback_target(db).name == "c"  # the one active before b, not the newest retired by date
     assert versions.rollback_model(db, engineer).name == "c"
     assert repo.active_model().name == "c"
-    rolled = repo.list_audit(action="model.promote")[0]  # one audited path for both: storage.promotions
+    rolled = repo.list_audit(action="model.promote")[0]  # one audited path for both: app.versions
     assert (rolled.actor, rolled.target, rolled.details) == ("engineer-1", "c",
                                                                {"previous": "b", "reason": "rollback from b"})
     with pytest.raises(AccessDeniedError):

@@ -1,12 +1,11 @@
-"""Fixtures for the lifecycle tests: tiny real image sets, a real database, and a fast real training recipe.
+"""Fixtures for the lifecycle tests: a database per backend, settings and a fast real training recipe.
 
-The images are the project's synthetic parts at 64 px (generated once per session); "swapped" is the same training
-set with the good and scratch folders exchanged, which trains a model that is genuinely worse, not a mocked one.
+The tiny real image sets (``tiny_sets``) and ``sqlite_db`` are in the top-level conftest: the engine's hot-swap tests
+use them too.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +14,6 @@ import pytest
 from inspect_app.config.policy import FinetuneSpec, PromotionPolicy
 from inspect_app.config.recipes import TrainConfig
 from inspect_app.config.settings import Settings
-from inspect_app.data.synthetic import generate_sample_data
-from inspect_app.storage import Database
 
 POSTGRES_ENV = "INSPECT_TEST_POSTGRES_URL"
 FAST_TRAIN = TrainConfig(epochs=6, input_size=64, batch_size=8, lr=3e-3, device="cpu", val_fraction=0.25)
@@ -34,21 +31,6 @@ def spec_factory() -> object:
     return fast_spec
 
 
-@pytest.fixture(scope="session")
-def tiny_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """``train`` (good 12, scratch 10), ``swapped`` (labels exchanged), ``test`` (frozen, other seed), ``incoming``."""
-    root = tmp_path_factory.mktemp("tiny")
-    generate_sample_data(root / "a", seed=1, per_class={"good": 12, "scratch": 10}, incoming=12, size=64)
-    generate_sample_data(root / "b", seed=2, per_class={"good": 8, "scratch": 8}, incoming=0, size=64)
-    swapped = root / "swapped"
-    swapped.mkdir()
-    # Folder symlinks: the same files under each other's label.
-    os.symlink(root / "a" / "train" / "scratch", swapped / "good")
-    os.symlink(root / "a" / "train" / "good", swapped / "scratch")
-    return {"train": root / "a" / "train", "swapped": swapped, "test": root / "b" / "train",
-            "incoming": root / "a" / "incoming"}
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def lifecycle_db_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_schema) -> Iterator[str]:
     """A fresh database URL: a SQLite file, or a PostgreSQL schema dropped afterwards (skipped without a server)."""
@@ -57,16 +39,6 @@ def lifecycle_db_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_sc
         return
     with postgres_schema("inspect_life") as url:
         yield url
-
-
-@pytest.fixture
-def sqlite_db(tmp_path: Path) -> Iterator[Database]:
-    """An open, migrated SQLite database file."""
-    database = Database.open(f"sqlite:///{(tmp_path / 'inspect.db').as_posix()}")
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 @pytest.fixture

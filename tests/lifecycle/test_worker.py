@@ -56,12 +56,12 @@ def test_better_candidate_is_promoted_and_worse_one_kept_with_its_comparison(
     assert repo.get_model_version(f"t-run{third}").status is ModelStatus.CANDIDATE
     assert repo.get_model_version(f"t-run{first}").status is ModelStatus.RETIRED
 
-    [kept] = queue.list_comparisons(candidate=f"t-run{third}")
+    [kept] = repo.list_comparisons(candidate=f"t-run{third}")
     assert (kept.champion, kept.promoted, kept.training_run_id) == (f"t-run{second}", False, third)
     cand, champ = kept.details["candidate"], kept.details["champion"]
     assert cand["images"] == champ["images"] == 16  # the same frozen test set for both
     assert cand["escape_rate"] > champ["escape_rate"] or "worse" in kept.reason
-    [won] = queue.list_comparisons(candidate=f"t-run{second}")
+    [won] = repo.list_comparisons(candidate=f"t-run{second}")
     assert won.promoted and won.details["candidate"]["escape_rate"] < won.details["champion"]["escape_rate"]
 
     # Each run left its log, its data snapshot and its progress.
@@ -188,10 +188,10 @@ def test_good_only_run_is_fitted_registered_and_promoted_only_when_better(
     card = json.loads((model_dir / "model_card.json").read_text())
     assert (model_dir / "model.safetensors").is_file()
     assert (card["kind"], card["name"]) == ("patchcore", candidate.name)
-    [kept] = queue.list_comparisons(candidate=candidate.name)
+    [kept] = repo.list_comparisons(candidate=candidate.name)
     assert kept.champion == f"g-run{better}"
     assert kept.details["candidate"]["images"] == kept.details["champion"]["images"] == 16
-    [won] = queue.list_comparisons(candidate=f"g-run{better}")
+    [won] = repo.list_comparisons(candidate=f"g-run{better}")
     assert won.details["candidate"]["escape_rate"] < won.details["champion"]["escape_rate"]
     assert runs[better].metrics["kind"] == "anomaly"
     assert "holdout_false_reject_rate" in runs[better].metrics["validation"]
@@ -250,7 +250,7 @@ def test_an_update_schedule_adds_only_the_good_images_reviewed_since_the_refresh
     base_card = json.loads((Path(base.path) / "model_card.json").read_text())
     card = json.loads((Path(repo.get_model_version(f"g-run{second}").path) / "model_card.json").read_text())
     assert card["anomaly"]["train_images"] == base_card["anomaly"]["train_images"] + 3
-    [comparison] = queue.list_comparisons(candidate=f"g-run{second}")  # judged by the same rule
+    [comparison] = repo.list_comparisons(candidate=f"g-run{second}")  # judged by the same rule
     assert comparison.champion == base.name and comparison.promoted == run.metrics["promoted"]
 
     third = queue.enqueue(spec, str(tiny_sets["train"] / "good"), schedule="nightly-good")

@@ -27,7 +27,7 @@ from inspect_app.app import schedules as schedule_actions
 from inspect_app.app.users import set_user_active
 from inspect_app.cli import main
 from inspect_app.records import AuditEvent, Decision, Inspection, ModelVersion, RunStatus
-from inspect_app.storage import Database, Repository, promotions
+from inspect_app.storage import Database, Repository
 from inspect_app.storage.retention import purge
 from inspect_app.storage.runs import RunQueue
 from inspect_app.storage.schedules import ScheduleStore
@@ -70,7 +70,7 @@ def test_app_role_runs_the_product_path(app_db: Database, roles_db, tmp_path) ->
     for name in ("m1", "m2"):
         repository.add_model_version(ModelVersion(name=name, kind="classifier", backbone="b", path=f"/m/{name}",
                                                   classes=("good", "scratch")))
-    promotions.promote(repository, "m1", actor="alice")
+    versions.promote_model(app_db, admin, "m1")
     versions.promote_model(app_db, admin, "m2")
     versions.set_model_threshold(app_db, admin, "m2", 0.4)
     versions.rollback_model(app_db, admin)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from inspect_app.errors import StorageError
+from inspect_app.errors import ActiveModelChangedError, StorageError
 from inspect_app.records import Decision, Inspection, ModelStatus
 from inspect_app.storage import Repository
 from inspect_app.storage.runs import RunQueue
@@ -211,6 +211,22 @@ def test_promote_unknown_name_raises_and_changes_nothing(repo: Repository, model
     with pytest.raises(LookupError, match="'ghost'"):
         repo.promote("ghost")
     assert repo.active_model().name == "a"
+
+
+def test_promote_with_an_expected_active_model_refuses_when_another_one_is_active(
+    repo: Repository, model_version_factory: Any
+) -> None:
+    for name in ("a", "b", "c"):
+        repo.add_model_version(model_version_factory(name))
+    with pytest.raises(ActiveModelChangedError, match="the active model is None, not 'a'"):
+        repo.promote("b", expected_active="a")  # judged against "a", but nothing is active yet
+    assert repo.active_model() is None
+    assert repo.promote("a", expected_active=None).name == "a"
+    assert repo.promote("b", expected_active="a").name == "b"
+    with pytest.raises(ActiveModelChangedError, match="the active model is 'b', not 'a'"):
+        repo.promote("c", expected_active="a")  # another worker promoted b first: c must be judged again
+    assert {m.name: m.status for m in repo.list_model_versions()} == {
+        "a": ModelStatus.RETIRED, "b": ModelStatus.ACTIVE, "c": ModelStatus.CANDIDATE}
 
 
 def test_database_refuses_a_second_active_model(repo: Repository, model_version_factory: Any) -> None:

@@ -115,8 +115,8 @@ def test_comparisons_and_reviewed_images_round_trip(db: Database, inspection_fac
     run_id = queue.enqueue({}, "/data", created_at=T0)
     comparison = ModelComparison(candidate="m2", champion="m1", promoted=False, reason="worse on 'dent'",
                                  details={"candidate": {"escape_rate": 0.5}}, training_run_id=run_id, created_at=T0)
-    queue.add_comparison(comparison)
-    assert queue.list_comparisons(candidate="m2") == [comparison]
+    repo.add_comparison(comparison)
+    assert repo.list_comparisons(candidate="m2") == [comparison]
     repo.add_inspections([inspection_factory(1), inspection_factory(2)])
     inspection_id = repo.inspection_id(f"{1:064x}", "resnet-v1", "station-1")
     assert queue.reviews_since(None) == 0

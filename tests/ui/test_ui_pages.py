@@ -327,7 +327,7 @@ def test_engineer_applies_threshold_and_rolls_back(plant: dict) -> None:
     at = _run(at)
     with Database.open(plant["url"]) as db:
         assert Repository(db).active_model().name == "m0"
-    [event] = _audit(plant["url"], "model.promote")  # the one audited path: storage.promotions
+    [event] = _audit(plant["url"], "model.promote")  # the one audited path: app.versions
     assert (event.actor, event.target, event.details["previous"]) == ("engineer", "m0", "m1")
     assert event.details["reason"] == "rollback from m1"
 
@@ -447,7 +447,7 @@ def test_bad_cron_is_named_not_raised(plant: dict) -> None:
 
 def test_model_comparisons_table(plant: dict) -> None:
     with Database.open(plant["url"]) as db:
-        RunQueue(db).add_comparison(ModelComparison(
+        Repository(db).add_comparison(ModelComparison(
             candidate="m2", champion="m1", promoted=False, reason="escape rate not lower",
             details={"candidate": {"escape_rate": 0.1}, "champion": {"escape_rate": 0.05}}, training_run_id=1,
             created_at=datetime.now(UTC)))

@@ -9,6 +9,10 @@ The threshold the line decides with is the active version's row in ``model_versi
 page sets): each poll re-reads it and a change applies from the next batch, like a promotion, unless the pipeline
 pins its own ``threshold:``. ``bind_to_database`` gives a pipeline that does not follow the active model its version
 row's threshold once, at the start.
+
+It lives in the engine (beside the ``Inspector`` it wraps) and reads the database only through the two methods of
+``ModelVersionSource`` that a storage ``Repository`` has, so the engine imports no storage and the inspection job
+(``app.jobs``) reaches it without importing the lifecycle layer above it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,13 +30,25 @@ from inspect_app.config.pipeline import PipelineSpec
 from inspect_app.engine.infer import Inspector
 from inspect_app.errors import ConfigError
 from inspect_app.records import ModelVersion, Prediction
-from inspect_app.storage.repository import Repository
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["HotSwapInspector", "Loader", "ModelVersionSource", "apply_version_threshold", "bind_to_database",
+           "inspector_loader"]
 
 Loader = Callable[[ModelVersion], Inspector]
 # ``Inspector.threshold_source`` of a threshold read from the version row.
 VERSION_ROW = "model_versions"
+
+
+class ModelVersionSource(Protocol):
+    """Where the active model version and a version's row are read (a storage ``Repository`` is one)."""
+
+    def active_model(self) -> ModelVersion | None:
+        """The active model version, or ``None`` before the first promotion."""
+
+    def get_model_version(self, name: str) -> ModelVersion | None:
+        """The model version called ``name``, or ``None``."""
 
 
 def apply_version_threshold(inspector: Inspector, version: ModelVersion) -> bool:
@@ -68,7 +84,7 @@ class HotSwapInspector:
 
     def __init__(
         self,
-        repository: Repository,
+        repository: ModelVersionSource,
         loader: Loader,
         poll_s: float = 10.0,
         background: bool = True,
@@ -202,7 +218,7 @@ def inspector_loader(
 
 
 def bind_to_database(
-    inspector: Inspector, repository: Repository, version: ModelVersion, spec: PipelineSpec
+    inspector: Inspector, repository: ModelVersionSource, version: ModelVersion, spec: PipelineSpec
 ) -> Inspector | HotSwapInspector:
     """The inspector a pipeline decides with: its threshold from the version row, following the active model if asked.
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from inspect_app.config.recipes import TrainConfig
+from inspect_app.engine.hot_swap import HotSwapInspector, inspector_loader
 from inspect_app.engine.pipeline import inspect_folder
 from inspect_app.engine.sinks import DatabaseSink
 from inspect_app.engine.train import fit
-from inspect_app.lifecycle.active_model import HotSwapInspector, inspector_loader
 from inspect_app.records import ModelVersion
 from inspect_app.storage import Database, Repository
 
@@ -215,8 +215,8 @@ def test_a_pipeline_without_follow_active_starts_with_the_stored_threshold_unles
     from inspect_app.app.access import shell_user
     from inspect_app.app.versions import set_model_threshold
     from inspect_app.config.pipeline import PipelineSpec
+    from inspect_app.engine.hot_swap import bind_to_database
     from inspect_app.engine.infer import Inspector
-    from inspect_app.lifecycle.active_model import bind_to_database
 
     repo = Repository(sqlite_db)
     _register(repo, two_models[0])
