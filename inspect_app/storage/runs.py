@@ -9,6 +9,7 @@ comes back cannot overwrite the run's new owner.
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -383,7 +384,7 @@ class RunQueue:
 
     # reviewed labels ---------------------------------------------------------------------------------------------
 
-    def reviewed_images(self, until: datetime | None = None) -> list[dict[str, Any]]:
+    def reviewed_images(self, until: datetime | None = None) -> builtins.list[dict[str, Any]]:
         """Reviewed inspections (oldest first) as training labels: id, image path, hash, verdict, class, time."""
         stmt = (
             select(ReviewRow.inspection_id, InspectionRow.image_path, InspectionRow.content_hash, ReviewRow.verdict,
@@ -461,7 +462,7 @@ class RunQueue:
             session.flush()
             return row.id
 
-    def list_comparisons(self, limit: int = 20, candidate: str | None = None) -> list[ModelComparison]:
+    def list_comparisons(self, limit: int = 20, candidate: str | None = None) -> builtins.list[ModelComparison]:
         """Newest comparisons first, optionally only those of one candidate."""
         stmt = select(ModelComparisonRow)
         if candidate is not None:
