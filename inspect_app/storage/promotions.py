@@ -45,6 +45,8 @@ def promotion_history(repository: Repository, limit: int = 10_000) -> list[str]:
     """
     history: list[str] = []
     for event in reversed(repository.list_audit(limit=limit, action=PROMOTE_ACTION)):
+        if event.target is None:
+            continue  # every promotion audits its model as the target; an entry without one names no model
         name = _model_name(event.target)
         previous = event.details.get("previous")
         if str(event.details.get("reason", "")).startswith(ROLLBACK_REASON):
