@@ -162,8 +162,9 @@ def _leave_one_out_grids(
     """Unscaled patch distances of images that are in the bank, each without its own bank rows (as if held out)."""
     out = []
     for path, owner in zip(paths, owners, strict=True):
-        exclude: torch.Tensor | None = (bank_owners == int(owner)).to(model.memory_bank.device)
-        if bool(exclude.all()):
+        own_rows = (bank_owners == int(owner)).to(model.memory_bank.device)
+        exclude: torch.Tensor | None = own_rows
+        if bool(own_rows.all()):
             # A bank made of this one image only: nothing else to compare with, so score it as it is.
             logger.warning("%s: every bank row comes from this image; scored without leaving it out", path)
             exclude = None

@@ -147,8 +147,9 @@ class Inspector:
         out = []
         # Parts screened below the lowest non-OK score are OK under exact search too (``engine.screening``).
         refine_at = refine_level(self.threshold - self.review_band, center, raw_threshold)
-        # An anomaly config comes only with the PatchCore of load_anomaly_model.
-        for raw in score_screened(cast(PatchCore, self.model), images, self.anomaly_config, refine_at):
+        # predict() comes here only with an anomaly config, which comes only with load_anomaly_model's PatchCore.
+        model, config = cast(PatchCore, self.model), cast(AnomalyConfig, self.anomaly_config)
+        for raw in score_screened(model, images, config, refine_at):
             score = float(normalize(raw.score, center, raw_threshold))
             decision = decide(score, self.threshold, self.review_band)
             defect = decision is not Decision.OK
