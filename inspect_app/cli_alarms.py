@@ -14,12 +14,13 @@ import time
 
 from inspect_app.cli_common import open_database, settings_of
 from inspect_app.cli_lifecycle import shell
+from inspect_app.records import Alarm
 
 logger = logging.getLogger(__name__)
 
 
 
-def _line(alarm: object) -> str:
+def _line(alarm: Alarm) -> str:
     """One alarm as a terminal line: id, when, state, kind, message."""
     state = "acknowledged" if alarm.acknowledged_at else ("cleared" if alarm.cleared_at else "active")
     return f"{alarm.id:>5}  {alarm.raised_at:%Y-%m-%d %H:%M} UTC  {state:<12} {alarm.kind:<13} {alarm.message}"

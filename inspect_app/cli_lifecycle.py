@@ -106,8 +106,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     for run in worker.recover():
         print(f"recovered training run {run.id}: now {run.status.value}")
     if args.once:
-        run = worker.run_once()
-        print("queue empty" if run is None else f"training run {run.id}: {run.status.value}")
+        claimed = worker.run_once()
+        print("queue empty" if claimed is None else f"training run {claimed.id}: {claimed.status.value}")
         return 0
     print(f"worker {worker.name} waiting for queued runs" + (" (until the queue is empty)" if args.drain else ""))
     try:

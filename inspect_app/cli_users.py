@@ -10,11 +10,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from inspect_app.cli_common import open_database
 from inspect_app.cli_lifecycle import actor
 from inspect_app.records import User
 from inspect_app.storage.tables import USER_ROLES
+
+if TYPE_CHECKING:
+    from inspect_app.storage.db import Database
 
 ROLES_HELP = "/".join(USER_ROLES)
 
@@ -91,7 +95,7 @@ def cmd_users_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _change(args: argparse.Namespace, change: Callable[[object], User]) -> User | int:
+def _change(args: argparse.Namespace, change: Callable[[Database], User]) -> User | int:
     """Run one user change on the database; a bad value becomes exit code 2 (lookups are handled by ``main``)."""
     try:
         return change(open_database(args))

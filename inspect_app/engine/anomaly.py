@@ -162,8 +162,9 @@ def _leave_one_out_grids(
     """Unscaled patch distances of images that are in the bank, each without its own bank rows (as if held out)."""
     out = []
     for path, owner in zip(paths, owners, strict=True):
-        exclude = (bank_owners == int(owner)).to(model.memory_bank.device)
-        if bool(exclude.all()):
+        own_rows = (bank_owners == int(owner)).to(model.memory_bank.device)
+        exclude: torch.Tensor | None = own_rows
+        if bool(own_rows.all()):
             # A bank made of this one image only: nothing else to compare with, so score it as it is.
             logger.warning("%s: every bank row comes from this image; scored without leaving it out", path)
             exclude = None
@@ -314,6 +315,8 @@ def update_anomaly(
     model, card = load_checkpoint(Path(model_dir), "cpu")
     if card.kind != ANOMALY_KIND:
         raise ConfigError(f"{model_dir} holds a {card.kind!r} model; only {ANOMALY_KIND!r} models can be updated")
+    if not isinstance(model, PatchCore):  # the card says good-only: weights of another model cannot be extended
+        raise ConfigError(f"{model_dir} has a {ANOMALY_KIND!r} card but holds a {type(model).__name__}")
     if not new_good:
         raise DatasetError("update_anomaly needs at least one new good image")
     config = AnomalyConfig.from_card(card.train_config)

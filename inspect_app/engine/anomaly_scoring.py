@@ -231,6 +231,8 @@ def load_anomaly_model(folder: Path, device: str | torch.device = "cpu") -> tupl
     model, card = load_checkpoint(Path(folder), device)
     if card.kind != ANOMALY_KIND:
         raise ConfigError(f"{folder} holds a {card.kind!r} model, not a {ANOMALY_KIND!r} one")
+    if not isinstance(model, PatchCore):  # the card says good-only: weights of another model cannot score as one
+        raise ConfigError(f"{folder} has a {ANOMALY_KIND!r} card but holds a {type(model).__name__}")
     device = model.mean.device
     config = AnomalyConfig.from_card(card.train_config, device=device.type)
     model.configure_search(config.nn_search, config.hnsw_ef_search)

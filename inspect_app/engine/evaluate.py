@@ -89,9 +89,9 @@ def _plots(report: dict[str, Any], truth_defect: np.ndarray, scores: np.ndarray,
     fig, ax = plt.subplots(figsize=(6, 3.5))
     bins = np.linspace(0.0, 1.0, 41)
     if (~truth_defect).any():
-        ax.hist(scores[~truth_defect], bins=bins, alpha=0.6, label="good", color="tab:green")
+        ax.hist(scores[~truth_defect], bins=bins.tolist(), alpha=0.6, label="good", color="tab:green")
     if truth_defect.any():
-        ax.hist(scores[truth_defect], bins=bins, alpha=0.6, label="defect", color="tab:red")
+        ax.hist(scores[truth_defect], bins=bins.tolist(), alpha=0.6, label="defect", color="tab:red")
     point = report.get("operating_point")
     if point:
         ax.axvline(point["threshold"], color="black", ls="--", label=f"{point['false_reject_rate']:.0%} false reject")
@@ -257,7 +257,8 @@ def evaluate_model(
     if report.get("auroc_good_vs_defect") is not None:
         report["auroc_interval"] = roc_auc_interval(truth_defect, values)
         report["costliest"] = costliest_samples(truth_defect, values, [row[0] for row in rows])
-        report["auroc_per_defect_class"] = auroc_per_class([row[1] for row in rows], values, data_good)
+        # A data set without a good class has no good parts to rank against: "" matches no label, as None did.
+        report["auroc_per_defect_class"] = auroc_per_class([row[1] for row in rows], values, data_good or "")
     targets: dict[str, Any] = {}
     if target_escape is not None and truth_defect.any():
         threshold = threshold_for_escape_rate(values[truth_defect], target_escape)

@@ -5,20 +5,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 
 from inspect_app.data.presets import fit_square, to_chw_uint8
-from inspect_app.engine.anomaly_config import ANOMALY_CLASS, ANOMALY_KIND
+from inspect_app.engine.anomaly_config import ANOMALY_CLASS, ANOMALY_KIND, AnomalyConfig
 from inspect_app.engine.anomaly_scoring import load_anomaly_model, normalize
 from inspect_app.engine.device import resolve_device
 from inspect_app.engine.explain import normalize_map
 from inspect_app.engine.screening import refine_level, score_screened
 from inspect_app.engine.thresholds import check_threshold, decide
 from inspect_app.errors import ConfigError
+from inspect_app.models.anomaly import PatchCore
 from inspect_app.models.checkpoint import ModelCard, load_checkpoint, read_card
-from inspect_app.models.classifier import upsample_maps
+from inspect_app.models.classifier import Classifier, upsample_maps
 from inspect_app.records import Decision, Prediction
 
 logger = logging.getLogger(__name__)
@@ -52,7 +54,9 @@ class Inspector:
         if kind == "severity":
             raise ConfigError(f"model {str(model_dir)!r} is a severity model: it grades parts on a numeric scale and "
                               "has no OK/NG decision rule; inspect with a classifier or a good-only model")
-        self.anomaly_config = None
+        self.anomaly_config: AnomalyConfig | None = None
+        # None only under onnxruntime, where the graph does a classifier's work (``OnnxInspector``).
+        self.model: Classifier | PatchCore | None
         if kind == ANOMALY_KIND:
             # Tiling, smoothing, search and the score normalisation travel in the card; the device is this process's.
             self.model, self.card, self.anomaly_config = load_anomaly_model(Path(model_dir), self.device)
@@ -128,7 +132,8 @@ class Inspector:
         if self.device.type == "cuda":
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
-            logits, maps = self.model.forward_with_cam(inputs)
+            # Without an anomaly config the model is the classifier that load_checkpoint gave.
+            logits, maps = cast(Classifier, self.model).forward_with_cam(inputs)
         probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
         return [self._decide(probs[i], maps[i : i + 1]) for i in range(len(images))]
 
@@ -142,7 +147,9 @@ class Inspector:
         out = []
         # Parts screened below the lowest non-OK score are OK under exact search too (``engine.screening``).
         refine_at = refine_level(self.threshold - self.review_band, center, raw_threshold)
-        for raw in score_screened(self.model, images, self.anomaly_config, refine_at):
+        # predict() comes here only with an anomaly config, which comes only with load_anomaly_model's PatchCore.
+        model, config = cast(PatchCore, self.model), cast(AnomalyConfig, self.anomaly_config)
+        for raw in score_screened(model, images, config, refine_at):
             score = float(normalize(raw.score, center, raw_threshold))
             decision = decide(score, self.threshold, self.review_band)
             defect = decision is not Decision.OK
@@ -150,7 +157,7 @@ class Inspector:
             if self.heatmaps == "all" or (self.heatmaps and defect):
                 # Fixed units, not min-max per image: 0.5 is where a good part's hottest pixel rarely reaches, so a
                 # faint map means faint evidence.
-                heatmap = normalize(raw.heatmap, map_center, map_threshold).astype(np.float32)
+                heatmap = np.asarray(normalize(raw.heatmap, map_center, map_threshold), dtype=np.float32)
             out.append(Prediction(
                 label=ANOMALY_CLASS if score >= self.threshold else self.card.good_class, score=score,
                 decision=decision, class_scores={self.card.good_class: 1.0 - score, ANOMALY_CLASS: score},

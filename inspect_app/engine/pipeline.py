@@ -317,7 +317,7 @@ class Pipeline:
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
-        previous = {}
+        previous: dict[int, Any] = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.getsignal(sig)
             signal.signal(sig, lambda _sig, _frame: self.stop())
@@ -332,7 +332,9 @@ def undelivered(sinks: Sequence[ResilientSink]) -> list[str]:
             lines.append(f"{sink.name}: {sink.pending} item(s) wait in {sink.spool_path}")
         pending_signals = getattr(sink.sink, "pending", None)
         if callable(pending_signals) and (signals := pending_signals()):
-            lines.append(f"{sink.name}: {len(signals)} reject signal(s) wait in {sink.sink.spool_path}")
+            # Only the reject hook keeps signals (and a spool_path for them); the Sink protocol names neither.
+            spool_path = getattr(sink.sink, "spool_path", None)
+            lines.append(f"{sink.name}: {len(signals)} reject signal(s) wait in {spool_path}")
     return lines
 
 

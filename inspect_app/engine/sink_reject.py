@@ -105,6 +105,8 @@ class RejectHookSink:
                 raise SinkError(f"webhook {redact_url(self.webhook)} failed: {_no_url(str(reason), self.webhook)}") \
                     from exc
             return
+        # __init__ takes exactly one of webhook and command, so without a webhook the command is set.
+        assert self.command is not None
         try:
             done = subprocess.run(self.command, input=body, capture_output=True, timeout=self.timeout_s, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:

@@ -15,7 +15,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -76,8 +76,9 @@ def seed_everything(seed: int) -> None:
 def zero_init_head(model: Classifier) -> None:
     """Start the new head at zero: every class equally likely, so the first steps do not wreck the pretrained body."""
     head = model.net.get_classifier()
-    nn.init.zeros_(head.weight)
-    nn.init.zeros_(head.bias)
+    # A head's weight and bias are parameters; nn.Module's attribute lookup types them as "Tensor | Module".
+    nn.init.zeros_(cast(torch.Tensor, head.weight))
+    nn.init.zeros_(cast(torch.Tensor, head.bias))
 
 
 # ------------------------------------------------------------------------------------------------ phases of a fit
@@ -126,7 +127,8 @@ def _build_trainer(
         device_ids = [proc.local_rank] if proc.device.type == "cuda" else None
         train_model = DistributedDataParallel(model, device_ids=device_ids)
     if config.compile:
-        train_model = torch.compile(train_model)
+        # Compiling a module gives a module (OptimizedModule); the stubs type it as any callable.
+        train_model = cast(nn.Module, torch.compile(train_model))
     counts = np.bincount(loaders.train_set.targets(), minlength=len(classes)).tolist()
     ctx = StepContext(
         config=config, weights=class_weights(counts, config.class_weights) if config.loss == "ce" else None,

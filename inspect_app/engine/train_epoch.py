@@ -6,7 +6,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -131,7 +131,8 @@ class StepContext:
 
 def _l1_penalty(model: nn.Module) -> torch.Tensor:
     """Sum of absolute weights of the layers that weight decay also covers (norms and biases excluded)."""
-    return sum(p.abs().sum() for p in model.parameters() if p.requires_grad and p.ndim > 1)
+    # sum() starts from the int 0, which a model with no such weights returns: it adds to a loss as a zero tensor.
+    return cast(torch.Tensor, sum(p.abs().sum() for p in model.parameters() if p.requires_grad and p.ndim > 1))
 
 
 def _loss(outputs: torch.Tensor, targets: torch.Tensor, ctx: StepContext) -> torch.Tensor:

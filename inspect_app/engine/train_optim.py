@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -99,5 +100,7 @@ def build_scheduler(
         total = plan["epochs"] * steps_per_epoch
         return _schedule_factor(step - probe, total - probe, warmup, config, steps_per_epoch)
 
-    lambdas = [head if group.get("is_head", False) else body for group in optimizer.param_groups]
+    lambdas: list[Callable[[int], float]] = [
+        head if group.get("is_head", False) else body for group in optimizer.param_groups
+    ]
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)

@@ -231,6 +231,7 @@ def build_snapshot(
     seen_by_others = set().union(*others.values()) if others else set()
     files = [{**entry, "split": "train", "source": "base"} for entry in base_files or []]
     seen = {entry["sha256"] for entry in files}
+    label: str | None  # a folder item always has a label; a review may have none (NG without a defect class)
     for path, label in items:
         digest = file_hash(path)
         if digest in seen:

@@ -96,7 +96,8 @@ def load_page(url: str, filters: ReviewFilters, page: int, page_size: int, match
     scope = (filters, page_size)
     marks = st.session_state.get(PAGE_KEYS_KEY)
     if not marks or marks[0] != scope:
-        marks = (scope, {1: None})
+        first_page: dict[int, QueueKey | None] = {1: None}
+        marks = (scope, first_page)
     starts: dict[int, QueueKey | None] = marks[1]
     remaining = matching - (page - 1) * page_size
     if page in starts:
@@ -180,7 +181,8 @@ def render_filters(classes: list[str]) -> ReviewFilters:
         st.sidebar.selectbox("Station", [ALL_STATIONS, *load_stations(database_url())], key="review_station"))
     choice = st.sidebar.selectbox("Predicted class", [ALL_CLASSES, *classes, UNCLASSIFIED], key="review_class")
     low, high = st.sidebar.slider("Score", *SCORE_RANGE, value=SCORE_RANGE, step=0.01, key="review_score")
-    since, until = date_window(st.sidebar.date_input("Date range (UTC)", value=(), key="review_dates"))
+    since, until = date_window(st.sidebar.date_input(
+        "Date range (UTC)", value=(), key="review_dates"))  # type: ignore[arg-type]  # () = no range picked yet; stubs omit it
     return ReviewFilters(
         station=station, defect_class=None if choice == ALL_CLASSES else choice,
         min_score=None if low <= SCORE_RANGE[0] else low, max_score=None if high >= SCORE_RANGE[1] else high,

@@ -11,8 +11,9 @@ import ast
 import logging
 import re
 from collections import deque
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import altair as alt
 import pandas as pd
@@ -40,6 +41,9 @@ from inspect_app.ui.common import (
     role_hint,
     run_control,
 )
+
+if TYPE_CHECKING:
+    from streamlit.delta_generator import DeltaGenerator
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +231,7 @@ def render_start(url: str) -> None:
     with st.form("start_run"):
         data_dir = st.text_input("Training data folder (one sub-folder per class)",
                                  value=str(settings.home / "train"), key="train_data_dir")
-        cols = st.columns(2)
+        cols: Sequence[DeltaGenerator] = st.columns(2)
         name = cols[0].text_input("Model name (optional)", key="train_model_name")
         test_dir = cols[1].text_input("Frozen test folder (optional; else a hold-out of the data)",
                                       key="train_test_dir")
@@ -295,11 +299,11 @@ def render_runs_body(url: str) -> None:
         cols = st.columns([2, 1])
         run_id = cols[0].selectbox("Run to cancel", active_ids, key="cancel_pick")
         if cols[1].button("Cancel run", key="cancel_run", help=role_hint("cancel")):
-            run = run_control(run_actions.cancel_run, database(url), current_user(), run_id, success=f"run {run_id}: "
-                              "cancel requested")
-            if run is not None:
-                st.caption(f"Run {run.id} is {run.status.value}" +
-                           (" until its next training step." if run.cancel_requested else "."))
+            cancelled = run_control(run_actions.cancel_run, database(url), current_user(), run_id,
+                                    success=f"run {run_id}: cancel requested")
+            if cancelled is not None:
+                st.caption(f"Run {cancelled.id} is {cancelled.status.value}" +
+                           (" until its next training step." if cancelled.cancel_requested else "."))
 
 
 def render_losses(history: pd.DataFrame) -> None:
@@ -328,7 +332,7 @@ def render_schedules(url: str) -> None:
     if not may("schedule"):
         return
     if not frame.empty:
-        cols = st.columns([2, 1])
+        cols: Sequence[DeltaGenerator] = st.columns([2, 1])
         name = cols[0].selectbox("Schedule", list(frame["Name"]), key="schedule_pick")
         enabled = bool(frame.loc[frame["Name"] == name, "Enabled"].iloc[0])
         if cols[1].button("Pause" if enabled else "Resume", key="schedule_toggle", help=role_hint("schedule")):
