@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from inspect_app.app.access import authorize
-from inspect_app.config.evidence import image_candidates, is_frame_ref
+from inspect_app.config.evidence import existing_picture, is_frame_ref
 from inspect_app.config.settings import load_settings
 from inspect_app.records import Decision, Review, User
 from inspect_app.storage import dashboard_queries
@@ -67,14 +67,6 @@ class ReviewExport:
     missing: int  # the image file is gone (purged, moved, or on another machine's disk)
 
 
-def _picture(part: dashboard_queries.ReviewedPart, evidence_root: Path) -> Path | None:
-    """The first existing file of the part's picture (recorded path, evidence copy, copy by content hash)."""
-    for candidate in image_candidates(part.image_path, part.heatmap_path, part.content_hash, evidence_root):
-        if candidate.is_file():
-            return candidate.resolve()
-    return None
-
-
 def export_reviews(
     db: Database, path: Path, since: datetime | None = None, evidence_root: Path | None = None
 ) -> ReviewExport:
@@ -97,7 +89,7 @@ def export_reviews(
     labels: dict[str, str] = {}
     frames = missing = 0
     for part in parts:
-        if (picture := _picture(part, root)) is not None:
+        if (picture := existing_picture(part.image_path, part.heatmap_path, part.content_hash, root)) is not None:
             labels[str(picture)] = part.label  # oldest first: a later verdict on the same picture wins
         elif is_frame_ref(part.image_path):
             frames += 1

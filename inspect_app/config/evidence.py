@@ -27,8 +27,8 @@ _HEX = re.compile(r"[0-9a-f]{8,128}")
 
 __all__ = [
     "EVIDENCE_EXTS", "EVIDENCE_KINDS", "EVIDENCE_PREFIX", "FRAME_PREFIX", "EvidenceKind", "evidence_copies",
-    "evidence_key", "evidence_ref", "evidence_relpath", "heatmap_candidates", "image_candidates", "is_evidence_ref",
-    "is_frame_ref", "resolve_stored_path",
+    "evidence_key", "evidence_ref", "evidence_relpath", "existing_picture", "heatmap_candidates", "image_candidates",
+    "is_evidence_ref", "is_frame_ref", "resolve_stored_path",
 ]
 
 
@@ -117,3 +117,14 @@ def heatmap_candidates(heatmap_path: str | None, content_hash: str | None, evide
     recorded = resolve_stored_path(heatmap_path, evidence_root)
     candidates = ([recorded] if recorded is not None else []) + evidence_copies(content_hash, "heatmap", evidence_root)
     return list(dict.fromkeys(candidates))
+
+
+def existing_picture(
+    image_path: str | None, heatmap_path: str | None, content_hash: str | None, evidence_root: Path | None
+) -> Path | None:
+    """The first of ``image_candidates`` that is a file on this machine (absolute), or ``None``: where a reviewed
+    part's picture is read from when it becomes training data (``reviews export``, a run's snapshot)."""
+    for candidate in image_candidates(image_path, heatmap_path, content_hash, evidence_root):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inspect_app.config.evidence import existing_picture, is_evidence_ref, is_frame_ref
 from inspect_app.config.policy import FinetuneSpec
 from inspect_app.data.folders import (
     Item,
@@ -89,6 +90,19 @@ def _review_label(review: dict[str, Any]) -> str | None:
     if review["verdict"] == "OK":
         return GOOD_CLASS
     return review.get("defect_class") or None
+
+
+def _review_picture(review: dict[str, Any], evidence_root: Path | None) -> tuple[Path | None, bool]:
+    """Where a reviewed part's picture is here, and whether that is the part's own file.
+
+    Only the part's own file is what its content hash was taken of; a picture filed in the evidence folder (a video
+    or camera frame, or the copy of a file since moved) is named by that hash and holds the decoded pixels, so its
+    bytes never match it.
+    """
+    stored = review.get("image_path")
+    own = None if not stored or is_evidence_ref(stored) or is_frame_ref(stored) else Path(stored).resolve()
+    picture = existing_picture(stored, None, review.get("content_hash"), evidence_root)
+    return picture, picture is not None and picture == own
 
 
 def _freeze(source: Path, digest: str, store_dir: Path, target: Path) -> None:
@@ -203,6 +217,7 @@ def build_snapshot(
     store_dir: Path | None = None,
     trained_by_others: Mapping[str, Collection[str]] | None = None,
     base_files: list[dict[str, Any]] | None = None,
+    evidence_root: Path | None = None,
 ) -> Snapshot:
     """Freeze a run's data into ``run_dir``: manifest, training tree and test set.
 
@@ -219,6 +234,8 @@ def build_snapshot(
             hash-chosen test set leaves those images out, and a test folder holding one is refused.
         base_files: for a refresh, the training entries of the model it adds to (``trained_files``): they are
             part of what the refreshed model knows, so its snapshot and fingerprint hold them too (source ``base``).
+        evidence_root: this machine's evidence folder (``Settings.resolved_evidence_dir``): reviewed parts stored as
+            ``evidence:`` paths (video and camera frames, evidence copies) are read from it.
 
     Raises:
         DatasetError: the data folder is unusable, a class ends up without training or test images, or the frozen test
@@ -248,15 +265,15 @@ def build_snapshot(
     # A refresh trains on nothing but its reviews, so it takes them whatever use_reviews says.
     for review in (reviews or []) if spec.use_reviews or not train_on_folder else []:
         label = _review_label(review)
-        path = Path(review["image_path"])
         if label not in classes:
             skipped["class not in the data set" if label else "NG without a defect class"] += 1
             continue
-        if not path.is_file():
+        path, own_file = _review_picture(review, evidence_root)
+        if path is None:
             skipped["image file gone"] += 1
             continue
         digest = file_hash(path)
-        if review.get("content_hash") and digest != review["content_hash"]:
+        if own_file and review.get("content_hash") and digest != review["content_hash"]:
             # The file changed after it was inspected: the verdict was about other pixels.
             skipped["image changed since inspection"] += 1
             continue

@@ -194,7 +194,7 @@ class Worker:
         base_files = trained_files(self.repository, base.data_fingerprint, base.name) if base is not None else None
         snapshot = build_snapshot(Path(run.data_dir), run_dir, spec, reviews, train_on_folder=base is None,
                                   store_dir=self.settings.snapshots_dir, trained_by_others=others,
-                                  base_files=base_files)
+                                  base_files=base_files, evidence_root=self.settings.resolved_evidence_dir)
         self.queue.update_running(run.id, self.name, data_fingerprint=snapshot.fingerprint)
         self._record_snapshot(snapshot.record())
         snapshot_figures = {"fingerprint": snapshot.fingerprint, "counts": snapshot.counts,

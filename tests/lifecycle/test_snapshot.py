@@ -51,6 +51,32 @@ def test_manifest_training_tree_and_reviews(tiny_sets: dict[str, Path], tmp_path
     assert build_snapshot(tiny_sets["train"], tmp_path / "run3", spec, more).fingerprint != snap.fingerprint
 
 
+def test_reviewed_frames_are_read_from_the_evidence_folder(tiny_sets: dict[str, Path], tmp_path: Path) -> None:
+    # A video frame's row names its picture relative to the evidence folder, and its hash is the frame's identity,
+    # which the re-encoded picture's bytes never match.
+    evidence = tmp_path / "evidence"
+    frames = {}
+    for inspection_id, source in enumerate(sorted(tiny_sets["incoming"].glob("*.*"))[:2], start=1):
+        key = f"{inspection_id:02x}" * 32
+        relpath = f"{key[:2]}/{key[2:4]}/{key}.jpg"
+        (evidence / relpath).parent.mkdir(parents=True)
+        shutil.copyfile(source, evidence / relpath)
+        frames[inspection_id] = {"inspection_id": inspection_id, "image_path": f"evidence:{relpath}",
+                                 "content_hash": key, "verdict": "OK" if inspection_id == 1 else "NG",
+                                 "defect_class": "scratch", "reviewed_at": "2025-01-01"}
+    unfiled = {**frames[1], "inspection_id": 3, "image_path": "frame:7", "content_hash": "ee" * 32}
+    reviews = [*frames.values(), unfiled]
+    snap = build_snapshot(tiny_sets["train"], tmp_path / "run", FinetuneSpec(), reviews, evidence_root=evidence)
+    manifest = json.loads(snap.manifest_path.read_text())
+    from_reviews = {e["inspection_id"]: (e["label"], Path(e["path"]).parent.name) for e in manifest["files"]
+                    if e["source"] == "review"}
+    assert from_reviews == {1: ("good", "01"), 2: ("scratch", "02")}
+    assert snap.reviews_skipped == {"image file gone": 1}
+    # Without this machine's evidence folder the frames cannot be found: counted, never a crash.
+    blind = build_snapshot(tiny_sets["train"], tmp_path / "blind", FinetuneSpec(), reviews)
+    assert blind.reviews_skipped == {"image file gone": 3}
+
+
 def test_hash_split_does_not_move_files_when_data_is_added() -> None:
     names = [f"good/{i:04d}.png" for i in range(400)]
     before = {n for n in names if in_test_split(n, 0.2)}
