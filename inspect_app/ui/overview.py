@@ -1,5 +1,5 @@
-"""Overview page: KPIs, defect rate over time (hour / shift / day), p-chart, Pareto, station comparison, latest NG,
-and the parts behind a clicked defect-rate point or Pareto bar.
+"""Overview page: KPIs, defect rate over time (hour / shift / day), p-chart, Pareto, station comparison, latest NG;
+the parts behind a clicked defect-rate point or Pareto bar are ``ui.overview_drill``.
 
 Every number comes from ``storage.queries`` / ``storage.dashboard_queries``, which read the hourly rollups, so the
 page stays fast over millions of inspections.
@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -18,7 +17,7 @@ import streamlit as st
 
 from inspect_app.errors import StorageError
 from inspect_app.records import Inspection, InspectionSummary
-from inspect_app.storage import dashboard_queries, detail_queries, queries
+from inspect_app.storage import dashboard_queries, queries
 from inspect_app.ui.alarms import render_last_alarm
 from inspect_app.ui.common import (
     CACHE_TTL_S,
@@ -26,7 +25,6 @@ from inspect_app.ui.common import (
     database,
     database_url,
     format_count,
-    format_number,
     format_percent,
     format_time,
     load_lines,
@@ -35,19 +33,24 @@ from inspect_app.ui.common import (
     plant_wall,
     plant_zone,
     render_filters,
-    render_picture,
     require_viewing,
     time_title,
 )
 from inspect_app.ui.maintenance import render_maintenance
+from inspect_app.ui.overview_drill import (
+    BUCKET_PICK,
+    CLASS_PICK,
+    DRILL_BUCKET_KEY,
+    DRILL_CLASS_KEY,
+    pick_from_chart,
+    render_drill_down,
+    render_parts,
+)
 
 logger = logging.getLogger(__name__)
 
 PAGE_TITLE = "Inspection overview"
 LATEST_NG_LIMIT = 20
-# Thumbnails drawn above the latest-NG table (each one is a file read through ``ui.files``).
-THUMBNAILS = 8
-THUMBNAIL_WIDTH = 140
 BUCKET_LABELS = {"hour": "Hour", "shift": "Shift", "day": "Day"}
 BUCKET_SPANS = {"hour": timedelta(hours=1), "shift": timedelta(hours=queries.SHIFT_HOURS), "day": timedelta(days=1)}
 BUCKET_CHOICES_KEY = "bucket_choices"
@@ -57,11 +60,8 @@ EMPTY_DATABASE_MESSAGE = (
 )
 EMPTY_PERIOD_MESSAGE = "No inspections in the selected period and station. Widen the period in the sidebar."
 OUT_OF_CONTROL_COLOR = "#d62728"
-# Click-through: the chart selections (Vega-Lite point parameters) and the two pickers they fill in.
-BUCKET_PICK, CLASS_PICK = "bucket_pick", "class_pick"
+# Chart keys: their selections fill the click-through pickers (``ui.overview_drill``).
 P_CHART_KEY, PARETO_KEY = "p_chart", "pareto"
-DRILL_BUCKET_KEY, DRILL_CLASS_KEY = "drill_bucket", "drill_class"
-NOTHING_PICKED = "—"
 
 
 def kpi_values(summary: InspectionSummary) -> list[tuple[str, str]]:
@@ -112,14 +112,6 @@ def load_station_comparison(url: str, since: datetime | None, line: str | None) 
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def load_parts_behind(url: str, since: datetime | None, until: datetime | None, station: str | None,
-                      line: str | None, defect_class: str | None) -> list[Inspection]:
-    """The NG parts behind one bucket and/or one defect class, newest first (a page of them)."""
-    return detail_queries.parts_behind(database(url), since=since, until=until, station=station, line=line,
-                                       defect_class=defect_class)
-
-
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def load_latest_ng(url: str, since: datetime | None, station: str | None) -> list[Inspection]:
     """The latest NG inspections, newest first."""
     return queries.latest_ng(database(url), limit=LATEST_NG_LIMIT, station=station, since=since)
@@ -149,25 +141,6 @@ def heat_frame(rows: list[dict]) -> pd.DataFrame:
     frame["Inspected"] = [format_count(t) for t in frame["total"]]
     frame["NG"] = [format_count(n) for n in frame["ng"]]
     return frame
-
-
-def latest_ng_table(rows: list[Inspection]) -> pd.DataFrame:
-    """The latest NG parts as shown: UTC times, scores with three decimals, blanks for what was not recorded."""
-    return pd.DataFrame(
-        [
-            {
-                time_title(): format_time(row.created_at),
-                "Line": row.line or "",
-                "Station": row.station or "",
-                "Defect class": row.defect_class or "",
-                "Score": format_number(row.score, 3),
-                "Model": row.model_version or "",
-                "Image": row.image_path or "",
-            }
-            for row in rows
-        ],
-        columns=[time_title(), "Line", "Station", "Defect class", "Score", "Model", "Image"],
-    )
 
 
 # --- charts ---------------------------------------------------------------------------------------------------------
@@ -313,17 +286,6 @@ def render_latest_ng(rows: list[Inspection]) -> None:
     render_parts(rows)
 
 
-def render_parts(rows: list[Inspection]) -> None:
-    """Thumbnails of the first parts (served only through ``ui.files``), then the table of all of them."""
-    shown = rows[:THUMBNAILS]
-    for column, row in zip(st.columns(len(shown)), shown, strict=True):
-        with column:
-            caption = f"{row.station} · {row.defect_class or 'NG'} · {format_time(row.created_at)}"
-            render_picture([("image", row.image_path), ("heatmap", row.heatmap_path)], caption=caption,
-                           width=THUMBNAIL_WIDTH)
-    st.dataframe(latest_ng_table(rows), hide_index=True, width="stretch")
-
-
 def render() -> None:
     """Draw the Overview page, then the maintenance (purge) expander below the figures."""
     st.title(PAGE_TITLE)
@@ -373,60 +335,10 @@ def render_figures(url: str) -> None:
         render_p_chart(load_p_chart(url, bucket, since, station, line), bucket)
     with right:
         render_pareto(load_pareto(url, since, station, line))
-    render_drill_down(url, p_chart_frame(load_p_chart(url, bucket, since, station, line), bucket), bucket,
-                      list(load_pareto(url, since, station, line)["Defect class"]), station, line, since)
+    render_drill_down(url, p_chart_frame(load_p_chart(url, bucket, since, station, line), bucket),
+                      BUCKET_LABELS[bucket], list(load_pareto(url, since, station, line)["Defect class"]), station,
+                      line, since)
     comparison = load_station_comparison(url, since, line)
     render_heat(comparison)
     render_station_comparison(comparison)
     render_latest_ng(load_latest_ng(url, since, station))
-
-
-# --- click-through --------------------------------------------------------------------------------------------------
-
-
-def picked(state: Any, param: str, field: str) -> str | None:
-    """The value of ``field`` a point selection ``param`` holds in a chart's selection state, or ``None``."""
-    try:
-        chosen = state["selection"][param]
-    except (KeyError, TypeError):
-        return None
-    if isinstance(chosen, list) and chosen and isinstance(chosen[0], dict) and chosen[0].get(field) is not None:
-        return str(chosen[0][field])
-    return None
-
-
-def pick_from_chart(chart_key: str, param: str, field: str, picker_key: str) -> None:
-    """Chart callback: put the clicked point's value into its picker (cleared by a click on empty space)."""
-    value = picked(st.session_state.get(chart_key), param, field)
-    st.session_state[picker_key] = NOTHING_PICKED if value is None else value
-
-
-def render_drill_down(url: str, buckets: pd.DataFrame, bucket: str, classes: list[str], station: str | None,
-                      line: str | None, since: datetime | None) -> None:
-    """Two pickers (filled by clicking a defect-rate point or a Pareto bar) and the NG parts behind them."""
-    st.subheader("Parts behind a chart point")
-    labels = list(reversed(buckets[time_title()])) if not buckets.empty else []
-    # A picked value the new period or bucket no longer has is dropped rather than failing the widget.
-    for key, options in ((DRILL_BUCKET_KEY, labels), (DRILL_CLASS_KEY, classes)):
-        if st.session_state.get(key, NOTHING_PICKED) not in (NOTHING_PICKED, *options):
-            st.session_state[key] = NOTHING_PICKED
-    left, right = st.columns(2)
-    chosen_bucket = left.selectbox(f"{BUCKET_LABELS[bucket]} (defect-rate point)", [NOTHING_PICKED, *labels],
-                                   key=DRILL_BUCKET_KEY)
-    chosen_class = right.selectbox("Defect class (Pareto bar)", [NOTHING_PICKED, *classes], key=DRILL_CLASS_KEY)
-    if chosen_bucket == NOTHING_PICKED and chosen_class == NOTHING_PICKED:
-        st.caption("Click a point of the defect-rate chart or a Pareto bar (or pick one here) to list its NG parts.")
-        return
-    start, end = since, None
-    if chosen_bucket != NOTHING_PICKED:
-        row = buckets[buckets[time_title()] == chosen_bucket].iloc[0]
-        start, end = row["Start"].to_pydatetime(), row["End"].to_pydatetime()
-    defect_class = None if chosen_class == NOTHING_PICKED else chosen_class
-    rows = load_parts_behind(url, start, end, station, line, defect_class)
-    what = " · ".join(v for v in (chosen_bucket if end else "", defect_class or "", station or "", line or "") if v)
-    if not rows:
-        st.caption(f"No NG parts behind {what}.")
-        return
-    more = " (the newest shown)" if len(rows) >= detail_queries.PARTS_LIMIT else ""
-    st.caption(f"{len(rows)} NG part(s) behind {what}{more}.")
-    render_parts(rows)
