@@ -104,10 +104,11 @@ def pick_from_chart(chart_key: str, param: str, field: str, picker_key: str) -> 
 
 
 def render_drill_down(url: str, buckets: pd.DataFrame, bucket_label: str, classes: list[str], station: str | None,
-                      line: str | None, since: datetime | None) -> None:
+                      line: str | None, since: datetime | None, until: datetime | None = None) -> None:
     """Two pickers (filled by clicking a defect-rate point or a Pareto bar) and the NG parts behind them.
 
-    ``buckets`` is the p-chart frame (``overview.p_chart_frame``); ``bucket_label`` names its bucket ("Hour").
+    ``buckets`` is the p-chart frame (``overview.p_chart_frame``, whose ``From`` / ``Until`` bound the parts read);
+    ``bucket_label`` names its bucket ("Hour").
     """
     st.subheader("Parts behind a chart point")
     labels = list(reversed(buckets[time_title()])) if not buckets.empty else []
@@ -122,13 +123,14 @@ def render_drill_down(url: str, buckets: pd.DataFrame, bucket_label: str, classe
     if chosen_bucket == NOTHING_PICKED and chosen_class == NOTHING_PICKED:
         st.caption("Click a point of the defect-rate chart or a Pareto bar (or pick one here) to list its NG parts.")
         return
-    start, end = since, None
+    start, end = since, until
     if chosen_bucket != NOTHING_PICKED:
         row = buckets[buckets[time_title()] == chosen_bucket].iloc[0]
-        start, end = row["Start"].to_pydatetime(), row["End"].to_pydatetime()
+        start, end = row["From"].to_pydatetime(), row["Until"].to_pydatetime()
     defect_class = None if chosen_class == NOTHING_PICKED else chosen_class
     rows = load_parts_behind(url, start, end, station, line, defect_class)
-    what = " · ".join(v for v in (chosen_bucket if end else "", defect_class or "", station or "", line or "") if v)
+    named = (chosen_bucket if chosen_bucket != NOTHING_PICKED else "", defect_class or "", station or "", line or "")
+    what = " · ".join(v for v in named if v)
     if not rows:
         st.caption(f"No NG parts behind {what}.")
         return

@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from inspect_app.records import Decision, Inspection
 from inspect_app.storage import Database, Repository
-from inspect_app.ui import common, overview
+from inspect_app.ui import common, overview, overview_drill
 from tests.ui import test_ui_pages as pages
 
 # The seeded plant (signed-in users, runs, schedules) and the cache reset of the page tests.
@@ -114,3 +115,29 @@ def test_latest_ng_thumbnails_are_served_only_inside_the_roots(plant: dict, tmp_
     images = at.get("image")
     assert len(images) == 1  # the file inside the served roots; the one outside is refused by ui.files
     assert any("outside the" in c.value for c in at.caption)
+
+
+def test_day_buckets_start_at_the_plant_midnight(plant: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 03:00 and 07:00 UTC on one date are 21:00 the day before and 01:00 that day in Chicago (CST, UTC-6).
+    monkeypatch.setenv("INSPECT_PLANT_TIME_ZONE", "America/Chicago")
+    day = (datetime.now(UTC) - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0)
+    parts = [day.replace(hour=3), day.replace(hour=7)]
+    with Database.open(plant["url"]) as db:
+        Repository(db).add_inspections([
+            Inspection(station="cell-a", line="line-1", source="/in", image_path=f"/in/chicago-{at.hour}.png",
+                       decision=Decision.NG, created_at=at, content_hash=f"chicago-{at.hour}", model_version="m1",
+                       defect_class="dent", score=0.9)
+            for at in parts
+        ])
+    at = _open()
+    at.sidebar.selectbox(key="period").select("Last 30 days")
+    at = _run(at)
+    assert at.radio(key=common.bucket_key("Last 30 days")).value == "day"
+    labels = [f"{(day - timedelta(days=1)):%Y-%m-%d} America/Chicago", f"{day:%Y-%m-%d} America/Chicago"]
+    picker = at.selectbox(key=overview_drill.DRILL_BUCKET_KEY)
+    assert set(labels) <= set(picker.options)
+    for label, part in zip(labels, parts, strict=True):
+        at.selectbox(key=overview_drill.DRILL_BUCKET_KEY).select(label)
+        at = _run(at)
+        table = next(d.value for d in at.dataframe if common.time_title() in d.value.columns)
+        assert list(table["Image"]) == [f"/in/chicago-{part.hour}.png"]
