@@ -20,7 +20,7 @@ from inspect_app.app import shifts
 from inspect_app.config import load_settings
 from inspect_app.config.plant import Shift
 from inspect_app.errors import StorageError
-from inspect_app.records import Inspection, InspectionSummary
+from inspect_app.records import InspectionSummary
 from inspect_app.storage import dashboard_queries, queries
 from inspect_app.ui.alarms import render_last_alarm
 from inspect_app.ui.common import (
@@ -45,10 +45,10 @@ from inspect_app.ui.overview_drill import (
     CLASS_PICK,
     DRILL_BUCKET_KEY,
     DRILL_CLASS_KEY,
-    load_parts_behind,
+    load_latest_ng,
     pick_from_chart,
     render_drill_down,
-    render_parts,
+    render_latest_ng,
 )
 from inspect_app.ui.overview_kiosk import kiosk_requested, render_kiosk
 from inspect_app.ui.overview_period import (
@@ -62,7 +62,6 @@ from inspect_app.ui.overview_period import (
 logger = logging.getLogger(__name__)
 
 PAGE_TITLE = "Inspection overview"
-LATEST_NG_LIMIT = 20
 BUCKET_LABELS = {"hour": "Hour", "shift": "Shift", "day": "Day"}
 # Hours are UTC hours from the rollups; shifts and days are the plant's (``app.shifts.plant_buckets``).
 HOUR = timedelta(hours=1)
@@ -134,14 +133,6 @@ def load_station_comparison(url: str, since: datetime | None, until: datetime | 
                             line: str | None) -> list[dict]:
     """One row per line and station: inspected, decided, NG, defect rate (worst first)."""
     return dashboard_queries.station_comparison(database(url), since=since, until=until, line=line)
-
-
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def load_latest_ng(url: str, since: datetime | None, until: datetime | None, station: str | None) -> list[Inspection]:
-    """The latest NG inspections, newest first (before ``until`` when the window ends in the past)."""
-    if until is None:
-        return queries.latest_ng(database(url), limit=LATEST_NG_LIMIT, station=station, since=since)
-    return load_parts_behind(url, since, until, station, None, None)[:LATEST_NG_LIMIT]
 
 
 def station_table(rows: list[dict]) -> pd.DataFrame:
@@ -314,15 +305,6 @@ def render_station_comparison(rows: list[dict]) -> None:
         st.caption("No inspections in this period.")
         return
     st.dataframe(station_table(rows), hide_index=True, width="stretch")
-
-
-def render_latest_ng(rows: list[Inspection]) -> None:
-    """Thumbnails of the newest NG parts (served only through ``ui.files``), then the table of the latest ones."""
-    st.subheader("Latest NG parts")
-    if not rows:
-        st.caption("No NG parts in this period.")
-        return
-    render_parts(rows)
 
 
 def render() -> None:

@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from inspect_app.records import Inspection
-from inspect_app.storage import detail_queries
+from inspect_app.storage import detail_queries, queries
 from inspect_app.ui.common import (
     CACHE_TTL_S,
     database,
@@ -29,16 +29,20 @@ __all__ = [
     "CLASS_PICK",
     "DRILL_BUCKET_KEY",
     "DRILL_CLASS_KEY",
+    "LATEST_NG_LIMIT",
     "NOTHING_PICKED",
     "THUMBNAILS",
     "latest_ng_table",
+    "load_latest_ng",
     "load_parts_behind",
     "pick_from_chart",
     "picked",
     "render_drill_down",
+    "render_latest_ng",
     "render_parts",
 ]
 
+LATEST_NG_LIMIT = 20
 # Thumbnails drawn above a parts table (each one is a file read through ``ui.files``).
 THUMBNAILS = 8
 THUMBNAIL_WIDTH = 140
@@ -54,6 +58,14 @@ def load_parts_behind(url: str, since: datetime | None, until: datetime | None, 
     """The NG parts behind one bucket and/or one defect class, newest first (a page of them)."""
     return detail_queries.parts_behind(database(url), since=since, until=until, station=station, line=line,
                                        defect_class=defect_class)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_latest_ng(url: str, since: datetime | None, until: datetime | None, station: str | None) -> list[Inspection]:
+    """The latest NG inspections, newest first (before ``until`` when the window ends in the past)."""
+    if until is None:
+        return queries.latest_ng(database(url), limit=LATEST_NG_LIMIT, station=station, since=since)
+    return load_parts_behind(url, since, until, station, None, None)[:LATEST_NG_LIMIT]
 
 
 def latest_ng_table(rows: list[Inspection]) -> pd.DataFrame:
@@ -84,6 +96,15 @@ def render_parts(rows: list[Inspection]) -> None:
             render_picture([("image", row.image_path), ("heatmap", row.heatmap_path)], caption=caption,
                            width=THUMBNAIL_WIDTH)
     st.dataframe(latest_ng_table(rows), hide_index=True, width="stretch")
+
+
+def render_latest_ng(rows: list[Inspection]) -> None:
+    """Thumbnails of the newest NG parts (served only through ``ui.files``), then the table of the latest ones."""
+    st.subheader("Latest NG parts")
+    if not rows:
+        st.caption("No NG parts in this period.")
+        return
+    render_parts(rows)
 
 
 def picked(state: Any, param: str, field: str) -> str | None:

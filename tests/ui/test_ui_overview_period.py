@@ -51,7 +51,7 @@ def test_kpi_deltas_in_points_and_counts() -> None:
 
 def test_headline_figures_show_the_change_against_the_previous_period(plant: dict) -> None:
     at = _open()
-    assert _metrics(at)["Defect rate %"][1] is None  # nothing in the 24 hours before
+    assert not _metrics(at)["Defect rate %"][1]  # nothing in the 24 hours before
     assert any("No inspections in the previous 24 hours" in c.value for c in at.caption)
     now = datetime.now(UTC)
     with Database.open(plant["url"]) as db:
