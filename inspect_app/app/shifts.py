@@ -1,5 +1,6 @@
-"""Shifts in plant time: the UTC window of a shift on a plant date, the last completed shift, and the shift report
-(parts, OK/REVIEW/NG, defect rate per line and station, top defect classes, worst station) as rows, CSV and PDF.
+"""Shifts in plant time: the UTC window of a shift on a plant date, the last completed shift, the plant days and
+shifts that cover a period (the Overview's buckets), and the shift report (parts, OK/REVIEW/NG, defect rate per line
+and station, top defect classes, worst station) as rows, CSV and PDF.
 
 A shift on date ``d`` starts at ``d start`` plant time and ends at ``d end`` (``d+1 end`` across midnight). Times
 are resolved in the plant zone with zoneinfo, so a night shift across a DST change lasts 7 or 9 hours; a start that
@@ -12,7 +13,7 @@ import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,6 +27,9 @@ __all__ = [
     "ShiftWindow",
     "find_shift",
     "last_completed_shift",
+    "plant_buckets",
+    "plant_day",
+    "recent_shifts",
     "report_csv",
     "report_lines",
     "report_pdf",
@@ -86,6 +90,38 @@ def last_completed_shift(shifts: Sequence[Shift], zone: ZoneInfo, now: datetime)
     # A shift that ended by now started on today, yesterday or (across midnight) the day before.
     candidates = [shift_window(s, today - timedelta(days=back), zone) for s in shifts for back in range(3)]
     return max((w for w in candidates if w.end <= now), key=lambda w: w.end)
+
+
+def plant_day(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """The UTC window of plant date ``day``: local midnight to the next local midnight (23 or 25 hours on a DST
+    change)."""
+    start = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+    return start, datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
+
+
+def plant_buckets(bucket: str, since: datetime, until: datetime, zone: ZoneInfo,
+                  calendar: Sequence[Shift] = ()) -> list[tuple[datetime, datetime]]:
+    """The plant days (``"day"``) or shifts of ``calendar`` (``"shift"``) that overlap ``[since, until)``, oldest first,
+    as UTC windows cut to ``[since, until)``: the first and last may be partial.
+
+    Raises:
+        ValueError: an unknown bucket, a naive bound, or shifts asked for with an empty calendar.
+    """
+    for name, value in (("since", since), ("until", until)):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"{name} {value.isoformat()!r} is naive; pass a timezone-aware datetime")
+    if bucket not in ("day", "shift"):
+        raise ValueError(f"unknown plant bucket {bucket!r}; allowed: 'day', 'shift'")
+    if bucket == "shift" and not calendar:
+        raise ValueError("the shift calendar has no shifts")
+    first, last = since.astimezone(zone).date(), until.astimezone(zone).date()
+    # A shift that covers ``since`` may have started the day before (across midnight).
+    days = [first - timedelta(days=1) + timedelta(days=k) for k in range((last - first).days + 2)]
+    if bucket == "day":
+        windows = [plant_day(d, zone) for d in days]
+    else:
+        windows = sorted((w.start, w.end) for w in (shift_window(s, d, zone) for d in days for s in calendar))
+    return [(max(start, since), min(end, until)) for start, end in windows if start < until and end > since]
 
 
 @dataclass(frozen=True)
@@ -175,3 +211,14 @@ def report_lines(report: ShiftReport, zone: ZoneInfo) -> list[str]:
 def report_pdf(report: ShiftReport, zone: ZoneInfo) -> bytes:
     """The report as a one-or-more page PDF."""
     return text_pdf(report.window.title, report_lines(report, zone))
+
+
+def recent_shifts(calendar: Sequence[Shift], zone: ZoneInfo, now: datetime, span: timedelta) -> list[ShiftWindow]:
+    """The shifts that started at or before ``now`` (aware) and ended after ``now - span``, oldest first (the
+    running one last)."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"now {now.isoformat()!r} is naive; pass a timezone-aware datetime")
+    today = now.astimezone(zone).date()
+    back = span.days + 2  # a night shift that ended within the span may have started two days before
+    windows = [shift_window(s, today - timedelta(days=k), zone) for s in calendar for k in range(back + 1)]
+    return sorted((w for w in windows if w.start <= now and w.end > now - span), key=lambda w: w.start)

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
             dashboard shows times, plant days and shifts in it (the database keeps UTC).
         shifts: the shift calendar in plant time (``INSPECT_SHIFTS="A=06:00-14:00,B=14:00-22:00,C=22:00-06:00"``,
             the default); a shift whose end is not after its start runs across midnight.
+        dashboard_refresh_s: seconds between the Overview's redraws on a wall screen (``?kiosk=1``) and with its
+            auto-refresh toggle on (``INSPECT_DASHBOARD_REFRESH_S``, default 60; 0 turns auto-refresh off).
     """
 
     # extra="ignore": other INSPECT_* variables (test URLs, tools) live in the same environment.
@@ -68,6 +70,7 @@ class Settings(BaseSettings):
     file_roots: Annotated[tuple[Path, ...], NoDecode] = ()
     plant_time_zone: str = "UTC"
     shifts: Annotated[tuple[Shift, ...], NoDecode] = DEFAULT_SHIFTS
+    dashboard_refresh_s: float = Field(default=60.0, ge=0)
 
     @field_validator("file_roots", mode="before")
     @classmethod

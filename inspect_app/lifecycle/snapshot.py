@@ -268,11 +268,11 @@ def build_snapshot(
         if label not in classes:
             skipped["class not in the data set" if label else "NG without a defect class"] += 1
             continue
-        path, own_file = _review_picture(review, evidence_root)
-        if path is None:
+        picture, own_file = _review_picture(review, evidence_root)
+        if picture is None:
             skipped["image file gone"] += 1
             continue
-        digest = file_hash(path)
+        digest = file_hash(picture)
         if own_file and review.get("content_hash") and digest != review["content_hash"]:
             # The file changed after it was inspected: the verdict was about other pixels.
             skipped["image changed since inspection"] += 1
@@ -281,7 +281,7 @@ def build_snapshot(
             skipped["already in the data set"] += 1
             continue
         seen.add(digest)
-        files.append({"path": str(path), "label": label, "sha256": digest, "split": "train", "source": "review",
+        files.append({"path": str(picture), "label": label, "sha256": digest, "split": "train", "source": "review",
                       "inspection_id": review["inspection_id"], "reviewed_at": review.get("reviewed_at")})
     if spec.test_dir:
         test_root = Path(spec.test_dir).resolve()

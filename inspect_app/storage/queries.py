@@ -9,8 +9,11 @@ purged keep their counts (the partial end hours then read as empty). The Review 
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import math
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +34,7 @@ from inspect_app.storage.rollup_window import (
     check_group,
     collect,
     group_keys,
+    hour_of,
     hour_start,
     hourly_sums,
     raw_counters,
@@ -48,10 +52,13 @@ __all__ = [
     "UNCLASSIFIED",
     "defect_class_counts",
     "defect_rate_over_time",
+    "first_hour",
     "latest_ng",
     "lines",
     "p_chart",
+    "p_chart_of",
     "pareto",
+    "rates_in_windows",
     "score_distribution",
     "stations",
     "summary",
@@ -172,29 +179,90 @@ def p_chart(
     station: str | None = None,
     line: str | None = None,
 ) -> dict[str, Any]:
-    """p-chart of the NG fraction: centre line and 3-sigma control limits per bucket.
+    """p-chart of the NG fraction per UTC bucket (see ``p_chart_of``)."""
+    return p_chart_of(defect_rate_over_time(db, bucket, since, until, station, line))
+
+
+def p_chart_of(series: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """p-chart of the NG fraction over buckets with ``decided`` and ``ng`` counts: centre line and 3-sigma limits.
 
     The centre line is the pooled fraction ``p̄ = Σ ng / Σ decided``; each bucket with ``n`` decided parts gets
     ``p̄ ± 3·sqrt(p̄(1 − p̄)/n)``, clipped to [0, 1], so limits widen where fewer parts were inspected.
 
     Returns:
-        ``{"center": p̄, "points": [{"bucket", "n", "ng", "p", "lcl", "ucl", "out_of_control"}, ...]}``; buckets
-        without decided parts are left out.
+        ``{"center": p̄, "points": [{"bucket", "n", "ng", "p", "lcl", "ucl", "out_of_control"}, ...]}`` (plus the
+        bucket's ``end`` where the series has one); buckets without decided parts are left out.
     """
-    series = [r for r in defect_rate_over_time(db, bucket, since, until, station, line) if r["decided"]]
-    decided = sum(r["decided"] for r in series)
-    center = sum(r["ng"] for r in series) / decided if decided else 0.0
+    decided_rows = [r for r in series if r["decided"]]
+    decided = sum(r["decided"] for r in decided_rows)
+    center = sum(r["ng"] for r in decided_rows) / decided if decided else 0.0
     points = []
-    for r in series:
+    for r in decided_rows:
         sigma = math.sqrt(center * (1.0 - center) / r["decided"])
         lcl, ucl = max(0.0, center - 3 * sigma), min(1.0, center + 3 * sigma)
-        points.append(
-            {
-                "bucket": r["bucket"], "n": r["decided"], "ng": r["ng"], "p": r["rate"], "lcl": lcl, "ucl": ucl,
-                "out_of_control": not lcl <= r["rate"] <= ucl,
-            }
-        )
+        point = {"bucket": r["bucket"], "n": r["decided"], "ng": r["ng"], "p": r["rate"], "lcl": lcl, "ucl": ucl,
+                 "out_of_control": not lcl <= r["rate"] <= ucl}
+        if "end" in r:
+            point["end"] = r["end"]
+        points.append(point)
     return {"center": center, "points": points}
+
+
+def rates_in_windows(
+    db: Database,
+    windows: Sequence[tuple[datetime, datetime]],
+    station: str | None = None,
+    line: str | None = None,
+) -> list[dict[str, Any]]:
+    """Inspections and NG share in each of ``windows`` (sorted, non-overlapping ``[start, end)``, aware), exact to
+    the second: plant days or shifts, whose edges need not be UTC days.
+
+    Whole hours come from the rollups and partial hours from raw rows; the span is cut at every edge that is not on a
+    whole UTC hour (half-hour zones), so each hour read lies in one window. Parts between windows are not counted.
+
+    Returns:
+        One dict per window, in order: ``bucket`` (its start), ``end``, ``total``, ``decided``, ``ng``, ``rate``.
+
+    Raises:
+        ValueError: a bound is naive, a window ends before it starts or overlaps the one before.
+    """
+    for start, end in windows:
+        split_window(start, end)  # names a naive bound
+        if end < start:
+            raise ValueError(f"window {start.isoformat()} .. {end.isoformat()} ends before it starts")
+    for (_, before), (after, _) in itertools.pairwise(windows):
+        if after < before:
+            raise ValueError(f"windows overlap at {after.isoformat()}; they must be sorted and disjoint")
+    sums = [{"total": 0, "errors": 0, "ng": 0} for _ in windows]
+    if windows:
+        starts = [start for start, _ in windows]
+        edges = sorted({moment for window in windows for moment in window})
+        cuts = [edges[0], *(m for m in edges[1:-1] if hour_start(hour_of(m)) != m), edges[-1]]
+        for low, high in itertools.pairwise(cuts):
+            rows = collect(
+                db, split_window(low, high), rollup=HOURLY, rollup_measures=hourly_sums(),
+                raw_measures=raw_counters(db.dialect), keys=[], bucket="hour", station=station, line=line,
+            )
+            for key, values in rows.items():
+                moment = max(hour_start(int(key[0])), low)
+                index = bisect.bisect_right(starts, moment) - 1
+                if index < 0 or moment >= windows[index][1]:
+                    continue  # between two windows
+                for name in ("total", "errors", "ng"):
+                    sums[index][name] += int(values[name])
+    result = []
+    for (start, end), counts in zip(windows, sums, strict=True):
+        decided = counts["total"] - counts["errors"]
+        result.append({"bucket": start, "end": end, "total": counts["total"], "decided": decided,
+                       "ng": counts["ng"], "rate": counts["ng"] / decided if decided else 0.0})
+    return result
+
+
+def first_hour(db: Database) -> datetime | None:
+    """Start of the earliest UTC hour with inspections (rollups outlive purges), or ``None`` for an empty plant."""
+    with db.session() as session:
+        hour = session.scalar(select(func.min(HOURLY.c.hour)))
+    return None if hour is None else hour_start(int(hour))
 
 
 def score_distribution(

@@ -11,6 +11,7 @@ verdicts are ``storage.comparisons``; the promotion itself ``Repository.promote`
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -377,7 +378,7 @@ class RunQueue:
 
     # reviewed labels ---------------------------------------------------------------------------------------------
 
-    def reviewed_images(self, until: datetime | None = None) -> list[dict[str, Any]]:
+    def reviewed_images(self, until: datetime | None = None) -> builtins.list[dict[str, Any]]:
         """Reviewed inspections (oldest first) as training labels: id, image path, hash, verdict, class, time."""
         stmt = (
             select(ReviewRow.inspection_id, InspectionRow.image_path, InspectionRow.content_hash, ReviewRow.verdict,

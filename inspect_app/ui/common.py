@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -65,6 +65,7 @@ __all__ = [
     "current_user",
     "database",
     "database_url",
+    "date_window",
     "format_count",
     "format_number",
     "format_percent",
@@ -155,6 +156,26 @@ def format_percent(share: float | None) -> str:
 def format_number(value: float | None, digits: int = 2) -> str:
     """A measurement with ``digits`` decimals and thousands separators (``342.23``); blank for none."""
     return "" if value is None or pd.isna(value) else f"{value:,.{digits}f}"
+
+
+def date_window(dates: tuple[date, ...] | list[date] | date | None,
+                zone: ZoneInfo | None = None) -> tuple[datetime | None, datetime | None]:
+    """A date-range picker's value → (since, until) in UTC: whole plant days (local midnight to local midnight in
+    ``zone``, default the plant zone), the last one included.
+
+    One picked date (the second not chosen yet) is that day alone; none is no bound.
+    """
+    if dates is None:
+        return None, None
+    if isinstance(dates, date):
+        dates = (dates,)
+    picked = [d for d in dates if d is not None]
+    if not picked:
+        return None, None
+    zone = zone or plant_zone()
+    first, last = min(picked), max(picked)
+    return (datetime.combine(first, time(), zone).astimezone(UTC),
+            datetime.combine(last + timedelta(days=1), time(), zone).astimezone(UTC))
 
 
 def bucket_key(period: str) -> str:

@@ -1,5 +1,5 @@
-"""Overview page: KPIs, defect rate over time (hour / shift / day), p-chart, Pareto, station comparison, latest NG,
-and the parts behind a clicked defect-rate point or Pareto bar.
+"""Overview page: KPIs, defect rate over time (hour / shift / day), p-chart, Pareto, station comparison, latest NG;
+the parts behind a clicked defect-rate point or Pareto bar are ``ui.overview_drill``.
 
 Every number comes from ``storage.queries`` / ``storage.dashboard_queries``, which read the hourly rollups, so the
 page stays fast over millions of inspections.
@@ -8,17 +8,20 @@ page stays fast over millions of inspections.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
-from typing import Any
+from zoneinfo import ZoneInfo
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
+from inspect_app.app import shifts
+from inspect_app.config import load_settings
+from inspect_app.config.plant import Shift
 from inspect_app.errors import StorageError
-from inspect_app.records import Inspection, InspectionSummary
-from inspect_app.storage import dashboard_queries, detail_queries, queries
+from inspect_app.records import InspectionSummary
+from inspect_app.storage import dashboard_queries, queries
 from inspect_app.ui.alarms import render_last_alarm
 from inspect_app.ui.common import (
     CACHE_TTL_S,
@@ -26,30 +29,42 @@ from inspect_app.ui.common import (
     database,
     database_url,
     format_count,
-    format_number,
     format_percent,
     format_time,
     load_lines,
     load_stations,
-    period_window,
     plant_wall,
     plant_zone,
     render_filters,
-    render_picture,
     require_viewing,
     time_title,
 )
 from inspect_app.ui.maintenance import render_maintenance
+from inspect_app.ui.overview_drill import (
+    BUCKET_PICK,
+    CLASS_PICK,
+    DRILL_BUCKET_KEY,
+    DRILL_CLASS_KEY,
+    load_latest_ng,
+    pick_from_chart,
+    render_drill_down,
+    render_latest_ng,
+)
+from inspect_app.ui.overview_kiosk import kiosk_requested, render_kiosk
+from inspect_app.ui.overview_period import (
+    chart_until,
+    choose_span,
+    kpi_deltas,
+    render_date_picker,
+    render_refresh_choice,
+)
 
 logger = logging.getLogger(__name__)
 
 PAGE_TITLE = "Inspection overview"
-LATEST_NG_LIMIT = 20
-# Thumbnails drawn above the latest-NG table (each one is a file read through ``ui.files``).
-THUMBNAILS = 8
-THUMBNAIL_WIDTH = 140
 BUCKET_LABELS = {"hour": "Hour", "shift": "Shift", "day": "Day"}
-BUCKET_SPANS = {"hour": timedelta(hours=1), "shift": timedelta(hours=queries.SHIFT_HOURS), "day": timedelta(days=1)}
+# Hours are UTC hours from the rollups; shifts and days are the plant's (``app.shifts.plant_buckets``).
+HOUR = timedelta(hours=1)
 BUCKET_CHOICES_KEY = "bucket_choices"
 LINE_TOTAL = "(whole line)"
 EMPTY_DATABASE_MESSAGE = (
@@ -57,11 +72,8 @@ EMPTY_DATABASE_MESSAGE = (
 )
 EMPTY_PERIOD_MESSAGE = "No inspections in the selected period and station. Widen the period in the sidebar."
 OUT_OF_CONTROL_COLOR = "#d62728"
-# Click-through: the chart selections (Vega-Lite point parameters) and the two pickers they fill in.
-BUCKET_PICK, CLASS_PICK = "bucket_pick", "class_pick"
+# Chart keys: their selections fill the click-through pickers (``ui.overview_drill``).
 P_CHART_KEY, PARETO_KEY = "p_chart", "pareto"
-DRILL_BUCKET_KEY, DRILL_CLASS_KEY = "drill_bucket", "drill_class"
-NOTHING_PICKED = "—"
 
 
 def kpi_values(summary: InspectionSummary) -> list[tuple[str, str]]:
@@ -81,21 +93,32 @@ def kpi_values(summary: InspectionSummary) -> list[tuple[str, str]]:
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def load_summary(url: str, since: datetime | None, station: str | None, line: str | None) -> InspectionSummary:
+def load_summary(url: str, since: datetime | None, until: datetime | None, station: str | None,
+                 line: str | None) -> InspectionSummary:
     """KPI counts for the filters."""
-    return queries.summary(database(url), since=since, station=station, line=line)
+    return queries.summary(database(url), since=since, until=until, station=station, line=line)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def load_p_chart(url: str, bucket: str, since: datetime | None, station: str | None, line: str | None) -> dict:
-    """Defect rate per bucket with p-chart control limits."""
-    return queries.p_chart(database(url), bucket=bucket, since=since, station=station, line=line)
+def load_p_chart(url: str, bucket: str, since: datetime | None, until: datetime, station: str | None,
+                 line: str | None, zone_key: str, calendar: tuple[Shift, ...]) -> dict:
+    """Defect rate per bucket with p-chart control limits: UTC hours, or plant days / shifts of ``calendar`` in zone
+    ``zone_key`` (summed from the hourly rollups, exact at edges off the hour)."""
+    db = database(url)
+    if bucket == "hour":
+        return queries.p_chart(db, bucket="hour", since=since, until=until, station=station, line=line)
+    start = since if since is not None else queries.first_hour(db)
+    if start is None:
+        return queries.p_chart_of([])
+    windows = shifts.plant_buckets(bucket, start, until, ZoneInfo(zone_key), calendar)
+    return queries.p_chart_of(queries.rates_in_windows(db, windows, station=station, line=line))
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def load_pareto(url: str, since: datetime | None, station: str | None, line: str | None) -> pd.DataFrame:
+def load_pareto(url: str, since: datetime | None, until: datetime | None, station: str | None,
+                line: str | None) -> pd.DataFrame:
     """Pareto rows: NG per defect class with cumulative share."""
-    rows = queries.pareto(database(url), since=since, station=station, line=line)
+    rows = queries.pareto(database(url), since=since, until=until, station=station, line=line)
     return pd.DataFrame(
         {
             "Defect class": [r["defect_class"] for r in rows],
@@ -106,23 +129,10 @@ def load_pareto(url: str, since: datetime | None, station: str | None, line: str
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def load_station_comparison(url: str, since: datetime | None, line: str | None) -> list[dict]:
+def load_station_comparison(url: str, since: datetime | None, until: datetime | None,
+                            line: str | None) -> list[dict]:
     """One row per line and station: inspected, decided, NG, defect rate (worst first)."""
-    return dashboard_queries.station_comparison(database(url), since=since, line=line)
-
-
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def load_parts_behind(url: str, since: datetime | None, until: datetime | None, station: str | None,
-                      line: str | None, defect_class: str | None) -> list[Inspection]:
-    """The NG parts behind one bucket and/or one defect class, newest first (a page of them)."""
-    return detail_queries.parts_behind(database(url), since=since, until=until, station=station, line=line,
-                                       defect_class=defect_class)
-
-
-@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def load_latest_ng(url: str, since: datetime | None, station: str | None) -> list[Inspection]:
-    """The latest NG inspections, newest first."""
-    return queries.latest_ng(database(url), limit=LATEST_NG_LIMIT, station=station, since=since)
+    return dashboard_queries.station_comparison(database(url), since=since, until=until, line=line)
 
 
 def station_table(rows: list[dict]) -> pd.DataFrame:
@@ -151,40 +161,31 @@ def heat_frame(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
-def latest_ng_table(rows: list[Inspection]) -> pd.DataFrame:
-    """The latest NG parts as shown: UTC times, scores with three decimals, blanks for what was not recorded."""
-    return pd.DataFrame(
-        [
-            {
-                time_title(): format_time(row.created_at),
-                "Line": row.line or "",
-                "Station": row.station or "",
-                "Defect class": row.defect_class or "",
-                "Score": format_number(row.score, 3),
-                "Model": row.model_version or "",
-                "Image": row.image_path or "",
-            }
-            for row in rows
-        ],
-        columns=[time_title(), "Line", "Station", "Defect class", "Score", "Model", "Image"],
-    )
-
-
 # --- charts ---------------------------------------------------------------------------------------------------------
 
 
+def bucket_label(start: datetime, bucket: str) -> str:
+    """How a bucket is named in tooltips and the parts picker: its plant date for days, else its start time."""
+    if bucket == "day":
+        return f"{start.astimezone(plant_zone()):%Y-%m-%d} {plant_zone().key}"
+    return format_time(start)
+
+
 def p_chart_frame(chart: dict, bucket: str) -> pd.DataFrame:
-    """The p-chart's buckets as a frame: start and end (UTC), defect rate %, limits %, n, out-of-control flag and
-    the bucket's start formatted for tooltips."""
+    """The p-chart's buckets as a frame: ``From`` / ``Until`` (aware UTC, what the parts behind a point are read
+    with), the same on the chart's scale (``Start``, ``End``, ``Middle``), defect rate %, limits %, n, the
+    out-of-control flag and the bucket's label for tooltips. Points without an ``end`` span one hour."""
     points = chart["points"]
-    span = BUCKET_SPANS[bucket]
+    ends = [p.get("end", p["bucket"] + HOUR) for p in points]
     return pd.DataFrame(
         {
+            "From": [p["bucket"] for p in points],
+            "Until": ends,
             # Plant wall-clock times on the charts' UTC scale (see ``common.plant_wall``).
             "Start": [plant_wall(p["bucket"]) for p in points],
-            "End": [plant_wall(p["bucket"] + span) for p in points],
-            "Middle": [plant_wall(p["bucket"] + span / 2) for p in points],
-            time_title(): [format_time(p["bucket"]) for p in points],
+            "End": [plant_wall(end) for end in ends],
+            "Middle": [plant_wall(p["bucket"] + (end - p["bucket"]) / 2) for p, end in zip(points, ends, strict=True)],
+            time_title(): [bucket_label(p["bucket"], bucket) for p in points],
             "Defect rate %": [round(p["p"] * 100, 2) for p in points],
             "UCL %": [round(p["ucl"] * 100, 2) for p in points],
             "LCL %": [round(p["lcl"] * 100, 2) for p in points],
@@ -202,11 +203,13 @@ def time_axis(field: str, bucket: str = "hour") -> alt.X:
     return alt.X(f"{field}:T", title=time_title(), scale=alt.Scale(type="utc"), axis=alt.Axis(format=label))
 
 
-def render_kpis(summary: InspectionSummary) -> None:
-    """One metric per KPI, side by side."""
+def render_kpis(summary: InspectionSummary, deltas: dict[str, tuple[str, str]] | None = None) -> None:
+    """One metric per KPI, side by side, with its change against the previous period where ``deltas`` has one."""
     values = kpi_values(summary)
+    deltas = deltas or {}
     for column, (label, value) in zip(st.columns(len(values)), values, strict=True):
-        column.metric(label, value)
+        delta, color = deltas.get(label, (None, "normal"))
+        column.metric(label, value, delta=delta, delta_color=color)  # type: ignore[arg-type]
 
 
 def render_p_chart(chart: dict, bucket: str) -> None:
@@ -304,32 +307,17 @@ def render_station_comparison(rows: list[dict]) -> None:
     st.dataframe(station_table(rows), hide_index=True, width="stretch")
 
 
-def render_latest_ng(rows: list[Inspection]) -> None:
-    """Thumbnails of the newest NG parts (served only through ``ui.files``), then the table of the latest ones."""
-    st.subheader("Latest NG parts")
-    if not rows:
-        st.caption("No NG parts in this period.")
-        return
-    render_parts(rows)
-
-
-def render_parts(rows: list[Inspection]) -> None:
-    """Thumbnails of the first parts (served only through ``ui.files``), then the table of all of them."""
-    shown = rows[:THUMBNAILS]
-    for column, row in zip(st.columns(len(shown)), shown, strict=True):
-        with column:
-            caption = f"{row.station} · {row.defect_class or 'NG'} · {format_time(row.created_at)}"
-            render_picture([("image", row.image_path), ("heatmap", row.heatmap_path)], caption=caption,
-                           width=THUMBNAIL_WIDTH)
-    st.dataframe(latest_ng_table(rows), hide_index=True, width="stretch")
-
-
 def render() -> None:
-    """Draw the Overview page, then the maintenance (purge) expander below the figures."""
-    st.title(PAGE_TITLE)
+    """Draw the Overview page (the wall-screen figures with ``?kiosk=1``), then the maintenance (purge) expander."""
+    kiosk = kiosk_requested()
+    if not kiosk:
+        st.title(PAGE_TITLE)
     require_viewing()
     url = database_url()
     try:
+        if kiosk:
+            render_kiosk(url)
+            return
         render_last_alarm(url)
         render_figures(url)
         # Below the figures and reached even when the period is empty: old data is what a purge is for.
@@ -346,15 +334,29 @@ def remember_bucket(period: str) -> None:
 
 
 def render_figures(url: str) -> None:
-    """KPIs, charts and tables for the sidebar filters (or a hint when there is nothing to show)."""
+    """The sidebar filters, then the figures for them (redrawn on their own while auto-refresh is on)."""
     stations = load_stations(url)
     if not stations:
         st.info(EMPTY_DATABASE_MESSAGE)
         return
     station, line, period = render_filters(stations, load_lines(url))
-    since, default_bucket = period_window(period, datetime.now(UTC))
-    summary = load_summary(url, since, station, line)
-    render_kpis(summary)
+    dates = render_date_picker()
+    every = render_refresh_choice()
+    # Sidebar widgets stay outside the fragment (a fragment may not draw into the sidebar).
+    st.fragment(render_body, run_every=every)(url, station, line, period, dates)
+
+
+def render_body(url: str, station: str | None, line: str | None, period: str,
+                dates: tuple[date, ...] | list[date] | date | None) -> None:
+    """KPIs with their change, charts and tables for the window (or a hint when there is nothing to show)."""
+    now = datetime.now(UTC)
+    span = choose_span(period, dates, now)
+    since, until = span.since, span.until
+    summary = load_summary(url, since, until, station, line)
+    previous = load_summary(url, *span.previous, station, line) if span.previous else None
+    render_kpis(summary, kpi_deltas(summary, previous, span.previous_label))
+    if previous is not None and previous.total == 0:
+        st.caption(f"No inspections in the {span.previous_label} to compare with.")
     if summary.total == 0:
         st.info(EMPTY_PERIOD_MESSAGE)
         return
@@ -364,69 +366,21 @@ def render_figures(url: str) -> None:
     choices = st.session_state.setdefault(BUCKET_CHOICES_KEY, {})
     bucket = st.radio(
         "Group defect rate by", list(BUCKET_LABELS),
-        index=list(BUCKET_LABELS).index(choices.get(period, default_bucket)),
-        format_func=BUCKET_LABELS.get, horizontal=True, key=bucket_key(period), on_change=remember_bucket,
-        args=(period,),
+        index=list(BUCKET_LABELS).index(choices.get(span.period, span.default_bucket)),
+        format_func=BUCKET_LABELS.get, horizontal=True, key=bucket_key(span.period), on_change=remember_bucket,
+        args=(span.period,),
     )
+    chart = load_p_chart(url, bucket, since, until or chart_until(now), station, line, plant_zone().key,
+                         load_settings().shifts)
+    pareto = load_pareto(url, since, until, station, line)
     left, right = st.columns(2)
     with left:
-        render_p_chart(load_p_chart(url, bucket, since, station, line), bucket)
+        render_p_chart(chart, bucket)
     with right:
-        render_pareto(load_pareto(url, since, station, line))
-    render_drill_down(url, p_chart_frame(load_p_chart(url, bucket, since, station, line), bucket), bucket,
-                      list(load_pareto(url, since, station, line)["Defect class"]), station, line, since)
-    comparison = load_station_comparison(url, since, line)
+        render_pareto(pareto)
+    render_drill_down(url, p_chart_frame(chart, bucket), BUCKET_LABELS[bucket], list(pareto["Defect class"]),
+                      station, line, since, until)
+    comparison = load_station_comparison(url, since, until, line)
     render_heat(comparison)
     render_station_comparison(comparison)
-    render_latest_ng(load_latest_ng(url, since, station))
-
-
-# --- click-through --------------------------------------------------------------------------------------------------
-
-
-def picked(state: Any, param: str, field: str) -> str | None:
-    """The value of ``field`` a point selection ``param`` holds in a chart's selection state, or ``None``."""
-    try:
-        chosen = state["selection"][param]
-    except (KeyError, TypeError):
-        return None
-    if isinstance(chosen, list) and chosen and isinstance(chosen[0], dict) and chosen[0].get(field) is not None:
-        return str(chosen[0][field])
-    return None
-
-
-def pick_from_chart(chart_key: str, param: str, field: str, picker_key: str) -> None:
-    """Chart callback: put the clicked point's value into its picker (cleared by a click on empty space)."""
-    value = picked(st.session_state.get(chart_key), param, field)
-    st.session_state[picker_key] = NOTHING_PICKED if value is None else value
-
-
-def render_drill_down(url: str, buckets: pd.DataFrame, bucket: str, classes: list[str], station: str | None,
-                      line: str | None, since: datetime | None) -> None:
-    """Two pickers (filled by clicking a defect-rate point or a Pareto bar) and the NG parts behind them."""
-    st.subheader("Parts behind a chart point")
-    labels = list(reversed(buckets[time_title()])) if not buckets.empty else []
-    # A picked value the new period or bucket no longer has is dropped rather than failing the widget.
-    for key, options in ((DRILL_BUCKET_KEY, labels), (DRILL_CLASS_KEY, classes)):
-        if st.session_state.get(key, NOTHING_PICKED) not in (NOTHING_PICKED, *options):
-            st.session_state[key] = NOTHING_PICKED
-    left, right = st.columns(2)
-    chosen_bucket = left.selectbox(f"{BUCKET_LABELS[bucket]} (defect-rate point)", [NOTHING_PICKED, *labels],
-                                   key=DRILL_BUCKET_KEY)
-    chosen_class = right.selectbox("Defect class (Pareto bar)", [NOTHING_PICKED, *classes], key=DRILL_CLASS_KEY)
-    if chosen_bucket == NOTHING_PICKED and chosen_class == NOTHING_PICKED:
-        st.caption("Click a point of the defect-rate chart or a Pareto bar (or pick one here) to list its NG parts.")
-        return
-    start, end = since, None
-    if chosen_bucket != NOTHING_PICKED:
-        row = buckets[buckets[time_title()] == chosen_bucket].iloc[0]
-        start, end = row["Start"].to_pydatetime(), row["End"].to_pydatetime()
-    defect_class = None if chosen_class == NOTHING_PICKED else chosen_class
-    rows = load_parts_behind(url, start, end, station, line, defect_class)
-    what = " · ".join(v for v in (chosen_bucket if end else "", defect_class or "", station or "", line or "") if v)
-    if not rows:
-        st.caption(f"No NG parts behind {what}.")
-        return
-    more = " (the newest shown)" if len(rows) >= detail_queries.PARTS_LIMIT else ""
-    st.caption(f"{len(rows)} NG part(s) behind {what}{more}.")
-    render_parts(rows)
+    render_latest_ng(load_latest_ng(url, since, until, station))

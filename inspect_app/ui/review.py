@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import UTC, date, datetime, time, timedelta
 
 import pandas as pd
 import streamlit as st
@@ -26,8 +25,10 @@ from inspect_app.ui.common import (
     CACHE_TTL_S,
     database,
     database_url,
+    date_window,
     load_stations,
     may,
+    plant_zone,
     require_viewing,
     role_hint,
     station_filter,
@@ -158,22 +159,6 @@ def load_defect_classes(url: str) -> list[str]:
     return names
 
 
-def date_window(dates: tuple[date, ...] | list[date] | date | None) -> tuple[datetime | None, datetime | None]:
-    """A date-range picker's value → (since, until) in UTC: whole days, the last one included.
-
-    One picked date (the second not chosen yet) is that day alone; none is no bound.
-    """
-    if dates is None:
-        return None, None
-    if isinstance(dates, date):
-        dates = (dates,)
-    picked = [d for d in dates if d is not None]
-    if not picked:
-        return None, None
-    first, last = min(picked), max(picked)
-    return datetime.combine(first, time(), UTC), datetime.combine(last + timedelta(days=1), time(), UTC)
-
-
 def render_filters(classes: list[str]) -> ReviewFilters:
     """Station, predicted class, score range and date range in the sidebar."""
     st.sidebar.header("Review filters")
@@ -182,7 +167,7 @@ def render_filters(classes: list[str]) -> ReviewFilters:
     choice = st.sidebar.selectbox("Predicted class", [ALL_CLASSES, *classes, UNCLASSIFIED], key="review_class")
     low, high = st.sidebar.slider("Score", *SCORE_RANGE, value=SCORE_RANGE, step=0.01, key="review_score")
     since, until = date_window(st.sidebar.date_input(
-        "Date range (UTC)", value=(), key="review_dates"))  # type: ignore[arg-type]  # () = no range picked yet; stubs omit it
+        f"Date range ({plant_zone().key})", value=(), key="review_dates"))  # type: ignore[arg-type]  # () = no range picked yet; stubs omit it
     return ReviewFilters(
         station=station, defect_class=None if choice == ALL_CLASSES else choice,
         min_score=None if low <= SCORE_RANGE[0] else low, max_score=None if high >= SCORE_RANGE[1] else high,

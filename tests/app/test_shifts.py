@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -115,3 +116,58 @@ def test_pdf_is_well_formed_across_pages() -> None:
         assert data[offset:].startswith(b"%d 0 obj" % number)
     assert b"/Count 3" in data  # 150 lines at 12 pt on A4 need three pages
     assert b"\\(with parentheses\\)" in data and b"\\\\" in data and b"\x96" in data  # en dash in cp1252
+
+
+# --- the Overview's plant buckets -----------------------------------------------------------------------------------
+
+CHICAGO = ZoneInfo("America/Chicago")
+
+
+def test_plant_days_start_at_local_midnight_across_dst() -> None:
+    # 2026-03-08 (spring forward) has 23 hours in Chicago, 2026-11-01 (fall back) 25.
+    for day, hours in ((date(2026, 3, 8), 23), (date(2026, 11, 1), 25), (date(2026, 12, 7), 24)):
+        start, end = shifts.plant_day(day, CHICAGO)
+        assert start.astimezone(CHICAGO).time() == time(0) and end.astimezone(CHICAGO).time() == time(0)
+        assert end - start == timedelta(hours=hours)
+    since = datetime(2026, 3, 7, 12, tzinfo=UTC)
+    windows = shifts.plant_buckets("day", since, datetime(2026, 3, 10, tzinfo=UTC), CHICAGO)
+    assert windows[0] == (since, datetime(2026, 3, 8, 6, tzinfo=UTC))  # cut at since, ends at local midnight (CST)
+    assert windows[1] == (datetime(2026, 3, 8, 6, tzinfo=UTC), datetime(2026, 3, 9, 5, tzinfo=UTC))  # 23 h
+    assert windows[-1][1] == datetime(2026, 3, 10, tzinfo=UTC)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(windows))
+
+
+def test_plant_shifts_follow_the_calendar_and_cut_the_period() -> None:
+    since, until = datetime(2026, 12, 7, 8, tzinfo=UTC), datetime(2026, 12, 8, 8, tzinfo=UTC)
+    windows = shifts.plant_buckets("shift", since, until, BERLIN, DEFAULT_SHIFTS)
+    # 09:00 Berlin is in shift A (06-14 = 05-13 UTC); then B, C, and A of the next day up to 09:00.
+    assert windows == [
+        (since, datetime(2026, 12, 7, 13, tzinfo=UTC)),
+        (datetime(2026, 12, 7, 13, tzinfo=UTC), datetime(2026, 12, 7, 21, tzinfo=UTC)),
+        (datetime(2026, 12, 7, 21, tzinfo=UTC), datetime(2026, 12, 8, 5, tzinfo=UTC)),
+        (datetime(2026, 12, 8, 5, tzinfo=UTC), until),
+    ]
+    two = (Shift(name="day", start=time(7), end=time(15)), Shift(name="late", start=time(15), end=time(23)))
+    gapped = shifts.plant_buckets("shift", since, until, BERLIN, two)
+    # day (09:00-15:00 Berlin, cut at since), late, then day again up to until; 23:00-07:00 is no shift.
+    assert [(a.astimezone(BERLIN).hour, b.astimezone(BERLIN).hour) for a, b in gapped] == [(9, 15), (15, 23), (7, 9)]
+
+
+def test_plant_buckets_name_bad_input() -> None:
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    with pytest.raises(ValueError, match="'week'"):
+        shifts.plant_buckets("week", now - timedelta(days=1), now, BERLIN)
+    with pytest.raises(ValueError, match="naive"):
+        shifts.plant_buckets("day", datetime(2026, 12, 6), now, BERLIN)
+    with pytest.raises(ValueError, match="no shifts"):
+        shifts.plant_buckets("shift", now - timedelta(days=1), now, BERLIN, ())
+
+
+def test_recent_shifts_of_the_last_day_end_with_the_running_one() -> None:
+    now = datetime(2026, 12, 7, 10, tzinfo=UTC)  # 11:00 Berlin, in shift A
+    recent = shifts.recent_shifts(DEFAULT_SHIFTS, BERLIN, now, timedelta(hours=24))
+    assert [(w.shift.name, w.day) for w in recent] == [
+        ("A", date(2026, 12, 6)), ("B", date(2026, 12, 6)), ("C", date(2026, 12, 6)), ("A", date(2026, 12, 7))]
+    assert recent[-1].start <= now < recent[-1].end
+    with pytest.raises(ValueError, match="naive"):
+        shifts.recent_shifts(DEFAULT_SHIFTS, BERLIN, datetime(2026, 12, 7), timedelta(hours=24))

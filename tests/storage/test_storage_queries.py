@@ -287,3 +287,58 @@ def test_rollups_ignore_duplicates_and_match_raw_counts(db: Database) -> None:
     assert repo.add_inspections(SEED) == len(SEED) - 250 + sum(r.content_hash is None for r in SEED[:250])
     errors_twice = [r for r in SEED[:250] if r.content_hash is None]
     assert queries.summary(db) == _expected_summary(SEED + errors_twice)
+
+
+# --- plant buckets: windows whose edges are not UTC days ---------------------------------------------------------
+
+
+def _windows(start: datetime, step: timedelta, count: int) -> list[tuple[datetime, datetime]]:
+    return [(start + k * step, start + (k + 1) * step) for k in range(count)]
+
+
+@pytest.mark.parametrize(
+    "windows",
+    [
+        # Whole-hour edges (Chicago midnights in May, 05:00 UTC), and half-hour edges (Kolkata, 18:30 UTC).
+        _windows(datetime(2024, 5, 1, 5, tzinfo=UTC), timedelta(days=1), 4),
+        _windows(datetime(2024, 5, 1, 18, 30, tzinfo=UTC), timedelta(hours=8), 8),
+        # With a gap between windows and partial first / last windows.
+        [(datetime(2024, 5, 1, 22, 17, tzinfo=UTC), datetime(2024, 5, 2, 6, tzinfo=UTC)),
+         (datetime(2024, 5, 2, 14, tzinfo=UTC), datetime(2024, 5, 3, 9, 45, 30, tzinfo=UTC))],
+    ],
+)
+def test_rates_in_windows_count_exactly_the_parts_inside(seeded: Database, windows: list) -> None:
+    for filters in ({}, {"station": "press-1"}, {"line": "line-b"}):
+        rows = queries.rates_in_windows(seeded, windows, **filters)
+        assert [(r["bucket"], r["end"]) for r in rows] == windows
+        for row, (start, end) in zip(rows, windows, strict=True):
+            inside = _select(start, end, **filters)
+            decided = [r for r in inside if r.decision is not Decision.ERROR]
+            ng = sum(r.decision is Decision.NG for r in inside)
+            assert (row["total"], row["decided"], row["ng"]) == (len(inside), len(decided), ng)
+            assert row["rate"] == (ng / len(decided) if decided else 0.0)
+    assert sum(r["total"] for r in queries.rates_in_windows(seeded, windows)) > 0
+
+
+def test_rates_in_windows_reject_overlap_and_naive_bounds(db: Database) -> None:
+    a = datetime(2024, 5, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match="overlap"):
+        queries.rates_in_windows(db, [(a, a + timedelta(hours=2)), (a + timedelta(hours=1), a + timedelta(hours=3))])
+    with pytest.raises(ValueError, match="naive"):
+        queries.rates_in_windows(db, [(a.replace(tzinfo=None), a + timedelta(hours=1))])
+    assert queries.rates_in_windows(db, []) == []
+
+
+def test_p_chart_of_windows_matches_the_utc_p_chart_on_utc_days(seeded: Database) -> None:
+    days = _windows(datetime(2024, 5, 1, tzinfo=UTC), timedelta(days=1), 4)
+    by_windows = queries.p_chart_of(queries.rates_in_windows(seeded, days))
+    by_utc = queries.p_chart(seeded, bucket="day")
+    assert by_windows["center"] == pytest.approx(by_utc["center"])
+    assert [(p["bucket"], p["n"], p["ng"]) for p in by_windows["points"]] == [
+        (p["bucket"], p["n"], p["ng"]) for p in by_utc["points"]]
+    assert all(p["end"] - p["bucket"] == timedelta(days=1) for p in by_windows["points"])
+
+
+def test_first_hour(seeded: Database, db_url: str) -> None:
+    earliest = min(r.created_at for r in SEED)
+    assert queries.first_hour(seeded) == earliest.replace(minute=0, second=0, microsecond=0)

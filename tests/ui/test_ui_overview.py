@@ -4,19 +4,18 @@ control limits in UTC, and thumbnails of the latest NG parts served through ``ui
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from inspect_app.records import Decision, Inspection
 from inspect_app.storage import Database, Repository
-from inspect_app.ui import common, overview
+from inspect_app.ui import common, overview, overview_drill
 from tests.ui import test_ui_pages as pages
 
 # The seeded plant (signed-in users, runs, schedules) and the cache reset of the page tests.
@@ -118,65 +117,27 @@ def test_latest_ng_thumbnails_are_served_only_inside_the_roots(plant: dict, tmp_
     assert any("outside the" in c.value for c in at.caption)
 
 
-# --- click-through --------------------------------------------------------------------------------------------------
-
-
-def _drill_table(at: AppTest) -> pd.DataFrame:
-    """The parts table under "Parts behind a chart point" (the latest-NG table is the last one)."""
-    tables = [d.value for d in at.dataframe if overview.time_title() in d.value.columns]
-    assert len(tables) == 2, "no parts table behind the pick"
-    return tables[0]
-
-
-def test_picking_a_defect_rate_point_lists_the_ng_parts_of_that_bucket(plant: dict) -> None:
+def test_day_buckets_start_at_the_plant_midnight(plant: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 03:00 and 07:00 UTC on one date are 21:00 the day before and 01:00 that day in Chicago (CST, UTC-6).
+    monkeypatch.setenv("INSPECT_PLANT_TIME_ZONE", "America/Chicago")
+    day = (datetime.now(UTC) - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0)
+    parts = [day.replace(hour=3), day.replace(hour=7)]
+    with Database.open(plant["url"]) as db:
+        Repository(db).add_inspections([
+            Inspection(station="cell-a", line="line-1", source="/in", image_path=f"/in/chicago-{at.hour}.png",
+                       decision=Decision.NG, created_at=at, content_hash=f"chicago-{at.hour}", model_version="m1",
+                       defect_class="dent", score=0.9)
+            for at in parts
+        ])
     at = _open()
-    picker = at.selectbox(key=overview.DRILL_BUCKET_KEY)
-    assert picker.value == overview.NOTHING_PICKED
-    ng = [r for r in plant["rows"] if r.decision is Decision.NG]
-    newest = max(ng, key=lambda r: r.created_at)
-    hour = newest.created_at.replace(minute=0, second=0, microsecond=0)
-    label = common.format_time(hour)
-    assert label in picker.options
-    picker.select(label)
+    at.sidebar.selectbox(key="period").select("Last 30 days")
     at = _run(at)
-    expected = sorted((r for r in ng if hour <= r.created_at < hour + timedelta(hours=1)),
-                      key=lambda r: r.created_at, reverse=True)
-    table = _drill_table(at)
-    assert list(table["Image"]) == [r.image_path for r in expected]
-    assert any(f"{len(expected)} NG part(s) behind {label}" in c.value for c in at.caption)
-
-
-def test_picking_a_pareto_class_and_a_station_lists_only_those_parts(plant: dict) -> None:
-    at = _open()
-    at.selectbox(key=overview.DRILL_CLASS_KEY).select("scratch")
-    at = _run(at)
-    scratch = [r for r in plant["rows"] if r.decision is Decision.NG and r.defect_class == "scratch"]
-    assert set(_drill_table(at)["Image"]) == {r.image_path for r in scratch} and len(scratch) == 2
-    at.sidebar.selectbox(key="station").select("cell-b")
-    at = _run(at)
-    assert list(_drill_table(at)["Image"]) == [r.image_path for r in scratch if r.station == "cell-b"]
-    at.selectbox(key=overview.DRILL_CLASS_KEY).select(overview.NOTHING_PICKED)
-    at = _run(at)
-    assert len([d for d in at.dataframe if overview.time_title() in d.value.columns]) == 1
-
-
-def test_charts_carry_the_click_selections(plant: dict) -> None:
-    at = _open()
-    specs = [json.loads(e.proto.spec) for e in at.main if getattr(e, "type", "") == "vega_lite_chart"]
-    def names(node: object) -> set[str]:
-        # Altair hoists layer parameters to the top with the views they belong to; look everywhere.
-        if isinstance(node, dict):
-            found = {p["name"] for p in node.get("params", []) if isinstance(p, dict) and "name" in p}
-            return found.union(*(names(v) for v in node.values()))
-        return set().union(*(names(v) for v in node)) if isinstance(node, list) else set()
-
-    params = set().union(*(names(spec) for spec in specs))
-    assert {overview.BUCKET_PICK, overview.CLASS_PICK} <= params
-
-
-def test_picked_reads_a_point_selection() -> None:
-    state = {"selection": {overview.CLASS_PICK: [{"Defect class": "dent"}]}}
-    assert overview.picked(state, overview.CLASS_PICK, "Defect class") == "dent"
-    assert overview.picked({"selection": {overview.CLASS_PICK: []}}, overview.CLASS_PICK, "Defect class") is None
-    assert overview.picked(None, overview.CLASS_PICK, "Defect class") is None
-    assert overview.picked({"selection": {}}, overview.BUCKET_PICK, overview.time_title()) is None
+    assert at.radio(key=common.bucket_key("Last 30 days")).value == "day"
+    labels = [f"{(day - timedelta(days=1)):%Y-%m-%d} America/Chicago", f"{day:%Y-%m-%d} America/Chicago"]
+    picker = at.selectbox(key=overview_drill.DRILL_BUCKET_KEY)
+    assert set(labels) <= set(picker.options)
+    for label, part in zip(labels, parts, strict=True):
+        at.selectbox(key=overview_drill.DRILL_BUCKET_KEY).select(label)
+        at = _run(at)
+        table = next(d.value for d in at.dataframe if common.time_title() in d.value.columns)
+        assert list(table["Image"]) == [f"/in/chicago-{part.hour}.png"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -274,3 +275,16 @@ def test_shortcut_legend_is_shown(plant: dict) -> None:
 )
 def test_date_window(dates: object, expected: tuple) -> None:
     assert review.date_window(dates) == expected  # type: ignore[arg-type]
+
+
+def test_date_window_takes_whole_plant_days() -> None:
+    chicago = ZoneInfo("America/Chicago")
+    # 2026-03-08 is the spring-forward day: local midnight is 06:00 UTC, the next one 05:00 UTC.
+    assert review.date_window((date(2026, 3, 8),), chicago) == (
+        datetime(2026, 3, 8, 6, tzinfo=UTC), datetime(2026, 3, 9, 5, tzinfo=UTC))
+
+
+def test_date_range_label_names_the_plant_zone(plant: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INSPECT_PLANT_TIME_ZONE", "America/Chicago")
+    at = _open()
+    assert at.sidebar.date_input(key="review_dates").label == "Date range (America/Chicago)"
