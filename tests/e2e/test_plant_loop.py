@@ -1,7 +1,7 @@
 """The plant's loop on real data (issue 18): two stations inspect Magnetic Tile parts on PostgreSQL, people review
 the doubtful ones, the verdicts are exported, a scheduled good-only run trains, champion/challenger decides, and the
 running pipelines switch model and threshold, with every part giving one row, one evidence set and one reject signal
-through a kill -9 of one station after the promotion."""
+through a database outage at one station and a kill -9 of the other after the promotion."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from inspect_app.storage.db import Database
 from inspect_app.storage.repository import Repository
 from inspect_app.storage.tables import InspectionRow
 from tests.conftest import SHARED_DATASETS
+from tests.e2e.pg_relay import RelayedDatabase
 
 MT = SHARED_DATASETS / "magnetic-tile"
 pytestmark = [
@@ -167,6 +168,14 @@ def _wait_rows(db: Database, station: Station, count: int, timeout: float = 180.
     pytest.fail(f"{station.station} wrote {len(_rows(db, station.station))} of {count} rows:\n{station.log()[-3000:]}")
 
 
+def _wait_file(path: Path, station: Station, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and not path.exists():
+        station.alive()
+        time.sleep(0.2)
+    assert path.exists(), f"{station.station} wrote no {path.name}:\n{station.log()[-3000:]}"
+
+
 def _wait_log(station: Station, text: str, timeout: float = 60.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -224,99 +233,116 @@ def _check_exactly_once(db: Database, station: Station, parts: int, *, duplicate
     assert not list((station.folder / "spool").glob("*.jsonl")), "nothing left waiting in a spool"
 
 
-def test_the_plant_loop_on_magnetic_tile(tmp_path: Path, repo_root: Path, postgres_schema) -> None:
+def test_the_plant_loop_on_magnetic_tile(tmp_path: Path, repo_root: Path, relayed_postgres: RelayedDatabase) -> None:
     layout = _layout(tmp_path / "data")
     parts: dict[str, list[list[tuple[Path, str]]]] = layout["parts"]  # type: ignore[assignment]
     truth: dict[str, str] = layout["truth"]  # type: ignore[assignment]
     data = tmp_path / "data"
     (tmp_path / "recipe.yaml").write_text("".join(f"{k}: {v}\n" for k, v in RECIPE.items()))
-    with postgres_schema("inspect_loop") as db_url:
-        common = ["--home", str(tmp_path / "plant"), "--db", db_url]
-        champion = tmp_path / "plant" / "models" / "mt-v1"
-        assert main([*common, "train", str(data / "champion"), "--kind", "anomaly", "--recipe",
-                     str(tmp_path / "recipe.yaml"), "--out", str(champion), "--name", "mt-v1"]) == 0
-        db = Database.open(db_url)
-        repo = Repository(db)
-        stations: dict[str, Station] = {}
-        try:
-            assert repo.active_model().name == "mt-v1", "the first model is the active one"
-            stations |= {s: Station(tmp_path, s, _station_spec(tmp_path, s, champion, db_url), repo_root)
-                        for s in STATIONS}
-            for station in stations.values():
-                station.start()
+    plant = relayed_postgres
+    db_url = plant.direct_url
+    common = ["--home", str(tmp_path / "plant"), "--db", db_url]
+    champion = tmp_path / "plant" / "models" / "mt-v1"
+    assert main([*common, "train", str(data / "champion"), "--kind", "anomaly", "--recipe",
+                 str(tmp_path / "recipe.yaml"), "--out", str(champion), "--name", "mt-v1"]) == 0
+    db = Database.open(db_url)
+    repo = Repository(db)
+    stations: dict[str, Station] = {}
+    try:
+        assert repo.active_model().name == "mt-v1", "the first model is the active one"
+        # Station A reaches the database through the relay that the outage cuts.
+        urls = {"st-A": plant.url, "st-B": db_url}
+        stations |= {s: Station(tmp_path, s, _station_spec(tmp_path, s, champion, urls[s]), repo_root)
+                     for s in STATIONS}
+        for station in stations.values():
+            station.start()
 
-            # 1. Both stations inspect their first parts with the champion.
-            for name, station in stations.items():
-                _deliver(parts[name][0], station.folder / "inbox")
-            for station in stations.values():
-                rows = _wait_rows(db, station, FIRST)
-                assert {r.model_version for r in rows} == {"mt-v1"}
+        # 1. Both stations inspect their first parts with the champion. Station A loses the database on the way:
+        # its decided parts wait in its spool, and a model poll that lands in the outage keeps the line running.
+        a, b = stations["st-A"], stations["st-B"]
+        _deliver(parts["st-B"][0], b.folder / "inbox")
+        first_a = parts["st-A"][0]
+        _deliver(first_a[:4], a.folder / "inbox")
+        _wait_rows(db, a, 4)
+        plant.relay.pause()
+        _deliver(first_a[4:6], a.folder / "inbox")
+        _wait_file(a.folder / "spool" / "st-A.jsonl", a)
+        time.sleep(10.5)  # past the model-following inspector's 10 s between database reads
+        _deliver(first_a[6:8], a.folder / "inbox")
+        time.sleep(2)
+        a.alive()
+        assert len(_rows(db, "st-A")) == 4, "nothing reached the database during the outage"
+        plant.relay.resume()
+        _deliver(first_a[8:], a.folder / "inbox")
+        for station in stations.values():
+            rows = _wait_rows(db, station, FIRST)
+            assert {r.model_version for r in rows} == {"mt-v1"}
+        assert "database unreachable, spooling" in a.log()
 
-            # 2. People review the doubtful and rejected parts; the verdicts are exported as a training manifest.
-            reviewed_names = _review_flagged(db, truth)
-            reviewed = len(reviewed_names)
-            assert reviewed >= 1, "some parts were flagged"
-            manifest = tmp_path / "reviewed.csv"
-            assert main([*common, "reviews", "export", "--out", str(manifest)]) == 0
-            assert len(manifest.read_text().splitlines()) == reviewed + 1
-            assert main(["--home", str(tmp_path / "plant"), "data", "check", str(manifest)]) == 0
+        # 2. People review the doubtful and rejected parts; the verdicts are exported as a training manifest.
+        reviewed_names = _review_flagged(db, truth)
+        reviewed = len(reviewed_names)
+        assert reviewed >= 1, "some parts were flagged"
+        manifest = tmp_path / "reviewed.csv"
+        assert main([*common, "reviews", "export", "--out", str(manifest)]) == 0
+        assert len(manifest.read_text().splitlines()) == reviewed + 1
+        assert main(["--home", str(tmp_path / "plant"), "data", "check", str(manifest)]) == 0
 
-            # 3. The nightly schedule fires, the worker fits a good-only challenger with the reviewed good parts.
-            policy = PromotionPolicy(false_reject_rate=0.1, class_tolerance=0.34)
-            spec = FinetuneSpec(kind="anomaly", anomaly=RECIPE, test_dir=str(data / "test"), use_reviews=True,
-                                model_prefix="mt", promotion=policy)
-            add_schedule(db, ENGINEER, "nightly-mt", "0 2 * * *", str(data / "train"), spec,
-                         now=utcnow() - timedelta(days=1))
-            queued = Scheduler(db).tick(now=utcnow())
-            assert len(queued) == 1
-            run = Worker(db, Settings(home=tmp_path / "worker", device="cpu")).run_once()
-            assert run is not None and run.id == queued[0] and run.status is RunStatus.SUCCEEDED, run
-            metrics = run.metrics
-            challenger = metrics["model"]
-            # Reviewed good parts join the good-only training data; defect verdicts have no class folder there.
-            good_reviews = sum(1 for name in reviewed_names if truth[name] == "good")
-            assert metrics["snapshot"]["counts"].get("train/review", 0) == good_reviews
-            assert sum(metrics["snapshot"]["reviews_skipped"].values()) == len(reviewed_names) - good_reviews
+        # 3. The nightly schedule fires, the worker fits a good-only challenger with the reviewed good parts.
+        policy = PromotionPolicy(false_reject_rate=0.1, class_tolerance=0.34)
+        spec = FinetuneSpec(kind="anomaly", anomaly=RECIPE, test_dir=str(data / "test"), use_reviews=True,
+                            model_prefix="mt", promotion=policy)
+        add_schedule(db, ENGINEER, "nightly-mt", "0 2 * * *", str(data / "train"), spec,
+                     now=utcnow() - timedelta(days=1))
+        queued = Scheduler(db).tick(now=utcnow())
+        assert len(queued) == 1
+        run = Worker(db, Settings(home=tmp_path / "worker", device="cpu")).run_once()
+        assert run is not None and run.id == queued[0] and run.status is RunStatus.SUCCEEDED, run
+        metrics = run.metrics
+        challenger = metrics["model"]
+        # Reviewed good parts join the good-only training data; defect verdicts have no class folder there.
+        good_reviews = sum(1 for name in reviewed_names if truth[name] == "good")
+        assert metrics["snapshot"]["counts"].get("train/review", 0) == good_reviews
+        assert sum(metrics["snapshot"]["reviews_skipped"].values()) == len(reviewed_names) - good_reviews
 
-            # 4. Champion/challenger: the stored decision is the rule's on the stored figures, and it was carried out.
-            wins, reason, _ = judge_challenger(metrics["test"], metrics["champion_test"], policy)
-            assert (metrics["promoted"], metrics["decision"]) == (wins, reason)
-            assert repo.active_model().name == (challenger if wins else "mt-v1")
-            if not wins:  # the kept candidate is promoted by a person, the other way onto the line
-                promote_model(db, ENGINEER, challenger, reason="reviewed the comparison")
-            # The dashboard's threshold for the new model reaches the line with it.
-            threshold = round(repo.get_model_version(challenger).threshold * 0.9, 4)
-            set_model_threshold(db, ENGINEER, challenger, threshold)
+        # 4. Champion/challenger: the stored decision is the rule's on the stored figures, and it was carried out.
+        wins, reason, _ = judge_challenger(metrics["test"], metrics["champion_test"], policy)
+        assert (metrics["promoted"], metrics["decision"]) == (wins, reason)
+        assert repo.active_model().name == (challenger if wins else "mt-v1")
+        if not wins:  # the kept candidate is promoted by a person, the other way onto the line
+            promote_model(db, ENGINEER, challenger, reason="reviewed the comparison")
+        # The dashboard's threshold for the new model reaches the line with it.
+        threshold = round(repo.get_model_version(challenger).threshold * 0.9, 4)
+        set_model_threshold(db, ENGINEER, challenger, threshold)
 
-            # 5. The running pipelines swap model and threshold between batches, without a restart: a batch after the
-            # promotion starts loading the new model in the background, a later one is decided by it.
-            swap_line = f"active model changed: mt-v1 → {challenger}"
-            for name, station in stations.items():
-                delivered = _deliver_until(db, station, parts[name][1], swap_line)
-                _deliver(parts[name][1][delivered:], station.folder / "inbox")
-            # Station B is killed with SIGKILL in the middle of its parts and restarted: it starts on the new model
-            # and must decide none of the parts the old one decided again.
-            b = stations["st-B"]
-            _wait_rows(db, b, len(_rows(db, "st-B")) + 1)
-            assert b.stop(signal.SIGKILL) == -signal.SIGKILL
-            assert len(_rows(db, "st-B")) < FIRST + SECOND, "the kill landed before station B was done"
-            b.start()
-            for station in stations.values():
-                rows = _wait_rows(db, station, FIRST + SECOND)
-                after = [r.model_version for r in sorted(rows, key=lambda r: r.created_at)[FIRST:]]
-                # Swapped once, between batches: the old model's last parts, then only the new one's.
-                assert after[-1] == challenger and after == sorted(after, key=lambda v: v == challenger), after
-                assert {r.threshold for r in rows if r.model_version == challenger} == {threshold}
-            time.sleep(2)  # a part decided twice after the restart would show now
-            for station in stations.values():
-                assert station.stop() in (0, 130, 143), station.log()[-3000:]
+        # 5. The running pipelines swap model and threshold between batches, without a restart: a batch after the
+        # promotion starts loading the new model in the background, a later one is decided by it.
+        swap_line = f"active model changed: mt-v1 → {challenger}"
+        for name, station in stations.items():
+            delivered = _deliver_until(db, station, parts[name][1], swap_line)
+            _deliver(parts[name][1][delivered:], station.folder / "inbox")
+        # Station B is killed with SIGKILL in the middle of its parts and restarted: it starts on the new model
+        # and must decide none of the parts the old one decided again.
+        _wait_rows(db, b, len(_rows(db, "st-B")) + 1)
+        assert b.stop(signal.SIGKILL) == -signal.SIGKILL
+        assert len(_rows(db, "st-B")) < FIRST + SECOND, "the kill landed before station B was done"
+        b.start()
+        for station in stations.values():
+            rows = _wait_rows(db, station, FIRST + SECOND)
+            after = [r.model_version for r in sorted(rows, key=lambda r: r.created_at)[FIRST:]]
+            # Swapped once, between batches: the old model's last parts, then only the new one's.
+            assert after[-1] == challenger and after == sorted(after, key=lambda v: v == challenger), after
+            assert {r.threshold for r in rows if r.model_version == challenger} == {threshold}
+        time.sleep(2)  # a part decided twice after the restart would show now
+        for station in stations.values():
+            assert station.stop() in (0, 130, 143), station.log()[-3000:]
 
-            # 6. Exactly once per part, through the kill.
-            for name, station in stations.items():
-                _check_exactly_once(db, station, FIRST + SECOND, duplicate_signals_allowed=1 if name == "st-B" else 0)
-        finally:
-            for station in stations.values():
-                if station.proc is not None and station.proc.poll() is None:
-                    station.proc.kill()
-                    station.proc.wait(timeout=30)
-            db.dispose()
+        # 6. Exactly once per part, through the outage and the kill.
+        for name, station in stations.items():
+            _check_exactly_once(db, station, FIRST + SECOND, duplicate_signals_allowed=1 if name == "st-B" else 0)
+    finally:
+        for station in stations.values():
+            if station.proc is not None and station.proc.poll() is None:
+                station.proc.kill()
+                station.proc.wait(timeout=30)
+        db.dispose()
