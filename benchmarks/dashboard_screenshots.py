@@ -1,9 +1,9 @@
 """Screenshots of the Overview and Review pages with data, taken by headless Chromium, for a person to look at.
 
 Seeds a database in a temporary folder (``seed_plant.seed``, 60,000 rows, plus a few part images so the Review
-page shows pictures), starts ``streamlit run`` on it, and drives Debian's ``/usr/bin/chromium`` through Playwright,
-waiting for the metrics to render before each shot (a bare ``chromium --screenshot`` captures the page before
-Streamlit's websocket has drawn it). Writes PNGs to ``--out`` (default ``benchmarks/out/``, git-ignored)::
+page shows pictures), starts ``inspect-app dashboard`` on it, and drives Debian's ``/usr/bin/chromium`` through
+Playwright, waiting for the metrics to render before each shot (a bare ``chromium --screenshot`` captures the page
+before Streamlit's websocket has drawn it). Writes PNGs to ``--out`` (default ``benchmarks/out/``, git-ignored)::
 
     python benchmarks/dashboard_screenshots.py --out /tmp/shots
 """
@@ -11,12 +11,8 @@ Streamlit's websocket has drawn it). Writes PNGs to ``--out`` (default ``benchma
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
@@ -32,18 +28,12 @@ from sqlalchemy import update  # noqa: E402
 
 from inspect_app.storage import Database, review_queries  # noqa: E402
 from inspect_app.storage.tables import InspectionRow  # noqa: E402
+from tests.dashboard_server import serve_dashboard  # noqa: E402
 
-APP = ROOT / "inspect_app" / "ui" / "app.py"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-quic", "--no-first-run"]
 PAGES = (("overview", ""), ("review", "review"), ("models", "models"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _part_images(db: Database, folder: Path) -> None:
@@ -62,16 +52,6 @@ def _part_images(db: Database, folder: Path) -> None:
                             .values(image_path=str(path)))
 
 
-def _wait_for_server(port: int, deadline_s: float = 60) -> None:
-    start = time.monotonic()
-    while time.monotonic() - start < deadline_s:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.3)
-    raise RuntimeError(f"streamlit did not listen on port {port} within {deadline_s} s")
-
-
 def main() -> None:
     """Seed, serve and shoot; print the screenshot paths."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -85,32 +65,20 @@ def main() -> None:
         seed(url, args.rows)
         with Database.open(url) as db:
             _part_images(db, Path(tmp) / "parts")
-        port = _free_port()
-        env = {**os.environ, "INSPECT_DATABASE_URL": url, "INSPECT_HOME": tmp, "PYTHONPATH": str(ROOT),
-               # Screenshots of the read-only pages: viewing without sign-in, as an admin may turn it on.
-               "INSPECT_DASHBOARD_OPEN_VIEWING": "true"}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port), "--server.headless",
-             "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        try:
-            _wait_for_server(port)
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1600, "height": 2200})
-                for name, path in PAGES:
-                    page.goto(f"http://127.0.0.1:{port}/{path}")
-                    page.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)
-                    # Charts draw after the metrics; wait until Streamlit reports it is idle again.
-                    page.wait_for_timeout(2500)
-                    target = out / f"{name}.png"
-                    page.screenshot(path=str(target), full_page=True)
-                    print(f"{name}: {target}")
-                browser.close()
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        # Screenshots of the read-only pages: viewing without sign-in, as an admin may turn it on.
+        open_viewing = {"INSPECT_DASHBOARD_OPEN_VIEWING": "true"}
+        with serve_dashboard(Path(tmp), database_url=url, settings=open_viewing) as base, sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1600, "height": 2200})
+            for name, path in PAGES:
+                page.goto(f"{base}{path}")
+                page.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)
+                # Charts draw after the metrics; wait until Streamlit reports it is idle again.
+                page.wait_for_timeout(2500)
+                target = out / f"{name}.png"
+                page.screenshot(path=str(target), full_page=True)
+                print(f"{name}: {target}")
+            browser.close()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Screenshots of the Drift and Shift report pages on the seeded plant, taken by headless Chromium, to look at.
 
 Serves an existing seeded database (``--db``, e.g. the one ``drift_alarms.py`` leaves in /tmp) with
-``streamlit run`` in the plant zone ``--zone`` and drives Debian's ``/usr/bin/chromium`` through Playwright (as
-``dashboard_screenshots.py`` does), writing ``drift_all.png``, ``drift_paint-2.png``, ``shifts_last.png`` and
+``inspect-app dashboard`` in the plant zone ``--zone`` and drives Debian's ``/usr/bin/chromium`` through Playwright
+(as ``dashboard_screenshots.py`` does), writing ``drift_all.png``, ``drift_paint-2.png``, ``shifts_last.png`` and
 ``shifts_pdf.png`` (the last completed shift's PDF in Chromium's viewer) to ``--out`` (default ``benchmarks/out/``,
 git-ignored)::
 
@@ -12,8 +12,6 @@ git-ignored)::
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,11 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from dashboard_screenshots import APP, CHROMIUM, CHROMIUM_ARGS, _free_port, _wait_for_server  # noqa: E402
+from dashboard_screenshots import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 from inspect_app.app import shifts  # noqa: E402
 from inspect_app.config.plant import DEFAULT_SHIFTS  # noqa: E402
 from inspect_app.storage import Database  # noqa: E402
+from tests.dashboard_server import serve_dashboard  # noqa: E402
 
 
 def _write_pdf(url: str, zone: ZoneInfo, target: Path) -> None:
@@ -66,37 +65,24 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="inspect-shots-") as tmp:
-        port = _free_port()
-        env = {**os.environ, "INSPECT_DATABASE_URL": args.db, "INSPECT_HOME": tmp, "PYTHONPATH": str(ROOT),
-               "INSPECT_DASHBOARD_OPEN_VIEWING": "true", "INSPECT_PLANT_TIME_ZONE": args.zone}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port), "--server.headless",
-             "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        try:
-            _wait_for_server(port)
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1500, "height": 1400})
-                base = f"http://127.0.0.1:{port}"
-                chart = '[data-testid="stVegaLiteChart"]'
-                shots = [("drift_all.png", f"{base}/drift", chart, None),
-                         ("drift_paint-2.png", f"{base}/drift", chart, "paint-2"),
-                         ("shifts_last.png", f"{base}/shifts", '[data-testid="stMetric"]', None)]
-                for name, url, ready, station in shots:
-                    seconds = _shoot(page, url, out / name, ready, station)
-                    print(f"{out / name} ({seconds:.1f} s to draw, waits included)")
-                pdf = Path(tmp) / "shift.pdf"
-                _write_pdf(args.db, ZoneInfo(args.zone), pdf)
-                page.goto(pdf.as_uri())
-                page.wait_for_timeout(3000)  # the built-in viewer draws after load
-                page.screenshot(path=str(out / "shifts_pdf.png"))
-                print(out / "shifts_pdf.png")
-                browser.close()
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        settings = {"INSPECT_DASHBOARD_OPEN_VIEWING": "true", "INSPECT_PLANT_TIME_ZONE": args.zone}
+        with serve_dashboard(Path(tmp), database_url=args.db, settings=settings) as base, sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1500, "height": 1400})
+            chart = '[data-testid="stVegaLiteChart"]'
+            shots = [("drift_all.png", f"{base}drift", chart, None),
+                     ("drift_paint-2.png", f"{base}drift", chart, "paint-2"),
+                     ("shifts_last.png", f"{base}shifts", '[data-testid="stMetric"]', None)]
+            for name, url, ready, station in shots:
+                seconds = _shoot(page, url, out / name, ready, station)
+                print(f"{out / name} ({seconds:.1f} s to draw, waits included)")
+            pdf = Path(tmp) / "shift.pdf"
+            _write_pdf(args.db, ZoneInfo(args.zone), pdf)
+            page.goto(pdf.as_uri())
+            page.wait_for_timeout(3000)  # the built-in viewer draws after load
+            page.screenshot(path=str(out / "shifts_pdf.png"))
+            print(out / "shifts_pdf.png")
+            browser.close()
 
 
 if __name__ == "__main__":

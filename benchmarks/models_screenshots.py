@@ -8,9 +8,7 @@ headless Chromium through Playwright, for a person to look at. Writes ``models_*
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -22,11 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from dashboard_screenshots import APP, CHROMIUM, CHROMIUM_ARGS, _free_port, _wait_for_server  # noqa: E402
+from dashboard_screenshots import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from seed_plant import seed  # noqa: E402
 
 from inspect_app.records import ModelVersion  # noqa: E402
 from inspect_app.storage import Database, Repository  # noqa: E402
+from tests.dashboard_server import serve_dashboard  # noqa: E402
 
 CLASSES = ["good", *(f"defect-{k}" for k in range(1, 10))]
 
@@ -68,42 +67,30 @@ def main() -> None:
         seed(url, args.rows)
         with Database.open(url) as db:
             _wide_version(db)
-        port = _free_port()
-        env = {**os.environ, "INSPECT_DATABASE_URL": url, "INSPECT_HOME": tmp, "PYTHONPATH": str(ROOT),
-               "INSPECT_DASHBOARD_OPEN_VIEWING": "true"}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port), "--server.headless",
-             "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        try:
-            _wait_for_server(port)
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1600, "height": 2400})
-                page.goto(f"http://127.0.0.1:{port}/models")
-                page.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)
-                page.wait_for_timeout(2500)
-                _pick(page, "Version B", "convnext-10cls")
-                page.screenshot(path=str(out / "models_compare.png"), full_page=True)
-                page.goto(f"http://127.0.0.1:{port}/")
-                page.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)
+        open_viewing = {"INSPECT_DASHBOARD_OPEN_VIEWING": "true"}
+        with serve_dashboard(Path(tmp), database_url=url, settings=open_viewing) as base, sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1600, "height": 2400})
+            page.goto(f"{base}models")
+            page.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)
+            page.wait_for_timeout(2500)
+            _pick(page, "Version B", "convnext-10cls")
+            page.screenshot(path=str(out / "models_compare.png"), full_page=True)
+            page.goto(base)
+            page.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)
+            page.wait_for_timeout(3000)
+            # A real click on the Pareto chart's first (tallest) bar, near its foot.
+            chart = page.locator('[data-testid="stVegaLiteChart"]').nth(1)
+            box = chart.bounding_box()
+            if box is not None:
+                page.mouse.click(box["x"] + box["width"] * 0.22, box["y"] + box["height"] * 0.5)
                 page.wait_for_timeout(3000)
-                # A real click on the Pareto chart's first (tallest) bar, near its foot.
-                chart = page.locator('[data-testid="stVegaLiteChart"]').nth(1)
-                box = chart.bounding_box()
-                if box is not None:
-                    page.mouse.click(box["x"] + box["width"] * 0.22, box["y"] + box["height"] * 0.5)
-                    page.wait_for_timeout(3000)
-                page.screenshot(path=str(out / "models_overview_click.png"), full_page=True)
-                text = page.locator("body").inner_text()
-                print("click-through caption:", [ln for ln in text.splitlines() if "NG part(s) behind" in ln][:2])
-                browser.close()
+            page.screenshot(path=str(out / "models_overview_click.png"), full_page=True)
+            text = page.locator("body").inner_text()
+            print("click-through caption:", [ln for ln in text.splitlines() if "NG part(s) behind" in ln][:2])
+            browser.close()
             for name in ("models_compare.png", "models_overview_click.png"):
                 print(out / name)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ verdicts on the part that is shown.
 
 Seeds a database in a temporary folder (``seed_plant.seed``), draws a part picture and a heatmap overlay for the
 newest waiting REVIEW parts (the paths go on their rows, like ``HeatmapFileSink`` would write them), starts
-``streamlit run``, signs in as the seeded operator and drives Debian's ``/usr/bin/chromium`` through Playwright.
+``inspect-app dashboard``, signs in as the seeded operator and drives Debian's ``/usr/bin/chromium`` through Playwright.
 Writes ``review_side_by_side.png``, ``review_overlay.png``, ``review_zoom.png`` and ``review_keys.png`` to ``--out``
 (default ``benchmarks/out/``, git-ignored) and prints what the keys recorded::
 
@@ -13,8 +13,6 @@ Writes ``review_side_by_side.png``, ``review_overlay.png``, ``review_zoom.png`` 
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,12 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from dashboard_screenshots import APP, CHROMIUM, CHROMIUM_ARGS, _free_port, _wait_for_server  # noqa: E402
+from dashboard_screenshots import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from seed_plant import PASSWORD, seed  # noqa: E402
 from sqlalchemy import update  # noqa: E402
 
 from inspect_app.storage import Database, Repository, review_queries  # noqa: E402
 from inspect_app.storage.tables import InspectionRow  # noqa: E402
+from tests.dashboard_server import serve_dashboard  # noqa: E402
 
 PICTURES = 48
 
@@ -89,58 +88,46 @@ def main() -> None:
         seed(url, args.rows)
         with Database.open(url) as db:
             ids = _evidence(db, Path(tmp) / "evidence")
-        port = _free_port()
-        env = {**os.environ, "INSPECT_DATABASE_URL": url, "INSPECT_HOME": tmp, "PYTHONPATH": str(ROOT)}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port), "--server.headless",
-             "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        try:
-            _wait_for_server(port)
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1500, "height": 1400})
-                page.goto(f"http://127.0.0.1:{port}/")
-                page.get_by_label("User").fill("operator")
-                page.get_by_role("textbox", name="Password").fill(PASSWORD)
-                page.get_by_role("button", name="Sign in").click()
-                page.get_by_text("Signed in as").first.wait_for(timeout=60_000)
-                started = time.perf_counter()
-                page.goto(f"http://127.0.0.1:{port}/review")
-                page.locator(f".st-key-card_{ids[0]} img").first.wait_for(timeout=60_000)
-                print(f"review page with pictures in the browser: {time.perf_counter() - started:.2f} s")
-                _settle(page)
-                shots = {}
-                page.screenshot(path=str(shots.setdefault("side_by_side", out / "review_side_by_side.png")))
-                page.get_by_text("Overlay", exact=True).click()
-                _settle(page)
-                page.screenshot(path=str(shots.setdefault("overlay", out / "review_overlay.png")))
-                page.locator(f".st-key-item_{ids[0]}_zoom button").click()
-                _settle(page)
-                page.screenshot(path=str(shots.setdefault("zoom", out / "review_zoom.png")))
-                page.locator(f".st-key-item_{ids[0]}_zoom button").click()
-                _settle(page)
-                # Keys: J moves the focus to the second card, O records OK there; the third card moves into its
-                # place, N records NG for it with the class its card shows.
-                page.mouse.click(5, 5)
-                page.keyboard.press("j")
-                page.keyboard.press("o")
-                _settle(page)
-                after_ok = _verdicts(url, ids[:4])
-                page.keyboard.press("n")
-                _settle(page)
-                after_ng = _verdicts(url, ids[:4])
-                page.screenshot(path=str(shots.setdefault("keys", out / "review_keys.png")))
-                browser.close()
+        with serve_dashboard(Path(tmp), database_url=url) as base, sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1500, "height": 1400})
+            page.goto(base)
+            page.get_by_label("User").fill("operator")
+            page.get_by_role("textbox", name="Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.get_by_text("Signed in as").first.wait_for(timeout=60_000)
+            started = time.perf_counter()
+            page.goto(f"{base}review")
+            page.locator(f".st-key-card_{ids[0]} img").first.wait_for(timeout=60_000)
+            print(f"review page with pictures in the browser: {time.perf_counter() - started:.2f} s")
+            _settle(page)
+            shots = {}
+            page.screenshot(path=str(shots.setdefault("side_by_side", out / "review_side_by_side.png")))
+            page.get_by_text("Overlay", exact=True).click()
+            _settle(page)
+            page.screenshot(path=str(shots.setdefault("overlay", out / "review_overlay.png")))
+            page.locator(f".st-key-item_{ids[0]}_zoom button").click()
+            _settle(page)
+            page.screenshot(path=str(shots.setdefault("zoom", out / "review_zoom.png")))
+            page.locator(f".st-key-item_{ids[0]}_zoom button").click()
+            _settle(page)
+            # Keys: J moves the focus to the second card, O records OK there; the third card moves into its
+            # place, N records NG for it with the class its card shows.
+            page.mouse.click(5, 5)
+            page.keyboard.press("j")
+            page.keyboard.press("o")
+            _settle(page)
+            after_ok = _verdicts(url, ids[:4])
+            page.keyboard.press("n")
+            _settle(page)
+            after_ng = _verdicts(url, ids[:4])
+            page.screenshot(path=str(shots.setdefault("keys", out / "review_keys.png")))
+            browser.close()
             print(f"cards before the keys: {ids[:4]}")
             print(f"after J, O: {after_ok}")
             print(f"after N:    {after_ng}")
             for name, path in shots.items():
                 print(f"{name}: {path}")
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
 
 
 if __name__ == "__main__":

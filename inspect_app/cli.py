@@ -158,7 +158,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     else:
         config = TrainConfig(epochs=args.epochs, batch_size=16, input_size=224, device=settings.device)
         print(f"fine-tuning {config.backbone} on {sample / 'train'} for {config.epochs} epochs (a few minutes on CPU)")
-        result = fit(sample / "train", model_dir, config, name="demo", progress=train_progress)
+        result = fit(sample / "train", model_dir, config, name="demo", progress=train_progress())
         print(f"validation accuracy {result.card.metrics['accuracy']:.3f} in {result.seconds:.0f} s")
         register_model(open_repository(settings.resolved_database_url), result.card, model_dir, actor=shell().username)
     spec = PipelineSpec(

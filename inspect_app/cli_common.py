@@ -32,15 +32,16 @@ def open_repository(url: str) -> Repository:
     return Repository(Database.open(url))
 
 
-def progress_bar(label: str) -> Callable[[int, int], None]:
-    """A tqdm bar on stderr: call it with (done, total). Silent when stderr is not a terminal (CI logs, pipes)."""
+def progress_bar(label: str, unit: str = "img") -> Callable[[int, int], None]:
+    """A tqdm bar on stderr counting ``unit``: call it with (done, total). Silent when stderr is not a terminal (CI
+    logs, pipes)."""
     from tqdm import tqdm
 
     bars: list[tqdm] = []  # made at the first call, so that model loading does not count against the rate
 
     def show(done: int, total: int) -> None:
         if not bars:
-            bars.append(tqdm(total=total, desc=label, unit="img", file=sys.stderr, disable=None))
+            bars.append(tqdm(total=total, desc=label, unit=unit, file=sys.stderr, disable=None))
         bar = bars[0]
         bar.total = total
         bar.update(done - bar.n)

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,22 +25,31 @@ if TYPE_CHECKING:
 DEFAULT_SAMPLE_DIR = Path("sample_data")
 
 
-def train_progress(event: dict) -> None:
-    if event["phase"] == "train":
-        sys.stderr.write(
-            f"\repoch {event['epoch']} step {event['step']}/{event['steps']} loss {event['loss']:.4f} "
-            f"{event['images_per_s']:.1f} img/s"
-            + (f" ETA {event['eta_s']:.0f}s   " if event.get("eta_s") else "   ")
-        )
-        sys.stderr.flush()
-    elif event["phase"] == "epoch":
-        eta = event.get("eta_s")
-        sys.stderr.write(
-            f"\repoch {event['epoch']}/{event['epochs']} train loss {event['train_loss']:.4f} "
-            f"{event['images_per_s']:.1f} img/s val acc {event.get('val_accuracy', float('nan')):.3f} "
-            f"val macro recall {event.get('val_macro_recall', float('nan')):.3f}"
-            + (f" ETA {eta:.0f}s" if eta else "") + "\n"
-        )
+# The epoch summary's figures, in this order, as they are named in the line.
+_EPOCH_FIGURES = (("val_accuracy", "val acc"), ("val_macro_recall", "val macro recall"), ("val_mae", "val mae"))
+
+
+def train_progress() -> Callable[[dict[str, Any]], None]:
+    """The display of a training run for ``fit``'s ``progress``: a step bar per epoch (``progress_bar``: nothing in
+    logs and pipes) and one summary line per epoch on stderr, always (a log of a run keeps its epochs)."""
+    bars: dict[int, Callable[[int, int], None]] = {}
+
+    def show(event: dict[str, Any]) -> None:
+        if event["phase"] == "train":
+            epoch = event["epoch"]
+            if epoch not in bars:
+                bars[epoch] = progress_bar(f"epoch {epoch}/{event['epochs']}", unit="step")
+            bars[epoch](event["step"], event["steps"])
+        elif event["phase"] == "epoch":
+            bars.pop(event["epoch"], None)
+            figures = "".join(f" {name} {event[key]:.3f}" for key, name in _EPOCH_FIGURES
+                              if event.get(key) is not None)
+            eta = f" ETA {event['eta_s']:.0f}s" if event.get("eta_s") else ""
+            sys.stderr.write(f"epoch {event['epoch']}/{event['epochs']} train loss {event['train_loss']:.4f} "
+                             f"{event['images_per_s']:.1f} img/s{figures}{eta}\n")
+            sys.stderr.flush()
+
+    return show
 
 
 def _register(settings: Settings, card: Any, model_dir: Path, snapshot: Snapshot) -> None:
@@ -98,7 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         data = load_dataset(Path(args.data_dir))  # what fit trains on, its validation share included
         snapshot = _snapshot(settings, args, out, list(data.items), list(data.classes))
-    result = fit(Path(args.data_dir), out, config, name=args.name or out.name, progress=train_progress,
+    result = fit(Path(args.data_dir), out, config, name=args.name or out.name, progress=train_progress(),
                  resume=args.resume)
     if os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 reports and registers the model once

@@ -56,9 +56,7 @@ def review_queue(db: Database, limit: int = 50, station: str | None = None) -> l
 
 def review_queue_size(db: Database, station: str | None = None) -> int:
     """How many REVIEW inspections wait for a person's verdict."""
-    with db.session() as session:
-        stmt = select(func.count()).select_from(InspectionRow).where(*waiting_conditions(station))
-        return int(session.scalar(stmt) or 0)
+    return review_queue_count(db, ReviewFilters(station=station))
 
 
 @dataclass(frozen=True)
@@ -85,14 +83,22 @@ class ReviewFilters:
         Raises:
             ValueError: a naive bound, or a lower bound above its upper bound (both values named).
         """
+        self.validate()
+        # One definition of "waiting", which matches the partial index ix_inspections_review_queue.
+        return [*waiting_conditions(self.station), *self.part_conditions()]
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the value for a naive bound or a lower bound above its upper bound."""
         _check_aware("since", self.since)
         _check_aware("until", self.until)
         if self.since is not None and self.until is not None and self.since >= self.until:
             raise ValueError(f"since {self.since.isoformat()!r} must be before until {self.until.isoformat()!r}")
         if self.min_score is not None and self.max_score is not None and self.min_score > self.max_score:
             raise ValueError(f"min_score {self.min_score!r} is above max_score {self.max_score!r}")
-        # One definition of "waiting", which matches the partial index ix_inspections_review_queue.
-        conditions = waiting_conditions(self.station)
+
+    def part_conditions(self) -> list[ColumnElement[bool]]:
+        """The filters on the part itself (class, score, time), without the queue's own conditions."""
+        conditions: list[ColumnElement[bool]] = []
         if self.defect_class == UNCLASSIFIED:
             conditions.append(InspectionRow.defect_class.is_(None))
         elif self.defect_class is not None:
@@ -134,7 +140,19 @@ def review_queue_page(db: Database, filters: ReviewFilters, page: int = 1, page_
 
 
 def review_queue_count(db: Database, filters: ReviewFilters) -> int:
-    """How many waiting REVIEW parts match ``filters``."""
-    stmt = select(func.count()).select_from(InspectionRow).where(*filters.conditions())
+    """How many waiting REVIEW parts match ``filters``.
+
+    Counted as the matching REVIEW parts less the reviewed ones among them, not as one count with a "no review yet"
+    probe per part: the first is an index-only count over the REVIEW index, the second walks ``reviews`` (people
+    review thousands of parts, a line sends millions), and the probe per part was what made the count of ~300,000
+    waiting parts at 10,000,000 rows cost 100-200 ms.
+    """
+    filters.validate()
+    parts = [InspectionRow.decision == Decision.REVIEW.value, *filters.part_conditions()]
+    if filters.station is not None:
+        parts.append(InspectionRow.station == filters.station)
+    review_parts = select(func.count()).select_from(InspectionRow).where(*parts)
+    reviewed = (select(func.count()).select_from(ReviewRow)
+                .join(InspectionRow, InspectionRow.id == ReviewRow.inspection_id).where(*parts))
     with db.session() as session:
-        return int(session.scalar(stmt) or 0)
+        return int(session.scalar(review_parts) or 0) - int(session.scalar(reviewed) or 0)

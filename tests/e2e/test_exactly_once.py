@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy.engine import make_url
 
 from inspect_app.cli import main
 from inspect_app.data.image_io import write_image
+from inspect_app.errors import StorageError
 from inspect_app.records import Decision
 from inspect_app.storage.db import Database
 from inspect_app.storage.repository import Repository
@@ -65,19 +67,27 @@ def _start(tmp_path: Path, spec: Path, repo_root: Path) -> subprocess.Popen[str]
 def _rows_when(db_url: str, proc: subprocess.Popen[str], at_least: int) -> int:
     """Wait until ``at_least`` rows are committed (the run is past its first batches), then say how many."""
     deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            count = len(Repository(Database.open(db_url)).list_inspections(limit=1000))
-        except Exception:  # the schema may not exist yet in the first moments of the run
-            count = 0
-        if count >= at_least:
-            return count
+    database_file = Path(make_url(db_url).database or "")
+    while not database_file.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
+    if database_file.exists():
+        # Opened once and only read (the run migrates it), disposed on leaving.
+        with Database.open(db_url, migrate=False) as db:
+            repo = Repository(db)
+            while time.time() < deadline and proc.poll() is None:
+                try:
+                    count = len(repo.list_inspections(limit=1000))
+                except StorageError:  # the run may still be creating the schema
+                    count = 0
+                if count >= at_least:
+                    return count
+                time.sleep(0.05)
     pytest.fail(f"the run committed fewer than {at_least} rows (exit {proc.poll()})")
 
 
 def _check_exactly_once(tmp_path: Path, db_url: str, *, duplicate_signals_allowed: int) -> None:
-    rows = Repository(Database.open(db_url)).list_inspections(limit=1000)
+    with Database.open(db_url) as db:
+        rows = Repository(db).list_inspections(limit=1000)
     images = sorted(r.image_path for r in rows)
     assert len(rows) == PARTS + 1 and len(set(images)) == PARTS + 1, "one row per part"
     decisions = Counter(r.decision for r in rows)

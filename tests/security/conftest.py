@@ -20,7 +20,6 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-import streamlit as st
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
@@ -28,6 +27,7 @@ from inspect_app.app import users
 from inspect_app.cli import main
 from inspect_app.records import Decision, Inspection
 from inspect_app.storage import Database, Repository
+from tests.streamlit_caches import fresh_caches  # noqa: F401 - an autouse fixture for every test in this folder
 
 ADMIN_ENV = "INSPECT_TEST_POSTGRES_ADMIN_URL"
 OWNER_PASSWORD = "owner-pw-9f3a1c"
@@ -106,16 +106,6 @@ def admin_engine(roles_db: RolesDatabase) -> Iterator[object]:
 PASSWORD = "correct-horse-battery"
 ROLES = ("viewer", "operator", "engineer", "admin")
 SECRET = "s" * 40
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches() -> Iterator[None]:
-    """Streamlit caches live in the process (one Database per URL); start and end every test without them."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -7,24 +7,20 @@ sign-out in one tab ends the session in the other. Skipped without Debian's ``/u
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.dashboard_server import serve_dashboard
+
 CHROMIUM = Path("/usr/bin/chromium")
 PASSWORD = "ana-long-password"
 
 pytestmark = pytest.mark.slow
-
-
-def _cli(home: Path) -> list[str]:
-    return [sys.executable, "-m", "inspect_app", "--home", str(home)]
 
 
 @pytest.fixture
@@ -34,25 +30,11 @@ def dashboard(tmp_path: Path) -> Iterator[str]:
         pytest.skip(f"{CHROMIUM} is not installed (apt install chromium)")
     pytest.importorskip("playwright.sync_api")
     env = {k: v for k, v in os.environ.items() if not k.startswith("INSPECT_")}
-    subprocess.run([*_cli(tmp_path), "users", "add", "ana", "--role", "admin", "--password-stdin"],
-                   input=f"{PASSWORD}\n", text=True, check=True, env=env, capture_output=True)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen([*_cli(tmp_path), "dashboard", "--port", str(port)], env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
+    subprocess.run([sys.executable, "-m", "inspect_app", "--home", str(tmp_path), "users", "add", "ana", "--role",
+                    "admin", "--password-stdin"], input=f"{PASSWORD}\n", text=True, check=True, env=env,
+                   capture_output=True)
+    with serve_dashboard(tmp_path) as url:
         yield url
-    finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
 
 
 def _session_cookie(context: object, deadline_s: float = 60) -> dict:

@@ -97,3 +97,22 @@ def test_review_queue_lists_unreviewed_review_rows_newest_first(db: Database, re
     assert review_queries.review_queue_size(db, station="s1") == 4
     with pytest.raises(ValueError, match="limit 0 must be a positive integer"):
         review_queries.review_queue(db, limit=0)
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [review_queries.ReviewFilters(), review_queries.ReviewFilters(station="s1"),
+     review_queries.ReviewFilters(defect_class="dent"), review_queries.ReviewFilters(min_score=0.43)],
+)
+def test_review_queue_count_matches_the_pages_with_reviews_on_other_parts(
+        db: Database, repo: Repository, inspection_factory: Any, filters: review_queries.ReviewFilters) -> None:
+    # The count subtracts reviewed REVIEW parts: reviews of NG parts (spot checks) and of parts outside the filter
+    # must not come off it, and a reviewed part inside it must.
+    _review_rows(repo, inspection_factory)
+    assert repo.add_inspections([inspection_factory(i, decision=Decision.NG, station="s1", defect_class="dent",
+                                                    score=0.9) for i in (10, 11)]) == 2
+    for inspection_id in (11, 12, 2, 5):  # 11, 12: NG parts; 2 (s1, dent), 5 (s2, dent): REVIEW parts
+        repo.add_review(Review(inspection_id=inspection_id, verdict=Decision.NG, reviewer="ann"))
+    listed = review_queries.review_queue_page(db, filters, 1, 100)
+    assert review_queries.review_queue_count(db, filters) == len(listed)
+    assert not {2, 5, 10, 11, 12} & {item.inspection_id for item in listed}

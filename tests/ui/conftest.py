@@ -1,18 +1,5 @@
-"""Fixtures for the dashboard tests."""
+"""Fixtures for the dashboard tests: Streamlit's caches emptied around every test (``fresh_caches``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-import streamlit as st
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches() -> Iterator[None]:
-    """Streamlit caches live in the process; start and end every test without them."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+from tests.streamlit_caches import fresh_caches  # noqa: F401 - an autouse fixture for every test in this folder

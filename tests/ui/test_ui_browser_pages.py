@@ -16,11 +16,8 @@ import logging
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,7 @@ import pytest
 from inspect_app.app import users
 from inspect_app.storage import Database, queries, review_queries
 from inspect_app.storage.tables import InspectionRow
+from tests.dashboard_server import serve_dashboard
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
@@ -66,12 +64,6 @@ UNFORMATTED = {
 }
 # The marks Vega drew in a chart's SVG (axes, grid and legends have roles of their own).
 MARKS_JS = "c => c.querySelectorAll('svg .role-mark > *').length"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _draw_parts(db: Database, folder: Path, served_as: Path) -> None:
@@ -129,28 +121,8 @@ def plant_home(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path
 @pytest.fixture(scope="session")
 def dashboard(plant_home: Path) -> Iterator[str]:
     """``inspect-app dashboard`` on the seeded plant (one per worker); yields its URL."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INSPECT_")}
-    env["PYTHONPATH"] = str(REPO_ROOT)
-    port = _free_port()
-    log = open(plant_home / f"server-{port}.log", "w")  # noqa: SIM115 - closed after the server stops
-    process = subprocess.Popen([sys.executable, "-m", "inspect_app", "--home", str(plant_home), "dashboard",
-                                "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                if process.poll() is not None:
-                    raise RuntimeError(f"the dashboard exited with {process.returncode}; see {log.name}") from None
-                time.sleep(0.5)
+    with serve_dashboard(plant_home) as url:
         yield url
-    finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture(scope="session")
