@@ -169,3 +169,46 @@ def test_spool_from_an_earlier_outage_is_written_before_the_skip_list_is_read(
     assert len(Repository(Database.open(db_url)).list_inspections(limit=50)) == 3
     assert len(csv_path.read_text().splitlines()) == 1 + 1  # header + the one image not inspected before
     assert not (tmp_path / "spool" / "st-O.jsonl").exists()
+
+
+def test_a_pipeline_following_the_active_model_does_not_inspect_its_folder_again_after_a_promotion(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    import dataclasses
+    import shutil
+
+    from inspect_app.app.access import shell_user
+    from inspect_app.app.versions import promote_model, register_model
+    from inspect_app.models.checkpoint import read_card, write_card
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(6):
+        cv2.imwrite(str(folder / f"p{i}.png"), np.clip(rng.normal(40 + 40 * i, 8, (64, 64, 3)), 0, 255)
+                    .astype(np.uint8))
+    db_url = f"sqlite:///{tmp_path / 'plant.db'}"
+    pipeline = tmp_path / "line.yaml"
+    pipeline.write_text(
+        f"name: line\nstation: {{name: st-F, line: L1}}\nsource: {{kind: folder, path: {folder}}}\n"
+        f"model: {{path: {tiny_checkpoint}, follow_active: true}}\ninference: {{device: cpu, batch_size: 3}}\n"
+        f"sinks: {{database: '{db_url}', jsonl: {tmp_path / 'out.jsonl'}, ng_dir: {tmp_path / 'ng'}}}\n"
+    )
+    assert main(["--home", str(tmp_path), "run", str(pipeline)]) == 0
+    # A second model (the same weights under another name) is promoted while the line is down.
+    second = tmp_path / "tiny-pipe-2"
+    shutil.copytree(tiny_checkpoint, second)
+    write_card(second, dataclasses.replace(read_card(second), name="tiny-pipe-2"))
+    db = Database.open(db_url)
+    register_model(Repository(db), read_card(second), second)
+    promote_model(db, shell_user("tester"), "tiny-pipe-2")
+    assert main(["--home", str(tmp_path), "run", str(pipeline)]) == 0
+    rows = Repository(db).list_inspections(limit=50)
+    assert len(rows) == 6 and {r.model_version for r in rows} == {"tiny-pipe"}, "no part decided twice"
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 6
+    # A new part is decided by the promoted model.
+    cv2.imwrite(str(folder / "p9.png"), np.full((64, 64, 3), 200, np.uint8))
+    assert main(["--home", str(tmp_path), "run", str(pipeline)]) == 0
+    newest = Repository(db).list_inspections(limit=50)
+    assert len(newest) == 7 and newest[0].model_version == "tiny-pipe-2"
+    db.dispose()

@@ -124,7 +124,11 @@ def run_inspection_job(
     spool_dir = Path(spec.spool_dir) if spec.spool_dir else settings.home / "spool"
     spool = SpoolingRepository(repository, spool_dir / f"{station_file_name(spec.station)}.jsonl")
     replayed = _flush_spool(spool) if spool.pending else 0
-    known = repository.known_hashes(inspector.card.name, spec.station) | spool.pending_hashes()
+    # A pipeline that follows the active model is the station's line: a part it decided under any model is done (a
+    # restart after a promotion must not decide, and signal, the parts already in its folder again). A pipeline
+    # pinned to one model re-inspects a folder for that model.
+    decided_by = None if spec.follow_active else inspector.card.name
+    known = repository.known_hashes(decided_by, spec.station) | spool.pending_hashes()
     source = open_source(
         spec.source_kind, spec.source, station=spec.station, line=spec.line, skip_hashes=known, live=spec.live,
         options=spec.source_options,

@@ -28,7 +28,7 @@ import numpy as np
 
 from inspect_app.config.pipeline import PipelineSpec
 from inspect_app.engine.infer import Inspector
-from inspect_app.errors import ConfigError
+from inspect_app.errors import ConfigError, StorageError
 from inspect_app.records import ModelVersion, Prediction
 
 logger = logging.getLogger(__name__)
@@ -144,7 +144,12 @@ class HotSwapInspector:
         if not force and time.monotonic() - self._last_poll < self.poll_s:
             return swapped
         self._last_poll = time.monotonic()
-        active = self.repository.active_model()
+        try:
+            active = self.repository.active_model()
+        except StorageError as exc:
+            # A database outage must not stop the line: keep deciding with the current model, ask again next poll.
+            logger.warning("active model not read, %s keeps deciding: %s", self.version.name, exc)
+            return swapped
         if active is None:
             return swapped
         if active.name == self.version.name:
@@ -184,7 +189,11 @@ class HotSwapInspector:
         version, inspector = pending
         if self.follow_threshold:
             # The row as it is now: the threshold may have been changed while the model loaded.
-            version = self.repository.get_model_version(version.name) or version
+            try:
+                version = self.repository.get_model_version(version.name) or version
+            except StorageError as exc:
+                logger.warning("threshold of %s not re-read (the one read before loading decides): %s", version.name,
+                               exc)
             apply_version_threshold(inspector, version)
         self.version, self.current = version, inspector
         self.swaps += 1

@@ -245,16 +245,12 @@ class InspectionRepository:
             session.execute(stmt, defect_values)
 
     def known_hashes(self, model_version: str | None, station: str) -> set[str]:
-        """Content hashes already inspected by ``model_version`` at ``station`` (to skip them before decoding)."""
-        stmt = (
-            select(InspectionRow.content_hash)
-            .where(
-                InspectionRow.model_version == model_version,
-                InspectionRow.station == station,
-                InspectionRow.content_hash.is_not(None),
-            )
-            .distinct()
-        )
+        """Content hashes already inspected by ``model_version`` (``None``: by any model) at ``station``, to skip
+        them before decoding."""
+        conditions = [InspectionRow.station == station, InspectionRow.content_hash.is_not(None)]
+        if model_version is not None:
+            conditions.append(InspectionRow.model_version == model_version)
+        stmt = select(InspectionRow.content_hash).where(*conditions).distinct()
         with self.db.session() as session:
             return {value for value in session.scalars(stmt) if value is not None}
 

@@ -162,6 +162,26 @@ def test_a_model_that_cannot_load_keeps_the_old_one(sqlite_db: Database, two_mod
     assert hot.card.name == "m-old"
 
 
+def test_a_database_that_does_not_answer_keeps_the_current_model_deciding(
+    tmp_path: Path, two_models: list[Path], tiny_sets: dict[str, Path]
+) -> None:
+    from inspect_app.data.folders import list_images
+    from inspect_app.data.image_io import read_image
+
+    db_file = tmp_path / "plant" / "inspect.db"
+    db = Database.open(f"sqlite:///{db_file}")
+    repo = Repository(db)
+    _register(repo, two_models[0])
+    repo.promote(two_models[0].name)
+    hot = HotSwapInspector(repo, inspector_loader(device="cpu"), poll_s=0.0, background=False)
+    db.dispose()
+    shutil.rmtree(db_file.parent)  # the database is gone: every read fails (an outage)
+    assert hot.poll() is False
+    image = read_image(list_images(tiny_sets["incoming"])[0])
+    assert hot.card.name == "m-old" and len(hot.predict([image])) == 1
+    db.dispose()
+
+
 class _ChangedAfterFirstBatch:
     """An inspector whose model's stored threshold is changed (as on the dashboard) right after its first batch."""
 

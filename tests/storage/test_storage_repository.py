@@ -106,6 +106,8 @@ def test_known_hashes(repo: Repository, inspection_factory: Any) -> None:
     assert repo.known_hashes("resnet-v1", "station-1") == {f"{i:064x}" for i in range(3)}
     assert repo.known_hashes("resnet-v1", "station-2") == {f"{10:064x}"}
     assert repo.known_hashes("missing", "station-1") == set()
+    # None: decided by any model (a pipeline that follows the active model)
+    assert repo.known_hashes(None, "station-1") == {f"{i:064x}" for i in (0, 1, 2, 11)}
 
 
 def test_list_inspections_newest_first_with_filters(repo: Repository, inspection_factory: Any) -> None:
