@@ -258,24 +258,3 @@ def test_an_update_schedule_adds_only_the_good_images_reviewed_since_the_refresh
     assert run.id == third and run.status is RunStatus.SUCCEEDED and run.metrics["model"] is None
     assert "nothing to add" in run.metrics["decision"]
     assert repo.get_model_version(f"g-run{third}") is None
-
-
-def test_a_frozen_test_set_from_the_champions_training_data_fails_the_run_untrained(
-    sqlite_db: Database, settings, tiny_sets, spec_factory
-) -> None:
-    fast_spec = spec_factory
-    queue, repo = RunQueue(sqlite_db), Repository(sqlite_db)
-    worker = Worker(sqlite_db, settings, name="w1", heartbeat_s=0.5, stale_after=timedelta(seconds=5))
-    first = queue.enqueue(fast_spec(tiny_sets["test"]).to_dict(), str(tiny_sets["train"]))
-    # The challenger trains on other images, but would be judged on the champion's own training images.
-    second = queue.enqueue(fast_spec(tiny_sets["train"]).to_dict(), str(tiny_sets["test"]))
-    assert worker.run_forever(drain=True) == 2
-    assert queue.get(first).status is RunStatus.SUCCEEDED, queue.get(first).error
-    refused = queue.get(second)
-    assert refused.status is RunStatus.FAILED
-    assert "DatasetError" in refused.error
-    assert f"22 of the 22 frozen test image(s) are in the training split of model 't-run{first}'" in refused.error
-    assert refused.progress.get("phase") != "train" and refused.progress.get("epoch") is None, "refused untrained"
-    assert repo.get_model_version(f"t-run{second}") is None, "no candidate from a refused run"
-    assert queue.list_comparisons(candidate=f"t-run{second}") == []
-    assert repo.active_model().name == f"t-run{first}"
